@@ -1,0 +1,3 @@
+from bertcli.cli.main import main
+
+main()

@@ -1,0 +1,40 @@
+"""Device and precision choice, all through Accelerate (the only place that builds an Accelerator)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger("bertcli")
+
+
+def fast_bf16_available() -> bool:
+    """True where bf16 matmuls are faster than fp32: accelerators with bf16, CPUs with AVX512-BF16 or AMX.
+
+    On CPUs without them (e.g. AVX2-only) bf16 runs in emulation, tens of times slower than fp32.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import is_bf16_available
+
+    if PartialState().device.type != "cpu":
+        return is_bf16_available()
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def resolve_precision(requested: str) -> str:
+    """'auto' becomes bf16 where it is fast, else full precision ('no')."""
+    if requested != "auto":
+        return requested
+    return "bf16" if fast_bf16_available() else "no"
+
+
+def make_accelerator(precision: str = "auto", **kwargs: Any):
+    """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins."""
+    from accelerate import Accelerator
+
+    if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
+        return Accelerator(**kwargs)
+    return Accelerator(mixed_precision=resolve_precision(precision), **kwargs)

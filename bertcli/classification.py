@@ -1,0 +1,513 @@
+"""Sequence classification: the finetune, evaluate and predict cores for single-label, multi-label and regression.
+
+This is the task layer between the commands and the shared machinery (data layer, model bundle,
+training loop, inference path); token classification and pretraining get modules of their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertcli.config import DataOptions, FinetuneConfig, to_dict
+from bertcli.data import (
+    Columns,
+    LabelSpec,
+    Table,
+    encode_labels,
+    infer_labels,
+    iter_records,
+    load_table,
+    resolve_columns,
+    split_validation,
+    validate_texts,
+)
+from bertcli.errors import BertcliError, DataError, UsageError
+from bertcli.inference import Encoded, TorchBackend, encode, length_sorted_batches, pad, run_batches
+
+log = logging.getLogger("bertcli")
+DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}
+
+
+# --- shared helpers --------------------------------------------------------------------------------
+
+
+def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    """Softmax for single-label, sigmoid for multi-label, identity for regression."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if task == "single_label":
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+    if task == "multi_label":
+        return 1.0 / (1.0 + np.exp(-logits))
+    return logits
+
+
+def _texts(table: Table, columns: Columns) -> tuple[list[str], list[str] | None]:
+    texts = table.dataset[columns.text]
+    pairs = table.dataset[columns.pair] if columns.pair else None
+    return texts, pairs
+
+
+def _fingerprint(path: str) -> dict[str, Any]:
+    if path == "-":
+        return {"file": "<stdin>"}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": str(Path(path).resolve()), "sha256": digest.hexdigest()}
+
+
+# --- finetune ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneResult:
+    output: Path
+    meta: dict[str, Any]
+
+
+def _collate(task: str):
+    import torch
+
+    def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(e["input_ids"]) for e in examples)
+        ids = torch.zeros((len(examples), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        types = torch.zeros_like(ids)
+        for row, e in enumerate(examples):
+            n = len(e["input_ids"])
+            ids[row, :n] = torch.tensor(e["input_ids"])
+            mask[row, :n] = 1
+            if e.get("token_type_ids") is not None:
+                types[row, :n] = torch.tensor(e["token_type_ids"])
+        dtype = torch.long if task == "single_label" else torch.float
+        labels = torch.tensor([e["label"] for e in examples], dtype=dtype)
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
+
+    return collate
+
+
+def _examples(encoded: Encoded, labels: Sequence[Any], indices: Sequence[int]) -> list[dict[str, Any]]:
+    return [
+        {
+            "input_ids": encoded.input_ids[i],
+            "token_type_ids": encoded.token_type_ids[i] if encoded.token_type_ids is not None else None,
+            "label": labels[i],
+        }
+        for i in indices
+    ]
+
+
+def _loss_fn(task: str, weights: Any):
+    import torch.nn.functional as F
+
+    def loss_from_logits(logits, labels):
+        logits = logits.float()
+        if task == "single_label":
+            return F.cross_entropy(logits, labels, weight=weights)
+        if task == "multi_label":
+            return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights)
+        return F.mse_loss(logits.squeeze(-1), labels)
+
+    return loss_from_logits
+
+
+def _class_weights(task: str, labels: Sequence[Any], num_labels: int):
+    """Inverse-frequency weights (single-label) or negative/positive ratios (multi-label)."""
+    import torch
+
+    if task == "single_label":
+        counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(np.float64)
+        weights = len(labels) / (num_labels * np.maximum(counts, 1))
+    elif task == "multi_label":
+        positives = np.asarray(labels).sum(axis=0)
+        weights = (len(labels) - positives) / np.maximum(positives, 1)
+    else:
+        raise UsageError("--class-weights auto needs a classification task, not regression")
+    return torch.tensor(weights, dtype=torch.float)
+
+
+def _prepare_output(cfg: FinetuneConfig) -> tuple[Path, Path]:
+    """Check the output directory; an interrupted run lives beside it in OUTPUT.incomplete/."""
+    out = Path(cfg.output)
+    run_dir = out.with_name(out.name + ".incomplete")
+    if out.exists() and not cfg.overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise UsageError("output directory already exists", file=out, hint="pass --overwrite or choose another -o")
+    if run_dir.exists() and cfg.training.resume is None:
+        log.info("removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)", run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return out, run_dir
+
+
+def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
+    """Fine-tune a sequence classifier on a table and save a model bundle to cfg.output."""
+    import torch
+    from accelerate.utils import set_seed
+
+    from bertcli.accel import make_accelerator
+    from bertcli.io import replace_dir
+    from bertcli.metrics import report_for_task
+    from bertcli.modeling import library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
+    from bertcli.training import TrainJob, train
+
+    cfg.validate()
+    opts = cfg.training
+    table = load_table(cfg.train, cfg.data)
+    columns = resolve_columns(table, cfg.data, need_label=True)
+    log.info("%s: %d rows, columns %s", cfg.train, len(table.dataset), columns.describe())
+    validate_texts(table, columns)
+    spec = infer_labels(table, columns.label, cfg.data, cfg.task)
+    labels = encode_labels(table, columns.label, spec, cfg.data)
+    log.info("task %s%s", spec.task, f", {len(spec.names)} labels: {', '.join(spec.names[:20])}" if spec.names else "")
+    if spec.task != "regression" and len(spec.names) < 2:
+        raise DataError(f"only one label ({spec.names[0]!r}) in the training data", file=cfg.train, column=columns.label)
+
+    model_path = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    set_seed(opts.seed)
+    accelerator = make_accelerator(opts.precision, gradient_accumulation_steps=opts.grad_accum)
+    model = load_sequence_classifier(model_path, spec)
+    cap = model_max_length(tokenizer, model.config)
+    if opts.max_length is not None and opts.max_length > cap:
+        raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {cap}")
+    texts, pairs = _texts(table, columns)
+    encoded = encode(tokenizer, texts, pairs, opts.max_length or cap)
+    lengths = [len(ids) for ids in encoded.input_ids]
+    max_length = opts.max_length or min(cap, int(np.ceil(max(lengths) / 8) * 8))
+    log.info(
+        "tokens per example: p50 %d, p95 %d, max %d; max length %d (%d truncated)",
+        np.percentile(lengths, 50), np.percentile(lengths, 95), max(lengths), max_length, sum(encoded.truncated),
+    )  # fmt: skip
+
+    if cfg.validation:
+        val_table = load_table(cfg.validation, cfg.data)
+        val_columns = resolve_columns(val_table, cfg.data, need_label=True, label_column=columns.label)
+        validate_texts(val_table, val_columns)
+        val_labels = encode_labels(val_table, val_columns.label, spec, cfg.data)
+        val_encoded = encode(tokenizer, *_texts(val_table, val_columns), max_length)
+        train_examples = _examples(encoded, labels, range(len(labels)))
+        val_examples = _examples(val_encoded, val_labels, range(len(val_labels)))
+    elif cfg.val_split > 0:
+        train_idx, val_idx = split_validation(labels, cfg.val_split, opts.seed, stratify=spec.task == "single_label")
+        train_examples, val_examples = _examples(encoded, labels, train_idx), _examples(encoded, labels, val_idx)
+    else:
+        train_examples, val_examples = _examples(encoded, labels, range(len(labels))), []
+    log.info("%d training and %d validation examples", len(train_examples), len(val_examples))
+
+    weights = _class_weights(spec.task, [e["label"] for e in train_examples], spec.num_labels) if opts.class_weights == "auto" else None
+    loss_from_logits = _loss_fn(spec.task, weights.to(accelerator.device) if weights is not None else None)
+    collate = _collate(spec.task)
+
+    def loss(model, batch):
+        labels = batch.pop("labels")
+        return loss_from_logits(model(**batch).logits, labels)
+
+    evaluate = None
+    if val_examples:
+        from torch.utils.data import DataLoader
+
+        val_batches = [b.tolist() for b in length_sorted_batches([len(e["input_ids"]) for e in val_examples], opts.batch_size * 2)]
+        val_loader = accelerator.prepare(DataLoader(val_examples, batch_sampler=val_batches, collate_fn=collate))
+
+        def evaluate(model, accelerator) -> dict[str, float]:
+            model.eval()
+            logits_all, labels_all, total, count = [], [], 0.0, 0
+            with torch.inference_mode():
+                for batch in val_loader:
+                    labels = batch.pop("labels")
+                    logits = model(**batch).logits.float()
+                    total += loss_from_logits(logits, labels).item() * len(labels)
+                    count += len(labels)
+                    logits, labels = accelerator.gather_for_metrics((logits, labels))
+                    logits_all.append(logits.cpu().numpy())
+                    labels_all.append(labels.cpu().numpy())
+            logits_np, refs = np.concatenate(logits_all), np.concatenate(labels_all)
+            report = report_for_task(spec.task, *_references_predictions(spec.task, refs, logits_np, 0.5), spec.names)
+            flat = {k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and k != "n" and v is not None}
+            return {"loss": total / max(count, 1), **flat}
+
+    metric = opts.metric or DEFAULT_METRIC[spec.task]
+    job = TrainJob(
+        model=model, dataset=train_examples, lengths=[len(e["input_ids"]) for e in train_examples],
+        collate=collate, loss=loss, evaluate=evaluate, metric=metric if val_examples else "loss",
+    )  # fmt: skip
+    out, run_dir = _prepare_output(cfg)
+    state = train(job, opts, accelerator, run_dir, on_step=on_step)
+
+    meta = {
+        "task": spec.task,
+        "labels": spec.names,
+        "columns": {"text": columns.text, "pair": columns.pair, "label": columns.label},
+        "label_sep": cfg.data.label_sep,
+        "max_length": max_length,
+        "threshold": 0.5 if spec.task == "multi_label" else None,
+        "base_model": cfg.model or "sentence-transformers/all-MiniLM-L6-v2",
+        "config": to_dict(cfg),
+        "train_data": {**_fingerprint(cfg.train), "rows": len(table.dataset)},
+        "validation_data": _fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
+        "metric": job.metric,
+        "best": {"step": state.best_step, job.metric: state.best_metric},
+        "history": state.history,
+        "steps": state.global_step,
+        "stopped_early": state.stopped_early,
+        "train_seconds": round(state.train_seconds, 2),
+        "train_examples_per_second": round(state.examples_per_second, 2),
+        "versions": library_versions(),
+    }
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        staging = run_dir / "bundle"
+        save_bundle(job.model, tokenizer, staging, meta)
+        replace_dir(staging, out)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return FinetuneResult(out, meta)
+
+
+def _references_predictions(task: str, refs: np.ndarray, logits: np.ndarray, threshold: float):
+    probs = probabilities(logits, task)
+    if task == "single_label":
+        return refs.astype(int).tolist(), probs.argmax(-1).tolist()
+    if task == "multi_label":
+        return refs.astype(int).tolist(), (probs >= threshold).astype(int).tolist()
+    return refs.astype(float).tolist(), probs[:, 0].tolist()
+
+
+# --- evaluate -------------------------------------------------------------------------------------------
+
+
+class Classifier:
+    """A loaded bundle ready for inference: tokenizes, batches and turns logits into scores."""
+
+    def __init__(self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None) -> None:
+        from bertcli.modeling import load_bundle, model_max_length
+
+        self.bundle = load_bundle(model_dir)
+        self.spec: LabelSpec = self.bundle.spec
+        self.tokenizer = self.bundle.tokenizer
+        self.max_length = max_length or model_max_length(self.tokenizer, self.bundle.model.config)
+        self.batch_size = batch_size
+        self.backend = TorchBackend(self.bundle.model, precision)
+        self.threshold = self.bundle.meta.get("threshold") or 0.5
+
+    def scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, list[bool]]:
+        """Class probabilities (or regression values) in input order, and which inputs were truncated."""
+        encoded = encode(self.tokenizer, texts, pairs, self.max_length)
+        logits = run_batches(self.backend, encoded, self.tokenizer.pad_token_id or 0, self.batch_size)
+        width = self.spec.num_labels
+        stacked = np.stack(logits) if logits else np.zeros((0, width), dtype=np.float32)
+        return probabilities(stacked, self.spec.task), encoded.truncated
+
+    def columns_for(self, table: Table, options: DataOptions, need_label: bool) -> Columns:
+        saved = self.bundle.meta.get("columns", {})
+        merged = DataOptions(**{**options.__dict__})
+        for key, attr in (("text", "text_column"), ("pair", "text_pair_column")):
+            if getattr(merged, attr) is None and saved.get(key) in table.dataset.column_names:
+                setattr(merged, attr, saved[key])
+        label = saved.get("label") if saved.get("label") in table.dataset.column_names else None
+        return resolve_columns(table, merged, need_label=need_label, label_column=None if options.label_column else label)
+
+
+def evaluate_model(
+    model_dir: str, data: str, options: DataOptions, batch_size: int = 32, precision: str = "auto",
+    errors_path: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Score a saved model on labelled data: the full metrics report (and optionally the errors file)."""
+    from bertcli.metrics import report_for_task
+
+    classifier = Classifier(model_dir, precision, batch_size)
+    spec = classifier.spec
+    if options.label_sep is None and classifier.bundle.meta.get("label_sep"):
+        options = DataOptions(**{**options.__dict__, "label_sep": classifier.bundle.meta["label_sep"]})
+    table = load_table(data, options)
+    columns = classifier.columns_for(table, options, need_label=True)
+    validate_texts(table, columns)
+    labels = encode_labels(table, columns.label, spec, options)
+    texts, pairs = _texts(table, columns)
+    probs, truncated = classifier.scores(texts, pairs)
+    refs, preds = _references_predictions(spec.task, np.asarray(labels), _as_logits(probs, spec.task), classifier.threshold)
+    report = report_for_task(spec.task, refs, preds, spec.names)
+    report.update(
+        {"task": spec.task, "model": str(model_dir), "data": data, "columns": columns.describe(), "truncated": int(sum(truncated))}
+    )
+    if errors_path:
+        _write_errors(errors_path, spec, texts, refs, preds, probs)
+        report["errors_file"] = errors_path
+    return report
+
+
+def _as_logits(probs: np.ndarray, task: str) -> np.ndarray:
+    """Inverse of `probabilities` up to monotone transforms, so thresholds and argmax agree."""
+    if task == "multi_label":
+        clipped = np.clip(probs, 1e-12, 1 - 1e-12)
+        return np.log(clipped / (1 - clipped))
+    if task == "single_label":
+        return np.log(np.clip(probs, 1e-12, None))
+    return probs
+
+
+def _write_errors(path: str, spec: LabelSpec, texts, refs, preds, probs) -> None:
+    from bertcli.io import atomic_write, dumps
+
+    with atomic_write(path) as handle:
+        for row, (text, gold, pred, p) in enumerate(zip(texts, refs, preds, probs)):
+            if spec.task == "regression":
+                record = {"row": row + 1, "text": text, "label": gold, "predicted": pred, "error": pred - gold}
+            elif gold == pred:
+                continue
+            elif spec.task == "single_label":
+                record = {
+                    "row": row + 1, "text": text, "label": spec.names[gold], "predicted": spec.names[pred],
+                    "score": float(p[pred]), "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
+                }  # fmt: skip
+            else:
+                record = {
+                    "row": row + 1, "text": text, "labels": [n for n, g in zip(spec.names, gold) if g],
+                    "predicted": [n for n, g in zip(spec.names, pred) if g],
+                    "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
+                }  # fmt: skip
+            handle.write(dumps(record) + "\n")
+
+
+# --- predict --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PredictOptions:
+    batch_size: int = 32
+    top_k: int | None = None
+    threshold: float | None = None
+    include_text: bool = False
+    max_length: int | None = None
+    precision: str = "auto"
+
+
+_END = object()
+
+
+def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.05) -> Iterator[list[dict[str, Any]]]:
+    """Group a record stream into batches without waiting on a slow producer.
+
+    A reader thread feeds a queue; a batch is cut when full or when no record arrives within
+    `wait` seconds, so `tail -f log | bertcli predict` answers each line promptly.
+    """
+    pipe: queue.Queue = queue.Queue(maxsize=size * 4)
+
+    def read() -> None:
+        try:
+            for record in records:
+                pipe.put(record)
+            pipe.put(_END)
+        except BaseException as exc:  # surfaced in the consumer, e.g. a DataError with its line
+            pipe.put(exc)
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        item = pipe.get()
+        batch: list[dict[str, Any]] = []
+        while True:
+            if item is _END or isinstance(item, BaseException):
+                if batch:
+                    yield batch
+                if isinstance(item, BaseException):
+                    raise item
+                return
+            batch.append(item)
+            if len(batch) >= size:
+                break
+            try:
+                item = pipe.get(timeout=wait)
+            except queue.Empty:
+                break
+        yield batch
+
+
+def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: PredictOptions) -> Iterator[list[dict[str, Any]]]:
+    """Predict a record stream in micro-batches; yields output records in input order, one per input."""
+    classifier = Classifier(model_dir, opts.precision, opts.batch_size, opts.max_length)
+    spec = classifier.spec
+    threshold = opts.threshold if opts.threshold is not None else classifier.threshold
+    columns: Columns | None = None
+    for batch in micro_batches(iter_records(source, data), opts.batch_size * 8):
+        if columns is None:
+            columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
+        texts = [_cell(r.get(columns.text)) for r in batch]
+        pairs = [_cell(r.get(columns.pair)) for r in batch] if columns.pair else None
+        live = [i for i, t in enumerate(texts) if t.strip()]
+        probs, truncated = classifier.scores([texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
+        out: list[dict[str, Any]] = [_record(spec, None, False, opts, threshold) for _ in batch]
+        for j, i in enumerate(live):
+            out[i] = _record(spec, probs[j], truncated[j], opts, threshold)
+        for record, source_record, text in zip(out, batch, texts):
+            extra = {}
+            if columns.id:
+                extra["id"] = source_record.get(columns.id)
+            if opts.include_text:
+                extra["text"] = text
+            record_items = {**extra, **record}
+            record.clear()
+            record.update(record_items)
+        yield out
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _stream_columns(first: dict[str, Any], data: DataOptions, saved: dict[str, Any], source: str | None) -> Columns:
+    names = list(first)
+    where = source or "<stdin>"
+    for flag, column in (("--text-column", data.text_column), ("--text-pair-column", data.text_pair_column), ("--id-column", data.id_column)):
+        if column is not None and column not in names:
+            raise DataError(f"column {column!r} (from {flag}) not found", file=where, hint=f"columns are: {', '.join(names)}")
+    from bertcli.data import TEXT_CANDIDATES, _pick
+
+    text = data.text_column or (saved.get("text") if saved.get("text") in names else None) or _pick(names, TEXT_CANDIDATES)
+    if text is None:
+        strings = [k for k, v in first.items() if isinstance(v, str)]
+        if len(strings) != 1:
+            raise DataError("cannot tell which column holds the text", file=where, hint=f"columns are: {', '.join(names)}; pass --text-column")
+        text = strings[0]
+    pair = data.text_pair_column or (saved.get("pair") if saved.get("pair") in names else None)
+    return Columns(text=text, pair=pair, id=data.id_column)
+
+
+def _record(spec: LabelSpec, p: np.ndarray | None, truncated: bool, opts: PredictOptions, threshold: float) -> dict[str, Any]:
+    if spec.task == "regression":
+        record: dict[str, Any] = {"score": None if p is None else float(p[0])}
+    elif p is None:
+        record = {"label": None, "score": None, "scores": None} if spec.task == "single_label" else {"labels": None, "scores": None}
+    else:
+        ranked = np.argsort(-p, kind="stable")[: opts.top_k or len(p)]
+        scores = {spec.names[i]: round(float(p[i]), 6) for i in ranked}
+        if spec.task == "single_label":
+            record = {"label": spec.names[ranked[0]], "score": round(float(p[ranked[0]]), 6), "scores": scores}
+        else:
+            record = {"labels": [spec.names[i] for i in np.flatnonzero(p >= threshold)], "scores": scores}
+    if truncated:
+        record["truncated"] = True
+    return record
+
+
+def check_predict_options(opts: PredictOptions) -> None:
+    if opts.top_k is not None and opts.top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    if opts.threshold is not None and not 0.0 < opts.threshold < 1.0:
+        raise UsageError("--threshold must be between 0 and 1")
+    if opts.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+
+
+__all__ = ["finetune", "evaluate_model", "predict_stream", "Classifier", "BertcliError"]

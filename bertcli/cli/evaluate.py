@@ -1,0 +1,82 @@
+"""`bertcli evaluate`: metrics of a saved model on labelled data."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Optional
+
+import typer
+
+from bertcli.cli.options import (
+    BatchSizeOpt, FormatOpt, LabelColumnOpt, LabelSepOpt, ModelDirArg, PrecisionOpt, TextColumnOpt, TextPairColumnOpt,
+)  # fmt: skip
+
+NAME = "evaluate"
+EXAMPLES = """\b
+Examples:
+  bertcli evaluate runs/sentiment test.csv
+  bertcli evaluate runs/sentiment test.csv --output report.json --errors errors.jsonl
+  bertcli evaluate runs/sentiment test.csv --json | jq .f1_macro
+"""
+
+
+def command(
+    model_dir: ModelDirArg,
+    data: Annotated[str, typer.Argument(help="Labelled data: .csv .tsv .jsonl .parquet, or - for stdin.")],
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the full report as JSON here.")] = None,
+    errors: Annotated[Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")] = False,
+    batch_size: BatchSizeOpt = None,
+    precision: PrecisionOpt = None,
+    format: FormatOpt = None,
+    text_column: TextColumnOpt = None,
+    text_pair_column: TextPairColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    label_sep: LabelSepOpt = None,
+) -> None:
+    """Evaluate a fine-tuned model: accuracy, precision/recall/F1, MCC, per-class table and confusion matrix."""
+    from bertcli.classification import evaluate_model
+    from bertcli.config import DataOptions
+    from bertcli.io import write_json
+
+    options = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, label_sep=label_sep)
+    report = evaluate_model(model_dir, data, options, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
+    if output:
+        write_json(output, report)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        render(report)
+
+
+def render(report: dict[str, Any]) -> None:
+    """The report as rich tables on stdout (it is this command's result)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(title=f"{report['model']} on {report['data']} ({report['n']} examples)", title_justify="left")
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    for key, value in report.items():
+        if isinstance(value, float) or (value is None and key in ("pearson", "spearman", "r2")):
+            summary.add_row(key, "n/a" if value is None else f"{value:.4f}")
+    console.print(summary)
+    per = report.get("per_class") or report.get("per_label")
+    if per:
+        table = Table(title="per class" if "per_class" in report else "per label", title_justify="left")
+        for col in ("label", "precision", "recall", "f1", "support"):
+            table.add_column(col, justify="left" if col == "label" else "right")
+        for name, row in per.items():
+            table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+        console.print(table)
+    matrix = report.get("confusion_matrix")
+    if matrix and len(matrix) <= 20:
+        labels = report["labels"]
+        table = Table(title="confusion matrix (rows: gold, columns: predicted)", title_justify="left")
+        table.add_column("")
+        for name in labels:
+            table.add_column(name, justify="right")
+        for name, row in zip(labels, matrix):
+            table.add_row(name, *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row) for i in [labels.index(name)]))
+        console.print(table)

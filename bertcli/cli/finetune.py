@@ -1,0 +1,101 @@
+"""`bertcli finetune`: train a sequence classifier from a table."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from bertcli.cli.options import (
+    BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, LabelColumnOpt, LabelSepOpt, LrOpt,
+    MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, OverwriteOpt, PatienceOpt, PrecisionOpt, ResumeOpt, SaveStepsOpt,
+    SeedOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, TRAINING, ValidationOpt, ValSplitOpt, WarmupOpt, WeightDecayOpt,
+)  # fmt: skip
+
+NAME = "finetune"
+EXAMPLES = """\b
+Examples:
+  bertcli finetune train.csv -o runs/sentiment
+  bertcli finetune train.jsonl --model runs/domain-bert --validation dev.jsonl -o runs/clf
+  bertcli finetune tags.csv --label-sep ',' -o runs/tags   # multi-label
+  bertcli finetune train.csv -o runs/sentiment --resume auto   # continue an interrupted run
+"""
+
+
+def command(
+    train: Annotated[Optional[str], typer.Argument(help="Training data: .csv .tsv .jsonl .parquet, or - for stdin.", show_default=False)] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output model directory.", show_default=False)] = None,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    task: TaskOpt = None,
+    validation: ValidationOpt = None,
+    val_split: ValSplitOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchSizeOpt = None,
+    grad_accum: GradAccumOpt = None,
+    warmup_ratio: WarmupOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    max_length: MaxLengthOpt = None,
+    max_steps: MaxStepsOpt = None,
+    eval_steps: EvalStepsOpt = None,
+    save_steps: SaveStepsOpt = None,
+    patience: PatienceOpt = None,
+    metric: MetricOpt = None,
+    class_weights: Annotated[
+        Optional[str], typer.Option(help="'auto': weigh classes by inverse frequency (imbalanced labels). [default: none]", rich_help_panel=TRAINING)
+    ] = None,
+    precision: PrecisionOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    overwrite: OverwriteOpt = None,
+    format: FormatOpt = None,
+    text_column: TextColumnOpt = None,
+    text_pair_column: TextPairColumnOpt = None,
+    label_column: LabelColumnOpt = None,
+    label_sep: LabelSepOpt = None,
+) -> None:
+    """Fine-tune a BERT model for sequence classification (single-label, multi-label or regression)."""
+    values = {k: v for k, v in locals().items() if k != "config"}
+    from bertcli.classification import finetune
+    from bertcli.config import FinetuneConfig, build_config
+    from bertcli.errors import UsageError
+
+    if values["train"] is None and config is None:
+        raise UsageError("missing TRAIN data file", hint="bertcli finetune train.csv -o runs/out")
+    cfg = build_config(FinetuneConfig, config, **values)
+    if not cfg.output:
+        raise UsageError("missing --output/-o directory")
+    result = finetune(cfg)
+    _summary(result.meta, str(result.output))
+
+
+def _summary(meta: dict, output: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    metric = meta["metric"]
+    table = Table(title=f"finetune: {output}", show_header=True, title_justify="left")
+    table.add_column("step", justify="right")
+    table.add_column("epoch", justify="right")
+    keys = [k for k in ("loss", metric, "f1_macro") if any(k in h for h in meta["history"])]
+    keys = list(dict.fromkeys(keys))
+    for key in keys:
+        table.add_column(key, justify="right")
+    for record in meta["history"]:
+        best = record["step"] == meta["best"]["step"]
+        table.add_row(
+            str(record["step"]), f"{record['epoch']:.2f}", *(f"{record.get(k, float('nan')):.4f}" for k in keys),
+            style="bold green" if best else None,
+        )  # fmt: skip
+    if meta["history"]:
+        console.print(table)
+    labels = ", ".join(meta["labels"][:10]) + (" ..." if len(meta["labels"]) > 10 else "")
+    console.print(
+        f"task {meta['task']}{' (' + labels + ')' if labels else ''}; {meta['steps']} steps in {meta['train_seconds']:.0f}s "
+        f"({meta['train_examples_per_second']:.0f} examples/s); saved to [bold]{output}[/bold]",
+        highlight=False,
+    )
+    sys.stderr.flush()

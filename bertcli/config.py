@@ -1,0 +1,143 @@
+"""Run configuration: dataclasses that hold every default once, filled from a recipe file and the CLI.
+
+Precedence: dataclass default < recipe file (`--config run.toml|yaml`) < options given on the command line.
+The CLI passes every option as None unless the user typed it, so a recipe is never silently overridden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bertcli.errors import UsageError
+
+TASKS = ("single_label", "multi_label", "regression")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass
+class DataOptions:
+    """How to read a table: format and which columns hold text, pair text, labels and ids."""
+
+    format: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    label_sep: str | None = None
+    id_column: str | None = None
+
+
+@dataclass
+class TrainOptions:
+    """Optimisation settings shared by finetune and pretrain (the one training loop)."""
+
+    epochs: float = 3.0
+    lr: float = 1e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    seed: int = 42
+    max_length: int | None = None
+    max_steps: int | None = None
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    patience: int | None = None
+    metric: str | None = None
+    class_weights: str = "none"
+    resume: str | None = None
+
+
+@dataclass
+class FinetuneConfig:
+    train: str
+    output: str
+    model: str | None = None
+    task: str | None = None
+    validation: str | None = None
+    val_split: float = 0.1
+    overwrite: bool = False
+    data: DataOptions = field(default_factory=DataOptions)
+    training: TrainOptions = field(default_factory=TrainOptions)
+
+    def validate(self) -> None:
+        if self.task is not None and self.task not in TASKS:
+            raise UsageError(f"unknown --task {self.task!r}", hint=f"choose one of {', '.join(TASKS)}")
+        if self.training.precision not in PRECISIONS:
+            raise UsageError(
+                f"unknown --precision {self.training.precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}"
+            )
+        if self.training.class_weights not in ("none", "auto"):
+            raise UsageError("--class-weights takes 'auto' or 'none'")
+        if not 0.0 <= self.val_split < 1.0:
+            raise UsageError(f"--val-split must be in [0, 1), got {self.val_split}")
+        for name in ("lr", "epochs", "batch_size", "grad_accum"):
+            if getattr(self.training, name) <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+
+
+C = TypeVar("C")
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a TOML, YAML or JSON recipe into a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError("recipe file not found", file=path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            return yaml.safe_load(text) or {}
+        if path.suffix == ".json":
+            return json.loads(text)
+    except Exception as exc:  # parser errors carry their own position
+        raise UsageError(f"cannot parse recipe: {exc}", file=path) from None
+    raise UsageError("recipe must be .toml, .yaml/.yml or .json", file=path)
+
+
+def build_config(cls: type[C], recipe: str | Path | None = None, **cli: Any) -> C:
+    """Merge defaults, a recipe and CLI values into `cls`.
+
+    Recipe keys may be flat (`lr = 3e-5`) or grouped in the nested sections (`[training] lr = 3e-5`);
+    unknown keys are an error so a typo never goes unnoticed.
+    """
+    values: dict[str, Any] = {}
+    source = str(recipe) if recipe else "command line"
+    if recipe:
+        for key, value in read_recipe(recipe).items():
+            if isinstance(value, dict):
+                values.update({k.replace("-", "_"): v for k, v in value.items()})
+            else:
+                values[key.replace("-", "_")] = value
+    values.update({k: v for k, v in cli.items() if v is not None})
+    return _instantiate(cls, values, source)
+
+
+def _instantiate(cls: type[C], values: dict[str, Any], source: str) -> C:
+    nested = {f.name: f for f in dataclasses.fields(cls) if dataclasses.is_dataclass(f.default_factory)}
+    own = {f.name for f in dataclasses.fields(cls)} - set(nested)
+    kwargs = {k: values.pop(k) for k in list(values) if k in own}
+    for name, f in nested.items():
+        sub_fields = {sf.name for sf in dataclasses.fields(f.default_factory)}
+        kwargs[name] = f.default_factory(**{k: values.pop(k) for k in list(values) if k in sub_fields})
+    if values:
+        raise UsageError(f"unknown setting(s) {', '.join(sorted(values))}", file=source)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"incomplete configuration: {exc}", file=source) from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)

@@ -1,0 +1,121 @@
+"""Writers: stdout vs files, and atomic writes so a killed run never leaves output that looks complete."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO[Any]]:
+    """Write to a temp file beside `path` and rename it into place only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    with atomic_write(path) as handle:
+        json.dump(data, handle, indent=2, default=_json_default)
+        handle.write("\n")
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move a fully written `staging` directory to `target`, replacing an older one.
+
+    The old directory is first renamed aside, so at every moment `target` is either the old
+    complete result or the new complete result.
+    """
+    target = Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, default=_json_default)
+
+
+class RecordWriter:
+    """Writes prediction records as JSONL, CSV or TSV to stdout or a file, flushing per batch.
+
+    A file output is written to a temp name and renamed on `close()`, so an interrupted run
+    leaves no file that looks complete; stdout is flushed after every batch for streaming.
+    """
+
+    def __init__(self, output: str | None, fmt: str = "jsonl") -> None:
+        self.fmt = fmt
+        self._csv: csv.DictWriter | None = None
+        self._atomic = None
+        if output in (None, "-"):
+            self.handle: IO[str] = sys.stdout
+        else:
+            self._atomic = atomic_write(output)
+            self.handle = self._atomic.__enter__()
+
+    def write(self, records: list[dict[str, Any]]) -> None:
+        if self.fmt == "jsonl":
+            self.handle.write("".join(dumps(r) + "\n" for r in records))
+        else:
+            rows = [{k: _cell(v) for k, v in r.items()} for r in records]
+            if self._csv is None and rows:
+                self._csv = csv.DictWriter(
+                    self.handle,
+                    fieldnames=list(rows[0]),
+                    delimiter="\t" if self.fmt == "tsv" else ",",
+                    extrasaction="ignore",
+                    lineterminator="\n",
+                )
+                self._csv.writeheader()
+            if self._csv is not None:
+                self._csv.writerows(rows)
+        self.handle.flush()
+
+    def close(self, ok: bool = True) -> None:
+        if self._atomic is not None:
+            exc = (None, None, None) if ok else (RuntimeError, RuntimeError("aborted"), None)
+            with contextlib.suppress(RuntimeError):
+                self._atomic.__exit__(*exc)
+            self._atomic = None
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(ok=exc_type is None)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value

@@ -1,0 +1,293 @@
+"""The one Accelerate training loop, shared by finetune and pretrain.
+
+A task hands the loop a `TrainJob` (model, data, loss, evaluation); the loop owns optimisation,
+length-grouped batching, evaluation cadence, early stopping, best-model tracking and
+checkpoints with the full training state, so `--resume` continues exactly where a run stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bertcli.config import TrainOptions
+from bertcli.errors import BertcliError, Interrupted
+from bertcli.metrics import greater_is_better
+from bertcli.progress import Progress
+
+log = logging.getLogger("bertcli")
+STATE_FILE = "trainer_state.json"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class TrainJob:
+    """What a task gives the loop."""
+
+    model: torch.nn.Module
+    dataset: Sequence[dict[str, Any]]
+    lengths: Sequence[int]
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+    loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+    evaluate: Callable[[torch.nn.Module, Any], dict[str, float]] | None
+    metric: str
+    unit: str = "ex"
+
+
+@dataclass
+class TrainState:
+    """Everything besides model/optimizer/scheduler/RNG that resuming needs."""
+
+    epoch: int = 0
+    batches_done: int = 0
+    global_step: int = 0
+    examples_seen: int = 0
+    train_seconds: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples_seen / self.train_seconds if self.train_seconds else 0.0
+
+
+class LengthGroupedBatches:
+    """Batches of similar length (little padding), in a seeded random order that changes per epoch.
+
+    Examples are shuffled, cut into mega-batches of 50 batches, sorted by length inside each,
+    split into batches, and the batch order is shuffled; deterministic for (seed, epoch).
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.mega = mega
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(len(self.lengths))
+        size = self.batch_size * self.mega
+        batches: list[list[int]] = []
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            batches.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        size = self.batch_size * self.mega
+        n = len(self.lengths)
+        full, rest = divmod(n, size)
+        return full * self.mega + math.ceil(rest / self.batch_size)
+
+
+def _optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and LayerNorm weights, as in BERT."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(param)
+    groups = [{"params": decay, "weight_decay": opts.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # the fused kernel is ~8x faster than the default on CPU: a fifth of a MiniLM step becomes negligible
+    return torch.optim.AdamW(groups, lr=opts.lr, fused=True)
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    root = run_dir / "checkpoints"
+    found = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def find_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
+    """--resume auto: the latest checkpoint of this output's interrupted run (None: start fresh)."""
+    if resume is None:
+        return None
+    if resume == "auto":
+        found = _checkpoints(run_dir)
+        if not found:
+            log.info("no checkpoint in %s; starting from the beginning", run_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise BertcliError("not a bertcli checkpoint (no trainer_state.json)", file=resume, hint="pass a checkpoints/step-N directory or 'auto'")
+    return path
+
+
+def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on_step: Callable[[int], None] | None = None) -> TrainState:
+    """Run the loop to the end (or early stop) and leave the best weights in `job.model`."""
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
+    loader = DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate)
+    model = job.model.to(accelerator.device)
+    optimizer = _optimizer(model, opts)
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    steps_per_epoch = math.ceil(len(loader) / opts.grad_accum)
+    total_steps = opts.max_steps or max(1, math.ceil(steps_per_epoch * opts.epochs))
+    warmup = int(opts.warmup_ratio * total_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+    accelerator.register_for_checkpointing(scheduler)
+    effective = opts.batch_size * opts.grad_accum * accelerator.num_processes
+    log.info(
+        "training on %d examples: batch %d x %d accumulation x %d process(es) = %d, %d steps (%.3g epochs), "
+        "warmup %d, lr %.3g, %s precision",
+        len(job.lengths), opts.batch_size, opts.grad_accum, accelerator.num_processes, effective, total_steps,
+        total_steps / steps_per_epoch, warmup, opts.lr, accelerator.mixed_precision,
+    )  # fmt: skip
+
+    state = TrainState()
+    checkpoint = find_checkpoint(opts.resume, run_dir)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = TrainState(**json.loads((checkpoint / STATE_FILE).read_text()))
+        log.info("resumed from %s (step %d, epoch %d)", checkpoint, state.global_step, state.epoch + 1)
+
+    higher = greater_is_better(job.metric)
+    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    eval_every = opts.eval_steps
+
+    def evaluate_now() -> None:
+        if job.evaluate is None:
+            return
+        metrics = job.evaluate(model, accelerator)
+        record = {"step": state.global_step, "epoch": round(state.global_step / steps_per_epoch, 3), **metrics}
+        state.history.append(record)
+        value = metrics.get(job.metric)
+        improved = value is not None and (
+            state.best_metric is None or (value > state.best_metric if higher else value < state.best_metric)
+        )
+        if improved:
+            state.best_metric, state.best_step, state.bad_evals = value, state.global_step, 0
+            _save_best(accelerator, model, run_dir)
+        else:
+            state.bad_evals += 1
+        if accelerator.is_main_process:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            log.info("step %d (epoch %.2f): %s%s", state.global_step, record["epoch"], shown, "  *best*" if improved else "")
+        if opts.patience is not None and state.bad_evals >= opts.patience:
+            state.stopped_early = True
+
+    progress = Progress(total_steps, "train", unit=job.unit, enabled=accelerator.is_main_process)
+    progress.advance(state.global_step)
+    try:
+        with progress:
+            for epoch in range(state.epoch, n_epochs):
+                sampler.set_epoch(epoch)
+                state.epoch = epoch
+                epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
+                model.train()
+                tick = time.perf_counter()
+                for batch_index, batch in enumerate(epoch_loader, start=state.batches_done):
+                    with accelerator.accumulate(model):
+                        loss = job.loss(model, batch)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and opts.max_grad_norm:
+                            accelerator.clip_grad_norm_(model.parameters(), opts.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad()
+                    state.examples_seen += len(batch["input_ids"]) * accelerator.num_processes
+                    if not accelerator.sync_gradients:
+                        continue
+                    scheduler.step()
+                    state.global_step += 1
+                    state.batches_done = batch_index + 1
+                    now = time.perf_counter()
+                    state.train_seconds += now - tick
+                    tick = now
+                    progress.advance(1, examples=len(batch["input_ids"]), loss=loss.item(), lr=scheduler.get_last_lr()[0])
+                    if on_step is not None:
+                        on_step(state.global_step)
+                    if eval_every and state.global_step % eval_every == 0:
+                        evaluate_now()
+                        model.train()
+                        tick = time.perf_counter()
+                    if opts.save_steps and state.global_step % opts.save_steps == 0:
+                        _save_checkpoint(accelerator, run_dir, state)
+                    if state.global_step >= total_steps or state.stopped_early:
+                        break
+                state.train_seconds += time.perf_counter() - tick
+                if not eval_every and not state.stopped_early:
+                    evaluate_now()
+                state.epoch, state.batches_done = epoch + 1, 0
+                if state.global_step >= total_steps or state.stopped_early:
+                    break
+                _save_checkpoint(accelerator, run_dir, state)
+    except KeyboardInterrupt:
+        _save_checkpoint(accelerator, run_dir, state)
+        raise Interrupted(
+            f"interrupted at step {state.global_step}; checkpoint saved in {run_dir}",
+            hint="continue with the same command and --resume auto",
+        ) from None
+    if eval_every and state.global_step % eval_every and not state.stopped_early:
+        evaluate_now()
+    if state.stopped_early:
+        log.info("early stopping: no improvement of %s in %d evaluations", job.metric, opts.patience)
+    _restore_best(accelerator, model, run_dir, state)
+    job.model = accelerator.unwrap_model(model)
+    return state
+
+
+def _save_best(accelerator: Any, model: torch.nn.Module, run_dir: Path) -> None:
+    from safetensors.torch import save_model
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (run_dir / "best").mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / "best" / "model.safetensors.partial"
+        save_model(accelerator.unwrap_model(model), str(tmp))
+        tmp.replace(run_dir / "best" / "model.safetensors")
+    accelerator.wait_for_everyone()
+
+
+def _restore_best(accelerator: Any, model: torch.nn.Module, run_dir: Path, state: TrainState) -> None:
+    from safetensors.torch import load_model
+
+    best = run_dir / "best" / "model.safetensors"
+    if state.best_step is None or state.best_step == state.global_step or not best.is_file():
+        return
+    accelerator.wait_for_everyone()
+    load_model(accelerator.unwrap_model(model), str(best))
+    log.info("restored the best model (step %d, %s)", state.best_step, _fmt(state.best_metric))
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _save_checkpoint(accelerator: Any, run_dir: Path, state: TrainState) -> None:
+    """Full training state (model, optimizer, scheduler, RNG, loop position), renamed into place when complete."""
+    root = run_dir / "checkpoints"
+    final = root / f"step-{state.global_step:07d}"
+    staging = root / f".step-{state.global_step:07d}.partial"
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    if accelerator.is_main_process:
+        (staging / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        staging.replace(final)
+        for old in _checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
