@@ -34,7 +34,7 @@ def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab = write_vocab(directory / "vocab.txt")
-    tokenizer = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True, model_max_length=128)
+    tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True, model_max_length=128)
     config = BertConfig(
         vocab_size=len(vocab.read_text().split()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         intermediate_size=64, max_position_embeddings=128,
