@@ -31,7 +31,7 @@ TEXT_CANDIDATES = (
     "question", "query", "sentence1", "premise", "text_a",
 )  # fmt: skip
 PAIR_CANDIDATES = {"sentence1": "sentence2", "premise": "hypothesis", "text_a": "text_b", "question": "context"}
-LABEL_CANDIDATES = ("label", "labels", "category", "class", "target", "sentiment", "y")
+LABEL_CANDIDATES = ("label", "labels", "category", "class", "target", "sentiment", "score", "rating", "stars", "y")
 ID_CANDIDATES = ("id", "idx", "guid", "uid")
 
 

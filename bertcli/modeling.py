@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import transformers
 
 from bertcli.data import LabelSpec
@@ -25,6 +26,7 @@ _HUB_FILES = ["*.json", "*.txt", "*.safetensors", "*.model", "1_Pooling/*"]
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
+huggingface_hub.utils.disable_progress_bars()
 log = logging.getLogger("bertcli")
 
 

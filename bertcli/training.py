@@ -140,7 +140,9 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
     from transformers import get_linear_schedule_with_warmup
 
     sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
-    loader = DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate)
+    # a private generator: starting an epoch's iterator must not draw from the global RNG that dropout
+    # uses, or a resumed run would be one draw off the uninterrupted one
+    loader = DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=torch.Generator().manual_seed(opts.seed))
     model = job.model.to(accelerator.device)
     optimizer = _optimizer(model, opts)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -184,7 +186,8 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
         else:
             state.bad_evals += 1
         if accelerator.is_main_process:
-            shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+            keys = dict.fromkeys(k for k in ("loss", job.metric, "f1_macro") if k in metrics)
+            shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
             log.info("step %d (epoch %.2f): %s%s", state.global_step, record["epoch"], shown, "  *best*" if improved else "")
         if opts.patience is not None and state.bad_evals >= opts.patience:
             state.stopped_early = True

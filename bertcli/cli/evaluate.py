@@ -55,7 +55,8 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    summary = Table(title=f"{report['model']} on {report['data']} ({report['n']} examples)", title_justify="left")
+    console.print(f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} examples", highlight=False)
+    summary = Table()
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     for key, value in report.items():
