@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -133,10 +133,12 @@ def _instantiate(cls: type[C], values: dict[str, Any], source: str) -> C:
         kwargs[name] = f.default_factory(**{k: values.pop(k) for k in list(values) if k in sub_fields})
     if values:
         raise UsageError(f"unknown setting(s) {', '.join(sorted(values))}", file=source)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise UsageError(f"incomplete configuration: {exc}", file=source) from None
+    required = [f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [name for name in required if kwargs.get(name) is None]
+    if missing:
+        flags = ", ".join(f"--{name}" for name in missing)
+        raise UsageError(f"missing required setting(s): {flags}", hint="give them on the command line or in the recipe")
+    return cls(**kwargs)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

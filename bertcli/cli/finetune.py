@@ -65,8 +65,6 @@ def command(
     if values["train"] is None and config is None:
         raise UsageError("missing TRAIN data file", hint="bertcli finetune train.csv -o runs/out")
     cfg = build_config(FinetuneConfig, config, **values)
-    if not cfg.output:
-        raise UsageError("missing --output/-o directory")
     result = finetune(cfg)
     _summary(result.meta, str(result.output))
 
