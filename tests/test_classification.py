@@ -236,3 +236,36 @@ def test_predict_into_closed_pipe_exits_quietly(trained, tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["label"] in ("pos", "neg")
     assert "Traceback" not in done.stderr and "Broken pipe" not in done.stderr
+
+
+def test_sentence_pairs_train_and_evaluate(tmp_path, tiny_model):
+    """sentence1/sentence2 columns are detected and encoded as one pair (token type ids 0 then 1)."""
+    from accelerate.state import AcceleratorState
+
+    rows = [{"sentence1": r["text"], "sentence2": "it was " + ("great" if i % 4 < 2 else "awful"), "label": int(i % 4 < 2)}
+            for i, r in enumerate(sentiment_rows(120))]  # fmt: skip
+    result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
+    assert result.meta["columns"] == {"text": "sentence1", "pair": "sentence2", "label": "label"}
+    assert result.meta["labels"] == ["0", "1"]
+    AcceleratorState._reset_state(reset_partial_state=True)
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
+    out = runner.invoke(app, ["evaluate", str(result.output), str(test), "--json"])
+    assert out.exit_code == 0, out.stderr
+    assert json.loads(out.stdout)["n"] == 40 and "pair='sentence2'" in json.loads(out.stdout)["columns"]
+
+
+def test_class_weights_are_inverse_frequencies():
+    from bertcli.classification import _class_weights
+
+    weights = _class_weights("single_label", [0, 0, 0, 1], 2)
+    assert weights.tolist() == pytest.approx([4 / 6, 4 / 2])
+    pos_weight = _class_weights("multi_label", [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]], 2)
+    assert pos_weight.tolist() == pytest.approx([1 / 3, 3.0])
+
+
+def test_class_weights_auto_is_recorded_and_trains(tmp_path, tiny_model):
+    rows = sentiment_rows(120)
+    rows = [r for i, r in enumerate(rows) if r["label"] == "pos" or i % 4 == 1]  # 3:1 imbalance
+    result = _tiny_task(tmp_path, tiny_model, rows, epochs=2, class_weights="auto")
+    assert result.meta["config"]["training"]["class_weights"] == "auto" and result.meta["steps"] > 0
