@@ -138,16 +138,22 @@ def _class_weights(task: str, labels: Sequence[Any], num_labels: int):
     return torch.tensor(weights, dtype=torch.float)
 
 
-def _prepare_output(cfg: FinetuneConfig) -> tuple[Path, Path]:
-    """Check the output directory; an interrupted run lives beside it in OUTPUT.incomplete/."""
+def _prepare_output(cfg: Any, accelerator: Any = None) -> tuple[Path, Path]:
+    """Check cfg.output; an interrupted run lives beside it in OUTPUT.incomplete/.
+
+    Every process checks (so all fail alike); only the main process touches the file system.
+    """
     out = Path(cfg.output)
     run_dir = out.with_name(out.name + ".incomplete")
     if out.exists() and not cfg.overwrite and not (out.is_dir() and not any(out.iterdir())):
         raise UsageError("output directory already exists", file=out, hint="pass --overwrite or choose another -o")
-    if run_dir.exists() and cfg.training.resume is None:
-        log.info("removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)", run_dir)
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator is None or accelerator.is_main_process:
+        if run_dir.exists() and cfg.training.resume is None:
+            log.info("removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)", run_dir)
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return out, run_dir
 
 
@@ -243,7 +249,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         model=model, dataset=train_examples, lengths=[len(e["input_ids"]) for e in train_examples],
         collate=collate, loss=loss, evaluate=evaluate, metric=metric if val_examples else "loss",
     )  # fmt: skip
-    out, run_dir = _prepare_output(cfg)
+    out, run_dir = _prepare_output(cfg, accelerator)
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
 
     meta = {
