@@ -15,10 +15,10 @@ def fast_bf16_available() -> bool:
     On CPUs without them (e.g. AVX2-only) bf16 runs in emulation, tens of times slower than fp32.
     """
     import torch
-    from accelerate import PartialState
-    from accelerate.utils import is_bf16_available
 
-    if PartialState().device.type != "cpu":
+    if torch.accelerator.is_available():
+        from accelerate.utils import is_bf16_available
+
         return is_bf16_available()
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(probe() for probe in probes if probe is not None)
@@ -31,9 +31,21 @@ def resolve_precision(requested: str) -> str:
     return "bf16" if fast_bf16_available() else "no"
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a launch (`accelerate launch`, `torchrun`), or a plain run; read from the launcher's env, no torch import."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def make_accelerator(precision: str = "auto", **kwargs: Any):
-    """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins."""
+    """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
+
+    Without an accelerator device Accelerate must be told it runs on CPUs, or processes started by a
+    launcher would each train alone instead of joining one gloo process group.
+    """
+    import torch
     from accelerate import Accelerator
+
+    kwargs.setdefault("cpu", not torch.accelerator.is_available())
 
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
         return Accelerator(**kwargs)
