@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from bertcli.errors import UsageError
 
-TASKS = ("single_label", "multi_label", "regression")
+TASKS = ("single_label", "multi_label", "regression", "ner")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 
@@ -54,6 +54,15 @@ class TrainOptions:
 
 
 @dataclass
+class NerOptions:
+    """Token classification only: the input's tagging scheme, window overlap for long sentences, sub-token labels."""
+
+    scheme: str | None = None
+    stride: int | None = None
+    label_all_tokens: bool = False
+
+
+@dataclass
 class FinetuneConfig:
     train: str
     output: str
@@ -64,6 +73,7 @@ class FinetuneConfig:
     overwrite: bool = False
     data: DataOptions = field(default_factory=DataOptions)
     training: TrainOptions = field(default_factory=TrainOptions)
+    ner: NerOptions = field(default_factory=NerOptions)
 
     def validate(self) -> None:
         if self.task is not None and self.task not in TASKS:
@@ -76,6 +86,8 @@ class FinetuneConfig:
             raise UsageError("--class-weights takes 'auto' or 'none'")
         if not 0.0 <= self.val_split < 1.0:
             raise UsageError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.ner.stride is not None and self.ner.stride < 0:
+            raise UsageError("--stride must be 0 or more")
         for name in ("lr", "epochs", "batch_size", "grad_accum"):
             if getattr(self.training, name) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive")

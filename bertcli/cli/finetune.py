@@ -1,4 +1,4 @@
-"""`bertcli finetune`: train a sequence classifier from a table."""
+"""`bertcli finetune`: train a sequence classifier from a table, or a token classifier (NER) from tagged text."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import typer
 
 from bertcli.cli.options import (
     BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, LabelColumnOpt, LabelSepOpt, LrOpt,
-    MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, OverwriteOpt, PatienceOpt, PrecisionOpt, ResumeOpt, SaveStepsOpt,
-    SeedOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, TRAINING, ValidationOpt, ValSplitOpt, WarmupOpt, WeightDecayOpt,
+    MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, NER, OverwriteOpt, PatienceOpt, PrecisionOpt, ResumeOpt, SaveStepsOpt,
+    SchemeOpt, SeedOpt, StrideOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, TRAINING, ValidationOpt, ValSplitOpt, WarmupOpt, WeightDecayOpt,
 )  # fmt: skip
 
 NAME = "finetune"
@@ -20,11 +20,14 @@ Examples:
   bertcli finetune train.jsonl --model runs/domain-bert --validation dev.jsonl -o runs/clf
   bertcli finetune tags.csv --label-sep ',' -o runs/tags   # multi-label
   bertcli finetune train.csv -o runs/sentiment --resume auto   # continue an interrupted run
+  bertcli finetune train.conll --validation dev.conll -o runs/ner   # NER (CoNLL or JSONL tokens/spans)
 """
 
 
 def command(
-    train: Annotated[Optional[str], typer.Argument(help="Training data: .csv .tsv .jsonl .parquet, or - for stdin.", show_default=False)] = None,
+    train: Annotated[
+        Optional[str], typer.Argument(help="Training data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.", show_default=False)
+    ] = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output model directory.", show_default=False)] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
@@ -55,16 +58,27 @@ def command(
     text_pair_column: TextPairColumnOpt = None,
     label_column: LabelColumnOpt = None,
     label_sep: LabelSepOpt = None,
+    scheme: SchemeOpt = None,
+    stride: StrideOpt = None,
+    label_all_tokens: Annotated[
+        Optional[bool], typer.Option("--label-all-tokens", help="Train on every sub-token of a word, not only the first.", rich_help_panel=NER, show_default=False)
+    ] = None,
 ) -> None:
-    """Fine-tune a BERT model for sequence classification (single-label, multi-label or regression)."""
+    """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
     values = {k: v for k, v in locals().items() if k != "config"}
-    from bertcli.classification import finetune
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.errors import UsageError
+    from bertcli.ner_data import ner_format
 
     if values["train"] is None and config is None:
         raise UsageError("missing TRAIN data file", hint="bertcli finetune train.csv -o runs/out")
     cfg = build_config(FinetuneConfig, config, **values)
+    if cfg.task == "ner" or (cfg.task is None and ner_format(cfg.train, cfg.data.format)):
+        from bertcli.ner import finetune
+
+        cfg.task = "ner"
+    else:
+        from bertcli.classification import finetune
     result = finetune(cfg)
     _summary(result.meta, str(result.output))
 

@@ -23,7 +23,7 @@ ConfigOpt = Annotated[
 
 FormatOpt = Annotated[
     Optional[str],
-    typer.Option("--format", help="Input format: csv, tsv, jsonl, parquet, txt. [default: from the suffix]", rich_help_panel=DATA),
+    typer.Option("--format", help="Input format: csv, tsv, jsonl, parquet, txt, conll. [default: from the suffix]", rich_help_panel=DATA),
 ]
 TextColumnOpt = Annotated[
     Optional[str], typer.Option(help="Column with the text. [default: text, sentence, review, ...]", rich_help_panel=DATA)
@@ -47,12 +47,13 @@ PrecisionOpt = Annotated[
     typer.Option(help="no, bf16, fp16 or auto (bf16 where the hardware runs it fast). [default: auto]", rich_help_panel=RUNTIME),
 ]
 MaxLengthOpt = Annotated[
-    Optional[int], typer.Option(help="Longest input in tokens; longer ones are truncated. [default: from data/model]", rich_help_panel=RUNTIME)
+    Optional[int], typer.Option(help="Longest input in tokens; longer ones are truncated (NER: split into overlapping windows). [default: from data/model]", rich_help_panel=RUNTIME)
 ]
 
 # training
 TaskOpt = Annotated[
-    Optional[str], typer.Option(help="single_label, multi_label or regression. [default: inferred from the labels]", rich_help_panel=TRAINING)
+    Optional[str],
+    typer.Option(help="single_label, multi_label, regression or ner. [default: inferred from the labels / input format]", rich_help_panel=TRAINING),
 ]
 ValidationOpt = Annotated[Optional[str], typer.Option(help="Validation data file.", rich_help_panel=DATA)]
 ValSplitOpt = Annotated[
@@ -76,3 +77,13 @@ ResumeOpt = Annotated[
     Optional[str], typer.Option(help="Continue an interrupted run: 'auto' or a checkpoint directory.", rich_help_panel=TRAINING)
 ]
 OverwriteOpt = Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output directory.", show_default=False)]
+
+# token classification (NER)
+NER = "NER"
+SchemeOpt = Annotated[
+    Optional[str], typer.Option(help="Tagging scheme of the input: IO, BIO (IOB2), IOB1 or BIOES. [default: detected]", rich_help_panel=NER)
+]
+StrideOpt = Annotated[
+    Optional[int],
+    typer.Option(help="Sub-tokens shared by the overlapping windows of sentences longer than --max-length. [default: max length / 4]", rich_help_panel=NER),
+]

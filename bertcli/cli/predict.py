@@ -7,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from bertcli.cli.options import BatchSizeOpt, FormatOpt, IdColumnOpt, MaxLengthOpt, ModelDirArg, PrecisionOpt, TextColumnOpt, TextPairColumnOpt
+from bertcli.cli.options import (
+    NER, BatchSizeOpt, FormatOpt, IdColumnOpt, MaxLengthOpt, ModelDirArg, PrecisionOpt, StrideOpt, TextColumnOpt, TextPairColumnOpt,
+)  # fmt: skip
 
 NAME = "predict"
 EXAMPLES = """\b
@@ -15,6 +17,8 @@ Examples:
   cat reviews.txt | bertcli predict runs/sentiment
   bertcli predict runs/sentiment reviews.jsonl --id-column id --top-k 2
   tail -f app.log | bertcli predict runs/sentiment --output-format tsv
+  echo "I flew to New York" | bertcli predict runs/ner   # NER: entities with character offsets
+  bertcli predict runs/ner test.conll -o tagged.conll     # pre-tokenized: a predicted tag column added
 """
 
 
@@ -33,15 +37,40 @@ def command(
     text_column: TextColumnOpt = None,
     text_pair_column: TextPairColumnOpt = None,
     id_column: IdColumnOpt = None,
+    aggregation: Annotated[
+        Optional[str], typer.Option(help="NER: how a word's sub-tokens decide its tag: first, average or max. [default: first]", rich_help_panel=NER)
+    ] = None,
+    stride: StrideOpt = None,
 ) -> None:
-    """Predict labels for each input record, one output record per input, in input order, as they arrive."""
-    from bertcli.classification import PredictOptions, check_predict_options, predict_stream
+    """Predict labels for each input record, one output record per input, in input order, as they arrive.
+
+    For a token classifier (NER): the entities of each text line with character offsets, or for CoNLL/JSONL
+    tokens input the same format back with a predicted tag column.
+    """
     from bertcli.config import DataOptions
     from bertcli.errors import UsageError
     from bertcli.io import RecordWriter
+    from bertcli.ner_data import is_token_classifier
 
     if input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a file, or pipe text into stdin", hint="cat texts.txt | bertcli predict MODEL_DIR")
+    if is_token_classifier(model_dir):
+        if output_format not in (None, "jsonl"):
+            raise UsageError("NER predictions are JSONL (CoNLL for CoNLL input)", hint="drop --output-format")
+        from bertcli.ner import NerPredictOptions, predict_stream as predict_ner
+
+        ner_opts = NerPredictOptions(
+            batch_size=batch_size or 32, aggregation=aggregation or "first", max_length=max_length, stride=stride,
+            precision=precision or "auto", include_text=include_text,
+        )  # fmt: skip
+        data = DataOptions(format=format, text_column=text_column, id_column=id_column)
+        with RecordWriter(output, "jsonl") as writer:
+            for chunk in predict_ner(model_dir, input, data, ner_opts):
+                writer.handle.write(chunk)
+                writer.handle.flush()
+        return
+    from bertcli.classification import PredictOptions, check_predict_options, predict_stream
+
     fmt = output_format or (output.rsplit(".", 1)[-1].lower() if output and "." in output else "jsonl")
     if fmt not in ("jsonl", "csv", "tsv"):
         raise UsageError(f"unknown output format {fmt!r}", hint="choose jsonl, csv or tsv")
