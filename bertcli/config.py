@@ -93,6 +93,74 @@ class FinetuneConfig:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive")
 
 
+# the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64, feed-forward = 4 x hidden
+PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
+
+
+@dataclass
+class PretrainOptions(TrainOptions):
+    """TrainOptions with pretraining defaults: 128-token blocks (BERT's phase 1), an lr chosen by the start point,
+    and a checkpoint every 1000 steps (a pretraining run is long; its one epoch may be the whole run).
+
+    lr None resolves to 1e-4 from scratch (BERT) or 5e-5 when continuing an existing model.
+    """
+
+    lr: float | None = None
+    max_length: int | None = 128
+    save_steps: int | None = 1000
+
+
+@dataclass
+class PretrainConfig:
+    inputs: list[str]
+    output: str
+    model: str | None = None
+    preset: str | None = None
+    model_config: str | None = None
+    tokenizer: str | None = None
+    vocab_size: int | None = None
+    mlm_probability: float = 0.15
+    whole_word_mask: bool = False
+    nsp: bool = False
+    line_by_line: bool = False
+    streaming: bool = False
+    val_split: float = 0.02
+    overwrite: bool = False
+    data: DataOptions = field(default_factory=DataOptions)
+    training: PretrainOptions = field(default_factory=PretrainOptions)
+
+    def validate(self) -> None:
+        starts = [flag for flag, value in (("--model", self.model), ("--preset", self.preset), ("--model-config", self.model_config)) if value]
+        if len(starts) != 1:
+            raise UsageError(
+                "choose exactly one start: --preset or --model-config (from scratch) or --model (continue pretraining)"
+                + (f"; got {', '.join(starts)}" if starts else ""),
+                hint=f"e.g. --preset mini; presets: {', '.join(PRESETS)}",
+            )
+        if self.preset is not None and self.preset not in PRESETS:
+            raise UsageError(f"unknown --preset {self.preset!r}", hint=f"choose one of {', '.join(PRESETS)}")
+        if self.model and (self.tokenizer or self.vocab_size):
+            raise UsageError("--tokenizer/--vocab-size are for training from scratch; --model brings its own tokenizer")
+        if self.tokenizer and self.vocab_size:
+            raise UsageError("--vocab-size trains a new vocabulary; it cannot be combined with --tokenizer")
+        if self.training.precision not in PRECISIONS:
+            raise UsageError(f"unknown --precision {self.training.precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
+        if not 0.0 < self.mlm_probability < 1.0:
+            raise UsageError(f"--mlm-probability must be in (0, 1), got {self.mlm_probability}")
+        if not 0.0 <= self.val_split < 1.0:
+            raise UsageError(f"--val-split must be in [0, 1), got {self.val_split}")
+        if self.nsp and self.line_by_line:
+            raise UsageError("--nsp builds its own sentence pairs; it cannot be combined with --line-by-line")
+        if self.streaming and not self.training.max_steps:
+            raise UsageError("--streaming needs --max-steps (the length of a stream is not known in advance)")
+        if self.training.max_length is not None and self.training.max_length < 8:
+            raise UsageError("--max-length must be at least 8")
+        for name in ("lr", "epochs", "batch_size", "grad_accum"):
+            value = getattr(self.training, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"--{name.replace('_', '-')} must be positive")
+
+
 C = TypeVar("C")
 
 

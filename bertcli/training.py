@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,16 +33,23 @@ KEEP_CHECKPOINTS = 2
 
 @dataclass
 class TrainJob:
-    """What a task gives the loop."""
+    """What a task gives the loop.
+
+    `lengths` None means `dataset` is a stream (a torch IterableDataset with set_epoch, needing max_steps);
+    `size` says what a batch counts for the rate in `unit` (default: its rows), `stats` adds live fields
+    to the progress bar (e.g. masked-token accuracy of the last batch).
+    """
 
     model: torch.nn.Module
-    dataset: Sequence[dict[str, Any]]
-    lengths: Sequence[int]
+    dataset: Any
+    lengths: Sequence[int] | None
     collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
     loss: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor]
     evaluate: Callable[[torch.nn.Module, Any], dict[str, float]] | None
     metric: str
     unit: str = "ex"
+    size: Callable[[dict[str, torch.Tensor]], int] | None = None
+    stats: Callable[[], dict[str, float]] | None = None
 
 
 @dataclass
@@ -51,7 +59,7 @@ class TrainState:
     epoch: int = 0
     batches_done: int = 0
     global_step: int = 0
-    examples_seen: int = 0
+    examples_seen: int = 0  # in the job's unit (examples, or tokens for pretraining)
     train_seconds: float = 0.0
     best_metric: float | None = None
     best_step: int | None = None
@@ -139,24 +147,36 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
-    sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
     # a private generator: starting an epoch's iterator must not draw from the global RNG that dropout
     # uses, or a resumed run would be one draw off the uninterrupted one
-    loader = DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=torch.Generator().manual_seed(opts.seed))
+    generator = torch.Generator().manual_seed(opts.seed)
+    streaming = job.lengths is None
+    if streaming:
+        if not opts.max_steps:
+            raise BertcliError("a streamed dataset needs --max-steps (its length is not known in advance)")
+        sampler = job.dataset
+        loader = DataLoader(job.dataset, batch_size=opts.batch_size, collate_fn=job.collate, generator=generator)
+    else:
+        sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
+        loader = DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=generator)
     model = job.model.to(accelerator.device)
     optimizer = _optimizer(model, opts)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
-    steps_per_epoch = math.ceil(len(loader) / opts.grad_accum)
+    size = job.size or (lambda batch: len(batch["input_ids"]))
+    # a stream's epoch length is unknown: count its steps as one long epoch (epoch = passes completed)
+    steps_per_epoch = opts.max_steps if streaming else math.ceil(len(loader) / opts.grad_accum)
     total_steps = opts.max_steps or max(1, math.ceil(steps_per_epoch * opts.epochs))
     warmup = int(opts.warmup_ratio * total_steps)
     scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
     accelerator.register_for_checkpointing(scheduler)
     effective = opts.batch_size * opts.grad_accum * accelerator.num_processes
     log.info(
-        "training on %d examples: batch %d x %d accumulation x %d process(es) = %d, %d steps (%.3g epochs), "
+        "training on %s: batch %d x %d accumulation x %d process(es) = %d, %d steps (%s), "
         "warmup %d, lr %.3g, %s precision",
-        len(job.lengths), opts.batch_size, opts.grad_accum, accelerator.num_processes, effective, total_steps,
-        total_steps / steps_per_epoch, warmup, opts.lr, accelerator.mixed_precision,
+        "a stream" if streaming else f"{len(job.lengths)} examples", opts.batch_size, opts.grad_accum,
+        accelerator.num_processes, effective, total_steps,
+        "as many passes as needed" if streaming else f"{total_steps / steps_per_epoch:.3g} epochs", warmup, opts.lr,
+        accelerator.mixed_precision,
     )  # fmt: skip
 
     state = TrainState()
@@ -167,14 +187,15 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
         log.info("resumed from %s (step %d, epoch %d)", checkpoint, state.global_step, state.epoch + 1)
 
     higher = greater_is_better(job.metric)
-    n_epochs = math.ceil(total_steps / steps_per_epoch)
+    n_epochs = sys.maxsize if streaming else math.ceil(total_steps / steps_per_epoch)
     eval_every = opts.eval_steps
 
     def evaluate_now() -> None:
         if job.evaluate is None:
             return
         metrics = job.evaluate(model, accelerator)
-        record = {"step": state.global_step, "epoch": round(state.global_step / steps_per_epoch, 3), **metrics}
+        epoch = state.epoch if streaming else state.global_step / steps_per_epoch
+        record = {"step": state.global_step, "epoch": round(epoch, 3), **metrics}
         state.history.append(record)
         value = metrics.get(job.metric)
         improved = value is not None and (
@@ -202,6 +223,7 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                 epoch_loader = accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
                 model.train()
                 tick = time.perf_counter()
+                batch_index = state.batches_done - 1
                 for batch_index, batch in enumerate(epoch_loader, start=state.batches_done):
                     with accelerator.accumulate(model):
                         loss = job.loss(model, batch)
@@ -210,7 +232,8 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                             accelerator.clip_grad_norm_(model.parameters(), opts.max_grad_norm)
                         optimizer.step()
                         optimizer.zero_grad()
-                    state.examples_seen += len(batch["input_ids"]) * accelerator.num_processes
+                    counted = size(batch)
+                    state.examples_seen += counted * accelerator.num_processes
                     if not accelerator.sync_gradients:
                         continue
                     scheduler.step()
@@ -219,7 +242,8 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                     now = time.perf_counter()
                     state.train_seconds += now - tick
                     tick = now
-                    progress.advance(1, examples=len(batch["input_ids"]), loss=loss.item(), lr=scheduler.get_last_lr()[0])
+                    extra = job.stats() if job.stats is not None else {}
+                    progress.advance(1, examples=counted, loss=loss.item(), **extra, lr=scheduler.get_last_lr()[0])
                     if on_step is not None:
                         on_step(state.global_step)
                     if eval_every and state.global_step % eval_every == 0:
@@ -231,6 +255,8 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                     if state.global_step >= total_steps or state.stopped_early:
                         break
                 state.train_seconds += time.perf_counter() - tick
+                if streaming and batch_index < 0:
+                    raise BertcliError("the training stream yielded no batches", hint="check the input files")
                 if not eval_every and not state.stopped_early:
                     evaluate_now()
                 state.epoch, state.batches_done = epoch + 1, 0

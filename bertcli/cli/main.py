@@ -105,9 +105,9 @@ def root(
 
 
 def _register() -> None:
-    from bertcli.cli import evaluate, finetune, predict
+    from bertcli.cli import evaluate, finetune, predict, pretrain
 
-    for module in (finetune, evaluate, predict):
+    for module in (pretrain, finetune, evaluate, predict):
         app.command(name=module.NAME, epilog=module.EXAMPLES)(guarded(module.command))
 
 

@@ -1,0 +1,103 @@
+"""`bertcli pretrain`: masked-LM (and optionally NSP) pretraining from scratch or continued on a text corpus."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from bertcli.cli.options import (
+    DATA, TRAINING, BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, OverwriteOpt,
+    MaxStepsOpt, PatienceOpt, PrecisionOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
+)  # fmt: skip
+from bertcli.config import PRESETS, PretrainConfig, PretrainOptions
+
+NAME = "pretrain"
+MODEL = "Model"
+OBJECTIVE = "Objective"
+EXAMPLES = """\b
+Examples:
+  bertcli pretrain corpus/*.txt --preset mini -o runs/mini-bert          # from scratch: WordPiece vocab, then MLM
+  bertcli pretrain domain.jsonl --model runs/base -o runs/domain-bert    # continued (domain-adaptive) pretraining
+  bertcli pretrain books.txt --preset base --nsp --whole-word-mask -o runs/bert   # as in the BERT paper
+  bertcli pretrain 'shards/*.parquet' --preset small --streaming --max-steps 100000 -o runs/big
+  bertcli finetune train.csv --model runs/domain-bert -o runs/clf        # the result fine-tunes like any BERT
+"""
+
+
+def command(
+    inputs: Annotated[
+        Optional[list[str]],
+        typer.Argument(metavar="CORPUS", help="Corpus files or globs: .txt (a sentence per line, blank line between documents), .jsonl .csv .tsv .parquet.", show_default=False),
+    ] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output model directory.", show_default=False)] = None,
+    model: Annotated[
+        Optional[str], typer.Option("--model", "-m", help="Continue pretraining this BERT (directory or hub id).", show_default=False, rich_help_panel=MODEL)
+    ] = None,
+    preset: Annotated[
+        Optional[str],
+        typer.Option(help=f"Train from scratch with a BERT miniature's shape: {', '.join(f'{k} ({l}/{h})' for k, (l, h) in PRESETS.items())} layers/hidden.", rich_help_panel=MODEL),
+    ] = None,
+    model_config: Annotated[Optional[str], typer.Option(help="Train from scratch with this BERT config.json.", rich_help_panel=MODEL)] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer directory for a new model. [default: train a WordPiece vocabulary on the corpus]", rich_help_panel=MODEL)] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="Size of the WordPiece vocabulary trained on the corpus. [default: 30522]", rich_help_panel=MODEL)] = None,
+    config: ConfigOpt = None,
+    mlm_probability: Annotated[Optional[float], typer.Option(help=f"Share of tokens to predict (80% [MASK], 10% random, 10% kept). [default: {PretrainConfig.mlm_probability}]", rich_help_panel=OBJECTIVE)] = None,
+    whole_word_mask: Annotated[Optional[bool], typer.Option("--whole-word-mask", help="Mask all WordPieces of a word together.", show_default=False, rich_help_panel=OBJECTIVE)] = None,
+    nsp: Annotated[Optional[bool], typer.Option("--nsp", help="Add next-sentence prediction (sentence pairs: 50% real next, 50% from another document).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
+    line_by_line: Annotated[Optional[bool], typer.Option("--line-by-line", help="One example per line instead of packing text into full blocks.", show_default=False, rich_help_panel=DATA)] = None,
+    streaming: Annotated[Optional[bool], typer.Option("--streaming", help="Stream the corpus from disk (larger than memory); needs --max-steps.", show_default=False, rich_help_panel=DATA)] = None,
+    val_split: Annotated[Optional[float], typer.Option(help=f"Share of the corpus held out for validation (at most 1000 examples). [default: {PretrainConfig.val_split}]", rich_help_panel=DATA)] = None,
+    text_column: TextColumnOpt = None,
+    format: FormatOpt = None,
+    epochs: EpochsOpt = None,
+    max_steps: MaxStepsOpt = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. [default: 1e-4 from scratch, 5e-5 with --model]", rich_help_panel=TRAINING)] = None,
+    batch_size: BatchSizeOpt = None,
+    grad_accum: GradAccumOpt = None,
+    warmup_ratio: WarmupOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    max_length: Annotated[Optional[int], typer.Option(help=f"Tokens per example (block). [default: {PretrainOptions.max_length}]", rich_help_panel=TRAINING)] = None,
+    eval_steps: EvalStepsOpt = None,
+    save_steps: Annotated[Optional[int], typer.Option(help=f"Checkpoint every N steps. [default: {PretrainOptions.save_steps}]", rich_help_panel=TRAINING)] = None,
+    patience: PatienceOpt = None,
+    precision: PrecisionOpt = None,
+    seed: SeedOpt = None,
+    resume: ResumeOpt = None,
+    overwrite: OverwriteOpt = None,
+) -> None:
+    """Pretrain a BERT with masked-LM (and optionally next-sentence prediction), from scratch or continued."""
+    values = {k: v for k, v in locals().items() if k != "config"}
+    from bertcli.config import build_config
+    from bertcli.errors import UsageError
+    from bertcli.pretraining import pretrain
+
+    if not values["inputs"] and config is None:
+        raise UsageError("missing corpus files", hint="bertcli pretrain corpus.txt --preset mini -o runs/mini-bert")
+    values["inputs"] = values["inputs"] or None
+    cfg = build_config(PretrainConfig, config, **values)
+    result = pretrain(cfg)
+    _summary(result.meta, str(result.output))
+
+
+def _summary(meta: dict, output: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    keys = [k for k in ("loss", "perplexity", "accuracy", "nsp_accuracy") if any(k in h for h in meta["history"])]
+    table = Table(title=f"pretrain: {output}", title_justify="left")
+    for column in ("step", *keys):
+        table.add_column("masked-token accuracy" if column == "accuracy" else column, justify="right")
+    for record in meta["history"]:
+        best = record["step"] == meta["best"]["step"]
+        table.add_row(str(record["step"]), *(f"{record[k]:.4f}" for k in keys), style="bold green" if best else None)
+    if meta["history"]:
+        console.print(table)
+    console.print(
+        f"{meta['objective']}; {meta['steps']} steps, {meta['train_tokens']:,} tokens in {meta['train_seconds']:.0f}s "
+        f"({meta['train_tokens_per_second']:,.0f} tokens/s); saved to [bold]{output}[/bold]",
+        highlight=False,
+    )
+    sys.stderr.flush()
