@@ -66,6 +66,7 @@ def command(
 ) -> None:
     """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
     values = {k: v for k, v in locals().items() if k != "config"}
+    from bertcli.accel import is_main_process
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.errors import UsageError
     from bertcli.ner_data import ner_format
@@ -80,7 +81,8 @@ def command(
     else:
         from bertcli.classification import finetune
     result = finetune(cfg)
-    _summary(result.meta, str(result.output))
+    if is_main_process():
+        _summary(result.meta, str(result.output))
 
 
 def _summary(meta: dict, output: str) -> None:

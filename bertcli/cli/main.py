@@ -77,9 +77,12 @@ class _StderrHandler(logging.Handler):
 
 
 def _setup_logging(verbosity: int) -> None:
+    from bertcli.accel import is_main_process
+
     logger = logging.getLogger("bertcli")
     logger.handlers[:] = [_StderrHandler()]
-    logger.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
+    level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    logger.setLevel(level if is_main_process() else logging.ERROR)  # one log, not one per process
     logger.propagate = False
 
 
@@ -105,9 +108,9 @@ def root(
 
 
 def _register() -> None:
-    from bertcli.cli import evaluate, finetune, predict, pretrain
+    from bertcli.cli import embed, evaluate, finetune, predict, pretrain, tokenize
 
-    for module in (pretrain, finetune, evaluate, predict):
+    for module in (tokenize, embed, pretrain, finetune, evaluate, predict):
         app.command(name=module.NAME, epilog=module.EXAMPLES)(guarded(module.command))
 
 

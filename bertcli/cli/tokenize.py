@@ -1,0 +1,138 @@
+"""`bertcli tokenize`: inspect tokenization, measure token lengths (--stats), or train a vocabulary (--train-vocab)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, Optional
+
+import typer
+
+from bertcli.cli.options import FormatOpt, IdColumnOpt, MaxLengthOpt, ModelOpt, OverwriteOpt, TextColumnOpt, TextPairColumnOpt
+
+NAME = "tokenize"
+EXAMPLES = """\b
+Examples:
+  bertcli tokenize "Tokenizers split unfamiliar words."       # table on a terminal
+  bertcli tokenize reviews.csv --output-format jsonl | head -1  # tokens, ids, offsets, word ids
+  bertcli tokenize train.csv --stats                            # length percentiles, suggested --max-length
+  bertcli tokenize corpus.txt --train-vocab -o my-tokenizer --vocab-size 16000 --cased
+"""
+VOCAB = "Vocabulary training (--train-vocab)"
+
+
+def command(
+    input: Annotated[
+        Optional[str], typer.Argument(help="A text, a data file (.txt .csv .tsv .jsonl .parquet), or - / nothing for stdin.", show_default=False)
+    ] = None,
+    model: ModelOpt = None,
+    stats: Annotated[
+        bool, typer.Option("--stats", help="Token-length statistics of the input: percentiles, share truncated, [UNK] rate, a suggested --max-length.")
+    ] = False,
+    train_vocab: Annotated[
+        bool, typer.Option("--train-vocab", help="Train a BERT WordPiece tokenizer on the input corpus and save it to -o.", rich_help_panel=VOCAB)
+    ] = False,
+    output_format: Annotated[
+        Optional[str], typer.Option(help="table or jsonl (json for --stats). [default: table on a terminal, else jsonl]")
+    ] = None,
+    max_length: MaxLengthOpt = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Directory for the trained tokenizer.", show_default=False, rich_help_panel=VOCAB)] = None,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special tokens included.", rich_help_panel=VOCAB)] = 30522,
+    lowercase: Annotated[bool, typer.Option("--lowercase/--cased", help="Lowercase (uncased model) or keep case.", rich_help_panel=VOCAB)] = True,
+    min_frequency: Annotated[int, typer.Option(help="Keep only merges seen at least this often.", rich_help_panel=VOCAB)] = 2,
+    overwrite: OverwriteOpt = None,
+    format: FormatOpt = None,
+    text_column: TextColumnOpt = None,
+    text_pair_column: TextPairColumnOpt = None,
+    id_column: IdColumnOpt = None,
+) -> None:
+    """Show how a model's tokenizer splits text, measure token lengths of a dataset, or train a new WordPiece vocabulary."""
+    from bertcli.config import DataOptions
+    from bertcli.errors import UsageError
+
+    if stats and train_vocab:
+        raise UsageError("--stats and --train-vocab are separate modes; pass one")
+    if output is not None and not train_vocab:
+        raise UsageError("-o names the --train-vocab output directory", hint="redirect stdout to save tokens or stats")
+    if input in (None, "-") and sys.stdin.isatty():
+        raise UsageError("no input: pass a text or a file, or pipe text into stdin", hint='bertcli tokenize "some text"')
+    fmt = (output_format or ("table" if sys.stdout.isatty() else "jsonl")).lower()
+    if fmt not in ("table", "jsonl", "json"):
+        raise UsageError(f"unknown --output-format {output_format!r}", hint="choose table or jsonl")
+    data = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, id_column=id_column)
+
+    if train_vocab:
+        from bertcli.tokenization import train_vocab as train
+
+        if output is None:
+            raise UsageError("--train-vocab needs -o DIR for the tokenizer")
+        summary = train(input, output, data, vocab_size, lowercase, min_frequency, max_length, bool(overwrite))
+        import logging
+
+        logging.getLogger("bertcli").info(
+            "trained a %s WordPiece vocabulary of %d tokens on %d texts -> %s (load it with AutoTokenizer.from_pretrained)",
+            "lowercase" if summary["lowercase"] else "cased", summary["vocab_size"], summary["texts"], summary["output"],
+        )  # fmt: skip
+    elif stats:
+        from bertcli.tokenization import length_stats
+
+        report = length_stats(model, input, data, max_length)
+        if fmt == "table":
+            _stats_table(report)
+        else:
+            typer.echo(json.dumps(report))
+    else:
+        from bertcli.tokenization import inspect_tokens
+
+        for record in inspect_tokens(model, input, data, max_length):
+            if fmt == "table":
+                _token_table(record)
+            else:
+                typer.echo(json.dumps(record, ensure_ascii=False))
+
+
+def _token_table(record: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text  # user text is shown as is, never read as rich markup
+
+    text = record["text"] if len(record["text"]) <= 100 else record["text"][:97] + "..."
+    heading = Text(f"{record['id']}: {text}" if "id" in record else text, style="bold")
+    heading.append(f"  ({len(record['tokens'])} tokens)", style="not bold")
+    table = Table(highlight=False)
+    for name, justify in (("#", "right"), ("token", "left"), ("id", "right"), ("chars", "right"), ("word", "right"), ("text", "left")):
+        table.add_column(name, justify=justify)
+    sequences = record.get("sequence_ids")
+    for i, (token, token_id, (start, end), word) in enumerate(zip(record["tokens"], record["ids"], record["offsets"], record["word_ids"])):
+        surface = (record["text_pair"] if sequences and sequences[i] == 1 else record["text"])[start:end]
+        span = f"{start}-{end}" if end > start else ""
+        table.add_row(str(i), Text(token), str(token_id), span, "" if word is None else str(word), Text(surface))
+    console = Console(soft_wrap=False)
+    console.print(heading)
+    console.print(table)
+
+
+def _stats_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    length = report["length"]
+    heading = Text(f"token lengths of {report['source']} (column {report['text_column']!r}) with {report['model']}", style="bold")
+    table = Table(show_header=False)
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    table.add_row("examples", f"{report['count']:,}")
+    table.add_row("tokens (with special tokens)", f"{report['tokens']:,}")
+    table.add_row("mean length", f"{length['mean']:.1f}")
+    for key in ("min", "p50", "p90", "p95", "p99", "max"):
+        table.add_row(f"{key} length", str(length[key]))
+    for cutoff, share in report["truncated"].items():
+        table.add_row(f"truncated at {cutoff}", f"{share:.2%}")
+    table.add_row("[UNK] rate (of tokens)", f"{report['unk_rate']:.3%}")
+    table.add_row("examples with [UNK]", f"{report['examples_with_unk']:.2%}")
+    table.add_row("model limit", str(report["model_max_length"]))
+    table.add_row("suggested --max-length", f"[bold]{report['suggested_max_length']}[/bold] ({report['truncated_at_suggested']:.2%} truncated)")
+    console = Console(soft_wrap=False)
+    console.print(heading)
+    console.print(table)

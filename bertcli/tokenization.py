@@ -1,0 +1,186 @@
+"""The tokenize core: what a tokenizer makes of each input, token-length statistics of a dataset, and vocabulary training.
+
+The statistics answer the question asked before fine-tuning or embedding: which --max-length keeps
+nearly every example whole without padding everything to 512.
+"""
+
+from __future__ import annotations
+
+import itertools
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertcli.config import DataOptions
+from bertcli.data import FORMATS, iter_records
+from bertcli.embedding import chunked, record_columns
+from bertcli.errors import DataError, UsageError
+
+PERCENTILES = (50, 90, 95, 99)
+COMMON_LENGTHS = (128, 256, 512)
+SUGGESTION_STEP = 32  # suggested max lengths are multiples of this (friendly to matrix kernels)
+CHUNK = 2000
+
+
+def _tokenizer(model: str | None) -> tuple[Any, int]:
+    """The tokenizer of --model and the longest input its model accepts."""
+    import transformers
+
+    from bertcli.modeling import load_tokenizer, model_max_length, resolve_model
+
+    given = Path(model).expanduser() if model else None
+    # a tokenizer directory (e.g. from --train-vocab) is enough here; it has no model config.json
+    path = str(given) if given is not None and (given / "tokenizer_config.json").is_file() else resolve_model(model)
+    tokenizer = load_tokenizer(path)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path)
+    except Exception:  # a bare tokenizer directory (e.g. from --train-vocab) has no model config
+        config = None
+    return tokenizer, model_max_length(tokenizer, config)
+
+
+def _records(source: str | None, data: DataOptions) -> tuple[Iterator[dict[str, Any]], str]:
+    """Records of a file or stdin; a SOURCE that is neither is tokenized as literal text."""
+    if source in (None, "-"):
+        return iter_records(source, data), "<stdin>"
+    path = Path(source)
+    if path.is_file():
+        return iter_records(source, data), source
+    if path.suffix.lower() in FORMATS and " " not in source:
+        raise DataError("file not found", file=source, hint="to tokenize this string itself, add a space or pipe it through stdin")
+    return iter([{"text": source}]), "<argument>"
+
+
+def _texts(chunk: list[dict[str, Any]], columns: tuple[str, str | None], pair: str | None) -> tuple[list[str], list[str] | None]:
+    texts = ["" if r.get(columns[0]) is None else str(r[columns[0]]) for r in chunk]
+    pairs = ["" if r.get(pair) is None else str(r[pair]) for r in chunk] if pair else None
+    return texts, pairs
+
+
+def inspect_tokens(model: str | None, source: str | None, data: DataOptions, max_length: int | None = None) -> Iterator[dict[str, Any]]:
+    """One record per input: text, tokens, ids, character offsets (into the text) and word ids, as the model sees them."""
+    tokenizer, _ = _tokenizer(model)
+    records, name = _records(source, data)
+    columns = None
+    row = 0
+    for chunk in chunked(records, CHUNK):
+        columns = columns or record_columns(chunk[0], data, name)
+        texts, pairs = _texts(chunk, columns, data.text_pair_column)
+        encoded = tokenizer(
+            texts, pairs, truncation=max_length is not None, max_length=max_length, return_offsets_mapping=True,
+            return_attention_mask=False, return_token_type_ids=pairs is not None,
+        )  # fmt: skip
+        for i, record in enumerate(chunk):
+            row += 1
+            out: dict[str, Any] = {}
+            if columns[1] is not None:
+                out["id"] = record.get(columns[1])
+            out["text"] = texts[i]
+            if pairs is not None:
+                out["text_pair"] = pairs[i]
+            ids = encoded["input_ids"][i]
+            out["tokens"] = tokenizer.convert_ids_to_tokens(ids)
+            out["ids"] = ids
+            out["offsets"] = [list(o) for o in encoded["offset_mapping"][i]]
+            out["word_ids"] = encoded.word_ids(i)
+            if pairs is not None:
+                out["sequence_ids"] = encoded.sequence_ids(i)
+            yield out
+
+
+def suggest_max_length(p99: int, limit: int) -> int:
+    """The smallest multiple of 32 that keeps 99% of examples whole, within the model's limit."""
+    return int(min(limit, -(-p99 // SUGGESTION_STEP) * SUGGESTION_STEP))
+
+
+def length_stats(model: str | None, source: str | None, data: DataOptions, max_length: int | None = None) -> dict[str, Any]:
+    """Token-length distribution, truncation shares and [UNK] rate of a dataset (streamed; 4 bytes per example held)."""
+    from bertcli.modeling import DEFAULT_HUB_ID
+
+    tokenizer, limit = _tokenizer(model)
+    if max_length is not None and max_length <= 0:
+        raise UsageError("--max-length must be positive")
+    records, name = _records(source, data)
+    if name == "<argument>":
+        raise DataError("file not found", file=source, hint="--stats reads a data file or stdin")
+    pair = data.text_pair_column
+    specials = tokenizer.num_special_tokens_to_add(pair=pair is not None)
+    unk_id = tokenizer.unk_token_id
+    lengths, unk_counts = array("i"), array("i")
+    columns = None
+    for chunk in chunked(records, CHUNK):
+        columns = columns or record_columns(chunk[0], data, name)
+        if pair is not None and pair not in chunk[0]:
+            raise DataError(f"column {pair!r} (from --text-pair-column) not found", file=name, hint=f"columns are: {', '.join(chunk[0])}")
+        texts, pairs = _texts(chunk, columns, pair)
+        encoded = tokenizer(texts, pairs, truncation=False, return_attention_mask=False, return_token_type_ids=False)
+        for ids in encoded["input_ids"]:
+            lengths.append(len(ids))
+            unk_counts.append(ids.count(unk_id) if unk_id is not None else 0)
+    if not lengths:
+        raise DataError("no input records", file=name)
+    n = np.frombuffer(lengths, dtype=np.int32)
+    unk = np.frombuffer(unk_counts, dtype=np.int32)
+    # nearest-rank percentiles: p90 = the length that 90% of examples do not exceed
+    percentiles = {f"p{q}": int(np.percentile(n, q, method="inverted_cdf")) for q in PERCENTILES}
+    cutoffs = sorted({*COMMON_LENGTHS, *([max_length] if max_length else [])})
+    suggested = suggest_max_length(percentiles["p99"], limit)
+    real_tokens = int(n.sum()) - specials * len(n)
+    return {
+        "source": name,
+        "model": model or DEFAULT_HUB_ID,
+        "text_column": columns[0],
+        "count": len(n),
+        "tokens": int(n.sum()),
+        "length": {"mean": round(float(n.mean()), 2), "min": int(n.min()), **percentiles, "max": int(n.max())},
+        "truncated": {str(c): round(float((n > c).mean()), 6) for c in cutoffs},
+        "unk_rate": round(float(unk.sum()) / real_tokens, 6) if real_tokens else 0.0,
+        "examples_with_unk": round(float((unk > 0).mean()), 6),
+        "model_max_length": limit,
+        "suggested_max_length": suggested,
+        "truncated_at_suggested": round(float((n > suggested).mean()), 6),
+    }
+
+
+def train_vocab(
+    source: str | None, output: str, data: DataOptions, vocab_size: int = 30522, lowercase: bool = True,
+    min_frequency: int = 2, max_length: int | None = None, overwrite: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Train a BERT WordPiece vocabulary on a corpus (streamed) into a directory AutoTokenizer loads."""
+    from bertcli.vocab import SPECIAL_TOKENS, train_wordpiece
+
+    if vocab_size < len(SPECIAL_TOKENS) + 1:
+        raise UsageError(f"--vocab-size must be more than {len(SPECIAL_TOKENS)} (the special tokens)")
+    if min_frequency < 1:
+        raise UsageError("--min-frequency must be at least 1")
+    target = Path(output)
+    if target.exists():
+        if not target.is_dir():
+            raise UsageError("output exists and is not a directory", file=output)
+        if not overwrite:
+            raise UsageError("output directory exists", file=output, hint="pass --overwrite to replace it")
+        if any(target.iterdir()) and not (target / "tokenizer_config.json").is_file():
+            raise UsageError("refusing to replace a directory that holds no tokenizer", file=output, hint="choose a new -o directory")
+    records, name = _records(source, data)
+    if name == "<argument>":
+        raise DataError("file not found", file=source, hint="--train-vocab reads a corpus file or stdin")
+    counted = {"texts": 0}
+
+    def texts() -> Iterator[str]:
+        columns = None
+        for record in records:
+            columns = columns or record_columns(record, data, name)
+            text = record.get(columns[0])
+            if text is not None and str(text).strip():
+                counted["texts"] += 1
+                yield str(text)
+
+    corpus = texts()
+    first = next(corpus, None)
+    if first is None:
+        raise DataError("no text to train on", file=name)
+    tokenizer = train_wordpiece(itertools.chain([first], corpus), target, vocab_size, lowercase, min_frequency, max_length or 512)
+    return {"output": str(target), "texts": counted["texts"], "vocab_size": len(tokenizer), "lowercase": lowercase}
