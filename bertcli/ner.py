@@ -340,7 +340,9 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     """Tag a stream in micro-batches; yields output text in input order as it is ready.
 
     Raw text (txt lines, or a text column) gives one JSONL record of entities per input; pre-tokenized input
-    comes back in its own format with the predicted tags added (CoNLL: a last column; JSONL: `pred_tags`).
+    comes back in its own format with the predicted tags added (CoNLL: a last column; JSONL: `pred_tags`),
+    rewritten as the entities they spell (conlleval's reading) so the column is a valid sequence that
+    `bertcli evaluate` and strict scorers accept.
     """
     from bertcli.classification import micro_batches
     from bertcli.data import iter_records
@@ -354,6 +356,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     if fmt == "conll":
         for batch in micro_batches(iter_sentences(source, "conll", need_tags=False), opts.batch_size * 8):
             tags, _ = tagger.tag([s.words for s in batch])
+            tags = [convert(t, tagger.scheme) for t in tags]
             yield "".join(
                 "".join("\t".join([*row, tag]) + "\n" for row, tag in zip(s.columns, t)) + "\n"
                 for s, t in zip(batch, tags)
@@ -366,7 +369,8 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
         sentences = [_sentence(record, data, where) for record in batch]
         tags, scores = tagger.tag([s.words for s in sentences])
         yield "".join(
-            dumps(_output(r, s, t, sc, data, opts)) + "\n" for r, s, t, sc in zip(batch, sentences, tags, scores)
+            dumps(_output(r, s, t, sc, tagger.scheme, data, opts)) + "\n"
+            for r, s, t, sc in zip(batch, sentences, tags, scores)
         )
 
 
@@ -397,10 +401,10 @@ def _sentence(record: dict[str, Any], data: DataOptions, where: str) -> Sentence
 
 
 def _output(
-    record: dict[str, Any], sentence: Sentence, tags, scores, data: DataOptions, opts: NerPredictOptions
+    record: dict[str, Any], sentence: Sentence, tags, scores, scheme: str, data: DataOptions, opts: NerPredictOptions
 ) -> dict[str, Any]:
     if sentence.text is None:
-        return {**record, "pred_tags": tags}
+        return {**record, "pred_tags": convert(tags, scheme)}
     out: dict[str, Any] = {}
     if data.id_column:
         out["id"] = record.get(data.id_column)

@@ -63,23 +63,12 @@ def make_windows(tokenizer: Any, sentences: Sequence[Sequence[str]], max_length:
     windows = []
     for row, index in enumerate(live):
         ids, word_ids = batch["input_ids"][row], batch.word_ids(row)
-        counts = (
-            np.bincount(np.asarray(word_ids, dtype=np.int64), minlength=len(sentences[index]))
-            if ids
-            else np.zeros(len(sentences[index]), int)
-        )
+        counts = np.bincount(np.asarray(word_ids, dtype=np.int64), minlength=len(sentences[index]))  # pieces per word
         starts = np.concatenate([[0], np.cumsum(counts)])
         for start, end in word_ranges(counts.tolist(), budget, stride):
             lo, hi = int(starts[start]), int(min(starts[end], starts[start] + budget))
-            windows.append(
-                Window(
-                    index,
-                    start,
-                    end,
-                    [tokenizer.cls_token_id, *ids[lo:hi], tokenizer.sep_token_id],
-                    [None, *word_ids[lo:hi], None],
-                )
-            )
+            input_ids = [tokenizer.cls_token_id, *ids[lo:hi], tokenizer.sep_token_id]
+            windows.append(Window(index, start, end, input_ids, [None, *word_ids[lo:hi], None]))
     return windows
 
 
