@@ -6,7 +6,6 @@ training loop, inference path); token classification and pretraining get modules
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import queue
 import shutil
@@ -21,6 +20,7 @@ import numpy as np
 from bertcli.config import DataOptions, FinetuneConfig, to_dict
 from bertcli.data import (
     Columns,
+    file_fingerprint,
     LabelSpec,
     Table,
     encode_labels,
@@ -32,7 +32,7 @@ from bertcli.data import (
     validate_texts,
 )
 from bertcli.errors import BertcliError, DataError, UsageError
-from bertcli.inference import Encoded, TorchBackend, encode, length_sorted_batches, pad, run_batches
+from bertcli.inference import Encoded, TorchBackend, encode, length_sorted_batches, run_batches
 
 log = logging.getLogger("bertcli")
 DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}
@@ -58,14 +58,6 @@ def _texts(table: Table, columns: Columns) -> tuple[list[str], list[str] | None]
     return texts, pairs
 
 
-def _fingerprint(path: str) -> dict[str, Any]:
-    if path == "-":
-        return {"file": "<stdin>"}
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": str(Path(path).resolve()), "sha256": digest.hexdigest()}
 
 
 # --- finetune ----------------------------------------------------------------------------------------
@@ -123,7 +115,7 @@ def _loss_fn(task: str, weights: Any):
     return loss_from_logits
 
 
-def _class_weights(task: str, labels: Sequence[Any], num_labels: int):
+def class_weights_for(task: str, labels: Sequence[Any], num_labels: int):
     """Inverse-frequency weights (single-label) or negative/positive ratios (multi-label)."""
     import torch
 
@@ -138,23 +130,6 @@ def _class_weights(task: str, labels: Sequence[Any], num_labels: int):
     return torch.tensor(weights, dtype=torch.float)
 
 
-def _prepare_output(cfg: Any, accelerator: Any = None) -> tuple[Path, Path]:
-    """Check cfg.output; an interrupted run lives beside it in OUTPUT.incomplete/.
-
-    Every process checks (so all fail alike); only the main process touches the file system.
-    """
-    out = Path(cfg.output)
-    run_dir = out.with_name(out.name + ".incomplete")
-    if out.exists() and not cfg.overwrite and not (out.is_dir() and not any(out.iterdir())):
-        raise UsageError("output directory already exists", file=out, hint="pass --overwrite or choose another -o")
-    if accelerator is None or accelerator.is_main_process:
-        if run_dir.exists() and cfg.training.resume is None:
-            log.info("removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)", run_dir)
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    if accelerator is not None:
-        accelerator.wait_for_everyone()
-    return out, run_dir
 
 
 def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
@@ -166,7 +141,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     from bertcli.io import replace_dir
     from bertcli.metrics import report_for_task
     from bertcli.modeling import library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
-    from bertcli.training import TrainJob, train
+    from bertcli.training import TrainJob, prepare_run_dir, train
 
     cfg.validate()
     opts = cfg.training
@@ -212,7 +187,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         train_examples, val_examples = _examples(encoded, labels, range(len(labels))), []
     log.info("%d training and %d validation examples", len(train_examples), len(val_examples))
 
-    weights = _class_weights(spec.task, [e["label"] for e in train_examples], spec.num_labels) if opts.class_weights == "auto" else None
+    weights = class_weights_for(spec.task, [e["label"] for e in train_examples], spec.num_labels) if opts.class_weights == "auto" else None
     loss_from_logits = _loss_fn(spec.task, weights.to(accelerator.device) if weights is not None else None)
     collate = _collate(spec.task)
 
@@ -249,7 +224,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         model=model, dataset=train_examples, lengths=[len(e["input_ids"]) for e in train_examples],
         collate=collate, loss=loss, evaluate=evaluate, metric=metric if val_examples else "loss",
     )  # fmt: skip
-    out, run_dir = _prepare_output(cfg, accelerator)
+    out, run_dir = prepare_run_dir(cfg, accelerator)
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
 
     meta = {
@@ -261,8 +236,8 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "threshold": 0.5 if spec.task == "multi_label" else None,
         "base_model": cfg.model or "sentence-transformers/all-MiniLM-L6-v2",
         "config": to_dict(cfg),
-        "train_data": {**_fingerprint(cfg.train), "rows": len(table.dataset)},
-        "validation_data": _fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
+        "train_data": {**file_fingerprint(cfg.train), "rows": len(table.dataset)},
+        "validation_data": file_fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
         "metric": job.metric,
         "best": {"step": state.best_step, job.metric: state.best_metric},
         "history": state.history,
@@ -478,9 +453,9 @@ def _stream_columns(first: dict[str, Any], data: DataOptions, saved: dict[str, A
     for flag, column in (("--text-column", data.text_column), ("--text-pair-column", data.text_pair_column), ("--id-column", data.id_column)):
         if column is not None and column not in names:
             raise DataError(f"column {column!r} (from {flag}) not found", file=where, hint=f"columns are: {', '.join(names)}")
-    from bertcli.data import TEXT_CANDIDATES, _pick
+    from bertcli.data import TEXT_CANDIDATES, pick_column
 
-    text = data.text_column or (saved.get("text") if saved.get("text") in names else None) or _pick(names, TEXT_CANDIDATES)
+    text = data.text_column or (saved.get("text") if saved.get("text") in names else None) or pick_column(names, TEXT_CANDIDATES)
     if text is None:
         strings = [k for k, v in first.items() if isinstance(v, str)]
         if len(strings) != 1:

@@ -7,6 +7,7 @@ error messages for bad data (file, line/row, column, fix) are the same everywher
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -135,7 +136,7 @@ def load_table(path: str, options: DataOptions | None = None) -> Table:
     try:
         ds = datasets.load_dataset(builder, data_files=str(file.resolve()), split="train", **kwargs)
     except Exception as exc:  # datasets wraps the parser's error; show the innermost message
-        raise DataError(f"cannot parse as {fmt}: {_root_message(exc)}", file=path) from None
+        raise DataError(f"cannot parse as {fmt}: {root_message(exc)}", file=path) from None
     if len(ds) == 0:
         raise DataError("file has no rows", file=path)
     return Table(ds, path, fmt)
@@ -174,13 +175,13 @@ def check_utf8(file: Path, chunk_lines: int = 100_000) -> None:
                 ) from None  # fmt: skip
 
 
-def _root_message(exc: BaseException) -> str:
+def root_message(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _pick(columns: Sequence[str], candidates: Sequence[str]) -> str | None:
+def pick_column(columns: Sequence[str], candidates: Sequence[str]) -> str | None:
     lowered = {c.lower(): c for c in columns}
     return next((lowered[c] for c in candidates if c in lowered), None)
 
@@ -196,13 +197,13 @@ def resolve_columns(table: Table, options: DataOptions, need_label: bool, label_
             )
         return column
 
-    label = require(options.label_column or label_column, "--label-column") or _pick(names, LABEL_CANDIDATES)
+    label = require(options.label_column or label_column, "--label-column") or pick_column(names, LABEL_CANDIDATES)
     if need_label and label is None:
         raise table.error(
             "no label column found", hint=f"columns are: {', '.join(names)}; pass --label-column"
         )
     ident = require(options.id_column, "--id-column")
-    text = require(options.text_column, "--text-column") or _pick(names, TEXT_CANDIDATES)
+    text = require(options.text_column, "--text-column") or pick_column(names, TEXT_CANDIDATES)
     if text is None:
         features = table.dataset.features
         strings = [n for n in names if n not in (label, ident) and getattr(features[n], "dtype", "") in ("string", "large_string")]
@@ -398,3 +399,12 @@ def _lines(stream: io.TextIOBase) -> Iterator[str]:
         if not line:
             return
         yield line
+
+def file_fingerprint(path: str) -> dict[str, Any]:
+    if path == "-":
+        return {"file": "<stdin>"}
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"file": str(Path(path).resolve()), "sha256": digest.hexdigest()}

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from bertcli.config import DataOptions
-from bertcli.data import TEXT_CANDIDATES, _pick, _root_message, detect_format, load_table, resolve_columns
+from bertcli.data import TEXT_CANDIDATES, pick_column, root_message, detect_format, load_table, resolve_columns
 from bertcli.errors import DataError, UsageError
 
 VAL_CAP = 1000  # held-out examples at most: evaluation stays cheap on a large corpus
@@ -74,7 +74,7 @@ def read_documents(files: Sequence[Path], options: DataOptions, streaming: bool)
         except DataError:
             raise
         except Exception as exc:  # a stream fails while it is read, e.g. on bytes that are not UTF-8
-            raise DataError(f"cannot read as {fmt}: {_root_message(exc)}", file=file) from None
+            raise DataError(f"cannot read as {fmt}: {root_message(exc)}", file=file) from None
 
 
 def _table(file: Path, options: DataOptions):
@@ -95,7 +95,7 @@ def _stream(file: Path, fmt: str, options: DataOptions):
     if first is None:
         raise DataError("file has no rows", file=file)
     names = list(first)
-    column = options.text_column or _pick(names, TEXT_CANDIDATES)
+    column = options.text_column or pick_column(names, TEXT_CANDIDATES)
     if column is None or column not in names:
         message = f"column {column!r} (from --text-column) not found" if column else "cannot tell which column has the text"
         raise DataError(message, file=file, hint=f"columns are: {', '.join(names)}; pass --text-column")

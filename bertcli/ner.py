@@ -130,7 +130,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     from accelerate.utils import set_seed
 
     from bertcli.accel import make_accelerator
-    from bertcli.classification import _class_weights, _fingerprint, _prepare_output
+    from bertcli.classification import class_weights_for
+    from bertcli.data import file_fingerprint
+    from bertcli.training import prepare_run_dir
     from bertcli.data import split_validation
     from bertcli.io import replace_dir
     from bertcli.modeling import (
@@ -211,7 +213,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     weights = None
     if opts.class_weights == "auto":
-        weights = _class_weights("single_label", [index[t] for i in train_idx for t in gold[i]], len(labels)).to(
+        weights = class_weights_for("single_label", [index[t] for i in train_idx for t in gold[i]], len(labels)).to(
             accelerator.device
         )
 
@@ -245,7 +247,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         model=model, dataset=examples, lengths=[len(e["input_ids"]) for e in examples], collate=_collate(tokenizer.pad_token_id or 0),
         loss=loss, evaluate=evaluate, metric=metric if val_words else "loss", unit="windows",
     )  # fmt: skip
-    out, run_dir = _prepare_output(cfg, accelerator)
+    out, run_dir = prepare_run_dir(cfg, accelerator)
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
     meta = {
         "task": "ner",
@@ -257,8 +259,8 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "label_all_tokens": cfg.ner.label_all_tokens,
         "base_model": cfg.model or "sentence-transformers/all-MiniLM-L6-v2",
         "config": to_dict(cfg),
-        "train_data": {**_fingerprint(cfg.train), "sentences": len(words)},
-        "validation_data": _fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
+        "train_data": {**file_fingerprint(cfg.train), "sentences": len(words)},
+        "validation_data": file_fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
         "metric": job.metric,
         "best": {"step": state.best_step, job.metric: state.best_metric},
         "history": state.history,

@@ -172,7 +172,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     from accelerate.utils import set_seed
 
     from bertcli.accel import make_accelerator
-    from bertcli.classification import _prepare_output
+    from bertcli.training import prepare_run_dir
     from bertcli.io import replace_dir
     from bertcli.modeling import model_max_length, resolve_model
     from bertcli.training import TrainJob, train
@@ -188,7 +188,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     accelerator = make_accelerator(
         opts.precision, gradient_accumulation_steps=opts.grad_accum, dataloader_config=loading
     )
-    out, run_dir = _prepare_output(cfg, accelerator)
+    out, run_dir = prepare_run_dir(cfg, accelerator)
     with accelerator.main_process_first():  # the main process trains a vocabulary, the others then load it
         tokenizer = _tokenizer(cfg, files, run_dir, model_path)
     model = build_model(cfg, tokenizer, model_path, opts.max_length)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from bertcli.config import TrainOptions
-from bertcli.errors import BertcliError, Interrupted
+from bertcli.errors import BertcliError, Interrupted, UsageError
 from bertcli.metrics import greater_is_better
 from bertcli.progress import Progress
 
@@ -320,3 +320,21 @@ def _save_checkpoint(accelerator: Any, run_dir: Path, state: TrainState) -> None
         for old in _checkpoints(run_dir)[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+def prepare_run_dir(cfg: Any, accelerator: Any = None) -> tuple[Path, Path]:
+    """Check cfg.output; an interrupted run lives beside it in OUTPUT.incomplete/.
+
+    Every process checks (so all fail alike); only the main process touches the file system.
+    """
+    out = Path(cfg.output)
+    run_dir = out.with_name(out.name + ".incomplete")
+    if out.exists() and not cfg.overwrite and not (out.is_dir() and not any(out.iterdir())):
+        raise UsageError("output directory already exists", file=out, hint="pass --overwrite or choose another -o")
+    if accelerator is None or accelerator.is_main_process:
+        if run_dir.exists() and cfg.training.resume is None:
+            log.info("removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)", run_dir)
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return out, run_dir

@@ -256,11 +256,11 @@ def test_sentence_pairs_train_and_evaluate(tmp_path, tiny_model):
 
 
 def test_class_weights_are_inverse_frequencies():
-    from bertcli.classification import _class_weights
+    from bertcli.classification import class_weights_for
 
-    weights = _class_weights("single_label", [0, 0, 0, 1], 2)
+    weights = class_weights_for("single_label", [0, 0, 0, 1], 2)
     assert weights.tolist() == pytest.approx([4 / 6, 4 / 2])
-    pos_weight = _class_weights("multi_label", [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]], 2)
+    pos_weight = class_weights_for("multi_label", [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]], 2)
     assert pos_weight.tolist() == pytest.approx([1 / 3, 3.0])
 
 
