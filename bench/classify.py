@@ -19,6 +19,7 @@ shared, so the load average before and after is printed with them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 GOALS = {"predict_vs_default": 2.5, "predict_vs_batched": 1.2, "finetune_vs_tuned": 1.3}
@@ -43,10 +44,11 @@ class Row:
     accuracy: float | None
     wall: float
     note: str = ""
+    load: float = field(default_factory=lambda: os.getloadavg()[0])  # 1-minute load average as it ended
 
 
 def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[bench {time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {message}", file=sys.stderr, flush=True)
 
 
 # --- environment -----------------------------------------------------------------------------------------
@@ -122,8 +124,9 @@ def accuracy(predicted, gold) -> float:
 
 
 def bertcli(*args: str) -> tuple[float, str]:
-    """Run the installed `bertcli` command; its wall time and stdout."""
-    command = [shutil.which("bertcli") or sys.executable, *([] if shutil.which("bertcli") else ["-m", "bertcli"]), *args]
+    """Run the installed `bertcli` command as a user would; its wall time and stdout."""
+    found = shutil.which("bertcli")
+    command = [found, *args] if found else [sys.executable, "-m", "bertcli", *args]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -133,6 +136,7 @@ def bertcli(*args: str) -> tuple[float, str]:
 
 
 def bench_bertcli_finetune(work: Path, epochs: float) -> tuple[Row, Row, Path, dict]:
+    """`bertcli finetune` with its defaults; the loop's own rate from bertcli.json, accuracy from `bertcli evaluate`."""
     model_dir = work / "bertcli-model"
     log(f"bertcli finetune train.csv -o {model_dir.name} --epochs {epochs:g}")
     wall, _ = bertcli("finetune", str(work / "train.csv"), "-o", str(model_dir), "--epochs", f"{epochs:g}")
@@ -141,21 +145,25 @@ def bench_bertcli_finetune(work: Path, epochs: float) -> tuple[Row, Row, Path, d
     _, report = bertcli("evaluate", str(model_dir), str(work / "test.csv"), "--json")
     acc = json.loads(report)["accuracy"]
     rate, seconds = meta["train_examples_per_second"], meta["train_seconds"]
-    examples = rate * seconds
-    loop = Row("bertcli finetune: training loop (bertcli.json)", rate, acc, seconds, f"{meta['steps']} steps, {meta['config']['training']['precision']} precision")
-    command = Row("bertcli finetune: whole command", examples / wall, acc, wall, "imports, tokenizing, per-epoch validation, saving")
+    training = meta["config"]["training"]
+    loop_note = f"{meta['steps']} steps, batch {training['batch_size']}, lr {training['lr']:g}"
+    loop = Row("bertcli finetune: training loop (bertcli.json)", rate, acc, seconds, loop_note)
+    whole_note = "same examples over the command's wall time (imports, tokenizing, validation, saving)"
+    command = Row("bertcli finetune: whole command", rate * seconds / wall, acc, wall, whole_note)
     return loop, command, model_dir, meta
 
 
 def bench_bertcli_predict(work: Path, model_dir: Path, texts: list[str], gold: list[str]) -> tuple[Row, Row]:
+    """The whole `bertcli predict` command over test.txt, then `Classifier.scores` in-process (start-up apart)."""
+    from bertcli.classification import Classifier
+
     log("bertcli predict bertcli-model test.txt")
     wall, out = bertcli("predict", str(model_dir), str(work / "test.txt"))
     labels = [json.loads(line)["label"] for line in out.splitlines()]
     if len(labels) != len(texts):
         sys.exit(f"bertcli predict returned {len(labels)} records for {len(texts)} lines")
-    command = Row("bertcli predict: whole command", len(texts) / wall, accuracy(labels, gold), wall, "imports and model load included")
-
-    from bertcli.classification import Classifier
+    acc = accuracy(labels, gold)
+    command = Row("bertcli predict: whole command", len(texts) / wall, acc, wall, "imports, model load")
 
     log("bertcli Classifier.scores (in-process)")
     start = time.perf_counter()
@@ -166,7 +174,8 @@ def bench_bertcli_predict(work: Path, model_dir: Path, texts: list[str], gold: l
     probs, _ = classifier.scores(texts)
     seconds = time.perf_counter() - start
     predicted = [classifier.spec.names[i] for i in probs.argmax(-1)]
-    core = Row("bertcli Classifier.scores (in-process)", len(texts) / seconds, accuracy(predicted, gold), seconds, f"+{load:.1f}s model load, batch 32")
+    note = f"batch {classifier.batch_size}; model load {load:.1f}s apart"
+    core = Row("bertcli Classifier.scores (in-process)", len(texts) / seconds, accuracy(predicted, gold), seconds, note)
     return command, core
 
 
@@ -187,7 +196,8 @@ def bench_pipeline(model_dir: Path, texts: list[str], gold: list[str], batch_siz
     outputs = classify(texts, **kwargs)
     seconds = time.perf_counter() - start
     labels = [o["label"] for o in outputs]
-    return Row(f"pipeline text-classification, {what}", len(texts) / seconds, accuracy(labels, gold), seconds, f"{len(texts)} sentences, +{load:.1f}s load")
+    note = f"{len(texts)} sentences; load {load:.1f}s apart"
+    return Row(f"pipeline text-classification, {what}", len(texts) / seconds, accuracy(labels, gold), seconds, note)
 
 
 def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work: Path) -> Row:
@@ -201,15 +211,17 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
     )  # fmt: skip
 
     transformers.logging.set_verbosity_error()
-    name = "Trainer tuned (dynamic padding, group_by_length)" if tuned else f"Trainer run_classification defaults (pad to {HF_MAX_LENGTH})"
+    datasets.disable_progress_bars()
+    name = "Trainer tuned (dynamic padding, group_by_length)" if tuned else f"Trainer defaults (pad to {HF_MAX_LENGTH})"
     log(name)
     train_texts, train_labels, test_texts, test_labels = data
     names = sorted(set(train_labels))
     start = time.perf_counter()
     set_seed(SEED)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
+    id2label = dict(enumerate(names))
     model = AutoModelForSequenceClassification.from_pretrained(
-        base_model, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+        base_model, num_labels=len(names), id2label=id2label, label2id={n: i for i, n in id2label.items()}
     )
     padding = "do_not_pad" if tuned else "max_length"
 
@@ -234,7 +246,9 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
         train_sampling_strategy="group_by_length" if tuned else "random",  # v5's spelling of group_by_length=True
     )
     collator = DataCollatorWithPadding(tokenizer) if tuned else default_data_collator
-    trainer = Trainer(model=model, args=args, train_dataset=train_set, data_collator=collator, processing_class=tokenizer)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=train_set, data_collator=collator, processing_class=tokenizer
+    )
     metrics = trainer.train().metrics
     wall = time.perf_counter() - start
     predictions = trainer.predict(test_set)  # label_ids come back in the sampler's order, aligned with predictions
@@ -246,22 +260,87 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
 # --- report ----------------------------------------------------------------------------------------------
 
 
-def speedup(rate: float, baseline: Row | None) -> str:
-    return f"{rate / baseline.rate:.2f}x" if baseline and baseline.rate else "n/a"
+def ratio(row: Row, baseline: Row, name: str) -> str:
+    return f"{row.rate / baseline.rate:.2f}x vs {name}"
 
 
-def table(sections: list[tuple[str, str, list[tuple[Row, str]]]]) -> str:
-    lines = ["| method | rate | speedup | test accuracy | wall s | notes |", "|---|---:|---|---:|---:|---|"]
+def markdown(sections: list[tuple[str, str, list[tuple[Row, str]]]]) -> str:
+    lines = [
+        "| method | rate | speedup | test accuracy | wall s | load 1m | notes |",
+        "|---|---:|---|---:|---:|---:|---|",
+    ]
     for title, unit, rows in sections:
-        lines.append(f"| **{title}** | {unit} | | | | |")
-        for row, ratio in rows:
+        lines.append(f"| **{title}** | {unit} | | | | | |")
+        for row, speed in rows:
             acc = "n/a" if row.accuracy is None else f"{row.accuracy:.4f}"
-            lines.append(f"| {row.method} | {row.rate:.1f} | {ratio} | {acc} | {row.wall:.1f} | {row.note} |")
+            cells = [row.method, f"{row.rate:.1f}", speed, acc, f"{row.wall:.1f}", f"{row.load:.2f}", row.note]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def verdict(label: str, ratio: float, goal: float, extra: str = "") -> str:
-    return f"- {label}: {ratio:.2f}x (goal >= {goal}x) {'MET' if ratio >= goal else 'NOT MET'}{extra}"
+def goal(label: str, value: float, target: float, extra: str = "") -> str:
+    return f"- {label}: {value:.3f}x (goal >= {target}x) {'MET' if value >= target else 'NOT MET'}{extra}"
+
+
+def loads(values: tuple[float, float, float]) -> str:
+    return "/".join(f"{v:.2f}" for v in values)
+
+
+def report(r: dict) -> str:
+    """The markdown report: setup, environment, the table and the goals."""
+    env, meta = r["environment"], r["meta"]
+    loop, command, t_default, t_tuned = r["finetune"]
+    p_command, p_core, p_default, p_batched = r["predict"]
+    sections = [
+        ("finetune", "train examples/s", [
+            (loop, f"{ratio(loop, t_tuned, 'tuned')}, {ratio(loop, t_default, 'defaults')}"),
+            (command, ratio(command, t_tuned, "tuned")),
+            (t_default, "baseline"),
+            (t_tuned, ratio(t_tuned, t_default, "defaults")),
+        ]),
+        ("predict", "sentences/s", [
+            (p_command, f"{ratio(p_command, p_default, 'default')}, {ratio(p_command, p_batched, 'batched')}"),
+            (p_core, f"{ratio(p_core, p_default, 'default')}, {ratio(p_core, p_batched, 'batched')}"),
+            (p_default, "baseline"),
+            (p_batched, ratio(p_batched, p_default, "default")),
+        ]),
+    ]  # fmt: skip
+    train_size, test_size, epochs = r["sizes"]
+    held_out = meta["config"]["val_split"]
+    training = meta["config"]["training"]
+    # our own threads count in the load: beyond them, other processes were taking the cores
+    rows = [*r["finetune"], *r["predict"]]
+    busy = r["load_before"][0] > 0.5 * env["cores"] or max(row.load for row in rows) > env["torch_threads"] + 1
+    bf16 = "fast bf16 found" if env["fast_bf16"] else "no AVX512-BF16/AMX, so bf16 would be emulated"
+    gap = loop.accuracy - t_tuned.accuracy
+    same = "equal" if abs(gap) <= EQUAL_ACCURACY else "better" if gap > 0 else "WORSE"
+    lines = [
+        f"## bertcli vs transformers: sequence classification ({meta['base_model']}, Rotten Tomatoes)",
+        "",
+        f"- data: {train_size} training / {test_size} test snippets (split by movie); {epochs:g} epoch(s) for all",
+        f"- bertcli with its defaults: batch {training['batch_size']}, lr {training['lr']:g}, "
+        f"warmup {training['warmup_ratio']:.0%}, {held_out:.0%} held out for validation (trains on "
+        f"{round(train_size * (1 - held_out))}, keeps the best epoch); the Trainers train on all {train_size}",
+        f"- threads: torch {env['torch_threads']} on {env['cores']} cores (OMP_NUM_THREADS={env['omp_num_threads']}); "
+        f"torch {env['torch']}, transformers {env['transformers']}",
+        f"- CPU bf16: flags {', '.join(env['cpu_flags']) or 'none of avx2/avx512/amx'}; a bf16 matmul took "
+        f"{env['bf16_matmul_vs_fp32']:.1f}x the fp32 time; {bf16}: `--precision auto` chose {env['auto_precision']!r}",
+        f"- load average (1/5/15 min): before {loads(r['load_before'])}, after {loads(r['load_after'])}"
+        + (" - BUSY: other processes shared the cores (see the load column), timings are noisy" if busy else "")
+        + f"; benchmark took {r['seconds']:.0f}s",
+        "",
+        markdown(sections),
+        "",
+        "Goals:",
+        goal("predict vs default pipeline (command)", p_command.rate / p_default.rate, GOALS["predict_vs_default"]),
+        goal("predict vs batched pipeline (command)", p_command.rate / p_batched.rate, GOALS["predict_vs_batched"]),
+        goal("predict vs batched pipeline (in-process)", p_core.rate / p_batched.rate, GOALS["predict_vs_batched"]),
+        goal(
+            "finetune vs tuned Trainer (training loop)", loop.rate / t_tuned.rate, GOALS["finetune_vs_tuned"],
+            f"; accuracy {gap * 100:+.1f} points: {same} (equal = within {EQUAL_ACCURACY * 100:g} point)",
+        ),  # fmt: skip
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -270,15 +349,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-size", type=int, help="training snippets [default: 2000; quick: 200]")
     parser.add_argument("--test-size", type=int, help="test snippets [default: 1000; quick: 100]")
     parser.add_argument("--epochs", type=float, help="epochs for bertcli and both Trainers [default: 2; quick: 1]")
-    parser.add_argument("--pipeline-sample", type=int, help="test sentences for the batch-1 pipeline [default: 500; quick: 50]")
+    parser.add_argument("--pipeline-sample", type=int, help="sentences for the batch-1 pipeline [500; quick: 50]")
+    parser.add_argument("--threads", type=int, help="torch threads here and in the bertcli commands [default: torch's]")
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--keep", help="work in this directory and keep it (default: a temporary one)")
+    parser.add_argument("--keep", help="work in this directory and keep it [default: a temporary one]")
     args = parser.parse_args(argv)
     quick = args.quick
     train_size = args.train_size or (200 if quick else 2000)
     test_size = args.test_size or (100 if quick else 1000)
     epochs = args.epochs or (1.0 if quick else 2.0)
     sample = args.pipeline_sample or (50 if quick else 500)
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch is imported, here and in the subprocesses
 
     load_before = os.getloadavg()
     started = time.perf_counter()
@@ -286,64 +368,32 @@ def main(argv: list[str] | None = None) -> None:
     from bertcli.modeling import default_model
 
     base_model = default_model()
-    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-classify-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    keep = contextlib.nullcontext(args.keep) if args.keep else None
+    workspace = keep or tempfile.TemporaryDirectory(prefix="bench-classify-")
+    with workspace as where, contextlib.redirect_stdout(sys.stderr):  # the Trainer prints logs: stdout is the table's
+        work = Path(where)
+        work.mkdir(parents=True, exist_ok=True)
         data = write_data(work, train_size, test_size)
-        _, _, test_texts, test_labels = data
-        ft_loop, ft_command, model_dir, meta = bench_bertcli_finetune(work, epochs)
-        pr_command, pr_core = bench_bertcli_predict(work, model_dir, test_texts, test_labels)
-        pipe_default = bench_pipeline(model_dir, test_texts[:sample], test_labels[:sample], None)
-        pipe_batched = bench_pipeline(model_dir, test_texts, test_labels, 32)
-        trainer_default = bench_trainer(base_model, data, epochs, tuned=False, work=work)
-        trainer_tuned = bench_trainer(base_model, data, epochs, tuned=True, work=work)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    load_after = os.getloadavg()
-
-    def both(rate: float, default: Row, batched: Row) -> str:
-        return f"{speedup(rate, default)} vs default / {speedup(rate, batched)} vs batched"
-
-    sections = [
-        ("finetune", "train examples/s", [
-            (ft_loop, f"{speedup(ft_loop.rate, trainer_tuned)} vs tuned / {speedup(ft_loop.rate, trainer_default)} vs defaults"),
-            (ft_command, f"{speedup(ft_command.rate, trainer_tuned)} vs tuned"),
-            (trainer_default, "baseline"),
-            (trainer_tuned, f"{speedup(trainer_tuned.rate, trainer_default)} vs defaults"),
-        ]),
-        ("predict", "sentences/s", [
-            (pr_command, both(pr_command.rate, pipe_default, pipe_batched)),
-            (pr_core, both(pr_core.rate, pipe_default, pipe_batched)),
-            (pipe_default, "baseline"),
-            (pipe_batched, f"{speedup(pipe_batched.rate, pipe_default)} vs default"),
-        ]),
-    ]  # fmt: skip
-    flags = ", ".join(env["cpu_flags"]) or "none found"
-    gap = ft_loop.accuracy - trainer_tuned.accuracy
-    train_rows = round(train_size * (1 - meta["config"]["val_split"]))
-    print(f"## bertcli vs transformers: sequence classification ({Path(base_model).name}, Rotten Tomatoes)\n")
-    print(f"- data: {train_size} training / {test_size} test snippets (movie-disjoint), {epochs:g} epoch(s) for every trainer")
-    print(f"- bertcli used its defaults: batch 32, lr 1e-4, 10% warmup, {meta['config']['val_split']:.0%} held out for validation "
-          f"(trains on {train_rows} rows, keeps the best epoch); Trainer trains on all {train_size}")
-    print(f"- threads: torch {env['torch_threads']} of {env['cores']} cores (OMP_NUM_THREADS={env['omp_num_threads']}); "
-          f"torch {env['torch']}, transformers {env['transformers']}")
-    print(f"- CPU flags: {flags}; a bf16 matmul takes {env['bf16_matmul_vs_fp32']:.1f}x the fp32 time here, so "
-          f"`--precision auto` chose {env['auto_precision']!r} ({'fast bf16 found' if env['fast_bf16'] else 'no AVX512-BF16/AMX: bf16 would be emulated'})")
-    print(f"- load average (1/5/15 min): before {'/'.join(f'{x:.2f}' for x in load_before)}, after "
-          f"{'/'.join(f'{x:.2f}' for x in load_after)}; other processes may have been running; total {time.perf_counter() - started:.0f}s\n")
-    print(table(sections))
-    print("\nGoals:")
-    print(verdict("predict vs default pipeline (whole command)", pr_command.rate / pipe_default.rate, GOALS["predict_vs_default"]))
-    print(verdict("predict vs batched pipeline (whole command)", pr_command.rate / pipe_batched.rate, GOALS["predict_vs_batched"]))
-    print(verdict("predict vs batched pipeline (in-process)", pr_core.rate / pipe_batched.rate, GOALS["predict_vs_batched"]))
-    equal = gap >= -EQUAL_ACCURACY
-    print(verdict("finetune vs tuned Trainer (training loop)", ft_loop.rate / trainer_tuned.rate, GOALS["finetune_vs_tuned"],
-                  f"; accuracy {gap * 100:+.1f} points ({'equal or better' if equal else 'WORSE'} within {EQUAL_ACCURACY * 100:.0f} point)"))  # fmt: skip
+        test_texts, test_labels = data[2], data[3]
+        loop, command, model_dir, meta = bench_bertcli_finetune(work, epochs)
+        predict = bench_bertcli_predict(work, model_dir, test_texts, test_labels)
+        pipelines = (
+            bench_pipeline(model_dir, test_texts[:sample], test_labels[:sample], None),
+            bench_pipeline(model_dir, test_texts, test_labels, 32),
+        )
+        trainers = (
+            bench_trainer(base_model, data, epochs, tuned=False, work=work),
+            bench_trainer(base_model, data, epochs, tuned=True, work=work),
+        )
+    results = {
+        "environment": env, "meta": meta, "sizes": (train_size, test_size, epochs),
+        "load_before": load_before, "load_after": os.getloadavg(), "seconds": time.perf_counter() - started,
+        "finetune": (loop, command, *trainers), "predict": (*predict, *pipelines),
+    }  # fmt: skip
+    print(report(results))
     if args.json:
-        results = {"environment": env, "load_before": load_before, "load_after": load_after, "sizes": [train_size, test_size, epochs],
-                   "rows": [row.__dict__ for _, _, rows in sections for row, _ in rows]}  # fmt: skip
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        rows = {key: [row.__dict__ for row in results[key]] for key in ("finetune", "predict")}
+        Path(args.json).write_text(json.dumps({**results, **rows}, indent=2))
 
 
 if __name__ == "__main__":
