@@ -9,7 +9,7 @@ One run, one model (all-MiniLM-L6-v2), one data set (Rotten Tomatoes snippets, s
   against `pipeline("text-classification")` with its defaults (batch 1) and with batch_size=32,
   all on the model bertcli just fine-tuned; sentences/s.
 
-    python bench/classify.py            # about 10-12 minutes on 2 cores
+    python bench/classify.py            # about 15 minutes on 2 idle cores, 9 of them the padded Trainer
     python bench/classify.py --quick    # tiny sizes, about 2 minutes: checks that everything runs
 
 The table goes to stdout (markdown); progress to stderr. Timings are wall-clock on a machine that may be
@@ -45,6 +45,11 @@ class Row:
     wall: float
     note: str = ""
     load: float = field(default_factory=lambda: os.getloadavg()[0])  # 1-minute load average as it ended
+
+    def __post_init__(self) -> None:
+        # logged as soon as measured: a run cut short (a long one on a shared machine) still shows its numbers
+        acc = "n/a" if self.accuracy is None else f"{self.accuracy:.4f}"
+        log(f"  -> {self.method}: {self.rate:.1f}/s, accuracy {acc}, {self.wall:.1f}s ({self.note})")
 
 
 def log(message: str) -> None:
