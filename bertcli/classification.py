@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -138,10 +137,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     from accelerate.utils import set_seed
 
     from bertcli.accel import make_accelerator
-    from bertcli.io import replace_dir
     from bertcli.metrics import report_for_task
-    from bertcli.modeling import library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
-    from bertcli.training import TrainJob, prepare_run_dir, train
+    from bertcli.modeling import DEFAULT_HUB_ID, library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
+    from bertcli.training import TrainJob, finish_run, prepare_run_dir, run_record, train
 
     cfg.validate()
     opts = cfg.training
@@ -234,26 +232,14 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "label_sep": cfg.data.label_sep,
         "max_length": max_length,
         "threshold": 0.5 if spec.task == "multi_label" else None,
-        "base_model": cfg.model or "sentence-transformers/all-MiniLM-L6-v2",
+        "base_model": cfg.model or DEFAULT_HUB_ID,
         "config": to_dict(cfg),
         "train_data": {**file_fingerprint(cfg.train), "rows": len(table.dataset)},
         "validation_data": file_fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
-        "metric": job.metric,
-        "best": {"step": state.best_step, job.metric: state.best_metric},
-        "history": state.history,
-        "steps": state.global_step,
-        "stopped_early": state.stopped_early,
-        "train_seconds": round(state.train_seconds, 2),
-        "train_examples_per_second": round(state.examples_per_second, 2),
+        **run_record(state, job.metric),
         "versions": library_versions(),
     }
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        staging = run_dir / "bundle"
-        save_bundle(job.model, tokenizer, staging, meta)
-        replace_dir(staging, out)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    finish_run(accelerator, run_dir, out, lambda staging: save_bundle(job.model, tokenizer, staging, meta))
     return FinetuneResult(out, meta)
 
 

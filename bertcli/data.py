@@ -378,18 +378,23 @@ def _iter_stream(stream: io.TextIOBase, fmt: str, source: str) -> Iterator[dict[
                 if not line.strip():
                     yield {}
                     continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"invalid JSON: {exc.msg} (char {exc.pos})", file=source, line=line_no) from None
-                if not isinstance(record, dict):
-                    raise DataError("expected a JSON object per line", file=source, line=line_no)
-                yield record
+                yield json_record(line, source, line_no)
         else:
             for line_no, line in enumerate(_lines(stream), 1):
                 yield {"text": line.rstrip("\r\n")}
     except UnicodeDecodeError:
         raise DataError("bytes are not valid UTF-8", file=source, line=line_no + 1, hint="re-encode the input as UTF-8") from None
+
+
+def json_record(line: str, source: str, line_no: int) -> dict[str, Any]:
+    """One JSONL line as a dict, or an error naming its line."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"invalid JSON: {exc.msg} (char {exc.pos})", file=source, line=line_no) from None
+    if not isinstance(record, dict):
+        raise DataError("expected a JSON object per line", file=source, line=line_no)
+    return record
 
 
 def _lines(stream: io.TextIOBase) -> Iterator[str]:

@@ -89,23 +89,20 @@ def model_max_length(tokenizer: transformers.PreTrainedTokenizerBase, config: An
     return min(limits)
 
 
-def load_sequence_classifier(path: str, spec: LabelSpec) -> transformers.PreTrainedModel:
-    """Load a model for sequence classification with `spec`'s labels; a missing head is initialised."""
-    problem_type = {
-        "single_label": "single_label_classification",
-        "multi_label": "multi_label_classification",
-        "regression": "regression",
-    }[spec.task]
-    id2label = {i: name for i, name in enumerate(spec.names)} if spec.names else {0: "score"}
+def _load_with_head(auto_class: Any, path: str, labels: list[str], what: str, **config: Any) -> transformers.PreTrainedModel:
+    """Load `path` with a task head for `labels`; a head missing or mis-sized in the checkpoint is initialised.
+
+    Weights other than the head that had to be initialised mean the checkpoint does not fit: warn about them.
+    """
     try:
-        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+        model, info = auto_class.from_pretrained(
             path,
-            num_labels=spec.num_labels,
-            id2label=id2label,
-            label2id={name: i for i, name in id2label.items()},
-            problem_type=problem_type,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={name: i for i, name in enumerate(labels)},
             ignore_mismatched_sizes=True,
             output_loading_info=True,
+            **config,
         )
     except Exception as exc:
         raise ModelError(f"cannot load model: {exc}", file=path) from None
@@ -113,29 +110,26 @@ def load_sequence_classifier(path: str, spec: LabelSpec) -> transformers.PreTrai
     if any(not k.startswith(("classifier", "score", "pre_classifier")) for k in new):
         log.warning("weights not found in the checkpoint were initialised at random: %s", ", ".join(new[:5]))
     elif new:
-        log.info("initialised a new classification head (%d outputs) on %s", spec.num_labels, Path(path).name)
+        log.info("initialised a new %s head (%d outputs) on %s", what, len(labels), Path(path).name)
     return model
+
+
+def load_sequence_classifier(path: str, spec: LabelSpec) -> transformers.PreTrainedModel:
+    """A sequence classifier with `spec`'s labels (regression: one output named 'score')."""
+    problem_type = {
+        "single_label": "single_label_classification",
+        "multi_label": "multi_label_classification",
+        "regression": "regression",
+    }[spec.task]
+    labels = spec.names or ["score"]
+    return _load_with_head(
+        transformers.AutoModelForSequenceClassification, path, labels, "classification", problem_type=problem_type
+    )
 
 
 def load_token_classifier(path: str, labels: list[str]) -> transformers.PreTrainedModel:
-    """Load a model for token classification (NER) with these tag names; a missing head is initialised."""
-    try:
-        model, info = transformers.AutoModelForTokenClassification.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-        )
-    except Exception as exc:
-        raise ModelError(f"cannot load model: {exc}", file=path) from None
-    new = sorted(set(info["missing_keys"]) | {k for k, *_ in info["mismatched_keys"]})
-    if any(not k.startswith("classifier") for k in new):
-        log.warning("weights not found in the checkpoint were initialised at random: %s", ", ".join(new[:5]))
-    elif new:
-        log.info("initialised a new token classification head (%d tags) on %s", len(labels), Path(path).name)
-    return model
+    """A token classifier (NER) with these tag names."""
+    return _load_with_head(transformers.AutoModelForTokenClassification, path, labels, "token classification")
 
 
 @dataclass

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,11 +130,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     from bertcli.accel import make_accelerator
     from bertcli.classification import class_weights_for
-    from bertcli.data import file_fingerprint
-    from bertcli.training import prepare_run_dir
-    from bertcli.data import split_validation
-    from bertcli.io import replace_dir
+    from bertcli.data import file_fingerprint, split_validation
     from bertcli.modeling import (
+        DEFAULT_HUB_ID,
         library_versions,
         load_token_classifier,
         load_tokenizer,
@@ -143,7 +140,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         resolve_model,
         save_bundle,
     )
-    from bertcli.training import TrainJob, train
+    from bertcli.training import TrainJob, finish_run, prepare_run_dir, run_record, train
 
     cfg.validate()
     opts = cfg.training
@@ -257,26 +254,14 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "max_length": max_length,
         "stride": stride,
         "label_all_tokens": cfg.ner.label_all_tokens,
-        "base_model": cfg.model or "sentence-transformers/all-MiniLM-L6-v2",
+        "base_model": cfg.model or DEFAULT_HUB_ID,
         "config": to_dict(cfg),
         "train_data": {**file_fingerprint(cfg.train), "sentences": len(words)},
         "validation_data": file_fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
-        "metric": job.metric,
-        "best": {"step": state.best_step, job.metric: state.best_metric},
-        "history": state.history,
-        "steps": state.global_step,
-        "stopped_early": state.stopped_early,
-        "train_seconds": round(state.train_seconds, 2),
-        "train_examples_per_second": round(state.examples_per_second, 2),
+        **run_record(state, job.metric),
         "versions": library_versions(),
     }
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        staging = run_dir / "bundle"
-        save_bundle(job.model, tokenizer, staging, meta)
-        replace_dir(staging, out)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    finish_run(accelerator, run_dir, out, lambda staging: save_bundle(job.model, tokenizer, staging, meta))
     return FinetuneResult(out, meta)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertcli.data import json_record
 from bertcli.errors import DataError
 from bertcli.ner_schemes import detect_scheme, normalize_scheme, validate_scheme
 
@@ -244,13 +245,7 @@ def _jsonl(lines: Iterable[tuple[int, str]], source: str) -> Iterator[Sentence]:
     for line_no, row in lines:
         if not row.strip():
             continue
-        try:
-            record = json.loads(row)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"invalid JSON: {exc.msg} (char {exc.pos})", file=source, line=line_no) from None
-        if not isinstance(record, dict):
-            raise DataError("expected a JSON object per line", file=source, line=line_no)
-        yield parse_record(record, source, line_no)
+        yield parse_record(json_record(row, source, line_no), source, line_no)
 
 
 def parse_record(record: dict[str, Any], source: str, line: int) -> Sentence:

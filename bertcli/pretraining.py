@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -172,10 +171,8 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     from accelerate.utils import set_seed
 
     from bertcli.accel import make_accelerator
-    from bertcli.training import prepare_run_dir
-    from bertcli.io import replace_dir
     from bertcli.modeling import model_max_length, resolve_model
-    from bertcli.training import TrainJob, train
+    from bertcli.training import TrainJob, finish_run, prepare_run_dir, train
 
     cfg.validate()
     opts = replace(cfg.training, lr=cfg.training.lr or (5e-5 if cfg.model else 1e-4))
@@ -238,12 +235,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
     model = job.model.model
     meta = _meta(cfg, opts, mode, model, files, data, state, initial)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _save(model, tokenizer, run_dir / "bundle", meta, cfg.nsp)
-        replace_dir(run_dir / "bundle", out)
-        shutil.rmtree(run_dir, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    finish_run(accelerator, run_dir, out, lambda staging: _save(model, tokenizer, staging, meta, cfg.nsp))
     return PretrainResult(out, meta)
 
 

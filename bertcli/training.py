@@ -338,3 +338,29 @@ def prepare_run_dir(cfg: Any, accelerator: Any = None) -> tuple[Path, Path]:
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return out, run_dir
+
+
+def run_record(state: TrainState, metric: str) -> dict[str, Any]:
+    """The training-history part of a bundle's bertcli.json, the same for every fine-tuning task."""
+    return {
+        "metric": metric,
+        "best": {"step": state.best_step, metric: state.best_metric},
+        "history": state.history,
+        "steps": state.global_step,
+        "stopped_early": state.stopped_early,
+        "train_seconds": round(state.train_seconds, 2),
+        "train_examples_per_second": round(state.examples_per_second, 2),
+    }
+
+
+def finish_run(accelerator: Any, run_dir: Path, out: Path, write: Callable[[Path], None]) -> None:
+    """Write the bundle into the run directory, rename it to `out` and drop the checkpoints (main process only)."""
+    from bertcli.io import replace_dir
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        staging = run_dir / "bundle"
+        write(staging)
+        replace_dir(staging, out)
+        shutil.rmtree(run_dir, ignore_errors=True)
+    accelerator.wait_for_everyone()
