@@ -7,9 +7,7 @@ training loop, inference path); token classification and pretraining get modules
 from __future__ import annotations
 
 import logging
-import queue
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +17,11 @@ import numpy as np
 from bertcli.config import DataOptions, FinetuneConfig, to_dict
 from bertcli.data import (
     Columns,
-    file_fingerprint,
     LabelSpec,
     Table,
     encode_labels,
+    file_fingerprint,
     infer_labels,
-    iter_records,
     load_table,
     resolve_columns,
     split_validation,
@@ -138,7 +135,15 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     from bertcli.accel import make_accelerator
     from bertcli.metrics import report_for_task
-    from bertcli.modeling import DEFAULT_HUB_ID, library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
+    from bertcli.modeling import (
+        DEFAULT_HUB_ID,
+        library_versions,
+        load_sequence_classifier,
+        load_tokenizer,
+        model_max_length,
+        resolve_model,
+        save_bundle,
+    )
     from bertcli.training import TrainJob, finish_run, prepare_run_dir, run_record, train
 
     cfg.validate()
@@ -348,133 +353,4 @@ def _write_errors(path: str, spec: LabelSpec, texts, refs, preds, probs) -> None
             handle.write(dumps(record) + "\n")
 
 
-# --- predict --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PredictOptions:
-    batch_size: int = 32
-    top_k: int | None = None
-    threshold: float | None = None
-    include_text: bool = False
-    max_length: int | None = None
-    precision: str = "auto"
-
-
-_END = object()
-
-
-def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.05) -> Iterator[list[dict[str, Any]]]:
-    """Group a record stream into batches without waiting on a slow producer.
-
-    A reader thread feeds a queue; a batch is cut when full or when no record arrives within
-    `wait` seconds, so `tail -f log | bertcli predict` answers each line promptly.
-    """
-    pipe: queue.Queue = queue.Queue(maxsize=size * 4)
-
-    def read() -> None:
-        try:
-            for record in records:
-                pipe.put(record)
-            pipe.put(_END)
-        except BaseException as exc:  # surfaced in the consumer, e.g. a DataError with its line
-            pipe.put(exc)
-
-    threading.Thread(target=read, daemon=True).start()
-    while True:
-        item = pipe.get()
-        batch: list[dict[str, Any]] = []
-        while True:
-            if item is _END or isinstance(item, BaseException):
-                if batch:
-                    yield batch
-                if isinstance(item, BaseException):
-                    raise item
-                return
-            batch.append(item)
-            if len(batch) >= size:
-                break
-            try:
-                item = pipe.get(timeout=wait)
-            except queue.Empty:
-                break
-        yield batch
-
-
-def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: PredictOptions) -> Iterator[list[dict[str, Any]]]:
-    """Predict a record stream in micro-batches; yields output records in input order, one per input."""
-    classifier = Classifier(model_dir, opts.precision, opts.batch_size, opts.max_length)
-    spec = classifier.spec
-    threshold = opts.threshold if opts.threshold is not None else classifier.threshold
-    columns: Columns | None = None
-    for batch in micro_batches(iter_records(source, data), opts.batch_size * 8):
-        if columns is None:
-            columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
-        texts = [_cell(r.get(columns.text)) for r in batch]
-        pairs = [_cell(r.get(columns.pair)) for r in batch] if columns.pair else None
-        live = [i for i, t in enumerate(texts) if t.strip()]
-        probs, truncated = classifier.scores([texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
-        out: list[dict[str, Any]] = [_record(spec, None, False, opts, threshold) for _ in batch]
-        for j, i in enumerate(live):
-            out[i] = _record(spec, probs[j], truncated[j], opts, threshold)
-        for record, source_record, text in zip(out, batch, texts):
-            extra = {}
-            if columns.id:
-                extra["id"] = source_record.get(columns.id)
-            if opts.include_text:
-                extra["text"] = text
-            record_items = {**extra, **record}
-            record.clear()
-            record.update(record_items)
-        yield out
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _stream_columns(first: dict[str, Any], data: DataOptions, saved: dict[str, Any], source: str | None) -> Columns:
-    names = list(first)
-    where = source or "<stdin>"
-    for flag, column in (("--text-column", data.text_column), ("--text-pair-column", data.text_pair_column), ("--id-column", data.id_column)):
-        if column is not None and column not in names:
-            raise DataError(f"column {column!r} (from {flag}) not found", file=where, hint=f"columns are: {', '.join(names)}")
-    from bertcli.data import TEXT_CANDIDATES, pick_column
-
-    text = data.text_column or (saved.get("text") if saved.get("text") in names else None) or pick_column(names, TEXT_CANDIDATES)
-    if text is None:
-        strings = [k for k, v in first.items() if isinstance(v, str)]
-        if len(strings) != 1:
-            raise DataError("cannot tell which column holds the text", file=where, hint=f"columns are: {', '.join(names)}; pass --text-column")
-        text = strings[0]
-    pair = data.text_pair_column or (saved.get("pair") if saved.get("pair") in names else None)
-    return Columns(text=text, pair=pair, id=data.id_column)
-
-
-def _record(spec: LabelSpec, p: np.ndarray | None, truncated: bool, opts: PredictOptions, threshold: float) -> dict[str, Any]:
-    if spec.task == "regression":
-        record: dict[str, Any] = {"score": None if p is None else float(p[0])}
-    elif p is None:
-        record = {"label": None, "score": None, "scores": None} if spec.task == "single_label" else {"labels": None, "scores": None}
-    else:
-        ranked = np.argsort(-p, kind="stable")[: opts.top_k or len(p)]
-        scores = {spec.names[i]: round(float(p[i]), 6) for i in ranked}
-        if spec.task == "single_label":
-            record = {"label": spec.names[ranked[0]], "score": round(float(p[ranked[0]]), 6), "scores": scores}
-        else:
-            record = {"labels": [spec.names[i] for i in np.flatnonzero(p >= threshold)], "scores": scores}
-    if truncated:
-        record["truncated"] = True
-    return record
-
-
-def check_predict_options(opts: PredictOptions) -> None:
-    if opts.top_k is not None and opts.top_k < 1:
-        raise UsageError("--top-k must be at least 1")
-    if opts.threshold is not None and not 0.0 < opts.threshold < 1.0:
-        raise UsageError("--threshold must be between 0 and 1")
-    if opts.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-
-
-__all__ = ["finetune", "evaluate_model", "predict_stream", "Classifier", "BertcliError"]
+__all__ = ["finetune", "evaluate_model", "Classifier", "BertcliError"]

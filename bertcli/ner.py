@@ -331,7 +331,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     rewritten as the entities they spell (conlleval's reading) so the column is a valid sequence that
     `bertcli evaluate` and strict scorers accept.
     """
-    from bertcli.classification import micro_batches
+    from bertcli.prediction import micro_batches
     from bertcli.data import iter_records
     from bertcli.io import dumps
     from bertcli.ner_data import iter_sentences

@@ -69,7 +69,7 @@ def command(
                 writer.handle.write(chunk)
                 writer.handle.flush()
         return
-    from bertcli.classification import PredictOptions, check_predict_options, predict_stream
+    from bertcli.prediction import PredictOptions, check_predict_options, predict_stream
 
     fmt = output_format or (output.rsplit(".", 1)[-1].lower() if output and "." in output else "jsonl")
     if fmt not in ("jsonl", "csv", "tsv"):
