@@ -200,8 +200,13 @@ def build_config(cls: type[C], recipe: str | Path | None = None, **cli: Any) -> 
     Recipe keys may be flat (`lr = 3e-5`) or grouped in the nested sections (`[training] lr = 3e-5`);
     unknown keys are an error so a typo never goes unnoticed.
     """
-    values: dict[str, Any] = {}
     source = str(recipe) if recipe else "command line"
+    return _instantiate(cls, recipe_values(recipe, **cli), source)
+
+
+def recipe_values(recipe: str | Path | None = None, **cli: Any) -> dict[str, Any]:
+    """A recipe's settings (sections flattened, dashes as underscores) updated by the CLI values that were given."""
+    values: dict[str, Any] = {}
     if recipe:
         for key, value in read_recipe(recipe).items():
             if isinstance(value, dict):
@@ -209,7 +214,13 @@ def build_config(cls: type[C], recipe: str | Path | None = None, **cli: Any) -> 
             else:
                 values[key.replace("-", "_")] = value
     values.update({k: v for k, v in cli.items() if v is not None})
-    return _instantiate(cls, values, source)
+    return values
+
+
+def take(cls: type[C], values: dict[str, Any]) -> C:
+    """Instantiate the dataclass `cls` from the keys of `values` it has (removing them); its defaults fill the rest."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: values.pop(k) for k in list(values) if k in names})
 
 
 def _instantiate(cls: type[C], values: dict[str, Any], source: str) -> C:
