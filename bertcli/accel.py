@@ -49,11 +49,16 @@ def make_accelerator(precision: str = "auto", report_to: str = "none", logging_d
 
     kwargs.setdefault("cpu", not torch.accelerator.is_available())
     if report_to != "none":
-        from accelerate.utils import ProjectConfiguration
+        from accelerate import utils
 
+        from bertcli.errors import UsageError
+
+        if not getattr(utils, f"is_{report_to}_available")():
+            package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[report_to]
+            raise UsageError(f"--report-to {report_to} needs the {package} package", hint=f"pip install {package}")
         logging_dir = Path(logging_dir or "logs")
         kwargs["log_with"] = report_to
-        kwargs["project_config"] = ProjectConfiguration(project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
+        kwargs["project_config"] = utils.ProjectConfiguration(project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
 
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
         return Accelerator(**kwargs)

@@ -109,6 +109,15 @@ def test_unknown_tracker_is_a_usage_error(tiny_model, sentiment_csv, tmp_path):
     assert "unknown --report-to 'comet'" in result.output
 
 
+def test_missing_tracker_package_is_named(tiny_model, sentiment_csv, tmp_path, monkeypatch):
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
+    result = runner.invoke(app, ["finetune", str(sentiment_csv), "-m", str(tiny_model), "-o", str(tmp_path / "o"), "--report-to", "wandb"])
+    assert result.exit_code == 2
+    assert "--report-to wandb needs the wandb package" in result.output
+
+
 def test_card_records_the_exact_launch_command(monkeypatch):
     from bertcli.model_card import launch_command, render_card
 
