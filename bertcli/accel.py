@@ -54,8 +54,7 @@ def make_accelerator(precision: str = "auto", report_to: str = "none", logging_d
         from bertcli.errors import UsageError
 
         if not getattr(utils, f"is_{report_to}_available")():
-            package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}[report_to]
-            raise UsageError(f"--report-to {report_to} needs the {package} package", hint=f"pip install {package}")
+            raise UsageError(f"--report-to {report_to} needs the {report_to} package", hint=f"pip install {report_to}")
         logging_dir = Path(logging_dir or "logs")
         kwargs["log_with"] = report_to
         kwargs["project_config"] = utils.ProjectConfiguration(project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
