@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("bertcli")
@@ -36,16 +37,27 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def make_accelerator(precision: str = "auto", **kwargs: Any):
+def make_accelerator(precision: str = "auto", report_to: str = "none", logging_dir: str | Path | None = None, **kwargs: Any):
     """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
 
     Without an accelerator device Accelerate must be told it runs on CPUs, or processes started by a
-    launcher would each train alone instead of joining one gloo process group.
+    launcher would each train alone instead of joining one gloo process group. `report_to` names an
+    Accelerate tracker (tensorboard, wandb, mlflow) that writes under `logging_dir`.
     """
     import torch
     from accelerate import Accelerator
 
     kwargs.setdefault("cpu", not torch.accelerator.is_available())
+    if report_to != "none":
+        from accelerate import utils
+
+        from bertcli.errors import UsageError
+
+        if not getattr(utils, f"is_{report_to}_available")():
+            raise UsageError(f"--report-to {report_to} needs the {report_to} package", hint=f"pip install {report_to}")
+        logging_dir = Path(logging_dir or "logs")
+        kwargs["log_with"] = report_to
+        kwargs["project_config"] = utils.ProjectConfiguration(project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
 
     if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
         return Accelerator(**kwargs)

@@ -126,8 +126,6 @@ def class_weights_for(task: str, labels: Sequence[Any], num_labels: int):
     return torch.tensor(weights, dtype=torch.float)
 
 
-
-
 def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     """Fine-tune a sequence classifier on a table and save a model bundle to cfg.output."""
     import torch
@@ -135,16 +133,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     from bertcli.accel import make_accelerator
     from bertcli.metrics import report_for_task
-    from bertcli.modeling import (
-        DEFAULT_HUB_ID,
-        library_versions,
-        load_sequence_classifier,
-        load_tokenizer,
-        model_max_length,
-        resolve_model,
-        save_bundle,
-    )
-    from bertcli.training import TrainJob, finish_run, prepare_run_dir, run_record, train
+    from bertcli.modeling import DEFAULT_HUB_ID, library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
+    from bertcli.model_card import launch_command
+    from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, run_record, train
 
     cfg.validate()
     opts = cfg.training
@@ -161,7 +152,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     set_seed(opts.seed)
-    accelerator = make_accelerator(opts.precision, gradient_accumulation_steps=opts.grad_accum)
+    accelerator = make_accelerator(
+        opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum
+    )
     model = load_sequence_classifier(model_path, spec)
     cap = model_max_length(tokenizer, model.config)
     if opts.max_length is not None and opts.max_length > cap:
@@ -225,7 +218,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     metric = opts.metric or DEFAULT_METRIC[spec.task]
     job = TrainJob(
         model=model, dataset=train_examples, lengths=[len(e["input_ids"]) for e in train_examples],
-        collate=collate, loss=loss, evaluate=evaluate, metric=metric if val_examples else "loss",
+        collate=collate, loss=loss, evaluate=evaluate, metric=metric if val_examples else "loss", config=to_dict(cfg),
     )  # fmt: skip
     out, run_dir = prepare_run_dir(cfg, accelerator)
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
@@ -242,6 +235,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "train_data": {**file_fingerprint(cfg.train), "rows": len(table.dataset)},
         "validation_data": file_fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
         **run_record(state, job.metric),
+        "command": launch_command(),
         "versions": library_versions(),
     }
     finish_run(accelerator, run_dir, out, lambda staging: save_bundle(job.model, tokenizer, staging, meta))

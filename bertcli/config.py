@@ -16,6 +16,7 @@ from bertcli.errors import UsageError
 
 TASKS = ("single_label", "multi_label", "regression", "ner")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 
 
 @dataclass
@@ -51,6 +52,11 @@ class TrainOptions:
     metric: str | None = None
     class_weights: str = "none"
     resume: str | None = None
+    report_to: str = "none"
+
+    def check_report_to(self) -> None:
+        if self.report_to not in TRACKERS:
+            raise UsageError(f"unknown --report-to {self.report_to!r}", hint=f"choose one of {', '.join(TRACKERS)}")
 
 
 @dataclass
@@ -84,6 +90,7 @@ class FinetuneConfig:
             )
         if self.training.class_weights not in ("none", "auto"):
             raise UsageError("--class-weights takes 'auto' or 'none'")
+        self.training.check_report_to()
         if not 0.0 <= self.val_split < 1.0:
             raise UsageError(f"--val-split must be in [0, 1), got {self.val_split}")
         if self.ner.stride is not None and self.ner.stride < 0:
@@ -145,6 +152,7 @@ class PretrainConfig:
             raise UsageError("--vocab-size trains a new vocabulary; it cannot be combined with --tokenizer")
         if self.training.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.training.precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
+        self.training.check_report_to()
         if not 0.0 < self.mlm_probability < 1.0:
             raise UsageError(f"--mlm-probability must be in (0, 1), got {self.mlm_probability}")
         if not 0.0 <= self.val_split < 1.0:
@@ -192,8 +200,13 @@ def build_config(cls: type[C], recipe: str | Path | None = None, **cli: Any) -> 
     Recipe keys may be flat (`lr = 3e-5`) or grouped in the nested sections (`[training] lr = 3e-5`);
     unknown keys are an error so a typo never goes unnoticed.
     """
-    values: dict[str, Any] = {}
     source = str(recipe) if recipe else "command line"
+    return _instantiate(cls, recipe_values(recipe, **cli), source)
+
+
+def recipe_values(recipe: str | Path | None = None, **cli: Any) -> dict[str, Any]:
+    """A recipe's settings (sections flattened, dashes as underscores) updated by the CLI values that were given."""
+    values: dict[str, Any] = {}
     if recipe:
         for key, value in read_recipe(recipe).items():
             if isinstance(value, dict):
@@ -201,7 +214,13 @@ def build_config(cls: type[C], recipe: str | Path | None = None, **cli: Any) -> 
             else:
                 values[key.replace("-", "_")] = value
     values.update({k: v for k, v in cli.items() if v is not None})
-    return _instantiate(cls, values, source)
+    return values
+
+
+def take(cls: type[C], values: dict[str, Any]) -> C:
+    """Instantiate the dataclass `cls` from the keys of `values` it has (removing them); its defaults fill the rest."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: values.pop(k) for k in list(values) if k in names})
 
 
 def _instantiate(cls: type[C], values: dict[str, Any], source: str) -> C:

@@ -45,7 +45,8 @@ def resolve_model(name: str | None) -> str:
     A hub id is looked up in the local cache; only if it is missing do we try the hub once,
     with a short timeout and no retry loop, and fail with a message that says what to pass instead.
     """
-    name = name or default_model()
+    if not name or name == DEFAULT_HUB_ID:  # the installed copy of the default model, offline
+        name = default_model()
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -140,7 +140,8 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         resolve_model,
         save_bundle,
     )
-    from bertcli.training import TrainJob, finish_run, prepare_run_dir, run_record, train
+    from bertcli.model_card import launch_command
+    from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, run_record, train
 
     cfg.validate()
     opts = cfg.training
@@ -183,7 +184,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     if not tokenizer.is_fast:
         raise ModelError("NER needs a fast tokenizer (tokenizer.json) to map sub-tokens to words", file=model_path)
     set_seed(opts.seed)
-    accelerator = make_accelerator(opts.precision, gradient_accumulation_steps=opts.grad_accum)
+    accelerator = make_accelerator(
+        opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum
+    )
     model = load_token_classifier(model_path, labels)
     cap = model_max_length(tokenizer, model.config)
     if opts.max_length is not None and not 4 <= opts.max_length <= cap:
@@ -242,7 +245,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     job = TrainJob(
         model=model, dataset=examples, lengths=[len(e["input_ids"]) for e in examples], collate=_collate(tokenizer.pad_token_id or 0),
-        loss=loss, evaluate=evaluate, metric=metric if val_words else "loss", unit="windows",
+        loss=loss, evaluate=evaluate, metric=metric if val_words else "loss", unit="windows", config=to_dict(cfg),
     )  # fmt: skip
     out, run_dir = prepare_run_dir(cfg, accelerator)
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
@@ -259,6 +262,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "train_data": {**file_fingerprint(cfg.train), "sentences": len(words)},
         "validation_data": file_fingerprint(cfg.validation) if cfg.validation else {"split": cfg.val_split},
         **run_record(state, job.metric),
+        "command": launch_command(),
         "versions": library_versions(),
     }
     finish_run(accelerator, run_dir, out, lambda staging: save_bundle(job.model, tokenizer, staging, meta))

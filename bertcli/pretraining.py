@@ -172,7 +172,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
 
     from bertcli.accel import make_accelerator
     from bertcli.modeling import model_max_length, resolve_model
-    from bertcli.training import TrainJob, finish_run, prepare_run_dir, train
+    from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, train
 
     cfg.validate()
     opts = replace(cfg.training, lr=cfg.training.lr or (5e-5 if cfg.model else 1e-4))
@@ -183,7 +183,8 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     # drops the loader's private generator and draws from the global RNG, so a resumed run would be a draw off
     loading = DataLoaderConfiguration(dispatch_batches=False) if cfg.streaming else None
     accelerator = make_accelerator(
-        opts.precision, gradient_accumulation_steps=opts.grad_accum, dataloader_config=loading
+        opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum,
+        dataloader_config=loading,
     )
     out, run_dir = prepare_run_dir(cfg, accelerator)
     with accelerator.main_process_first():  # the main process trains a vocabulary, the others then load it
@@ -231,6 +232,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     job = TrainJob(
         model=objective, dataset=data.train, lengths=data.lengths, collate=collate, loss=loss, evaluate=evaluate,
         metric="loss", unit="tok", size=lambda batch: int(batch["attention_mask"].sum()), stats=lambda: dict(last),
+        config=to_dict(cfg),
     )  # fmt: skip
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
     model = job.model.model
@@ -243,6 +245,7 @@ def _meta(
     cfg: PretrainConfig, opts: Any, mode: str, model: Any, files: list[Path], data: Datasets, state: Any, initial: dict | None
 ) -> dict[str, Any]:
     """bertcli.json: what was trained on what, how, and how validation went (step 0 is the untrained start)."""
+    from bertcli.model_card import launch_command
     from bertcli.modeling import library_versions
 
     config = model.config
@@ -271,6 +274,8 @@ def _meta(
         "metric": "loss",
         "best": {"step": state.best_step, "loss": state.best_metric},
         "history": ([{"step": 0, "epoch": 0.0, **initial}] if initial else []) + state.history,
+        "train_log": state.train_log,
+        "command": launch_command(),
         "steps": state.global_step,
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 2),

@@ -50,6 +50,7 @@ class TrainJob:
     unit: str = "ex"
     size: Callable[[dict[str, torch.Tensor]], int] | None = None
     stats: Callable[[], dict[str, float]] | None = None
+    config: dict[str, Any] = field(default_factory=dict)  # the run's resolved configuration, logged to --report-to
 
 
 @dataclass
@@ -66,6 +67,7 @@ class TrainState:
     bad_evals: int = 0
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    train_log: list[dict[str, Any]] = field(default_factory=list)  # mean training loss and lr per log interval
 
     @property
     def examples_per_second(self) -> float:
@@ -189,6 +191,11 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
     higher = greater_is_better(job.metric)
     n_epochs = sys.maxsize if streaming else math.ceil(total_steps / steps_per_epoch)
     eval_every = opts.eval_steps
+    # about 200 points per curve, whatever the run's length (bertcli.json stays small)
+    log_every = max(1, total_steps // 200)
+    interval_loss: list[float] = []
+    if opts.report_to != "none":
+        _start_tracking(accelerator, job, run_dir)
 
     def evaluate_now() -> None:
         if job.evaluate is None:
@@ -197,6 +204,7 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
         epoch = state.epoch if streaming else state.global_step / steps_per_epoch
         record = {"step": state.global_step, "epoch": round(epoch, 3), **metrics}
         state.history.append(record)
+        accelerator.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.global_step)
         value = metrics.get(job.metric)
         improved = value is not None and (
             state.best_metric is None or (value > state.best_metric if higher else value < state.best_metric)
@@ -243,7 +251,14 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                     state.train_seconds += now - tick
                     tick = now
                     extra = job.stats() if job.stats is not None else {}
-                    progress.advance(1, examples=counted, loss=loss.item(), **extra, lr=scheduler.get_last_lr()[0])
+                    loss_value, lr = loss.item(), scheduler.get_last_lr()[0]
+                    progress.advance(1, examples=counted, loss=loss_value, **extra, lr=lr)
+                    interval_loss.append(loss_value)
+                    if state.global_step % log_every == 0:
+                        point = {"step": state.global_step, "loss": round(float(np.mean(interval_loss)), 5), "lr": lr}
+                        state.train_log.append(point)
+                        accelerator.log({"train/loss": point["loss"], "train/lr": lr}, step=state.global_step)
+                        interval_loss.clear()
                     if on_step is not None:
                         on_step(state.global_step)
                     if eval_every and state.global_step % eval_every == 0:
@@ -265,6 +280,7 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                 _save_checkpoint(accelerator, run_dir, state)
     except KeyboardInterrupt:
         _save_checkpoint(accelerator, run_dir, state)
+        accelerator.end_training()
         raise Interrupted(
             f"interrupted at step {state.global_step}; checkpoint saved in {run_dir}",
             hint="continue with the same command and --resume auto",
@@ -274,8 +290,34 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
     if state.stopped_early:
         log.info("early stopping: no improvement of %s in %d evaluations", job.metric, opts.patience)
     _restore_best(accelerator, model, run_dir, state)
+    accelerator.end_training()
     job.model = accelerator.unwrap_model(model)
     return state
+
+
+def logs_dir(output: str | Path) -> Path:
+    """Where --report-to trackers write during a run: OUTPUT.incomplete/logs, moved to OUTPUT/logs at the end."""
+    out = Path(output)
+    return out.with_name(out.name + ".incomplete") / "logs"
+
+
+def _start_tracking(accelerator: Any, job: TrainJob, run_dir: Path) -> None:
+    """Open the --report-to trackers with the run's configuration as flat scalar hyperparameters."""
+    flat: dict[str, Any] = {}
+
+    def add(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                add(f"{prefix}{key}/" if isinstance(item, dict) else f"{prefix}{key}", item)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix.rstrip("/")] = value
+        elif value is not None:
+            flat[prefix.rstrip("/")] = str(value)
+
+    add("", job.config)
+    accelerator.init_trackers(run_dir.name.removesuffix(".incomplete"), config=flat)
+    if accelerator.is_main_process:
+        log.info("tracking with %s in %s (moved to the output directory at the end)", ", ".join(t.name for t in accelerator.trackers), run_dir / "logs")
 
 
 def _save_best(accelerator: Any, model: torch.nn.Module, run_dir: Path) -> None:
@@ -346,6 +388,7 @@ def run_record(state: TrainState, metric: str) -> dict[str, Any]:
         "metric": metric,
         "best": {"step": state.best_step, metric: state.best_metric},
         "history": state.history,
+        "train_log": state.train_log,
         "steps": state.global_step,
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 2),
@@ -354,13 +397,18 @@ def run_record(state: TrainState, metric: str) -> dict[str, Any]:
 
 
 def finish_run(accelerator: Any, run_dir: Path, out: Path, write: Callable[[Path], None]) -> None:
-    """Write the bundle into the run directory, rename it to `out` and drop the checkpoints (main process only)."""
+    """Write the bundle (with its model card, training curves and tracker logs) into the run directory, rename it
+    to `out` and drop the checkpoints (main process only), so a killed run never leaves a finished-looking directory."""
     from bertcli.io import replace_dir
+    from bertcli.model_card import document_run
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         staging = run_dir / "bundle"
         write(staging)
+        if (run_dir / "logs").is_dir():
+            shutil.move(run_dir / "logs", staging / "logs")
+        document_run(staging, out.name)
         replace_dir(staging, out)
         shutil.rmtree(run_dir, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bertcli.cli.options import FormatOpt, IdColumnOpt, MaxLengthOpt, ModelOpt, PrecisionOpt, RUNTIME, TextColumnOpt
+from bertcli.cli.options import ConfigOpt, FormatOpt, IdColumnOpt, MaxLengthOpt, ModelOpt, PrecisionOpt, RUNTIME, TextColumnOpt
 
 NAME = "embed"
 EXAMPLES = """\b
@@ -17,6 +17,7 @@ Examples:
   bertcli embed corpus.txt -o vec.npy --pooling cls --layers -4: --layer-agg concat
   cat queries.txt | bertcli embed -m runs/domain-bert --normalize -o -   # JSONL on stdout
   bertcli embed big.jsonl -o big.npy --resume          # continue an interrupted export
+  bertcli embed --config recipes/embeddings.toml       # settings from a recipe; options given here override it
 """
 POOLING = "Pooling"
 OUTPUT = "Output"
@@ -30,21 +31,22 @@ def command(
         Optional[str], typer.Option("--output", "-o", help="Output file (.npy .parquet .jsonl), or - for JSONL on stdout.", show_default=False, rich_help_panel=OUTPUT)
     ] = None,
     model: ModelOpt = None,
-    pooling: Annotated[str, typer.Option(help="mean (over real tokens), cls, max, or pooler (the model's trained pooler).", rich_help_panel=POOLING)] = "mean",
+    config: ConfigOpt = None,
+    pooling: Annotated[Optional[str], typer.Option(help="mean (over real tokens), cls, max, or pooler (the model's trained pooler). [default: mean]", rich_help_panel=POOLING)] = None,
     layers: Annotated[
-        str, typer.Option(help="Hidden layers to use: -1 (last), -4: (last four), -2,-1; 0 is the embedding layer.", rich_help_panel=POOLING)
-    ] = "-1",
-    layer_agg: Annotated[str, typer.Option(help="How to combine several --layers: mean or concat.", rich_help_panel=POOLING)] = "mean",
-    normalize: Annotated[bool, typer.Option("--normalize", help="Scale each vector to unit length (cosine = dot product).", rich_help_panel=POOLING)] = False,
+        Optional[str], typer.Option(help="Hidden layers to use: -1 (last), -4: (last four), -2,-1; 0 is the embedding layer. [default: -1]", rich_help_panel=POOLING)
+    ] = None,
+    layer_agg: Annotated[Optional[str], typer.Option(help="How to combine several --layers: mean or concat. [default: mean]", rich_help_panel=POOLING)] = None,
+    normalize: Annotated[Optional[bool], typer.Option("--normalize", help="Scale each vector to unit length (cosine = dot product).", show_default=False, rich_help_panel=POOLING)] = None,
     token_level: Annotated[
-        bool, typer.Option("--token-level", help="Write each input's token vectors, tokens and character offsets instead of one pooled vector.", rich_help_panel=POOLING)
-    ] = False,
+        Optional[bool], typer.Option("--token-level", help="Write each input's token vectors, tokens and character offsets instead of one pooled vector.", show_default=False, rich_help_panel=POOLING)
+    ] = None,
     output_format: Annotated[Optional[str], typer.Option(help="npy, parquet or jsonl. [default: from the -o suffix]", rich_help_panel=OUTPUT)] = None,
-    dtype: Annotated[str, typer.Option(help="float32 or float16 (half the size) for the stored vectors.", rich_help_panel=OUTPUT)] = "float32",
-    include_text: Annotated[bool, typer.Option("--include-text", help="Copy the input text into .parquet/.jsonl output.", rich_help_panel=OUTPUT)] = False,
+    dtype: Annotated[Optional[str], typer.Option(help="float32 or float16 (half the size) for the stored vectors. [default: float32]", rich_help_panel=OUTPUT)] = None,
+    include_text: Annotated[Optional[bool], typer.Option("--include-text", help="Copy the input text into .parquet/.jsonl output.", show_default=False, rich_help_panel=OUTPUT)] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted export from its OUTPUT.partial file instead of starting over.", rich_help_panel=OUTPUT)
-    ] = False,
+        Optional[bool], typer.Option("--resume", help="Continue an interrupted export from its OUTPUT.partial file instead of starting over.", show_default=False, rich_help_panel=OUTPUT)
+    ] = None,
     batch_size: Annotated[
         Optional[int],
         typer.Option("--batch-size", "-b", help="Inputs per batch. [default: batches of about 4096 padded tokens, faster on CPU]", rich_help_panel=RUNTIME, show_default=False),
@@ -59,9 +61,16 @@ def command(
     id_column: IdColumnOpt = None,
 ) -> None:
     """Embed texts with a BERT model: one vector per input (or per token), in input order, streamed to a file."""
-    from bertcli.config import DataOptions
+    values = {k: v for k, v in locals().items() if k != "config"}
+    from bertcli.config import DataOptions, recipe_values, take
     from bertcli.embedding import EmbedOptions, ExportOptions, export_embeddings
     from bertcli.errors import UsageError
+
+    settings = recipe_values(config, **values)
+    input, output, model = settings.pop("input", None), settings.pop("output", None), settings.pop("model", None)
+    opts, export, data = take(EmbedOptions, settings), take(ExportOptions, settings), take(DataOptions, settings)
+    if settings:
+        raise UsageError(f"unknown setting(s) {', '.join(sorted(settings))}", file=config)
 
     if input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a file, or pipe text into stdin", hint="bertcli embed sentences.txt -o vectors.npy")
@@ -69,12 +78,6 @@ def command(
         if sys.stdout.isatty():
             raise UsageError("missing --output/-o", hint="-o vectors.npy, or -o - for JSONL on stdout")
         output = "-"
-    opts = EmbedOptions(
-        pooling=pooling, layers=layers, layer_agg=layer_agg, normalize=normalize, token_level=token_level,
-        max_length=max_length, batch_size=batch_size, precision=precision or "auto",
-    )  # fmt: skip
-    export = ExportOptions(output_format=output_format, dtype=dtype, include_text=include_text, chunk_size=chunk_size, resume=resume)
-    data = DataOptions(format=format, text_column=text_column, id_column=id_column)
     result = export_embeddings(model, input, output, data, opts, export)
     if output != "-":
         import logging

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -18,13 +20,20 @@ Examples:
   bertcli evaluate runs/sentiment test.csv --output report.json --errors errors.jsonl
   bertcli evaluate runs/sentiment test.csv --json | jq .f1_macro
   bertcli evaluate runs/ner test.conll --errors ner-errors.jsonl   # entity P/R/F1 per type
+  bertcli evaluate runs/sentiment test.csv --plots reports/   # + confusion_matrix.png
+  bertcli evaluate runs/ner test.conll -o reports/ner/   # a directory: report.json + f1_per_type.png
 """
 
 
 def command(
     model_dir: ModelDirArg,
     data: Annotated[str, typer.Argument(help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.")],
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the full report as JSON here.")] = None,
+    output: Annotated[
+        Optional[str], typer.Option("--output", "-o", help="Write the full report as JSON here; a directory (existing, or ending in /) gets report.json and the plots.")
+    ] = None,
+    plots: Annotated[
+        Optional[str], typer.Option("--plots", help="Write confusion_matrix.png (classification) or f1_per_type.png (NER, multi-label) into this directory.")
+    ] = None,
     errors: Annotated[
         Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans).")
     ] = None,
@@ -55,12 +64,30 @@ def command(
 
         options = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, label_sep=label_sep)
         report = evaluate_model(model_dir, data, options, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
+    if output and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
+        plots = plots or output
+        output = str(Path(output) / "report.json")
     if output:
         write_json(output, report)
+    if plots:
+        _write_plots(report, plots)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
         render(report)
+
+
+def _write_plots(report: dict[str, Any], directory: str) -> None:
+    import logging
+
+    from bertcli.plots import report_plots
+
+    written = report_plots(report, directory)
+    log = logging.getLogger("bertcli")
+    for path in written:
+        log.info("wrote %s", path)
+    if not written:
+        log.info("no plot for a %s report (plots: confusion matrix, F1 per type or label)", report.get("task"))
 
 
 def render(report: dict[str, Any]) -> None:

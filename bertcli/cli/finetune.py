@@ -9,7 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, LabelColumnOpt, LabelSepOpt, LrOpt,
-    MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, NER, OverwriteOpt, PatienceOpt, PrecisionOpt, ResumeOpt, SaveStepsOpt,
+    MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, NER, OverwriteOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SaveStepsOpt,
     SchemeOpt, SeedOpt, StrideOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, TRAINING, ValidationOpt, ValSplitOpt, WarmupOpt, WeightDecayOpt,
 )  # fmt: skip
 
@@ -52,6 +52,7 @@ def command(
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
     resume: ResumeOpt = None,
+    report_to: ReportToOpt = None,
     overwrite: OverwriteOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,

@@ -76,6 +76,10 @@ MetricOpt = Annotated[
 ResumeOpt = Annotated[
     Optional[str], typer.Option(help="Continue an interrupted run: 'auto' or a checkpoint directory.", rich_help_panel=TRAINING)
 ]
+ReportToOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Log metrics and the run's config to tensorboard, wandb or mlflow (files under OUTPUT/logs). [default: none]", rich_help_panel=TRAINING),
+]
 OverwriteOpt = Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output directory.", show_default=False)]
 
 # token classification (NER)

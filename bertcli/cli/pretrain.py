@@ -9,7 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     DATA, TRAINING, BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, OverwriteOpt,
-    MaxStepsOpt, PatienceOpt, PrecisionOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
+    MaxStepsOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
 )  # fmt: skip
 from bertcli.config import PRESETS, PretrainConfig, PretrainOptions
 
@@ -65,6 +65,7 @@ def command(
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
     resume: ResumeOpt = None,
+    report_to: ReportToOpt = None,
     overwrite: OverwriteOpt = None,
 ) -> None:
     """Pretrain a BERT with masked-LM (and optionally next-sentence prediction), from scratch or continued."""
