@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import DataOptions, FinetuneConfig, to_dict
+from bertcli.config import DataOptions, FinetuneConfig, to_dict, with_task_defaults
 from bertcli.data import (
     Columns,
     LabelSpec,
@@ -133,12 +133,20 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     from bertcli.accel import make_accelerator
     from bertcli.metrics import report_for_task
-    from bertcli.modeling import DEFAULT_HUB_ID, library_versions, load_sequence_classifier, load_tokenizer, model_max_length, resolve_model, save_bundle
     from bertcli.model_card import launch_command
+    from bertcli.modeling import (
+        DEFAULT_HUB_ID,
+        library_versions,
+        load_sequence_classifier,
+        load_tokenizer,
+        model_max_length,
+        resolve_model,
+        save_bundle,
+    )
     from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, run_record, train
 
     cfg.validate()
-    opts = cfg.training
+    opts = cfg.training = with_task_defaults(cfg.training, "classification")
     table = load_table(cfg.train, cfg.data)
     columns = resolve_columns(table, cfg.data, need_label=True)
     log.info("%s: %d rows, columns %s", cfg.train, len(table.dataset), columns.describe())

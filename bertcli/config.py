@@ -36,8 +36,8 @@ class TrainOptions:
     """Optimisation settings shared by finetune and pretrain (the one training loop)."""
 
     epochs: float = 3.0
-    lr: float = 1e-4
-    batch_size: int = 32
+    lr: float | None = None  # None: the task's default (TASK_DEFAULTS)
+    batch_size: int | None = None
     grad_accum: int = 1
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
@@ -57,6 +57,17 @@ class TrainOptions:
     def check_report_to(self) -> None:
         if self.report_to not in TRACKERS:
             raise UsageError(f"unknown --report-to {self.report_to!r}", hint=f"choose one of {', '.join(TRACKERS)}")
+
+
+# Tuned on real data with all-MiniLM-L6-v2 (Rotten Tomatoes; WNUT-16): NER's sparse entity tags need a higher
+# rate and more, smaller steps, or one epoch at the classification settings ends with entity F1 0.
+TASK_DEFAULTS = {"classification": {"lr": 1e-4, "batch_size": 32}, "ner": {"lr": 3e-4, "batch_size": 16}}
+
+
+def with_task_defaults(opts: TrainOptions, task: str) -> TrainOptions:
+    """The options with lr/batch size the user left unset filled from the task's defaults."""
+    unset = {name: value for name, value in TASK_DEFAULTS[task].items() if getattr(opts, name) is None}
+    return dataclasses.replace(opts, **unset)
 
 
 @dataclass
@@ -96,7 +107,7 @@ class FinetuneConfig:
         if self.ner.stride is not None and self.ner.stride < 0:
             raise UsageError("--stride must be 0 or more")
         for name in ("lr", "epochs", "batch_size", "grad_accum"):
-            if getattr(self.training, name) <= 0:
+            if (getattr(self.training, name) or 1) <= 0:
                 raise UsageError(f"--{name.replace('_', '-')} must be positive")
 
 
@@ -113,6 +124,7 @@ class PretrainOptions(TrainOptions):
     """
 
     lr: float | None = None
+    batch_size: int | None = 32
     max_length: int | None = 128
     save_steps: int | None = 1000
 

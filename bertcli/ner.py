@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import DataOptions, FinetuneConfig, to_dict
+from bertcli.config import DataOptions, FinetuneConfig, to_dict, with_task_defaults
 from bertcli.errors import DataError, ModelError, UsageError
 from bertcli.ner_data import Sentence, format_name, ner_format, read_corpus, split_words
 from bertcli.ner_schemes import convert, entities, label_names
@@ -131,6 +131,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     from bertcli.accel import make_accelerator
     from bertcli.classification import class_weights_for
     from bertcli.data import file_fingerprint, split_validation
+    from bertcli.model_card import launch_command
     from bertcli.modeling import (
         DEFAULT_HUB_ID,
         library_versions,
@@ -140,11 +141,10 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         resolve_model,
         save_bundle,
     )
-    from bertcli.model_card import launch_command
     from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, run_record, train
 
     cfg.validate()
-    opts = cfg.training
+    opts = cfg.training = with_task_defaults(cfg.training, "ner")
     metric = opts.metric or "f1"
     if metric not in METRICS:
         raise UsageError(f"unknown --metric {metric!r} for NER", hint=f"choose {', '.join(METRICS)}")
@@ -335,10 +335,10 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     rewritten as the entities they spell (conlleval's reading) so the column is a valid sequence that
     `bertcli evaluate` and strict scorers accept.
     """
-    from bertcli.prediction import micro_batches
     from bertcli.data import iter_records
     from bertcli.io import dumps
     from bertcli.ner_data import iter_sentences
+    from bertcli.prediction import micro_batches
 
     if opts.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from bertcli.config import FinetuneConfig, TrainOptions, build_config
+from bertcli.config import TASK_DEFAULTS, FinetuneConfig, TrainOptions, build_config, with_task_defaults
 from bertcli.errors import UsageError
 
 
 def test_defaults_come_from_the_dataclasses():
     cfg = build_config(FinetuneConfig, None, train="t.csv", output="o")
-    assert cfg.training.lr == TrainOptions.lr and cfg.val_split == 0.1
+    assert cfg.training.epochs == TrainOptions.epochs and cfg.val_split == 0.1
+    assert cfg.training.lr is None and cfg.training.batch_size is None  # left to the task's defaults
+
+
+@pytest.mark.parametrize("task", ["classification", "ner"])
+def test_task_defaults_fill_only_what_the_user_left_unset(task):
+    filled = with_task_defaults(TrainOptions(), task)
+    assert (filled.lr, filled.batch_size) == (TASK_DEFAULTS[task]["lr"], TASK_DEFAULTS[task]["batch_size"])
+    given = with_task_defaults(TrainOptions(lr=2e-5), task)
+    assert given.lr == 2e-5 and given.batch_size == TASK_DEFAULTS[task]["batch_size"]
+    assert TASK_DEFAULTS["ner"]["lr"] > TASK_DEFAULTS["classification"]["lr"]
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".yaml"])

@@ -516,6 +516,8 @@ def test_finetune_detects_span_jsonl_with_class_weights(tmp_path, tiny_model):
     assert meta["task"] == "ner" and meta["max_length"] == 8 and meta["label_all_tokens"] is True
     assert meta["config"]["training"]["class_weights"] == "auto" and len(meta["history"]) == 2
     assert {"f1", "strict_f1", "loss"} <= set(meta["history"][-1])
+    # --lr given, --batch-size not: NER's default batch size fills the gap and is saved as used
+    assert meta["config"]["training"]["lr"] == 5e-3 and meta["config"]["training"]["batch_size"] == 16
 
 
 @pytest.mark.slow
@@ -539,11 +541,7 @@ def test_wnut16_entity_f1_with_minilm(tmp_path):
             str(tmp_path / "model"),
             "--epochs",
             "2",
-            "--lr",
-            "3e-4",
-            "--batch-size",
-            "16",
-        ]
+        ]  # NER's own lr / batch-size defaults: this test is what keeps them honest
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.stderr
         reset_accelerate()

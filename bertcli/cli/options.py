@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from bertcli.config import FinetuneConfig, TrainOptions
+from bertcli.config import TASK_DEFAULTS, FinetuneConfig, TrainOptions
 
 DATA = "Data"
 TRAINING = "Training"
@@ -39,8 +39,15 @@ LabelSepOpt = Annotated[
 ]
 IdColumnOpt = Annotated[Optional[str], typer.Option(help="Column passed through to the output as `id`.", rich_help_panel=DATA)]
 
+_CLS, _NER = TASK_DEFAULTS["classification"], TASK_DEFAULTS["ner"]
+
+
+def _rate(value: float) -> str:
+    return f"{value:.0e}".replace("e-0", "e-")
+
+
 BatchSizeOpt = Annotated[
-    Optional[int], typer.Option("--batch-size", "-b", help=f"Examples per batch. [default: {TrainOptions.batch_size}]", rich_help_panel=RUNTIME)
+    Optional[int], typer.Option("--batch-size", "-b", help=f"Examples per batch. [default: {_CLS['batch_size']}; NER training {_NER['batch_size']}]", rich_help_panel=RUNTIME)
 ]
 PrecisionOpt = Annotated[
     Optional[str],
@@ -61,7 +68,7 @@ ValSplitOpt = Annotated[
     typer.Option(help=f"Share of training data held out for validation when no --validation is given. [default: {FinetuneConfig.val_split}]", rich_help_panel=DATA),
 ]
 EpochsOpt = Annotated[Optional[float], typer.Option(help=f"[default: {TrainOptions.epochs:g}]", rich_help_panel=TRAINING)]
-LrOpt = Annotated[Optional[float], typer.Option(help=f"Peak learning rate. [default: {TrainOptions.lr:g}]", rich_help_panel=TRAINING)]
+LrOpt = Annotated[Optional[float], typer.Option(help=f"Peak learning rate. [default: {_rate(_CLS['lr'])}; NER {_rate(_NER['lr'])}; pretrain 1e-4 from scratch, 5e-5 continued]", rich_help_panel=TRAINING)]
 GradAccumOpt = Annotated[Optional[int], typer.Option(help="Gradient accumulation steps. [default: 1]", rich_help_panel=TRAINING)]
 WarmupOpt = Annotated[Optional[float], typer.Option(help=f"Warmup share of steps. [default: {TrainOptions.warmup_ratio:g}]", rich_help_panel=TRAINING)]
 WeightDecayOpt = Annotated[Optional[float], typer.Option(help=f"[default: {TrainOptions.weight_decay:g}]", rich_help_panel=TRAINING)]
