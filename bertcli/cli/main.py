@@ -115,9 +115,9 @@ def root(
 
 
 def _register() -> None:
-    from bertcli.cli import embed, evaluate, finetune, predict, pretrain, tokenize
+    from bertcli.cli import embed, env, evaluate, finetune, predict, pretrain, tokenize
 
-    for module in (tokenize, embed, pretrain, finetune, evaluate, predict):
+    for module in (tokenize, embed, pretrain, finetune, evaluate, predict, env):
         app.command(name=module.NAME, epilog=module.EXAMPLES)(guarded(module.command))
 
 
