@@ -51,6 +51,7 @@ class TrainOptions:
     metric: str | None = None
     class_weights: str = "none"
     resume: str | None = None
+    gradient_checkpointing: bool = False
 
 
 @dataclass
