@@ -31,7 +31,7 @@ from bertcli.data import (
     validate_texts,
 )
 from bertcli.errors import BertcliError, DataError, UsageError
-from bertcli.inference import Encoded, TorchBackend, encode, length_sorted_batches, run_batches
+from bertcli.inference import Encoded, TorchBackend, encode, run_batches
 
 log = logging.getLogger("bertcli")
 DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}

@@ -33,7 +33,7 @@ def test_env_json_reports_versions_devices_precision_and_launch(monkeypatch):
 
 
 def test_env_text_shows_the_accelerate_config(tmp_path, monkeypatch):
-    import accelerate.commands.config.config_args as config_args
+    from accelerate.commands.config import config_args
 
     config = tmp_path / "default_config.yaml"
     config.write_text("distributed_type: MULTI_GPU\nnum_processes: 4\nmixed_precision: bf16\n")
