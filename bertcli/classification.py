@@ -28,7 +28,7 @@ from bertcli.data import (
     validate_texts,
 )
 from bertcli.errors import BertcliError, DataError, UsageError
-from bertcli.inference import Encoded, TorchBackend, encode, length_sorted_batches, run_batches
+from bertcli.inference import Encoded, TorchBackend, encode, run_batches
 
 log = logging.getLogger("bertcli")
 DEFAULT_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse"}
@@ -201,27 +201,30 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     evaluate = None
     if val_examples:
-        from torch.utils.data import DataLoader
+        from bertcli.distributed import gather_in_order, shard_batches
 
-        val_batches = [b.tolist() for b in length_sorted_batches([len(e["input_ids"]) for e in val_examples], opts.batch_size * 2)]
-        val_loader = accelerator.prepare(DataLoader(val_examples, batch_sampler=val_batches, collate_fn=collate))
+        val_batches = shard_batches(
+            [len(e["input_ids"]) for e in val_examples], opts.batch_size * 2, accelerator.process_index, accelerator.num_processes
+        )  # fmt: skip
 
         def evaluate(model, accelerator) -> dict[str, float]:
             model.eval()
-            logits_all, labels_all, total, count = [], [], 0.0, 0
-            with torch.inference_mode():
-                for batch in val_loader:
-                    labels = batch.pop("labels")
-                    logits = model(**batch).logits.float()
-                    total += loss_from_logits(logits, labels).item() * len(labels)
-                    count += len(labels)
-                    logits, labels = accelerator.gather_for_metrics((logits, labels))
-                    logits_all.append(logits.cpu().numpy())
-                    labels_all.append(labels.cpu().numpy())
-            logits_np, refs = np.concatenate(logits_all), np.concatenate(labels_all)
+            indices, rows = [], []
+            with torch.inference_mode(), accelerator.autocast():
+                for batch in val_batches:
+                    inputs = {k: v.to(accelerator.device) for k, v in collate([val_examples[i] for i in batch.indices]).items()}
+                    inputs.pop("labels")
+                    logits = model(**inputs).logits.float().cpu().numpy()
+                    if batch.real:
+                        indices.extend(batch.indices)
+                        rows.extend(logits)
+            logits_np = np.stack(gather_in_order(accelerator, indices, rows))
+            refs = np.asarray([e["label"] for e in val_examples])
+            targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float)
+            loss = loss_from_logits(torch.from_numpy(logits_np).to(accelerator.device), targets.to(accelerator.device)).item()
             report = report_for_task(spec.task, *_references_predictions(spec.task, refs, logits_np, 0.5), spec.names)
             flat = {k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and k != "n" and v is not None}
-            return {"loss": total / max(count, 1), **flat}
+            return {"loss": loss, **flat, "examples": len(logits_np)}
 
     metric = opts.metric or DEFAULT_METRIC[spec.task]
     job = TrainJob(

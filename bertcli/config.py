@@ -53,6 +53,7 @@ class TrainOptions:
     class_weights: str = "none"
     resume: str | None = None
     report_to: str = "none"
+    gradient_checkpointing: bool = False
 
     def check_report_to(self) -> None:
         if self.report_to not in TRACKERS:

@@ -312,13 +312,33 @@ def _output_records(
     return records, texts
 
 
+def embed_shared(embedder: Embedder, texts: Sequence[str], accelerator: Any, on_batch: Callable[[int], None] | None = None) -> Embedded:
+    """`embedder.embed` with the texts dealt out among the launch's processes; every process gets all results in input order."""
+    world = accelerator.num_processes
+    if world == 1:
+        return embedder.embed(texts, on_batch)
+    from bertcli.distributed import gather_in_order
+
+    own = list(range(accelerator.process_index, len(texts), world))
+    scaled = None if on_batch is None else lambda n: on_batch(n * world)  # the others advance alike
+    part = embedder.embed([texts[i] for i in own], scaled) if own else None
+    if embedder.opts.token_level:
+        rows = list(zip(part.vectors, part.truncated, part.tokens, part.offsets)) if part else []
+        gathered = gather_in_order(accelerator, own, rows)
+        vectors, truncated, tokens, offsets = (list(column) for column in zip(*gathered))
+        return Embedded(vectors, truncated, tokens, offsets)
+    rows = list(zip(part.vectors, part.truncated)) if part else []
+    gathered = gather_in_order(accelerator, own, rows)
+    return Embedded(np.stack([vector for vector, _ in gathered]), [flag for _, flag in gathered])
+
+
 def export_embeddings(
     model: str | None, source: str | None, output: str, data: DataOptions, opts: EmbedOptions, export: ExportOptions
 ) -> ExportResult:
     """Embed every input record and write the vectors, in input order, chunk by chunk (resumable with export.resume)."""
     from bertcli.modeling import DEFAULT_HUB_ID
     from bertcli.progress import Progress
-    from bertcli.vector_io import WRITERS, output_format
+    from bertcli.vector_io import WRITERS, FollowerWriter, output_format
 
     export.validate()
     fmt = output_format(output, export.output_format, opts.token_level)
@@ -331,7 +351,15 @@ def export_embeddings(
         "text_column": data.text_column, "id_column": data.id_column,
         **{k: v for k, v in asdict(opts).items() if k not in ("batch_size", "batch_tokens", "precision", "max_length")},
     }  # fmt: skip
-    writer = WRITERS[fmt](output, fingerprint, export.dtype, export.resume)
+    accelerator = embedder.backend.accelerator
+    if accelerator.num_processes > 1 and name == "<stdin>":
+        raise UsageError("under a multi-process launch embed reads a file, not stdin (each process reads the input)")
+    writer = WRITERS[fmt](output, fingerprint, export.dtype, export.resume) if accelerator.is_main_process else None
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        resumed = broadcast_object_list([writer.rows if writer else 0])[0]
+        writer = writer or FollowerWriter(resumed)
     skip, truncated, empty = writer.rows, 0, 0
     log.info(
         "embedding with %s: %s, dim %d, max length %d%s", model or DEFAULT_HUB_ID, embedder.describe(), embedder.dim,
@@ -344,12 +372,12 @@ def export_embeddings(
     start = time.perf_counter()
     columns: tuple[str, str | None] | None = None
     try:
-        with Progress(None, "embed", unit="sentences") as progress:
+        with Progress(None, "embed", unit="sentences", enabled=accelerator.is_main_process) as progress:
             for chunk in chunked(records, chunk_size):
                 columns = columns or record_columns(chunk[0], data, name)
                 batch, texts = _output_records(chunk, columns, writer.rows, export.include_text, name)
                 empty += sum(not t.strip() for t in texts)
-                result = embedder.embed(texts, on_batch=lambda n: progress.advance(n, examples=n))
+                result = embed_shared(embedder, texts, accelerator, on_batch=lambda n: progress.advance(n, examples=n))
                 truncated += sum(result.truncated)
                 if opts.token_level:
                     for out, tokens, offsets in zip(batch, result.tokens, result.offsets):

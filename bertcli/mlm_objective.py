@@ -25,9 +25,10 @@ IGNORE = -100  # label of positions that are not predicted
 class MaskingCollator:
     """Pads a batch and masks it afresh (dynamic masking), with randomness derived from the examples' keys.
 
-    Seeding from (seed, salt, keys of the batch) instead of a running generator makes masking independent of
-    when a batch is built, so a resumed run masks exactly like an uninterrupted one, and validation batches
-    (salt 1) are masked the same way at every evaluation. Per sequence, round(p x maskable tokens) positions
+    Seeding each example from (seed, salt, its key) instead of a running generator makes masking independent of
+    when and with which others it is batched, so a resumed run masks exactly like an uninterrupted one, and
+    validation examples (salt 1) are masked the same way at every evaluation, for any batch size or number of
+    processes. Per sequence, round(p x maskable tokens) positions
     (at least one) are chosen, as in google-research/bert; of those 80% become [MASK], 10% a random token,
     10% stay. With whole-word masking, all WordPieces of a word are chosen together.
     """
@@ -44,7 +45,6 @@ class MaskingCollator:
         self.p, self.whole_word_mask, self.seed, self.salt = mlm_probability, whole_word_mask, seed, salt
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.salt, *(int(e["key"]) for e in examples)])
         width = max(len(e["input_ids"]) for e in examples)
         ids = np.full((len(examples), width), self.specials.pad, dtype=np.int64)
         attention = np.zeros_like(ids)
@@ -56,7 +56,8 @@ class MaskingCollator:
                 types[row, :n] = e["token_type_ids"]
         labels = np.full_like(ids, IGNORE)
         maskable = (attention == 1) & ~self.special[ids]
-        for row in range(len(examples)):
+        for row, e in enumerate(examples):
+            rng = np.random.default_rng([self.seed, self.salt, int(e["key"])])
             chosen = self._choose(ids[row], maskable[row], rng)
             labels[row, chosen] = ids[row, chosen]
             action = rng.random(len(chosen))
@@ -123,17 +124,24 @@ class PretrainingObjective(torch.nn.Module):
         return result
 
 
-def evaluate_objective(model: torch.nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
-    """MLM loss (mean over masked tokens), perplexity, masked-token accuracy; NSP loss and accuracy for pairs."""
+def evaluate_objective(model: torch.nn.Module, batches: Any, accelerator: Any) -> dict[str, float]:
+    """MLM loss (mean over masked tokens), perplexity, masked-token accuracy; NSP loss and accuracy for pairs.
+
+    `batches` yields (batch, real) on each process (see bertcli.distributed); filler batches only keep the
+    processes in step and are not counted.
+    """
     model.eval()
-    # summed over batches: mlm loss x masked, masked, correct, nsp loss x pairs, nsp correct, pairs
-    sums = torch.zeros(6, dtype=torch.float64, device=accelerator.device)
+    # summed over batches: mlm loss x masked, masked, correct, nsp loss x pairs, nsp correct, pairs, examples
+    sums = torch.zeros(7, dtype=torch.float64, device=accelerator.device)
     with torch.inference_mode(), accelerator.autocast():
-        for batch in loader:
+        for batch, real in batches:
             out = model(**batch)
+            if not real:
+                continue
             sums[0] += out["mlm_loss"].double() * out["masked"]
             sums[1] += out["masked"]
             sums[2] += out["correct"]
+            sums[6] += len(batch["input_ids"])
             if "nsp_loss" in out:
                 pairs = len(batch["next_sentence_label"])
                 sums[3] += out["nsp_loss"].double() * pairs
@@ -141,7 +149,7 @@ def evaluate_objective(model: torch.nn.Module, loader: Any, accelerator: Any) ->
                 sums[5] += pairs
     sums = accelerator.reduce(sums, reduction="sum").tolist()
     mlm_loss = sums[0] / sums[1]
-    metrics = {"loss": mlm_loss, "perplexity": math.exp(min(mlm_loss, 50.0)), "accuracy": sums[2] / sums[1]}
+    metrics = {"loss": mlm_loss, "perplexity": math.exp(min(mlm_loss, 50.0)), "accuracy": sums[2] / sums[1], "examples": int(sums[6])}
     if sums[5]:  # "loss" stays the training objective, the sum of both
         nsp_loss = sums[3] / sums[5]
         metrics.update(loss=mlm_loss + nsp_loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss, nsp_accuracy=sums[4] / sums[5])

@@ -124,13 +124,20 @@ def build_model(cfg: PretrainConfig, tokenizer: Any, model_path: str | None, max
 # --- evaluation -----------------------------------------------------------------------------------------------
 
 
-def _eval_loader(examples: list[dict[str, Any]], collate: MaskingCollator, batch_size: int, accelerator: Any) -> Any:
-    from torch.utils.data import DataLoader
+class EvalBatches:
+    """This process's share of the validation examples as masked batches, with the filler flag of `shard_batches`."""
 
-    from bertcli.inference import length_sorted_batches
+    def __init__(self, examples: list[dict[str, Any]], collate: MaskingCollator, batch_size: int, accelerator: Any) -> None:
+        from bertcli.distributed import shard_batches
 
-    batches = [b.tolist() for b in length_sorted_batches([len(e["input_ids"]) for e in examples], batch_size)]
-    return accelerator.prepare(DataLoader(examples, batch_sampler=batches, collate_fn=collate))
+        lengths = [len(e["input_ids"]) for e in examples]
+        self.batches = shard_batches(lengths, batch_size, accelerator.process_index, accelerator.num_processes)
+        self.examples, self.collate, self.device = examples, collate, accelerator.device
+
+    def __iter__(self):
+        for batch in self.batches:
+            tensors = self.collate([self.examples[i] for i in batch.indices])
+            yield {k: v.to(self.device) for k, v in tensors.items()}, batch.real
 
 
 def evaluate_mlm(
@@ -152,7 +159,7 @@ def evaluate_mlm(
     accelerator = make_accelerator(precision)
     model = accelerator.prepare(PretrainingObjective(load_pretraining_model(path, nsp=False)))
     collate = MaskingCollator(tokenizer, mlm_probability, whole_word_mask, seed, salt=1)
-    metrics = evaluate_objective(model, _eval_loader(examples, collate, batch_size, accelerator), accelerator)
+    metrics = evaluate_objective(model, EvalBatches(examples, collate, batch_size, accelerator), accelerator)
     return {**metrics, "examples": len(examples)}
 
 
@@ -222,11 +229,14 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     evaluate = None
     if data.validation:
         val_collate = MaskingCollator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, opts.seed, salt=1)
-        val_loader = _eval_loader(data.validation, val_collate, opts.batch_size * 2, accelerator)
+        val_batches = EvalBatches(data.validation, val_collate, opts.batch_size * 2, accelerator)
 
         def evaluate(model, accelerator):
-            return evaluate_objective(model, val_loader, accelerator)
+            return evaluate_objective(model, val_batches, accelerator)
 
+    if not cfg.nsp:  # MLM alone never reaches the pooler and NSP head; frozen, DDP does not wait for their gradients
+        for param in (*model.bert.pooler.parameters(), *model.cls.seq_relationship.parameters()):
+            param.requires_grad_(False)
     objective = PretrainingObjective(model)
     initial = _initial_evaluation(objective, evaluate, accelerator, run_dir)
     job = TrainJob(

@@ -123,6 +123,18 @@ def _optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=opts.lr, fused=True)
 
 
+def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """On the outermost transformers model inside the task's module; non-reentrant, the variant that works under DDP."""
+    pretrained = next((m for m in model.modules() if hasattr(m, "gradient_checkpointing_enable")), None)
+    if pretrained is None or not pretrained.supports_gradient_checkpointing:
+        raise UsageError("--gradient-checkpointing: this model does not support it")
+    if hasattr(pretrained, "activation_checkpointing_enable"):  # the name from transformers 5.x on
+        pretrained.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        pretrained.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    log.info("gradient checkpointing: activations are recomputed in the backward pass")
+
+
 def _checkpoints(run_dir: Path) -> list[Path]:
     root = run_dir / "checkpoints"
     found = [p for p in root.glob("step-*") if (p / STATE_FILE).is_file()] if root.is_dir() else []
@@ -161,6 +173,8 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
     else:
         sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
         loader = DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=generator)
+    if opts.gradient_checkpointing:
+        _enable_gradient_checkpointing(job.model)
     model = job.model.to(accelerator.device)
     optimizer = _optimizer(model, opts)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)

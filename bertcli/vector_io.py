@@ -135,6 +135,22 @@ class VectorWriter:
     def close(self) -> None: ...
 
 
+class FollowerWriter:
+    """What a non-main process of a multi-process export holds: it counts rows; the main process writes them."""
+
+    output = None
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+
+    def append(self, records: list[dict[str, Any]], vectors: Any) -> None:
+        self.rows += len(records)
+
+    def finish(self) -> None: ...
+    def close(self) -> None: ...
+    def discard(self) -> None: ...
+
+
 def _sync(handle: IO[Any]) -> None:
     handle.flush()
     os.fsync(handle.fileno())

@@ -151,7 +151,7 @@ def test_multi_label_bundle_and_predictions(tmp_path, tiny_model):
     out = runner.invoke(app, ["predict", str(result.output)], input="great movie sports\n")
     record = json.loads(out.stdout)
     assert set(record["scores"]) == {"neg", "pos", "sport"} and isinstance(record["labels"], list)
-    assert record["labels"] == [n for n, p in record["scores"].items() if p >= 0.5]
+    assert set(record["labels"]) == {n for n, p in record["scores"].items() if p >= 0.5}  # labels in label order, scores ranked
 
 
 def test_regression_bundle_and_predictions(tmp_path, tiny_model):

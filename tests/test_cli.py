@@ -16,7 +16,7 @@ runner = CliRunner()
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "evaluate")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["finetune", "--help"], ["evaluate", "--help"], ["predict", "--help"], ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["finetune", "--help"], ["evaluate", "--help"], ["predict", "--help"], ["env", "--help"], ["--version"]])
 def test_help_imports_no_heavy_library(argv):
     code = (
         "import sys\n"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bertcli.cli.options import (
-    BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, LabelColumnOpt, LabelSepOpt, LrOpt,
+    BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, GradientCheckpointingOpt, LabelColumnOpt, LabelSepOpt, LrOpt,
     MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, NER, OverwriteOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SaveStepsOpt,
     SchemeOpt, SeedOpt, StrideOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, TRAINING, ValidationOpt, ValSplitOpt, WarmupOpt, WeightDecayOpt,
 )  # fmt: skip
@@ -51,6 +51,7 @@ def command(
     ] = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
+    gradient_checkpointing: GradientCheckpointingOpt = None,
     resume: ResumeOpt = None,
     report_to: ReportToOpt = None,
     overwrite: OverwriteOpt = None,

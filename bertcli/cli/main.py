@@ -37,6 +37,11 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def lost_peer(exc: Exception) -> bool:
+    """A collective that broke because another process of a multi-process launch died (torch names the remote worker)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and isinstance(exc, RuntimeError) and "remote worker" in str(exc)
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn errors into one stderr line and an exit code; keep tracebacks for BERTCLI_DEBUG=1."""
     from bertcli.errors import BertcliError
@@ -61,6 +66,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:
             if debug_enabled():
                 raise
+            if lost_peer(exc):  # another process of the launch failed first and printed the error that matters
+                raise typer.Exit(1) from None
             raise fail(
                 f"internal error: {type(exc).__name__}: {exc} (rerun with BERTCLI_DEBUG=1 for a traceback and report it)", 1
             ) from None
@@ -108,9 +115,9 @@ def root(
 
 
 def _register() -> None:
-    from bertcli.cli import embed, evaluate, finetune, predict, pretrain, tokenize
+    from bertcli.cli import embed, env, evaluate, finetune, predict, pretrain, tokenize
 
-    for module in (tokenize, embed, pretrain, finetune, evaluate, predict):
+    for module in (tokenize, embed, pretrain, finetune, evaluate, predict, env):
         app.command(name=module.NAME, epilog=module.EXAMPLES)(guarded(module.command))
 
 

@@ -80,6 +80,13 @@ PatienceOpt = Annotated[Optional[int], typer.Option(help="Early stopping after N
 MetricOpt = Annotated[
     Optional[str], typer.Option(help="Validation metric for the best model, e.g. f1_macro. [default: accuracy / f1_micro / mse]", rich_help_panel=TRAINING)
 ]
+GradientCheckpointingOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--gradient-checkpointing", help="Recompute activations in the backward pass: much less memory for long sequences, ~30% slower.",
+        rich_help_panel=TRAINING, show_default=False,
+    ),
+]
 ResumeOpt = Annotated[
     Optional[str], typer.Option(help="Continue an interrupted run: 'auto' or a checkpoint directory.", rich_help_panel=TRAINING)
 ]

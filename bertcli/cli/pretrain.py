@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bertcli.cli.options import (
-    DATA, TRAINING, BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, OverwriteOpt,
+    DATA, TRAINING, BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, GradientCheckpointingOpt, OverwriteOpt,
     MaxStepsOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
 )  # fmt: skip
 from bertcli.config import PRESETS, PretrainConfig, PretrainOptions
@@ -64,6 +64,7 @@ def command(
     patience: PatienceOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
+    gradient_checkpointing: GradientCheckpointingOpt = None,
     resume: ResumeOpt = None,
     report_to: ReportToOpt = None,
     overwrite: OverwriteOpt = None,

@@ -1,0 +1,145 @@
+"""Multi-process runs on CPU (gloo) through the real launchers: `accelerate launch` and `torchrun`.
+
+Each test starts two processes, so each costs two interpreter start-ups; the models and data are tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bertcli.cli.main import app
+from conftest import sentiment_rows, write_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+CPU_RECIPE = ROOT / "recipes" / "accelerate" / "multi-cpu.yaml"
+TIMEOUT = 300
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(launcher: str, args: list[str], cwd: Path, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
+    """Two processes of `bertcli ARGS`, started by `accelerate launch` (the CPU recipe) or `torchrun`."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("BERTCLI_DEBUG", None)
+    if launcher == "accelerate":
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_RECIPE),
+                   "--main_process_port", str(free_port()), "-m", "bertcli", *args]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--master_port", str(free_port()), "-m", "bertcli", *args]  # fmt: skip
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def bertcli_lines(stderr: str, text: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("bertcli:") and text in line]
+
+
+@pytest.fixture
+def classification_data(tmp_path) -> tuple[Path, Path]:
+    return write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1)), write_csv(tmp_path / "val.csv", sentiment_rows(21, seed=2))
+
+
+def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_model, classification_data):
+    train, val = classification_data
+    out = tmp_path / "clf"
+    result = launch("accelerate", ["finetune", str(train), "--validation", str(val), "-m", str(tiny_model), "-o", str(out),
+                                   "--epochs", "2", "-b", "8", "--lr", "1e-3"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # one output, written once; the run directory is gone
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("clf")) == ["clf"]
+    # the main process alone logs, and reports the global batch: 8 per process x 2 processes
+    assert len(bertcli_lines(result.stderr, "batch 8 x 1 accumulation x 2 process(es) = 16, 8 steps (2 epochs)")) == 1  # 4 per epoch: each process has half
+    assert len(bertcli_lines(result.stderr, "64 training and 21 validation examples")) == 1
+    meta = json.loads((out / "bertcli.json").read_text())
+    assert [h["examples"] for h in meta["history"]] == [21, 21]  # every validation example once, none repeated
+    best = next(h for h in meta["history"] if h["step"] == meta["best"]["step"])
+
+    report = CliRunner().invoke(app, ["evaluate", str(out), str(val), "--json", "--precision", "no"])
+    assert report.exit_code == 0, report.stderr
+    single = json.loads(report.stdout)
+    assert single["n"] == 21
+    for key in ("accuracy", "f1_macro", "precision_macro", "recall_macro", "mcc"):
+        assert best[key] == pytest.approx(single[key], abs=1e-9), key
+
+
+def test_two_process_pretrain_validates_each_held_out_block_once(tmp_path, tiny_model):
+    from bertcli.accel import make_accelerator
+    from bertcli.config import DataOptions
+    from bertcli.mlm_data import example_source, split_examples
+    from bertcli.mlm_objective import MaskingCollator, PretrainingObjective, evaluate_objective
+    from bertcli.modeling import load_tokenizer
+    from bertcli.pretraining import EvalBatches, load_pretraining_model
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(row["text"] + " ." for row in sentiment_rows(300, seed=3)) + "\n")
+    out = tmp_path / "mlm"
+    result = launch("torchrun", ["pretrain", str(corpus), "-m", str(tiny_model), "-o", str(out), "--max-steps", "4",
+                                 "--eval-steps", "2", "-b", "4", "--max-length", "32", "--val-split", "0.2", "--precision", "no"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("mlm")) == ["mlm"]
+    assert len(bertcli_lines(result.stderr, "x 2 process(es) = 8, 4 steps")) == 1
+    meta = json.loads((out / "bertcli.json").read_text())
+    held_out = meta["corpus"]["validation_examples"]
+    assert held_out > 2
+    assert [h["examples"] for h in meta["history"]] == [held_out] * 3  # before training, at steps 2 and 4
+
+    # the saved (best) model, scored on the same held-out blocks and masks in one process
+    tokenizer = load_tokenizer(str(out))
+    make = example_source([corpus], DataOptions(), tokenizer, 32, "packed", False, 42)
+    validation = split_examples(make, 0.2, False, 42).validation
+    assert len(validation) == held_out
+    accelerator = make_accelerator("no")
+    model = PretrainingObjective(load_pretraining_model(str(out), nsp=False)).to(accelerator.device)
+    collate = MaskingCollator(tokenizer, 0.15, False, 42, salt=1)
+    single = evaluate_objective(model, EvalBatches(validation, collate, 5, accelerator), accelerator)
+    best = next(h for h in meta["history"] if h["step"] == meta["best"]["step"])
+    assert single["examples"] == held_out
+    assert single["loss"] == pytest.approx(best["loss"], rel=1e-4)
+    assert single["accuracy"] == pytest.approx(best["accuracy"], abs=1e-9)
+
+
+def test_two_process_embed_equals_one_process(tmp_path, tiny_model):
+    source = tmp_path / "texts.jsonl"
+    with source.open("w") as handle:
+        for i, row in enumerate(sentiment_rows(47, seed=4)):
+            handle.write(json.dumps({"id": f"doc-{i}", "text": " ".join([row["text"]] * (1 + i % 5))}) + "\n")
+    args = ["embed", str(source), "-m", str(tiny_model), "--id-column", "id", "--chunk-size", "10", "--precision", "no"]
+    one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.parquet")])
+    assert one.exit_code == 0, one.stderr
+    result = launch("torchrun", [*args, "-o", str(tmp_path / "two.parquet")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(bertcli_lines(result.stderr, "embedded 47 inputs")) == 1
+
+    import pyarrow.parquet as pq
+
+    single, double = pq.read_table(tmp_path / "one.parquet").to_pydict(), pq.read_table(tmp_path / "two.parquet").to_pydict()
+    assert double["id"] == single["id"] == [f"doc-{i}" for i in range(47)]
+    np.testing.assert_allclose(np.array(double["vector"]), np.array(single["vector"]), atol=1e-5)
+
+
+def test_failure_on_one_process_ends_the_launch_with_its_error(tmp_path, tiny_model):
+    """Only the main process opens the output: its error must end the other process (waiting for it), not hang it."""
+    source = tmp_path / "texts.txt"
+    source.write_text("".join(f"sentence number {i}\n" for i in range(30)))
+    out = tmp_path / "vectors.jsonl"
+    # a partial export left by an interrupted run with other settings (--normalize)
+    (tmp_path / "vectors.jsonl.partial").write_text('{"row": 1, "id": 0, "vector": [1.0]}\n')
+    (tmp_path / "vectors.jsonl.partial.json").write_text(json.dumps({"fingerprint": {"normalize": True}, "rows": 1, "state": {}}))
+    result = launch("torchrun", ["embed", str(source), "-m", str(tiny_model), "-o", str(out), "--resume"], tmp_path, timeout=120)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("bertcli: error:")]
+    assert len(errors) == 1 and "the partial export was made with other settings" in errors[0], result.stderr[-3000:]
+    assert not out.exists()
