@@ -205,6 +205,28 @@ def bench_pipeline(model_dir: Path, texts: list[str], gold: list[str], batch_siz
     return Row(f"pipeline text-classification, {what}", len(texts) / seconds, accuracy(labels, gold), seconds, note)
 
 
+PIPELINE_SCRIPT = """
+import json, sys
+from transformers import pipeline
+classify = pipeline("text-classification", model=sys.argv[1])
+texts = open(sys.argv[2], encoding="utf-8").read().splitlines()
+for out in classify(texts, batch_size=32):
+    print(json.dumps({"label": out["label"], "score": out["score"]}))
+"""
+
+
+def bench_pipeline_script(model_dir: Path, work: Path, gold: list[str]) -> Row:
+    """The batched pipeline as a whole process (imports, model load, file in, JSONL out): like for like with the command."""
+    log("pipeline batch_size=32 as a script over test.txt")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, str(model_dir), str(work / "test.txt")], capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"pipeline script failed:\n{done.stderr[-3000:]}")
+    labels = [json.loads(line)["label"] for line in done.stdout.splitlines()]
+    return Row("pipeline batch_size=32, whole script", len(gold) / wall, accuracy(labels, gold), wall, "imports, model load")
+
+
 def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work: Path) -> Row:
     """HF Trainer, same model/data/epochs: run_classification defaults, or tuned (dynamic padding, length groups)."""
     import datasets
@@ -295,7 +317,7 @@ def report(r: dict) -> str:
     """The markdown report: setup, environment, the table and the goals."""
     env, meta = r["environment"], r["meta"]
     loop, command, t_default, t_tuned = r["finetune"]
-    p_command, p_core, p_default, p_batched = r["predict"]
+    p_command, p_core, p_default, p_batched, p_script = r["predict"]
     sections = [
         ("finetune", "train examples/s", [
             (loop, f"{ratio(loop, t_tuned, 'tuned')}, {ratio(loop, t_default, 'defaults')}"),
@@ -304,10 +326,12 @@ def report(r: dict) -> str:
             (t_tuned, ratio(t_tuned, t_default, "defaults")),
         ]),
         ("predict", "sentences/s", [
-            (p_command, f"{ratio(p_command, p_default, 'default')}, {ratio(p_command, p_batched, 'batched')}"),
+            (p_command, f"{ratio(p_command, p_default, 'default')}, {ratio(p_command, p_batched, 'batched')}, "
+             f"{ratio(p_command, p_script, 'batched script')}"),
             (p_core, f"{ratio(p_core, p_default, 'default')}, {ratio(p_core, p_batched, 'batched')}"),
             (p_default, "baseline"),
             (p_batched, ratio(p_batched, p_default, "default")),
+            (p_script, ratio(p_script, p_default, "default")),
         ]),
     ]  # fmt: skip
     train_size, test_size, epochs = r["sizes"]
@@ -340,6 +364,7 @@ def report(r: dict) -> str:
         goal("predict vs default pipeline (command)", p_command.rate / p_default.rate, GOALS["predict_vs_default"]),
         goal("predict vs batched pipeline (command)", p_command.rate / p_batched.rate, GOALS["predict_vs_batched"]),
         goal("predict vs batched pipeline (in-process)", p_core.rate / p_batched.rate, GOALS["predict_vs_batched"]),
+        goal("predict vs batched pipeline (both whole processes)", p_command.rate / p_script.rate, GOALS["predict_vs_batched"]),
         goal(
             "finetune vs tuned Trainer (training loop)", loop.rate / t_tuned.rate, GOALS["finetune_vs_tuned"],
             f"; accuracy {gap * 100:+.1f} points: {same} (equal = within {EQUAL_ACCURACY * 100:g} point)",
@@ -385,6 +410,7 @@ def main(argv: list[str] | None = None) -> None:
         pipelines = (
             bench_pipeline(model_dir, test_texts[:sample], test_labels[:sample], None),
             bench_pipeline(model_dir, test_texts, test_labels, 32),
+            bench_pipeline_script(model_dir, work, test_labels),
         )
         trainers = (
             bench_trainer(base_model, data, epochs, tuned=False, work=work),

@@ -294,7 +294,7 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
                 _save_checkpoint(accelerator, run_dir, state)
     except KeyboardInterrupt:
         _save_checkpoint(accelerator, run_dir, state)
-        accelerator.end_training()
+        _finish_trackers(accelerator)
         raise Interrupted(
             f"interrupted at step {state.global_step}; checkpoint saved in {run_dir}",
             hint="continue with the same command and --resume auto",
@@ -304,9 +304,16 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
     if state.stopped_early:
         log.info("early stopping: no improvement of %s in %d evaluations", job.metric, opts.patience)
     _restore_best(accelerator, model, run_dir, state)
-    accelerator.end_training()
+    _finish_trackers(accelerator)
     job.model = accelerator.unwrap_model(model)
     return state
+
+
+def _finish_trackers(accelerator: Any) -> None:
+    """Flush and close the trackers' logs. Not `end_training()`: it also destroys the process group, which
+    finish_run still needs to hold every process until the main one has written the output directory."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
 
 
 def logs_dir(output: str | Path) -> Path:
