@@ -37,6 +37,11 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (1 for a plain run); from its env, no torch import."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def make_accelerator(precision: str = "auto", report_to: str = "none", logging_dir: str | Path | None = None, **kwargs: Any):
     """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -340,6 +341,12 @@ def split_validation(labels: Sequence[Any], fraction: float, seed: int, stratify
 
 
 # --- streaming input for predict ---------------------------------------------------------------
+
+
+def chunked(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive lists of up to `size` records, read lazily."""
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
 
 
 def iter_records(path: str | None, options: DataOptions) -> Iterator[dict[str, Any]]:

@@ -12,7 +12,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import DataOptions
-from bertcli.data import TEXT_CANDIDATES, iter_records
+from bertcli.data import TEXT_CANDIDATES, chunked, iter_records
 from bertcli.errors import DataError, Interrupted, ModelError, UsageError
 
 log = logging.getLogger("bertcli")
@@ -286,12 +286,6 @@ def record_columns(first: dict[str, Any], data: DataOptions, source: str) -> tup
     if text is None:
         raise DataError("cannot tell which column holds the text", file=source, hint=f"columns are: {', '.join(keys)}; pass --text-column")
     return text, data.id_column
-
-
-def chunked(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive lists of up to `size` records, read lazily."""
-    while chunk := list(itertools.islice(records, size)):
-        yield chunk
 
 
 def _output_records(

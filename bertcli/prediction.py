@@ -16,7 +16,7 @@ import numpy as np
 
 from bertcli.classification import Classifier
 from bertcli.config import DataOptions
-from bertcli.data import TEXT_CANDIDATES, Columns, LabelSpec, iter_records, pick_column
+from bertcli.data import TEXT_CANDIDATES, Columns, LabelSpec, chunked, iter_records, pick_column
 from bertcli.errors import DataError, UsageError
 
 
@@ -71,18 +71,33 @@ def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.
 
 
 def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: PredictOptions) -> Iterator[list[dict[str, Any]]]:
-    """Predict a record stream in micro-batches; yields output records in input order, one per input."""
+    """Predict a record stream in micro-batches; yields output records in input order, one per input.
+
+    Under a multi-process launch every process reads the file in the same fixed-size chunks, scores its
+    share of each and gathers the scores; only the main process yields records (the others yield empty lists).
+    """
     classifier = Classifier(model_dir, opts.precision, opts.batch_size, opts.max_length)
+    accelerator = classifier.backend.accelerator
     spec = classifier.spec
     threshold = opts.threshold if opts.threshold is not None else classifier.threshold
     columns: Columns | None = None
-    for batch in micro_batches(iter_records(source, data), opts.batch_size * 8):
+    records = iter_records(source, data)
+    if accelerator.num_processes > 1:
+        if source in (None, "-"):
+            raise UsageError("under a multi-process launch predict reads a file, not stdin (each process reads the input)")
+        batches = chunked(records, opts.batch_size * 8)  # the same cut points on every process, not timing-dependent
+    else:
+        batches = micro_batches(records, opts.batch_size * 8)
+    for batch in batches:
         if columns is None:
             columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
         texts = [_cell(r.get(columns.text)) for r in batch]
         pairs = [_cell(r.get(columns.pair)) for r in batch] if columns.pair else None
         live = [i for i, t in enumerate(texts) if t.strip()]
-        probs, truncated = classifier.scores([texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
+        probs, truncated = _shared_scores(classifier, [texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
+        if not accelerator.is_main_process:
+            yield []
+            continue
         out: list[dict[str, Any]] = [_record(spec, None, False, opts, threshold) for _ in batch]
         for j, i in enumerate(live):
             out[i] = _record(spec, probs[j], truncated[j], opts, threshold)
@@ -96,6 +111,22 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
             record.clear()
             record.update(record_items)
         yield out
+
+
+def _shared_scores(classifier: Classifier, texts: list[str], pairs: list[str] | None) -> tuple[np.ndarray, list[bool]]:
+    """`classifier.scores` with the texts dealt out among the launch's processes; all scores on every process, in order."""
+    accelerator = classifier.backend.accelerator
+    world = accelerator.num_processes
+    if world == 1:
+        return classifier.scores(texts, pairs)
+    from bertcli.distributed import gather_in_order
+
+    own = list(range(accelerator.process_index, len(texts), world))
+    probs, truncated = classifier.scores([texts[i] for i in own], [pairs[i] for i in own] if pairs else None)
+    gathered = gather_in_order(accelerator, own, list(zip(probs, truncated)))
+    if not gathered:
+        return probs, []
+    return np.stack([p for p, _ in gathered]), [flag for _, flag in gathered]
 
 
 def _cell(value: Any) -> str:

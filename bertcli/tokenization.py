@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import DataOptions
-from bertcli.data import FORMATS, iter_records
-from bertcli.embedding import chunked, record_columns
+from bertcli.data import FORMATS, chunked, iter_records
+from bertcli.embedding import record_columns
 from bertcli.errors import DataError, UsageError
 
 PERCENTILES = (50, 90, 95, 99)

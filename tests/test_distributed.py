@@ -130,6 +130,69 @@ def test_two_process_embed_equals_one_process(tmp_path, tiny_model):
     np.testing.assert_allclose(np.array(double["vector"]), np.array(single["vector"]), atol=1e-5)
 
 
+def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, tiny_model):
+    """Kill the whole launch after its first checkpoint, relaunch with --resume auto: same weights as never stopped."""
+    import time
+
+    import psutil
+    from safetensors.numpy import load_file
+
+    train = write_csv(tmp_path / "train.csv", sentiment_rows(160, seed=3))
+    args = ["finetune", str(train), "-m", str(tiny_model), "--val-split", "0", "--epochs", "2", "-b", "4", "--lr", "1e-3", "--save-steps", "5"]
+    whole = launch("torchrun", [*args, "-o", str(tmp_path / "whole")], tmp_path)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               "-m", "bertcli", *args, "-o", str(tmp_path / "split")]  # fmt: skip
+    checkpoints = tmp_path / "split.incomplete" / "checkpoints"
+    running = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + TIMEOUT
+    while not any(p.name.startswith("step-") for p in checkpoints.glob("step-*")) and running.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    launcher = psutil.Process(running.pid)
+    ranks = launcher.children(recursive=True)
+    for process in [*ranks, launcher]:  # a preempted job: every rank dies, no handler runs
+        process.kill()
+    running.wait()
+    psutil.wait_procs(ranks, timeout=30)
+    assert not (tmp_path / "split").exists(), "the run finished before it could be killed"
+    resumed = launch("torchrun", [*args, "-o", str(tmp_path / "split"), "--resume", "auto"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len(bertcli_lines(resumed.stderr, "resum")) >= 1, resumed.stderr[-3000:]
+
+    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    assert json.loads((tmp_path / "split" / "bertcli.json").read_text())["steps"] == 40  # 160 / (4 x 2) x 2 epochs
+
+
+def test_two_process_predict_equals_one_process(tmp_path, tiny_model, classification_data):
+    train, _ = classification_data
+    model = tmp_path / "clf"
+    trained = CliRunner().invoke(app, ["finetune", str(train), "-m", str(tiny_model), "-o", str(model), "--epochs", "1", "--val-split", "0"])
+    assert trained.exit_code == 0, trained.stderr
+    source = tmp_path / "texts.txt"
+    lines = [row["text"] for row in sentiment_rows(39, seed=5)]
+    lines[7] = lines[30] = ""  # empty lines still get their (null) record, in place
+    source.write_text("".join(line + "\n" for line in lines))
+    args = ["predict", str(model), str(source), "-b", "2", "--precision", "no"]  # chunks of 16 lines: three, the last one short
+    one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.jsonl")])
+    assert one.exit_code == 0, one.stderr
+    result = launch("torchrun", [*args, "-o", str(tmp_path / "two.jsonl")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    double = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert len(double) == len(single) == 39 and double[7]["label"] is None and double[30]["label"] is None
+    assert [r["label"] for r in double] == [r["label"] for r in single]
+    for a, b in zip(double, single):
+        if a["label"] is not None:
+            assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
+    assert not result.stdout.strip()  # the second process wrote nothing to stdout either
+
+
 def test_failure_on_one_process_ends_the_launch_with_its_error(tmp_path, tiny_model):
     """Only the main process opens the output: its error must end the other process (waiting for it), not hang it."""
     source = tmp_path / "texts.txt"

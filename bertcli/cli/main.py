@@ -39,7 +39,9 @@ def fail(message: str, code: int) -> typer.Exit:
 
 def lost_peer(exc: Exception) -> bool:
     """A collective that broke because another process of a multi-process launch died (torch names the remote worker)."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and isinstance(exc, RuntimeError) and "remote worker" in str(exc)
+    from bertcli.accel import launched_processes
+
+    return launched_processes() > 1 and isinstance(exc, RuntimeError) and "remote worker" in str(exc)
 
 
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:

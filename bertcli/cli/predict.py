@@ -47,6 +47,7 @@ def command(
     For a token classifier (NER): the entities of each text line with character offsets, or for CoNLL/JSONL
     tokens input the same format back with a predicted tag column.
     """
+    from bertcli.accel import is_main_process, launched_processes
     from bertcli.config import DataOptions
     from bertcli.errors import UsageError
     from bertcli.io import RecordWriter
@@ -55,6 +56,8 @@ def command(
     if input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a file, or pipe text into stdin", hint="cat texts.txt | bertcli predict MODEL_DIR")
     if is_token_classifier(model_dir):
+        if launched_processes() > 1:
+            raise UsageError("NER predict runs in one process", hint="run it without accelerate launch / torchrun")
         if output_format not in (None, "jsonl"):
             raise UsageError("NER predictions are JSONL (CoNLL for CoNLL input)", hint="drop --output-format")
         from bertcli.ner import NerPredictOptions, predict_stream as predict_ner
@@ -80,6 +83,7 @@ def command(
     )  # fmt: skip
     check_predict_options(opts)
     data = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, id_column=id_column)
-    with RecordWriter(output, fmt) as writer:
+    # under a multi-process launch only the main process writes; the others score their share and yield nothing
+    with RecordWriter(output if is_main_process() else None, fmt) as writer:
         for records in predict_stream(model_dir, input, data, opts):
             writer.write(records)
