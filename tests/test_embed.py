@@ -129,6 +129,16 @@ def test_token_budget_batches_cover_every_input_once():
     assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
 
 
+def test_a_common_length_gets_unpadded_batches_of_its_own():
+    lengths = [9, 7, 30, 7, 8, 7, 7, 7, 7, 6, 7, 7, 5]  # eight inputs of 7 tokens, five rarer lengths
+    batches = token_budget_batches(lengths, max_tokens=40, min_equal=8)
+    sevens = [b for b in batches if 7 in {lengths[i] for i in b}]
+    assert all({lengths[i] for i in b} == {7} for b in sevens)  # never padded up to a longer neighbour
+    assert sorted(np.concatenate(sevens).tolist()) == [i for i, n in enumerate(lengths) if n == 7]
+    assert [len(b) for b in sevens] == [5, 3]  # 40 tokens // 7 = 5 per batch
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+
+
 # --- export: formats, ids, order, stdin, streaming, resume ---------------------------------------
 
 
