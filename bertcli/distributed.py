@@ -9,7 +9,7 @@ example counts exactly once whatever the number of processes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,3 +54,12 @@ def gather_in_order(accelerator: Any, indices: Sequence[int], rows: Sequence[Any
         pairs = gather_object(pairs)
     pairs.sort(key=lambda pair: pair[0])
     return [row for _, row in pairs]
+
+
+def shared_map(accelerator: Any, items: Sequence[Any], compute: Callable[[list[Any]], Sequence[Any]]) -> list[Any]:
+    """`compute(items)` (one result per item) with the items dealt out round-robin among the launch's processes;
+    every process gets all results, in input order. Every process must call it, with the same items."""
+    if accelerator.num_processes == 1:
+        return list(compute(list(items)))
+    own = list(range(accelerator.process_index, len(items), accelerator.num_processes))
+    return gather_in_order(accelerator, own, list(compute([items[i] for i in own])))

@@ -335,7 +335,8 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     rewritten as the entities they spell (conlleval's reading) so the column is a valid sequence that
     `bertcli evaluate` and strict scorers accept.
     """
-    from bertcli.data import iter_records
+    from bertcli.data import chunked, iter_records
+    from bertcli.distributed import shared_map
     from bertcli.io import dumps
     from bertcli.ner_data import iter_sentences
     from bertcli.prediction import micro_batches
@@ -344,9 +345,24 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
         raise UsageError("--batch-size must be at least 1")
     fmt = _predict_format(source, data.format)
     tagger = Tagger(model_dir, opts.precision, opts.batch_size, opts.max_length, opts.stride, opts.aggregation)
+    accelerator = tagger.backend.accelerator
+    if accelerator.num_processes > 1 and source in (None, "-"):
+        raise UsageError("under a multi-process launch predict reads a file, not stdin (each process reads the input)")
+
+    def batches(records: Iterator[Any]) -> Iterator[list[Any]]:
+        # the same cut points on every process under a launch; as input arrives otherwise
+        return chunked(records, opts.batch_size * 8) if accelerator.num_processes > 1 else micro_batches(records, opts.batch_size * 8)
+
+    def tag(word_lists: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
+        rows = shared_map(accelerator, word_lists, lambda own: list(zip(*tagger.tag(own))) if own else [])
+        return [t for t, _ in rows], [s for _, s in rows]
+
     if fmt == "conll":
-        for batch in micro_batches(iter_sentences(source, "conll", need_tags=False), opts.batch_size * 8):
-            tags, _ = tagger.tag([s.words for s in batch])
+        for batch in batches(iter_sentences(source, "conll", need_tags=False)):
+            tags, _ = tag([s.words for s in batch])
+            if not accelerator.is_main_process:
+                yield ""
+                continue
             tags = [convert(t, tagger.scheme) for t in tags]
             yield "".join(
                 "".join("\t".join([*row, tag]) + "\n" for row, tag in zip(s.columns, t)) + "\n"
@@ -354,11 +370,12 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
             )
         return
     where = source if source not in (None, "-") else "<stdin>"
-    for batch in micro_batches(
-        iter_records(source, DataOptions(**{**data.__dict__, "format": fmt})), opts.batch_size * 8
-    ):
+    for batch in batches(iter_records(source, DataOptions(**{**data.__dict__, "format": fmt}))):
         sentences = [_sentence(record, data, where) for record in batch]
-        tags, scores = tagger.tag([s.words for s in sentences])
+        tags, scores = tag([s.words for s in sentences])
+        if not accelerator.is_main_process:
+            yield ""
+            continue
         yield "".join(
             dumps(_output(r, s, t, sc, tagger.scheme, data, opts)) + "\n"
             for r, s, t, sc in zip(batch, sentences, tags, scores)

@@ -115,18 +115,16 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
 
 def _shared_scores(classifier: Classifier, texts: list[str], pairs: list[str] | None) -> tuple[np.ndarray, list[bool]]:
     """`classifier.scores` with the texts dealt out among the launch's processes; all scores on every process, in order."""
-    accelerator = classifier.backend.accelerator
-    world = accelerator.num_processes
-    if world == 1:
-        return classifier.scores(texts, pairs)
-    from bertcli.distributed import gather_in_order
+    from bertcli.distributed import shared_map
 
-    own = list(range(accelerator.process_index, len(texts), world))
-    probs, truncated = classifier.scores([texts[i] for i in own], [pairs[i] for i in own] if pairs else None)
-    gathered = gather_in_order(accelerator, own, list(zip(probs, truncated)))
-    if not gathered:
-        return probs, []
-    return np.stack([p for p, _ in gathered]), [flag for _, flag in gathered]
+    def score(items: list[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
+        probs, truncated = classifier.scores([t for t, _ in items], [p for _, p in items] if pairs else None)
+        return list(zip(probs, truncated))
+
+    rows = shared_map(classifier.backend.accelerator, list(zip(texts, pairs or [None] * len(texts))), score)
+    if not rows:
+        return np.zeros((0, classifier.spec.num_labels), dtype=np.float32), []
+    return np.stack([p for p, _ in rows]), [flag for _, flag in rows]
 
 
 def _cell(value: Any) -> str:

@@ -193,6 +193,35 @@ def test_two_process_predict_equals_one_process(tmp_path, tiny_model, classifica
     assert not result.stdout.strip()  # the second process wrote nothing to stdout either
 
 
+def test_two_process_ner_predict_equals_one_process(tmp_path, tiny_model):
+    from test_ner import toy_corpus, write_conll
+
+    train = write_conll(tmp_path / "train.conll", toy_corpus(160, seed=0))
+    model = tmp_path / "ner"
+    settings = ["--epochs", "4", "--lr", "5e-3", "--val-split", "0"]  # enough to find entities, so tags are compared
+    trained = CliRunner().invoke(app, ["finetune", str(train), "-m", str(tiny_model), "-o", str(model), *settings])
+    assert trained.exit_code == 0, trained.stderr
+    raw = tmp_path / "lines.txt"
+    raw.write_text("".join(" ".join(words) + "\n" for words, _ in toy_corpus(37, seed=7)))
+    tokens = write_conll(tmp_path / "test.conll", toy_corpus(23, seed=8))
+    for source, name in ((raw, "entities.jsonl"), (tokens, "tagged.conll")):
+        args = ["predict", str(model), str(source), "-b", "2", "--precision", "no"]  # chunks of 16: several, the last short
+        one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / f"one-{name}")])
+        assert one.exit_code == 0, one.stderr
+        result = launch("torchrun", [*args, "-o", str(tmp_path / f"two-{name}")], tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        single, double = (tmp_path / f"one-{name}").read_text(), (tmp_path / f"two-{name}").read_text()
+        assert double.count("\n") == single.count("\n") > 20
+        if name.endswith(".jsonl"):
+            a, b = [json.loads(x) for x in double.splitlines()], [json.loads(x) for x in single.splitlines()]
+            assert [[(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in a] == [
+                [(e["label"], e["start"], e["end"]) for e in r["entities"]] for r in b
+            ]
+            assert sum(len(r["entities"]) for r in a) > 10
+        else:
+            assert double == single  # tokens, gold and predicted tags, line for line
+
+
 def test_failure_on_one_process_ends_the_launch_with_its_error(tmp_path, tiny_model):
     """Only the main process opens the output: its error must end the other process (waiting for it), not hang it."""
     source = tmp_path / "texts.txt"

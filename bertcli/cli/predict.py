@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from bertcli.cli.options import (
-    NER, BatchSizeOpt, FormatOpt, IdColumnOpt, MaxLengthOpt, ModelDirArg, PrecisionOpt, StrideOpt, TextColumnOpt, TextPairColumnOpt,
+    NER,
+    BatchSizeOpt,
+    FormatOpt,
+    IdColumnOpt,
+    MaxLengthOpt,
+    ModelDirArg,
+    PrecisionOpt,
+    StrideOpt,
+    TextColumnOpt,
+    TextPairColumnOpt,
 )  # fmt: skip
 
 NAME = "predict"
@@ -47,7 +56,7 @@ def command(
     For a token classifier (NER): the entities of each text line with character offsets, or for CoNLL/JSONL
     tokens input the same format back with a predicted tag column.
     """
-    from bertcli.accel import is_main_process, launched_processes
+    from bertcli.accel import is_main_process
     from bertcli.config import DataOptions
     from bertcli.errors import UsageError
     from bertcli.io import RecordWriter
@@ -56,18 +65,17 @@ def command(
     if input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a file, or pipe text into stdin", hint="cat texts.txt | bertcli predict MODEL_DIR")
     if is_token_classifier(model_dir):
-        if launched_processes() > 1:
-            raise UsageError("NER predict runs in one process", hint="run it without accelerate launch / torchrun")
         if output_format not in (None, "jsonl"):
             raise UsageError("NER predictions are JSONL (CoNLL for CoNLL input)", hint="drop --output-format")
-        from bertcli.ner import NerPredictOptions, predict_stream as predict_ner
+        from bertcli.ner import NerPredictOptions
+        from bertcli.ner import predict_stream as predict_ner
 
         ner_opts = NerPredictOptions(
             batch_size=batch_size or 32, aggregation=aggregation or "first", max_length=max_length, stride=stride,
             precision=precision or "auto", include_text=include_text,
         )  # fmt: skip
         data = DataOptions(format=format, text_column=text_column, id_column=id_column)
-        with RecordWriter(output, "jsonl") as writer:
+        with RecordWriter(output if is_main_process() else None, "jsonl") as writer:
             for chunk in predict_ner(model_dir, input, data, ner_opts):
                 writer.handle.write(chunk)
                 writer.handle.flush()
