@@ -326,19 +326,20 @@ def embed_shared(embedder: Embedder, texts: Sequence[str], accelerator: Any, on_
     world = accelerator.num_processes
     if world == 1:
         return embedder.embed(texts, on_batch)
-    from bertcli.distributed import gather_in_order
+    from bertcli.distributed import shared_map
 
-    own = list(range(accelerator.process_index, len(texts), world))
     scaled = None if on_batch is None else lambda n: on_batch(n * world)  # the others advance alike
-    part = embedder.embed([texts[i] for i in own], scaled) if own else None
+
+    def embed_rows(own: list[str]) -> list[tuple[Any, ...]]:
+        if not own:
+            return []
+        part = embedder.embed(own, scaled)
+        return list(zip(part.vectors, part.truncated, part.tokens, part.offsets) if embedder.opts.token_level else zip(part.vectors, part.truncated))
+
+    columns = list(zip(*shared_map(accelerator, list(texts), embed_rows)))
     if embedder.opts.token_level:
-        rows = list(zip(part.vectors, part.truncated, part.tokens, part.offsets)) if part else []
-        gathered = gather_in_order(accelerator, own, rows)
-        vectors, truncated, tokens, offsets = (list(column) for column in zip(*gathered))
-        return Embedded(vectors, truncated, tokens, offsets)
-    rows = list(zip(part.vectors, part.truncated)) if part else []
-    gathered = gather_in_order(accelerator, own, rows)
-    return Embedded(np.stack([vector for vector, _ in gathered]), [flag for _, flag in gathered])
+        return Embedded(*(list(column) for column in columns))
+    return Embedded(np.stack(columns[0]), list(columns[1]))
 
 
 def export_embeddings(

@@ -129,6 +129,19 @@ def test_two_process_embed_equals_one_process(tmp_path, tiny_model):
     assert double["id"] == single["id"] == [f"doc-{i}" for i in range(47)]
     np.testing.assert_allclose(np.array(double["vector"]), np.array(single["vector"]), atol=1e-5)
 
+    # token level: per-token vectors with their tokens and offsets come back from each process in order too
+    tokens = [*args, "--token-level", "--max-length", "12"]
+    one = CliRunner().invoke(app, [*tokens, "-o", str(tmp_path / "one.jsonl")])
+    assert one.exit_code == 0, one.stderr
+    result = launch("torchrun", [*tokens, "-o", str(tmp_path / "two.jsonl")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
+    double = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["tokens"], r["offsets"]) for r in double] == [(r["id"], r["tokens"], r["offsets"]) for r in single]
+    assert len({len(r["tokens"]) for r in double}) > 1  # inputs of different lengths, unpadded
+    for a, b in zip(double, single):
+        np.testing.assert_allclose(np.array(a["vectors"]), np.array(b["vectors"]), atol=1e-5)
+
 
 def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, tiny_model):
     """Kill the whole launch after its first checkpoint, relaunch with --resume auto: same weights as never stopped."""
