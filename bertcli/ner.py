@@ -335,23 +335,20 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     rewritten as the entities they spell (conlleval's reading) so the column is a valid sequence that
     `bertcli evaluate` and strict scorers accept.
     """
-    from bertcli.data import chunked, iter_records
+    from bertcli.data import iter_records
     from bertcli.distributed import shared_map
     from bertcli.io import dumps
     from bertcli.ner_data import iter_sentences
-    from bertcli.prediction import micro_batches
+    from bertcli.prediction import input_batches
 
     if opts.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     fmt = _predict_format(source, data.format)
     tagger = Tagger(model_dir, opts.precision, opts.batch_size, opts.max_length, opts.stride, opts.aggregation)
     accelerator = tagger.backend.accelerator
-    if accelerator.num_processes > 1 and source in (None, "-"):
-        raise UsageError("under a multi-process launch predict reads a file, not stdin (each process reads the input)")
 
     def batches(records: Iterator[Any]) -> Iterator[list[Any]]:
-        # the same cut points on every process under a launch; as input arrives otherwise
-        return chunked(records, opts.batch_size * 8) if accelerator.num_processes > 1 else micro_batches(records, opts.batch_size * 8)
+        return input_batches(records, opts.batch_size * 8, accelerator, source)
 
     def tag(word_lists: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
         rows = shared_map(accelerator, word_lists, lambda own: list(zip(*tagger.tag(own))) if own else [])

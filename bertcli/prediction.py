@@ -70,6 +70,16 @@ def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.
         yield batch
 
 
+def input_batches(records: Iterator[Any], size: int, accelerator: Any, source: str | None) -> Iterator[list[Any]]:
+    """Predict's input batches: cut as input arrives (micro_batches) in one process; under a launch, fixed chunks
+    so that every process, reading the same file, cuts at the same records (stdin cannot be read by all)."""
+    if accelerator.num_processes == 1:
+        return micro_batches(records, size)
+    if source in (None, "-"):
+        raise UsageError("under a multi-process launch predict reads a file, not stdin (each process reads the input)")
+    return chunked(records, size)
+
+
 def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: PredictOptions) -> Iterator[list[dict[str, Any]]]:
     """Predict a record stream in micro-batches; yields output records in input order, one per input.
 
@@ -81,14 +91,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     spec = classifier.spec
     threshold = opts.threshold if opts.threshold is not None else classifier.threshold
     columns: Columns | None = None
-    records = iter_records(source, data)
-    if accelerator.num_processes > 1:
-        if source in (None, "-"):
-            raise UsageError("under a multi-process launch predict reads a file, not stdin (each process reads the input)")
-        batches = chunked(records, opts.batch_size * 8)  # the same cut points on every process, not timing-dependent
-    else:
-        batches = micro_batches(records, opts.batch_size * 8)
-    for batch in batches:
+    for batch in input_batches(iter_records(source, data), opts.batch_size * 8, accelerator, source):
         if columns is None:
             columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
         texts = [_cell(r.get(columns.text)) for r in batch]
