@@ -42,6 +42,23 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def shutdown_distributed() -> None:
+    """Destroy the launch's process group before the interpreter exits.
+
+    Left to interpreter teardown, gloo's worker threads can outlive it and abort the process
+    ("terminate called without an active exception", pytorch/pytorch#190489) after the work is done.
+    Local to each process: no collective, so it is safe after another process failed.
+    """
+    import sys
+
+    if "torch.distributed" not in sys.modules:  # nothing was launched, or torch never imported
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def make_accelerator(precision: str = "auto", report_to: str = "none", logging_dir: str | Path | None = None, **kwargs: Any):
     """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
 

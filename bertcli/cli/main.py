@@ -73,6 +73,10 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             raise fail(
                 f"internal error: {type(exc).__name__}: {exc} (rerun with BERTCLI_DEBUG=1 for a traceback and report it)", 1
             ) from None
+        finally:
+            from bertcli.accel import shutdown_distributed
+
+            shutdown_distributed()
 
     return wrapper
 
