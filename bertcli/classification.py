@@ -249,7 +249,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
         "command": launch_command(),
         "versions": library_versions(),
     }
-    finish_run(accelerator, run_dir, out, lambda staging: save_bundle(job.model, tokenizer, staging, meta))
+    finish_run(accelerator, run_dir, out, lambda staging: save_bundle(job.model, tokenizer, staging, meta, job.weights))
     return FinetuneResult(out, meta)
 
 

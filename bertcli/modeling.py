@@ -181,12 +181,15 @@ def load_bundle(path: str) -> Bundle:
     return Bundle(directory, model, load_tokenizer(str(directory)), meta)
 
 
-def save_bundle(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any]) -> None:
-    """Write the model directory (safetensors weights, tokenizer, bertcli.json) into `directory`."""
+def save_bundle(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], weights: dict[str, Any] | None = None) -> None:
+    """Write the model directory (safetensors weights, tokenizer, bertcli.json) into `directory`.
+
+    `weights` (a state dict) replaces the model's own: a sharded run's model holds only this process's shard.
+    """
     from bertcli.io import write_json
 
     directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(directory), safe_serialization=True)
+    model.save_pretrained(str(directory), state_dict=weights, safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
     write_json(directory / BUNDLE_FILE, meta)
 

@@ -246,8 +246,9 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     )  # fmt: skip
     state = train(job, opts, accelerator, run_dir, on_step=on_step)
     model = job.model.model
+    weights = {name.removeprefix("model."): tensor for name, tensor in job.weights.items()}  # the objective wraps the model
     meta = _meta(cfg, opts, mode, model, files, data, state, initial)
-    finish_run(accelerator, run_dir, out, lambda staging: _save(model, tokenizer, staging, meta, cfg.nsp))
+    finish_run(accelerator, run_dir, out, lambda staging: _save(model, weights, tokenizer, staging, meta, cfg.nsp))
     return PretrainResult(out, meta)
 
 
@@ -311,12 +312,12 @@ def _initial_evaluation(objective: PretrainingObjective, evaluate, accelerator: 
     return metrics
 
 
-def _save(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], nsp: bool) -> None:
+def _save(model: Any, weights: dict[str, Any], tokenizer: Any, directory: Path, meta: dict[str, Any], nsp: bool) -> None:
     """A BertForMaskedLM directory (the pooler kept for fine-tuning), or BertForPreTraining when NSP was trained."""
     from bertcli.io import write_json
     from bertcli.modeling import BUNDLE_FILE
 
-    state = {k: v for k, v in model.state_dict().items() if nsp or not k.startswith("cls.seq_relationship")}
+    state = {k: v for k, v in weights.items() if nsp or not k.startswith("cls.seq_relationship")}
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory), state_dict=state)
     config = json.loads((directory / "config.json").read_text())  # save_pretrained names the class it was called on

@@ -29,6 +29,7 @@ from bertcli.progress import Progress
 log = logging.getLogger("bertcli")
 STATE_FILE = "trainer_state.json"
 KEEP_CHECKPOINTS = 2
+BEST_WEIGHTS = "model.safetensors"  # RUN_DIR/best/ holds the best evaluation's weights
 
 
 @dataclass
@@ -51,6 +52,8 @@ class TrainJob:
     size: Callable[[dict[str, torch.Tensor]], int] | None = None
     stats: Callable[[], dict[str, float]] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the run's resolved configuration, logged to --report-to
+    # set by train(): the final (best) weights, whole on the main process even when FSDP/DeepSpeed sharded them
+    weights: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -157,7 +160,7 @@ def find_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
 
 
 def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on_step: Callable[[int], None] | None = None) -> TrainState:
-    """Run the loop to the end (or early stop) and leave the best weights in `job.model`."""
+    """Run the loop to the end (or early stop); leave the best weights in `job.model` and, whole, in `job.weights`."""
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
 
@@ -305,6 +308,7 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
         log.info("early stopping: no improvement of %s in %d evaluations", job.metric, opts.patience)
     _restore_best(accelerator, model, run_dir, state)
     _finish_trackers(accelerator)
+    job.weights = accelerator.get_state_dict(model)  # a collective under FSDP/ZeRO-3: every process gathers
     job.model = accelerator.unwrap_model(model)
     return state
 
@@ -341,26 +345,46 @@ def _start_tracking(accelerator: Any, job: TrainJob, run_dir: Path) -> None:
         log.info("tracking with %s in %s (moved to the output directory at the end)", ", ".join(t.name for t in accelerator.trackers), run_dir / "logs")
 
 
+def _weights_sharded(accelerator: Any) -> bool:
+    """FSDP and DeepSpeed keep a shard of the weights in each process: only Accelerate's own state save/load sees them whole."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
 def _save_best(accelerator: Any, model: torch.nn.Module, run_dir: Path) -> None:
+    """Keep the best evaluation's weights in RUN_DIR/best, renamed into place when complete.
+
+    Whole weights (one safetensors file) where every process holds them all; under FSDP/DeepSpeed an
+    Accelerate state (every process writes its shard, optimizer included), which `_restore_best` loads back.
+    """
     from safetensors.torch import save_model
 
+    best, staging = run_dir / "best", run_dir / ".best.partial"
+    accelerator.wait_for_everyone()
+    if _weights_sharded(accelerator):
+        accelerator.save_state(str(staging))
+    elif accelerator.is_main_process:
+        staging.mkdir(parents=True, exist_ok=True)
+        save_model(accelerator.unwrap_model(model), str(staging / BEST_WEIGHTS))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (run_dir / "best").mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / "best" / "model.safetensors.partial"
-        save_model(accelerator.unwrap_model(model), str(tmp))
-        tmp.replace(run_dir / "best" / "model.safetensors")
+        shutil.rmtree(best, ignore_errors=True)
+        staging.replace(best)
     accelerator.wait_for_everyone()
 
 
 def _restore_best(accelerator: Any, model: torch.nn.Module, run_dir: Path, state: TrainState) -> None:
     from safetensors.torch import load_model
 
-    best = run_dir / "best" / "model.safetensors"
-    if state.best_step is None or state.best_step == state.global_step or not best.is_file():
+    best = run_dir / "best"
+    if state.best_step is None or state.best_step == state.global_step or not best.is_dir():
         return
     accelerator.wait_for_everyone()
-    load_model(accelerator.unwrap_model(model), str(best))
+    if _weights_sharded(accelerator):
+        accelerator.load_state(str(best))
+    else:
+        load_model(accelerator.unwrap_model(model), str(best / BEST_WEIGHTS))
     log.info("restored the best model (step %d, %s)", state.best_step, _fmt(state.best_metric))
 
 
