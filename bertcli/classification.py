@@ -287,6 +287,19 @@ class Classifier:
         stacked = np.stack(logits) if logits else np.zeros((0, width), dtype=np.float32)
         return probabilities(stacked, self.spec.task), encoded.truncated
 
+    def shared_scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, list[bool]]:
+        """`scores` with the texts dealt out among a launch's processes; every process gets all scores, in input order."""
+        from bertcli.distributed import shared_map
+
+        def score(items: list[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
+            probs, truncated = self.scores([t for t, _ in items], [p for _, p in items] if pairs else None)
+            return list(zip(probs, truncated))
+
+        rows = shared_map(self.backend.accelerator, list(zip(texts, pairs or [None] * len(texts))), score)
+        if not rows:
+            return np.zeros((0, self.spec.num_labels), dtype=np.float32), []
+        return np.stack([p for p, _ in rows]), [flag for _, flag in rows]
+
     def columns_for(self, table: Table, options: DataOptions, need_label: bool) -> Columns:
         saved = self.bundle.meta.get("columns", {})
         merged = DataOptions(**{**options.__dict__})
@@ -301,9 +314,14 @@ def evaluate_model(
     model_dir: str, data: str, options: DataOptions, batch_size: int = 32, precision: str = "auto",
     errors_path: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Score a saved model on labelled data: the full metrics report (and optionally the errors file)."""
+    """Score a saved model on labelled data: the full metrics report (and optionally the errors file).
+
+    Under a launch the examples are dealt out among the processes and each is scored once.
+    """
+    from bertcli.distributed import require_file_under_launch
     from bertcli.metrics import report_for_task
 
+    require_file_under_launch(data, "evaluate")
     classifier = Classifier(model_dir, precision, batch_size)
     spec = classifier.spec
     if options.label_sep is None and classifier.bundle.meta.get("label_sep"):
@@ -313,14 +331,15 @@ def evaluate_model(
     validate_texts(table, columns)
     labels = encode_labels(table, columns.label, spec, options)
     texts, pairs = _texts(table, columns)
-    probs, truncated = classifier.scores(texts, pairs)
+    probs, truncated = classifier.shared_scores(texts, pairs)
     refs, preds = _references_predictions(spec.task, np.asarray(labels), _as_logits(probs, spec.task), classifier.threshold)
     report = report_for_task(spec.task, refs, preds, spec.names)
     report.update(
         {"task": spec.task, "model": str(model_dir), "data": data, "columns": columns.describe(), "truncated": int(sum(truncated))}
     )
     if errors_path:
-        _write_errors(errors_path, spec, texts, refs, preds, probs)
+        if classifier.backend.accelerator.is_main_process:
+            _write_errors(errors_path, spec, texts, refs, preds, probs)
         report["errors_file"] = errors_path
     return report
 

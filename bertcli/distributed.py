@@ -63,3 +63,12 @@ def shared_map(accelerator: Any, items: Sequence[Any], compute: Callable[[list[A
         return list(compute(list(items)))
     own = list(range(accelerator.process_index, len(items), accelerator.num_processes))
     return gather_in_order(accelerator, own, list(compute([items[i] for i in own])))
+
+
+def require_file_under_launch(source: str | None, command: str) -> None:
+    """Every process of a launch reads the input itself: a file works, stdin (it reaches one process) does not."""
+    from bertcli.accel import launched_processes
+    from bertcli.errors import UsageError
+
+    if launched_processes() > 1 and source in (None, "-"):
+        raise UsageError(f"under a multi-process launch {command} reads a file, not stdin (each process reads the input)")

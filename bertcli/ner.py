@@ -276,7 +276,13 @@ def evaluate_model(
     model_dir: str, data: str, fmt: str | None = None, scheme: str | None = None, batch_size: int = 64,
     precision: str = "auto", errors_path: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Entity-level scores of a saved token classifier on labelled CoNLL/JSONL data (and optionally the errors file)."""
+    """Entity-level scores of a saved token classifier on labelled CoNLL/JSONL data (and optionally the errors file).
+
+    Under a launch the sentences are dealt out among the processes and each is tagged once.
+    """
+    from bertcli.distributed import require_file_under_launch
+
+    require_file_under_launch(data, "evaluate")
     tagger = Tagger(model_dir, precision, batch_size)
     corpus = read_corpus(data, format_name(fmt), scheme)
     gold = _in_scheme(corpus.sentences, corpus.scheme, tagger.scheme)
@@ -284,14 +290,15 @@ def evaluate_model(
     unknown = sorted({label for tags in gold for label, _, _ in entities(tags)} - known)
     if unknown:
         log.warning("entity types the model does not know (they count as missed): %s", ", ".join(unknown))
-    predicted, scores = tagger.tag([s.words for s in corpus.sentences])
+    predicted, scores = tagger.shared_tag([s.words for s in corpus.sentences])
     report = entity_report(gold, predicted, tagger.scheme)
     report.update({
         "task": "ner", "model": str(model_dir), "data": data, "words": sum(len(t) for t in gold),
         "scheme": tagger.scheme, "data_scheme": corpus.scheme,
     })  # fmt: skip
     if errors_path:
-        _write_errors(errors_path, corpus.sentences, gold, predicted, scores)
+        if tagger.backend.accelerator.is_main_process:
+            _write_errors(errors_path, corpus.sentences, gold, predicted, scores)
         report["errors_file"] = errors_path
     return report
 
@@ -336,7 +343,6 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     `bertcli evaluate` and strict scorers accept.
     """
     from bertcli.data import iter_records
-    from bertcli.distributed import shared_map
     from bertcli.io import dumps
     from bertcli.ner_data import iter_sentences
     from bertcli.prediction import input_batches
@@ -350,13 +356,9 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     def batches(records: Iterator[Any]) -> Iterator[list[Any]]:
         return input_batches(records, opts.batch_size * 8, accelerator, source)
 
-    def tag(word_lists: list[list[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        rows = shared_map(accelerator, word_lists, lambda own: list(zip(*tagger.tag(own))) if own else [])
-        return [t for t, _ in rows], [s for _, s in rows]
-
     if fmt == "conll":
         for batch in batches(iter_sentences(source, "conll", need_tags=False)):
-            tags, _ = tag([s.words for s in batch])
+            tags, _ = tagger.shared_tag([s.words for s in batch])
             if not accelerator.is_main_process:
                 yield ""
                 continue
@@ -369,7 +371,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     where = source if source not in (None, "-") else "<stdin>"
     for batch in batches(iter_records(source, DataOptions(**{**data.__dict__, "format": fmt}))):
         sentences = [_sentence(record, data, where) for record in batch]
-        tags, scores = tag([s.words for s in sentences])
+        tags, scores = tagger.shared_tag([s.words for s in sentences])
         if not accelerator.is_main_process:
             yield ""
             continue

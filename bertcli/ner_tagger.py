@@ -183,6 +183,13 @@ class Tagger:
         probs = window_probabilities(self.backend, windows, self.tokenizer.pad_token_id or 0, self.batch_size)
         return decode(word_probabilities(windows, probs, [len(s) for s in sentences], self.aggregation), self.labels)
 
+    def shared_tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
+        """`tag` with the sentences dealt out among a launch's processes; every process gets all tags, in input order."""
+        from bertcli.distributed import shared_map
+
+        rows = shared_map(self.backend.accelerator, list(sentences), lambda own: list(zip(*self.tag(own))) if own else [])
+        return [tags for tags, _ in rows], [scores for _, scores in rows]
+
 
 def check_stride(stride: int | None, max_length: int, default: int | None = None) -> int:
     """The window overlap: given, else saved, else a quarter of the window; must leave room to move on."""

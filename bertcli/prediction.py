@@ -73,10 +73,11 @@ def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.
 def input_batches(records: Iterator[Any], size: int, accelerator: Any, source: str | None) -> Iterator[list[Any]]:
     """Predict's input batches: cut as input arrives (micro_batches) in one process; under a launch, fixed chunks
     so that every process, reading the same file, cuts at the same records (stdin cannot be read by all)."""
+    from bertcli.distributed import require_file_under_launch
+
     if accelerator.num_processes == 1:
         return micro_batches(records, size)
-    if source in (None, "-"):
-        raise UsageError("under a multi-process launch predict reads a file, not stdin (each process reads the input)")
+    require_file_under_launch(source, "predict")
     return chunked(records, size)
 
 
@@ -97,7 +98,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
         texts = [_cell(r.get(columns.text)) for r in batch]
         pairs = [_cell(r.get(columns.pair)) for r in batch] if columns.pair else None
         live = [i for i, t in enumerate(texts) if t.strip()]
-        probs, truncated = _shared_scores(classifier, [texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
+        probs, truncated = classifier.shared_scores([texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
         if not accelerator.is_main_process:
             yield []
             continue
@@ -114,20 +115,6 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
             record.clear()
             record.update(record_items)
         yield out
-
-
-def _shared_scores(classifier: Classifier, texts: list[str], pairs: list[str] | None) -> tuple[np.ndarray, list[bool]]:
-    """`classifier.scores` with the texts dealt out among the launch's processes; all scores on every process, in order."""
-    from bertcli.distributed import shared_map
-
-    def score(items: list[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
-        probs, truncated = classifier.scores([t for t, _ in items], [p for _, p in items] if pairs else None)
-        return list(zip(probs, truncated))
-
-    rows = shared_map(classifier.backend.accelerator, list(zip(texts, pairs or [None] * len(texts))), score)
-    if not rows:
-        return np.zeros((0, classifier.spec.num_labels), dtype=np.float32), []
-    return np.stack([p for p, _ in rows]), [flag for _, flag in rows]
 
 
 def _cell(value: Any) -> str:

@@ -182,8 +182,8 @@ def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, t
     assert json.loads((tmp_path / "split" / "bertcli.json").read_text())["steps"] == 40  # 160 / (4 x 2) x 2 epochs
 
 
-def test_two_process_predict_equals_one_process(tmp_path, tiny_model, classification_data):
-    train, _ = classification_data
+def test_two_process_predict_and_evaluate_equal_one_process(tmp_path, tiny_model, classification_data):
+    train, val = classification_data
     model = tmp_path / "clf"
     trained = CliRunner().invoke(app, ["finetune", str(train), "-m", str(tiny_model), "-o", str(model), "--epochs", "1", "--val-split", "0"])
     assert trained.exit_code == 0, trained.stderr
@@ -205,8 +205,21 @@ def test_two_process_predict_equals_one_process(tmp_path, tiny_model, classifica
             assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
     assert not result.stdout.strip()  # the second process wrote nothing to stdout either
 
+    # evaluate: the examples dealt out, one report (printed once), the same errors file
+    args = ["evaluate", str(model), str(val), "--json", "--precision", "no"]
+    one = CliRunner().invoke(app, [*args, "--errors", str(tmp_path / "one-errors.jsonl")])
+    assert one.exit_code == 0, one.stderr
+    result = launch("torchrun", [*args, "--errors", str(tmp_path / "two-errors.jsonl")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, double = json.loads(one.stdout), json.loads(result.stdout)  # two reports on stdout would not parse
+    assert double["n"] == single["n"] == 21
+    assert double["confusion_matrix"] == single["confusion_matrix"]
+    for key in ("accuracy", "f1_macro", "mcc"):
+        assert double[key] == pytest.approx(single[key], abs=1e-9), key
+    assert (tmp_path / "two-errors.jsonl").read_text().count("\n") == (tmp_path / "one-errors.jsonl").read_text().count("\n")
 
-def test_two_process_ner_predict_equals_one_process(tmp_path, tiny_model):
+
+def test_two_process_ner_predict_and_evaluate_equal_one_process(tmp_path, tiny_model):
     from test_ner import toy_corpus, write_conll
 
     train = write_conll(tmp_path / "train.conll", toy_corpus(160, seed=0))
@@ -233,6 +246,27 @@ def test_two_process_ner_predict_equals_one_process(tmp_path, tiny_model):
             assert sum(len(r["entities"]) for r in a) > 10
         else:
             assert double == single  # tokens, gold and predicted tags, line for line
+
+    args = ["evaluate", str(model), str(tokens), "--json", "--precision", "no"]
+    one = CliRunner().invoke(app, args)
+    assert one.exit_code == 0, one.stderr
+    result = launch("torchrun", args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single, double = json.loads(one.stdout), json.loads(result.stdout)
+    assert double["n"] == single["n"] == 23 and single["f1"] > 0
+    assert {k: v for k, v in double.items() if k != "model"} == {k: v for k, v in single.items() if k != "model"}
+
+
+def test_stdin_is_refused_under_a_launch(tmp_path, tiny_model, monkeypatch):
+    """Only one process would see stdin: under a launch evaluate (like predict) says so instead of hanging."""
+    from bertcli.distributed import require_file_under_launch
+    from bertcli.errors import UsageError
+
+    require_file_under_launch("-", "evaluate")  # one process: stdin is fine
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    require_file_under_launch("data.csv", "evaluate")
+    with pytest.raises(UsageError, match="reads a file, not stdin"):
+        require_file_under_launch("-", "evaluate")
 
 
 def test_failure_on_one_process_ends_the_launch_with_its_error(tmp_path, tiny_model):

@@ -51,6 +51,7 @@ def command(
 
     For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
     """
+    from bertcli.accel import is_main_process
     from bertcli.config import DataOptions
     from bertcli.io import write_json
     from bertcli.ner_data import is_token_classifier
@@ -64,6 +65,8 @@ def command(
 
         options = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, label_sep=label_sep)
         report = evaluate_model(model_dir, data, options, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
+    if not is_main_process():
+        return  # under a launch, one report: the main process writes and prints it
     if output and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
         plots = plots or output
         output = str(Path(output) / "report.json")
