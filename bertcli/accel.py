@@ -26,7 +26,12 @@ def fast_bf16_available() -> bool:
 
 
 def resolve_precision(requested: str) -> str:
-    """'auto' becomes bf16 where it is fast, else full precision ('no')."""
+    """'auto' becomes bf16 where it is fast, else full precision ('no'); an explicit bf16 where it is slow is warned about."""
+    if requested == "bf16" and not fast_bf16_available():
+        log.warning(
+            "bf16 on this machine runs emulated (no AVX512-BF16/AMX or bf16 accelerator), often several times slower "
+            "than fp32; --precision auto picks the faster one"
+        )
     if requested != "auto":
         return requested
     return "bf16" if fast_bf16_available() else "no"
