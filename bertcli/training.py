@@ -29,7 +29,7 @@ from bertcli.progress import Progress
 log = logging.getLogger("bertcli")
 STATE_FILE = "trainer_state.json"
 KEEP_CHECKPOINTS = 2
-BEST_WEIGHTS = "model.safetensors"  # RUN_DIR/best/ holds the best evaluation's weights
+BEST_WEIGHTS = "model.safetensors"  # in RUN_DIR/best-step-N/, the best evaluation's weights
 
 
 @dataclass
@@ -228,7 +228,7 @@ def train(job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, on
         )
         if improved:
             state.best_metric, state.best_step, state.bad_evals = value, state.global_step, 0
-            _save_best(accelerator, model, run_dir)
+            _save_best(accelerator, model, run_dir, state.global_step)
         else:
             state.bad_evals += 1
         if accelerator.is_main_process:
@@ -352,15 +352,20 @@ def _weights_sharded(accelerator: Any) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
-def _save_best(accelerator: Any, model: torch.nn.Module, run_dir: Path) -> None:
-    """Keep the best evaluation's weights in RUN_DIR/best, renamed into place when complete.
+def _best_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f"best-step-{step:07d}"
+
+
+def _save_best(accelerator: Any, model: torch.nn.Module, run_dir: Path, step: int) -> None:
+    """Keep the best evaluation's weights in RUN_DIR/best-step-N, renamed into place when complete; the earlier
+    best is removed only then, so a killed run always has the best its last checkpoint names.
 
     Whole weights (one safetensors file) where every process holds them all; under FSDP/DeepSpeed an
     Accelerate state (every process writes its shard, optimizer included), which `_restore_best` loads back.
     """
     from safetensors.torch import save_model
 
-    best, staging = run_dir / "best", run_dir / ".best.partial"
+    final, staging = _best_dir(run_dir, step), run_dir / f".best-step-{step:07d}.partial"
     accelerator.wait_for_everyone()
     if _weights_sharded(accelerator):
         accelerator.save_state(str(staging))
@@ -369,16 +374,22 @@ def _save_best(accelerator: Any, model: torch.nn.Module, run_dir: Path) -> None:
         save_model(accelerator.unwrap_model(model), str(staging / BEST_WEIGHTS))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        shutil.rmtree(best, ignore_errors=True)
-        staging.replace(best)
+        shutil.rmtree(final, ignore_errors=True)
+        staging.replace(final)
+        for earlier in run_dir.glob("best-step-*"):
+            if earlier != final:
+                shutil.rmtree(earlier, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
 def _restore_best(accelerator: Any, model: torch.nn.Module, run_dir: Path, state: TrainState) -> None:
     from safetensors.torch import load_model
 
-    best = run_dir / "best"
-    if state.best_step is None or state.best_step == state.global_step or not best.is_dir():
+    if state.best_step is None or state.best_step == state.global_step:
+        return
+    best = _best_dir(run_dir, state.best_step)
+    if not best.is_dir():
+        log.warning("the best evaluation's weights (step %d) are gone from %s; the last step's are kept", state.best_step, run_dir)
         return
     accelerator.wait_for_everyone()
     if _weights_sharded(accelerator):
@@ -399,6 +410,7 @@ def _save_checkpoint(accelerator: Any, run_dir: Path, state: TrainState) -> None
     staging = root / f".step-{state.global_step:07d}.partial"
     accelerator.wait_for_everyone()
     accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()  # save_state does not wait: a process may still be writing its RNG state
     if accelerator.is_main_process:
         (staging / STATE_FILE).write_text(json.dumps(asdict(state), indent=2))
         if final.exists():

@@ -47,6 +47,23 @@ def test_the_best_evaluation_s_weights_are_what_the_run_leaves(tmp_path, monkeyp
     for name, best in snapshots[1].items():
         torch.testing.assert_close(job.weights[name], best, rtol=0, atol=0)
         torch.testing.assert_close(job.model.state_dict()[name], best, rtol=0, atol=0)
-    saved = sorted(p.name for p in (tmp_path / "run" / "best").iterdir())
+    kept = sorted(p.name for p in (tmp_path / "run").iterdir() if "best" in p.name)
+    assert kept == ["best-step-0000008"]  # the first evaluation's weights were dropped once the second's were in place
+    saved = sorted(p.name for p in (tmp_path / "run" / kept[0]).iterdir())
     assert "model.safetensors" in saved and ("optimizer.bin" in saved) == sharded  # a state keeps the optimizer too
-    assert not (tmp_path / "run" / ".best.partial").exists()
+
+
+def test_missing_best_weights_leave_the_last_step_s_with_a_warning(tmp_path, caplog, monkeypatch):
+    import logging
+
+    logger = logging.getLogger("bertcli")
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.addHandler(caplog.handler)
+    try:
+        model = torch.nn.Linear(4, 1)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        training._restore_best(make_accelerator("no"), model, tmp_path, training.TrainState(global_step=10, best_step=5))
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert any("best evaluation's weights (step 5) are gone" in r.getMessage() for r in caplog.records)
