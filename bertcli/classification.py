@@ -318,10 +318,8 @@ def evaluate_model(
 
     Under a launch the examples are dealt out among the processes and each is scored once.
     """
-    from bertcli.distributed import require_file_under_launch
     from bertcli.metrics import report_for_task
 
-    require_file_under_launch(data, "evaluate")
     classifier = Classifier(model_dir, precision, batch_size)
     spec = classifier.spec
     if options.label_sep is None and classifier.bundle.meta.get("label_sep"):
@@ -338,8 +336,7 @@ def evaluate_model(
         {"task": spec.task, "model": str(model_dir), "data": data, "columns": columns.describe(), "truncated": int(sum(truncated))}
     )
     if errors_path:
-        if classifier.backend.accelerator.is_main_process:
-            _write_errors(errors_path, spec, texts, refs, preds, probs)
+        _write_errors(errors_path, spec, texts, refs, preds, probs)
         report["errors_file"] = errors_path
     return report
 

@@ -280,9 +280,6 @@ def evaluate_model(
 
     Under a launch the sentences are dealt out among the processes and each is tagged once.
     """
-    from bertcli.distributed import require_file_under_launch
-
-    require_file_under_launch(data, "evaluate")
     tagger = Tagger(model_dir, precision, batch_size)
     corpus = read_corpus(data, format_name(fmt), scheme)
     gold = _in_scheme(corpus.sentences, corpus.scheme, tagger.scheme)
@@ -297,8 +294,7 @@ def evaluate_model(
         "scheme": tagger.scheme, "data_scheme": corpus.scheme,
     })  # fmt: skip
     if errors_path:
-        if tagger.backend.accelerator.is_main_process:
-            _write_errors(errors_path, corpus.sentences, gold, predicted, scores)
+        _write_errors(errors_path, corpus.sentences, gold, predicted, scores)
         report["errors_file"] = errors_path
     return report
 
@@ -354,7 +350,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     accelerator = tagger.backend.accelerator
 
     def batches(records: Iterator[Any]) -> Iterator[list[Any]]:
-        return input_batches(records, opts.batch_size * 8, accelerator, source)
+        return input_batches(records, opts.batch_size * 8, accelerator)
 
     if fmt == "conll":
         for batch in batches(iter_sentences(source, "conll", need_tags=False)):

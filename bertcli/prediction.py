@@ -70,15 +70,10 @@ def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.
         yield batch
 
 
-def input_batches(records: Iterator[Any], size: int, accelerator: Any, source: str | None) -> Iterator[list[Any]]:
+def input_batches(records: Iterator[Any], size: int, accelerator: Any) -> Iterator[list[Any]]:
     """Predict's input batches: cut as input arrives (micro_batches) in one process; under a launch, fixed chunks
-    so that every process, reading the same file, cuts at the same records (stdin cannot be read by all)."""
-    from bertcli.distributed import require_file_under_launch
-
-    if accelerator.num_processes == 1:
-        return micro_batches(records, size)
-    require_file_under_launch(source, "predict")
-    return chunked(records, size)
+    so that every process, reading the same file, cuts at the same records."""
+    return micro_batches(records, size) if accelerator.num_processes == 1 else chunked(records, size)
 
 
 def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: PredictOptions) -> Iterator[list[dict[str, Any]]]:
@@ -92,7 +87,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     spec = classifier.spec
     threshold = opts.threshold if opts.threshold is not None else classifier.threshold
     columns: Columns | None = None
-    for batch in input_batches(iter_records(source, data), opts.batch_size * 8, accelerator, source):
+    for batch in input_batches(iter_records(source, data), opts.batch_size * 8, accelerator):
         if columns is None:
             columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
         texts = [_cell(r.get(columns.text)) for r in batch]

@@ -43,6 +43,19 @@ def launch(launcher: str, args: list[str], cwd: Path, timeout: int = TIMEOUT) ->
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def one_and_two(args: list[str], tmp_path: Path, name: str) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """`bertcli ARGS -o one-NAME` in this process and `-o two-NAME` under a 2-process torchrun; both must succeed."""
+    one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / f"one-{name}")])
+    assert one.exit_code == 0, one.stderr
+    result = launch("torchrun", [*args, "-o", str(tmp_path / f"two-{name}")], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return tmp_path / f"one-{name}", tmp_path / f"two-{name}", result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def bertcli_lines(stderr: str, text: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("bertcli:") and text in line]
 
@@ -117,26 +130,18 @@ def test_two_process_embed_equals_one_process(tmp_path, tiny_model):
         for i, row in enumerate(sentiment_rows(47, seed=4)):
             handle.write(json.dumps({"id": f"doc-{i}", "text": " ".join([row["text"]] * (1 + i % 5))}) + "\n")
     args = ["embed", str(source), "-m", str(tiny_model), "--id-column", "id", "--chunk-size", "10", "--precision", "no"]
-    one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.parquet")])
-    assert one.exit_code == 0, one.stderr
-    result = launch("torchrun", [*args, "-o", str(tmp_path / "two.parquet")], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    one, two, result = one_and_two(args, tmp_path, "vectors.parquet")
     assert len(bertcli_lines(result.stderr, "embedded 47 inputs")) == 1
 
     import pyarrow.parquet as pq
 
-    single, double = pq.read_table(tmp_path / "one.parquet").to_pydict(), pq.read_table(tmp_path / "two.parquet").to_pydict()
+    single, double = pq.read_table(one).to_pydict(), pq.read_table(two).to_pydict()
     assert double["id"] == single["id"] == [f"doc-{i}" for i in range(47)]
     np.testing.assert_allclose(np.array(double["vector"]), np.array(single["vector"]), atol=1e-5)
 
     # token level: per-token vectors with their tokens and offsets come back from each process in order too
-    tokens = [*args, "--token-level", "--max-length", "12"]
-    one = CliRunner().invoke(app, [*tokens, "-o", str(tmp_path / "one.jsonl")])
-    assert one.exit_code == 0, one.stderr
-    result = launch("torchrun", [*tokens, "-o", str(tmp_path / "two.jsonl")], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    single = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
-    double = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    one, two, _ = one_and_two([*args, "--token-level", "--max-length", "12"], tmp_path, "tokens.jsonl")
+    single, double = read_jsonl(one), read_jsonl(two)
     assert [(r["id"], r["tokens"], r["offsets"]) for r in double] == [(r["id"], r["tokens"], r["offsets"]) for r in single]
     assert len({len(r["tokens"]) for r in double}) > 1  # inputs of different lengths, unpadded
     for a, b in zip(double, single):
@@ -192,12 +197,8 @@ def test_two_process_predict_and_evaluate_equal_one_process(tmp_path, tiny_model
     lines[7] = lines[30] = ""  # empty lines still get their (null) record, in place
     source.write_text("".join(line + "\n" for line in lines))
     args = ["predict", str(model), str(source), "-b", "2", "--precision", "no"]  # chunks of 16 lines: three, the last one short
-    one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "one.jsonl")])
-    assert one.exit_code == 0, one.stderr
-    result = launch("torchrun", [*args, "-o", str(tmp_path / "two.jsonl")], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    single = [json.loads(line) for line in (tmp_path / "one.jsonl").read_text().splitlines()]
-    double = [json.loads(line) for line in (tmp_path / "two.jsonl").read_text().splitlines()]
+    one, two, result = one_and_two(args, tmp_path, "predictions.jsonl")
+    single, double = read_jsonl(one), read_jsonl(two)
     assert len(double) == len(single) == 39 and double[7]["label"] is None and double[30]["label"] is None
     assert [r["label"] for r in double] == [r["label"] for r in single]
     for a, b in zip(double, single):
@@ -216,7 +217,13 @@ def test_two_process_predict_and_evaluate_equal_one_process(tmp_path, tiny_model
     assert double["confusion_matrix"] == single["confusion_matrix"]
     for key in ("accuracy", "f1_macro", "mcc"):
         assert double[key] == pytest.approx(single[key], abs=1e-9), key
-    assert (tmp_path / "two-errors.jsonl").read_text().count("\n") == (tmp_path / "one-errors.jsonl").read_text().count("\n")
+    single_accuracy = single["accuracy"]
+    # the errors file names each misclassified example with its own scores: a mix-up of examples between processes shows
+    single, double = read_jsonl(tmp_path / "one-errors.jsonl"), read_jsonl(tmp_path / "two-errors.jsonl")
+    assert len(double) == len(single) == 21 - round(single_accuracy * 21) > 0
+    assert [(r["row"], r["text"], r["label"], r["predicted"]) for r in double] == [(r["row"], r["text"], r["label"], r["predicted"]) for r in single]
+    for a, b in zip(double, single):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
 
 
 def test_two_process_ner_predict_and_evaluate_equal_one_process(tmp_path, tiny_model):
@@ -232,11 +239,8 @@ def test_two_process_ner_predict_and_evaluate_equal_one_process(tmp_path, tiny_m
     tokens = write_conll(tmp_path / "test.conll", toy_corpus(23, seed=8))
     for source, name in ((raw, "entities.jsonl"), (tokens, "tagged.conll")):
         args = ["predict", str(model), str(source), "-b", "2", "--precision", "no"]  # chunks of 16: several, the last short
-        one = CliRunner().invoke(app, [*args, "-o", str(tmp_path / f"one-{name}")])
-        assert one.exit_code == 0, one.stderr
-        result = launch("torchrun", [*args, "-o", str(tmp_path / f"two-{name}")], tmp_path)
-        assert result.returncode == 0, result.stderr[-3000:]
-        single, double = (tmp_path / f"one-{name}").read_text(), (tmp_path / f"two-{name}").read_text()
+        one, two, _ = one_and_two(args, tmp_path, name)
+        single, double = one.read_text(), two.read_text()
         assert double.count("\n") == single.count("\n") > 20
         if name.endswith(".jsonl"):
             a, b = [json.loads(x) for x in double.splitlines()], [json.loads(x) for x in single.splitlines()]
@@ -257,16 +261,14 @@ def test_two_process_ner_predict_and_evaluate_equal_one_process(tmp_path, tiny_m
     assert {k: v for k, v in double.items() if k != "model"} == {k: v for k, v in single.items() if k != "model"}
 
 
-def test_stdin_is_refused_under_a_launch(tmp_path, tiny_model, monkeypatch):
-    """Only one process would see stdin: under a launch evaluate (like predict) says so instead of hanging."""
-    from bertcli.distributed import require_file_under_launch
-    from bertcli.errors import UsageError
-
-    require_file_under_launch("-", "evaluate")  # one process: stdin is fine
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_stdin_is_refused_under_a_launch(tmp_path, tiny_model, monkeypatch, command):
+    """Only one process would see stdin: under a launch evaluate and predict say so (exit 2) instead of hanging."""
     monkeypatch.setenv("WORLD_SIZE", "2")
-    require_file_under_launch("data.csv", "evaluate")
-    with pytest.raises(UsageError, match="reads a file, not stdin"):
-        require_file_under_launch("-", "evaluate")
+    result = CliRunner().invoke(app, [command, str(tiny_model), "-"], input="a line\n")
+    assert result.exit_code == 2
+    assert f"under a multi-process launch {command} reads a file, not stdin" in result.stderr
+    assert not result.stdout
 
 
 def test_failure_on_one_process_ends_the_launch_with_its_error(tmp_path, tiny_model):

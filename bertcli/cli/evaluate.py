@@ -53,8 +53,12 @@ def command(
     """
     from bertcli.accel import is_main_process
     from bertcli.config import DataOptions
+    from bertcli.distributed import require_file_under_launch
     from bertcli.io import write_json
     from bertcli.ner_data import is_token_classifier
+
+    require_file_under_launch(data, "evaluate")
+    errors = errors if is_main_process() else None  # under a launch every process scores, the main one writes
 
     if is_token_classifier(model_dir):
         from bertcli.ner import evaluate_model as evaluate_ner

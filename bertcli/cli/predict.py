@@ -8,16 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from bertcli.cli.options import (
-    NER,
-    BatchSizeOpt,
-    FormatOpt,
-    IdColumnOpt,
-    MaxLengthOpt,
-    ModelDirArg,
-    PrecisionOpt,
-    StrideOpt,
-    TextColumnOpt,
-    TextPairColumnOpt,
+    NER, BatchSizeOpt, FormatOpt, IdColumnOpt, MaxLengthOpt, ModelDirArg, PrecisionOpt, StrideOpt, TextColumnOpt, TextPairColumnOpt,
 )  # fmt: skip
 
 NAME = "predict"
@@ -58,17 +49,18 @@ def command(
     """
     from bertcli.accel import is_main_process
     from bertcli.config import DataOptions
+    from bertcli.distributed import require_file_under_launch
     from bertcli.errors import UsageError
     from bertcli.io import RecordWriter
     from bertcli.ner_data import is_token_classifier
 
+    require_file_under_launch(input, "predict")
     if input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a file, or pipe text into stdin", hint="cat texts.txt | bertcli predict MODEL_DIR")
     if is_token_classifier(model_dir):
         if output_format not in (None, "jsonl"):
             raise UsageError("NER predictions are JSONL (CoNLL for CoNLL input)", hint="drop --output-format")
-        from bertcli.ner import NerPredictOptions
-        from bertcli.ner import predict_stream as predict_ner
+        from bertcli.ner import NerPredictOptions, predict_stream as predict_ner
 
         ner_opts = NerPredictOptions(
             batch_size=batch_size or 32, aggregation=aggregation or "first", max_length=max_length, stride=stride,
