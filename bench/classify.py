@@ -87,7 +87,7 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from bertcli.accel import fast_bf16_available, resolve_precision
+    from bertcli.runtime.precision import fast_bf16_available, resolve_precision
 
     fp32, bf16 = matmul_seconds(torch.float32), matmul_seconds(torch.bfloat16)
     return {

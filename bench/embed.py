@@ -83,7 +83,7 @@ def main() -> None:
     import transformers
     from sentence_transformers import SentenceTransformer
 
-    from bertcli.accel import fast_bf16_available
+    from bertcli.runtime.precision import fast_bf16_available
     from bertcli.corpora import rotten_tomatoes
     from bertcli.embedding import Embedder, EmbedOptions
     from bertcli.modeling import default_model

@@ -44,7 +44,7 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from bertcli.accel import fast_bf16_available, resolve_precision
+    from bertcli.runtime.precision import fast_bf16_available, resolve_precision
 
     flags = set()
     if Path("/proc/cpuinfo").is_file():

@@ -131,7 +131,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     import torch
     from accelerate.utils import set_seed
 
-    from bertcli.accel import make_accelerator
+    from bertcli.runtime.accelerator import make_accelerator
     from bertcli.metrics import report_for_task
     from bertcli.model_card import launch_command
     from bertcli.modeling import (
@@ -201,7 +201,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     evaluate = None
     if val_examples:
-        from bertcli.distributed import gather_in_order, shard_batches
+        from bertcli.runtime.distributed import gather_in_order, shard_batches
 
         val_batches = shard_batches(
             [len(e["input_ids"]) for e in val_examples], opts.batch_size * 2, accelerator.process_index, accelerator.num_processes
@@ -289,13 +289,14 @@ class Classifier:
 
     def shared_scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, list[bool]]:
         """`scores` with the texts dealt out among a launch's processes; every process gets all scores, in input order."""
-        from bertcli.distributed import shared_map
+        from bertcli.runtime.device import processes
+        from bertcli.runtime.distributed import shared_map
 
         def score(items: list[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
             probs, truncated = self.scores([t for t, _ in items], [p for _, p in items] if pairs else None)
             return list(zip(probs, truncated))
 
-        rows = shared_map(self.backend.accelerator, list(zip(texts, pairs or [None] * len(texts))), score)
+        rows = shared_map(processes(), list(zip(texts, pairs or [None] * len(texts))), score)
         if not rows:
             return np.zeros((0, self.spec.num_labels), dtype=np.float32), []
         return np.stack([p for p, _ in rows]), [flag for _, flag in rows]

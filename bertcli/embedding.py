@@ -21,6 +21,7 @@ import numpy as np
 
 from bertcli.config import DataOptions
 from bertcli.data import TEXT_CANDIDATES, chunked, iter_records
+from bertcli.runtime.device import processes
 from bertcli.errors import DataError, Interrupted, ModelError, UsageError
 
 log = logging.getLogger("bertcli")
@@ -321,12 +322,12 @@ def _output_records(
     return records, texts
 
 
-def embed_shared(embedder: Embedder, texts: Sequence[str], accelerator: Any, on_batch: Callable[[int], None] | None = None) -> Embedded:
+def embed_shared(embedder: Embedder, texts: Sequence[str], launch: Any, on_batch: Callable[[int], None] | None = None) -> Embedded:
     """`embedder.embed` with the texts dealt out among the launch's processes; every process gets all results in input order."""
-    world = accelerator.num_processes
+    world = launch.num_processes
     if world == 1:
         return embedder.embed(texts, on_batch)
-    from bertcli.distributed import shared_map
+    from bertcli.runtime.distributed import shared_map
 
     scaled = None if on_batch is None else lambda n: on_batch(n * world)  # the others advance alike
 
@@ -336,7 +337,7 @@ def embed_shared(embedder: Embedder, texts: Sequence[str], accelerator: Any, on_
         part = embedder.embed(own, scaled)
         return list(zip(part.vectors, part.truncated, part.tokens, part.offsets) if embedder.opts.token_level else zip(part.vectors, part.truncated))
 
-    columns = list(zip(*shared_map(accelerator, list(texts), embed_rows)))
+    columns = list(zip(*shared_map(launch, list(texts), embed_rows)))
     if embedder.opts.token_level:
         return Embedded(*(list(column) for column in columns))
     return Embedded(np.stack(columns[0]), list(columns[1]))
@@ -361,11 +362,11 @@ def export_embeddings(
         "text_column": data.text_column, "id_column": data.id_column,
         **{k: v for k, v in asdict(opts).items() if k not in ("batch_size", "batch_tokens", "precision", "max_length")},
     }  # fmt: skip
-    accelerator = embedder.backend.accelerator
-    if accelerator.num_processes > 1 and name == "<stdin>":
+    launch = processes()
+    if launch.num_processes > 1 and name == "<stdin>":
         raise UsageError("under a multi-process launch embed reads a file, not stdin (each process reads the input)")
-    writer = WRITERS[fmt](output, fingerprint, export.dtype, export.resume) if accelerator.is_main_process else None
-    if accelerator.num_processes > 1:
+    writer = WRITERS[fmt](output, fingerprint, export.dtype, export.resume) if launch.is_main_process else None
+    if launch.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
         resumed = broadcast_object_list([writer.rows if writer else 0])[0]
@@ -382,12 +383,12 @@ def export_embeddings(
     start = time.perf_counter()
     columns: tuple[str, str | None] | None = None
     try:
-        with Progress(None, "embed", unit="sentences", enabled=accelerator.is_main_process) as progress:
+        with Progress(None, "embed", unit="sentences", enabled=launch.is_main_process) as progress:
             for chunk in chunked(records, chunk_size):
                 columns = columns or record_columns(chunk[0], data, name)
                 batch, texts = _output_records(chunk, columns, writer.rows, export.include_text, name)
                 empty += sum(not t.strip() for t in texts)
-                result = embed_shared(embedder, texts, accelerator, on_batch=lambda n: progress.advance(n, examples=n))
+                result = embed_shared(embedder, texts, launch, on_batch=lambda n: progress.advance(n, examples=n))
                 truncated += sum(result.truncated)
                 if opts.token_level:
                     for out, tokens, offsets in zip(batch, result.tokens, result.offsets):

@@ -22,20 +22,23 @@ class Backend(Protocol):
 
 
 class TorchBackend:
-    """A transformers model on the device Accelerate picks, with autocast for bf16/fp16."""
+    """A transformers model on this process's device, autocast to its own precision (no process-wide state)."""
 
     def __init__(self, model: Any, precision: str = "auto") -> None:
-        from bertcli.accel import make_accelerator
+        from bertcli.runtime.device import inference_device
+        from bertcli.runtime.precision import autocast_dtype, resolve_precision
 
-        self.accelerator = make_accelerator(precision)
-        self.model = model.to(self.accelerator.device).eval()
+        self.device = inference_device()
+        self.precision = resolve_precision(precision)
+        self.dtype = autocast_dtype(self.precision)
+        self.model = model.to(self.device).eval()
 
     def forward(self, features: Features, outputs: Sequence[str] = ("logits",)) -> dict[str, np.ndarray]:
         import torch
 
-        device = self.accelerator.device
-        with torch.inference_mode(), self.accelerator.autocast():
-            tensors = {k: torch.from_numpy(v).to(device) for k, v in features.items()}
+        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+        with torch.inference_mode(), autocast:
+            tensors = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
             result = self.model(**tensors, output_hidden_states="hidden_states" in outputs)
             arrays = {}
             for name in outputs:

@@ -127,7 +127,7 @@ class PretrainingObjective(torch.nn.Module):
 def evaluate_objective(model: torch.nn.Module, batches: Any, accelerator: Any) -> dict[str, float]:
     """MLM loss (mean over masked tokens), perplexity, masked-token accuracy; NSP loss and accuracy for pairs.
 
-    `batches` yields (batch, real) on each process (see bertcli.distributed); filler batches only keep the
+    `batches` yields (batch, real) on each process (see bertcli.runtime.distributed); filler batches only keep the
     processes in step and are not counted.
     """
     model.eval()

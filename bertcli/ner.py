@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import DataOptions, FinetuneConfig, to_dict, with_task_defaults
+from bertcli.runtime.device import processes
 from bertcli.errors import DataError, ModelError, UsageError
 from bertcli.ner_data import Sentence, format_name, ner_format, read_corpus, split_words
 from bertcli.ner_schemes import convert, entities, label_names
@@ -128,7 +129,7 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     import torch.nn.functional as F
     from accelerate.utils import set_seed
 
-    from bertcli.accel import make_accelerator
+    from bertcli.runtime.accelerator import make_accelerator
     from bertcli.classification import class_weights_for
     from bertcli.data import file_fingerprint, split_validation
     from bertcli.model_card import launch_command
@@ -347,15 +348,15 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
         raise UsageError("--batch-size must be at least 1")
     fmt = _predict_format(source, data.format)
     tagger = Tagger(model_dir, opts.precision, opts.batch_size, opts.max_length, opts.stride, opts.aggregation)
-    accelerator = tagger.backend.accelerator
+    launch = processes()
 
     def batches(records: Iterator[Any]) -> Iterator[list[Any]]:
-        return input_batches(records, opts.batch_size * 8, accelerator)
+        return input_batches(records, opts.batch_size * 8, launch)
 
     if fmt == "conll":
         for batch in batches(iter_sentences(source, "conll", need_tags=False)):
             tags, _ = tagger.shared_tag([s.words for s in batch])
-            if not accelerator.is_main_process:
+            if not launch.is_main_process:
                 yield ""
                 continue
             tags = [convert(t, tagger.scheme) for t in tags]
@@ -368,7 +369,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     for batch in batches(iter_records(source, DataOptions(**{**data.__dict__, "format": fmt}))):
         sentences = [_sentence(record, data, where) for record in batch]
         tags, scores = tagger.shared_tag([s.words for s in sentences])
-        if not accelerator.is_main_process:
+        if not launch.is_main_process:
             yield ""
             continue
         yield "".join(

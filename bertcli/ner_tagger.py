@@ -185,9 +185,10 @@ class Tagger:
 
     def shared_tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
         """`tag` with the sentences dealt out among a launch's processes; every process gets all tags, in input order."""
-        from bertcli.distributed import shared_map
+        from bertcli.runtime.device import processes
+        from bertcli.runtime.distributed import shared_map
 
-        rows = shared_map(self.backend.accelerator, list(sentences), lambda own: list(zip(*self.tag(own))) if own else [])
+        rows = shared_map(processes(), list(sentences), lambda own: list(zip(*self.tag(own))) if own else [])
         return [tags for tags, _ in rows], [scores for _, scores in rows]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from bertcli.classification import Classifier
 from bertcli.config import DataOptions
 from bertcli.data import TEXT_CANDIDATES, Columns, LabelSpec, chunked, iter_records, pick_column
+from bertcli.runtime.device import processes
 from bertcli.errors import DataError, UsageError
 
 
@@ -70,10 +71,10 @@ def micro_batches(records: Iterator[dict[str, Any]], size: int, wait: float = 0.
         yield batch
 
 
-def input_batches(records: Iterator[Any], size: int, accelerator: Any) -> Iterator[list[Any]]:
+def input_batches(records: Iterator[Any], size: int, launch: Any) -> Iterator[list[Any]]:
     """Predict's input batches: cut as input arrives (micro_batches) in one process; under a launch, fixed chunks
     so that every process, reading the same file, cuts at the same records."""
-    return micro_batches(records, size) if accelerator.num_processes == 1 else chunked(records, size)
+    return micro_batches(records, size) if launch.num_processes == 1 else chunked(records, size)
 
 
 def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: PredictOptions) -> Iterator[list[dict[str, Any]]]:
@@ -83,18 +84,18 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     share of each and gathers the scores; only the main process yields records (the others yield empty lists).
     """
     classifier = Classifier(model_dir, opts.precision, opts.batch_size, opts.max_length)
-    accelerator = classifier.backend.accelerator
+    launch = processes()
     spec = classifier.spec
     threshold = opts.threshold if opts.threshold is not None else classifier.threshold
     columns: Columns | None = None
-    for batch in input_batches(iter_records(source, data), opts.batch_size * 8, accelerator):
+    for batch in input_batches(iter_records(source, data), opts.batch_size * 8, launch):
         if columns is None:
             columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
         texts = [_cell(r.get(columns.text)) for r in batch]
         pairs = [_cell(r.get(columns.pair)) for r in batch] if columns.pair else None
         live = [i for i, t in enumerate(texts) if t.strip()]
         probs, truncated = classifier.shared_scores([texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
-        if not accelerator.is_main_process:
+        if not launch.is_main_process:
             yield []
             continue
         out: list[dict[str, Any]] = [_record(spec, None, False, opts, threshold) for _ in batch]

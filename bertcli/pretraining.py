@@ -128,7 +128,7 @@ class EvalBatches:
     """This process's share of the validation examples as masked batches, with the filler flag of `shard_batches`."""
 
     def __init__(self, examples: list[dict[str, Any]], collate: MaskingCollator, batch_size: int, accelerator: Any) -> None:
-        from bertcli.distributed import shard_batches
+        from bertcli.runtime.distributed import shard_batches
 
         lengths = [len(e["input_ids"]) for e in examples]
         self.batches = shard_batches(lengths, batch_size, accelerator.process_index, accelerator.num_processes)
@@ -146,7 +146,7 @@ def evaluate_mlm(
     seed: int = 42, precision: str = "auto",
 ) -> dict[str, float]:  # fmt: skip
     """Score a model's masked-LM head on a corpus, through the same loading, masking and evaluation as pretrain."""
-    from bertcli.accel import make_accelerator
+    from bertcli.runtime.accelerator import make_accelerator
     from bertcli.modeling import load_tokenizer, resolve_model
 
     path = resolve_model(model_dir)
@@ -177,7 +177,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
     from accelerate import DataLoaderConfiguration
     from accelerate.utils import set_seed
 
-    from bertcli.accel import make_accelerator
+    from bertcli.runtime.accelerator import make_accelerator
     from bertcli.modeling import model_max_length, resolve_model
     from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, train
 

@@ -89,7 +89,7 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
 
 
 def test_two_process_pretrain_validates_each_held_out_block_once(tmp_path, tiny_model):
-    from bertcli.accel import make_accelerator
+    from bertcli.runtime.accelerator import make_accelerator
     from bertcli.config import DataOptions
     from bertcli.mlm_data import example_source, split_examples
     from bertcli.mlm_objective import MaskingCollator, PretrainingObjective, evaluate_objective

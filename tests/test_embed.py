@@ -62,7 +62,7 @@ def reference(tiny_model):
 )
 def test_pooling_and_layers_match_transformers(tiny_model, reference, pooling, layers, agg, expected):
     hidden, _ = reference
-    embedder = Embedder(str(tiny_model), EmbedOptions(pooling=pooling, layers=layers, layer_agg=agg))
+    embedder = Embedder(str(tiny_model), EmbedOptions(pooling=pooling, layers=layers, layer_agg=agg, precision="no"))
     vectors = embedder.embed(TEXTS).vectors
     want = expected(hidden)
     assert vectors.shape == (len(TEXTS), want.shape[0]) and vectors.dtype == np.float32
@@ -72,7 +72,7 @@ def test_pooling_and_layers_match_transformers(tiny_model, reference, pooling, l
 
 def test_pooler_output_and_normalize(tiny_model, reference):
     _, pooled = reference
-    vectors = Embedder(str(tiny_model), EmbedOptions(pooling="pooler", normalize=True)).embed(TEXTS).vectors
+    vectors = Embedder(str(tiny_model), EmbedOptions(pooling="pooler", normalize=True, precision="no")).embed(TEXTS).vectors
     np.testing.assert_allclose(vectors[2], pooled / np.linalg.norm(pooled), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
@@ -99,7 +99,7 @@ def test_padding_does_not_change_a_vector(tiny_model, pooling, layers):
 
 def test_token_level_vectors_are_unpadded_with_tokens_and_offsets(tiny_model, reference):
     hidden, _ = reference
-    embedder = Embedder(str(tiny_model), EmbedOptions(token_level=True, batch_size=4))
+    embedder = Embedder(str(tiny_model), EmbedOptions(token_level=True, batch_size=4, precision="no"))
     result = embedder.embed(TEXTS)
     for text, tokens, offsets, vectors in zip(TEXTS, result.tokens, result.offsets, result.vectors):
         assert len(tokens) == len(offsets) == vectors.shape[0] and vectors.shape[1] == 32
@@ -231,7 +231,7 @@ def test_streaming_chunks_smaller_than_the_input_give_the_same_result(tiny_model
     source = tmp_path / "many.txt"
     texts = [TEXTS[i % len(TEXTS)] + " " + "good " * (i % 7) for i in range(53)]
     source.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    data, opts = DataOptions(), EmbedOptions(batch_size=4)
+    data, opts = DataOptions(), EmbedOptions(batch_size=4, precision="no")  # fp32: batches differ, values must not
     chunked = export_embeddings(str(tiny_model), str(source), str(tmp_path / "a.npy"), data, opts, ExportOptions(chunk_size=5))
     whole = export_embeddings(str(tiny_model), str(source), str(tmp_path / "b.npy"), data, opts, ExportOptions(chunk_size=1000))
     assert chunked.rows == whole.rows == 53

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bertcli import training
-from bertcli.accel import make_accelerator
+from bertcli.runtime.accelerator import make_accelerator
 from bertcli.config import TrainOptions
 from bertcli.training import TrainJob, train
 

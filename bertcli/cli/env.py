@@ -24,7 +24,7 @@ def command(
 
     if format not in ("text", "json"):
         raise UsageError(f"unknown --format {format!r}", hint="choose text or json")
-    from bertcli.environment import describe_environment, render_text
+    from bertcli.runtime.environment import describe_environment, render_text
 
     info = describe_environment()
     typer.echo(json.dumps(info, indent=2) if format == "json" else render_text(info))

@@ -51,9 +51,9 @@ def command(
 
     For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
     """
-    from bertcli.accel import is_main_process
+    from bertcli.runtime.accelerator import is_main_process
     from bertcli.config import DataOptions
-    from bertcli.distributed import require_file_under_launch
+    from bertcli.runtime.distributed import require_file_under_launch
     from bertcli.io import write_json
     from bertcli.ner_data import is_token_classifier
 

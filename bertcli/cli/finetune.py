@@ -68,7 +68,7 @@ def command(
 ) -> None:
     """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
     values = {k: v for k, v in locals().items() if k != "config"}
-    from bertcli.accel import is_main_process
+    from bertcli.runtime.accelerator import is_main_process
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.errors import UsageError
     from bertcli.ner_data import ner_format

@@ -39,7 +39,7 @@ def fail(message: str, code: int) -> typer.Exit:
 
 def lost_peer(exc: Exception) -> bool:
     """A collective that broke because another process of a multi-process launch died (torch names the remote worker)."""
-    from bertcli.accel import launched_processes
+    from bertcli.runtime.accelerator import launched_processes
 
     return launched_processes() > 1 and isinstance(exc, RuntimeError) and "remote worker" in str(exc)
 
@@ -74,7 +74,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
                 f"internal error: {type(exc).__name__}: {exc} (rerun with BERTCLI_DEBUG=1 for a traceback and report it)", 1
             ) from None
         finally:
-            from bertcli.accel import shutdown_distributed
+            from bertcli.runtime.accelerator import shutdown_distributed
 
             shutdown_distributed()
 
@@ -90,7 +90,7 @@ class _StderrHandler(logging.Handler):
 
 
 def _setup_logging(verbosity: int) -> None:
-    from bertcli.accel import is_main_process
+    from bertcli.runtime.accelerator import is_main_process
 
     logger = logging.getLogger("bertcli")
     logger.handlers[:] = [_StderrHandler()]

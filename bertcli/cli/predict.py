@@ -47,9 +47,9 @@ def command(
     For a token classifier (NER): the entities of each text line with character offsets, or for CoNLL/JSONL
     tokens input the same format back with a predicted tag column.
     """
-    from bertcli.accel import is_main_process
+    from bertcli.runtime.accelerator import is_main_process
     from bertcli.config import DataOptions
-    from bertcli.distributed import require_file_under_launch
+    from bertcli.runtime.distributed import require_file_under_launch
     from bertcli.errors import UsageError
     from bertcli.io import RecordWriter
     from bertcli.ner_data import is_token_classifier

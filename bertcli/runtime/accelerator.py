@@ -1,40 +1,16 @@
-"""Device and precision choice, all through Accelerate (the only place that builds an Accelerator)."""
+"""The training Accelerator and the launch facts every command needs (main process, process count, teardown).
+
+Only training builds an Accelerator: its state is a process-wide singleton that fixes one mixed precision per
+process. Inference runs through `bertcli.runtime.device` instead.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("bertcli")
-
-
-def fast_bf16_available() -> bool:
-    """True where bf16 matmuls are faster than fp32: accelerators with bf16, CPUs with AVX512-BF16 or AMX.
-
-    On CPUs without them (e.g. AVX2-only) bf16 runs in emulation, tens of times slower than fp32.
-    """
-    import torch
-
-    if torch.accelerator.is_available():
-        from accelerate.utils import is_bf16_available
-
-        return is_bf16_available()
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(probe() for probe in probes if probe is not None)
-
-
-def resolve_precision(requested: str) -> str:
-    """'auto' becomes bf16 where it is fast, else full precision ('no'); an explicit bf16 where it is slow is warned about."""
-    if requested == "bf16" and not fast_bf16_available():
-        log.warning(
-            "bf16 on this machine runs emulated (no AVX512-BF16/AMX or bf16 accelerator), often several times slower "
-            "than fp32; --precision auto picks the faster one"
-        )
-    if requested != "auto":
-        return requested
-    return "bf16" if fast_bf16_available() else "no"
+from bertcli.runtime.precision import resolve_precision
 
 
 def is_main_process() -> bool:
@@ -65,7 +41,7 @@ def shutdown_distributed() -> None:
 
 
 def make_accelerator(precision: str = "auto", report_to: str = "none", logging_dir: str | Path | None = None, **kwargs: Any):
-    """The run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
+    """The training run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
 
     Without an accelerator device Accelerate must be told it runs on CPUs, or processes started by a
     launcher would each train alone instead of joining one gloo process group. `report_to` names an
@@ -85,7 +61,4 @@ def make_accelerator(precision: str = "auto", report_to: str = "none", logging_d
         logging_dir = Path(logging_dir or "logs")
         kwargs["log_with"] = report_to
         kwargs["project_config"] = utils.ProjectConfiguration(project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
-
-    if precision == "auto" and os.environ.get("ACCELERATE_MIXED_PRECISION"):
-        return Accelerator(**kwargs)
     return Accelerator(mixed_precision=resolve_precision(precision), **kwargs)

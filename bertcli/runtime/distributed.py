@@ -67,7 +67,7 @@ def shared_map(accelerator: Any, items: Sequence[Any], compute: Callable[[list[A
 
 def require_file_under_launch(source: str | None, command: str) -> None:
     """Every process of a launch reads the input itself: a file works, stdin (it reaches one process) does not."""
-    from bertcli.accel import launched_processes
+    from bertcli.runtime.accelerator import launched_processes
     from bertcli.errors import UsageError
 
     if launched_processes() > 1 and source in (None, "-"):

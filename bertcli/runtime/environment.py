@@ -57,7 +57,7 @@ def describe_environment() -> dict[str, Any]:
     import torch
 
     from bertcli import __version__
-    from bertcli.accel import fast_bf16_available
+    from bertcli.runtime.precision import fast_bf16_available
 
     accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
     devices: list[dict[str, Any]] = []

@@ -1,0 +1,1 @@
+"""Devices, precision and processes: the only place that decides where and how a model runs."""
