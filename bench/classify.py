@@ -109,7 +109,7 @@ def environment() -> dict:
 
 def write_data(work: Path, train_size: int, test_size: int) -> tuple[list[str], list[str], list[str], list[str]]:
     """train.csv, test.csv and test.txt (one snippet a line); whitespace collapsed so a line is a snippet."""
-    from bertcli.corpora import rotten_tomatoes
+    from bertcli.data.corpora import rotten_tomatoes
 
     train, test = rotten_tomatoes()
     train, test = train.head(train_size).copy(), test.head(test_size).copy()

@@ -84,7 +84,7 @@ def main() -> None:
     from sentence_transformers import SentenceTransformer
 
     from bertcli.runtime.precision import fast_bf16_available
-    from bertcli.corpora import rotten_tomatoes
+    from bertcli.data.corpora import rotten_tomatoes
     from bertcli.embedding import Embedder, EmbedOptions
     from bertcli.modeling import default_model
 

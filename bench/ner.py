@@ -93,7 +93,7 @@ def run_pipeline(tagger, lines: list[str], batch_size: int | None) -> tuple[floa
 
 def prepare(work: Path, model: str | None, epochs: float, train_size: int | None) -> tuple[Path, dict]:
     """WNUT-16 split into work/; the model fine-tuned by `bertcli finetune` unless one is given."""
-    from bertcli.corpora import write_wnut16
+    from bertcli.data.corpora import write_wnut16
 
     train, test = write_wnut16(str(work / "wnut"), train_size)
     if model is None:

@@ -59,7 +59,7 @@ def environment() -> dict:
 
 def write_corpus(work: Path, val_lines: int) -> tuple[Path, Path]:
     """train.txt (documents = movies, blank line between) and val.txt from movies not in train."""
-    from bertcli.corpora import rotten_tomatoes
+    from bertcli.data.corpora import rotten_tomatoes
 
     train, test = rotten_tomatoes()
     docs = ["\n".join(" ".join(t.split()) for t in group.text) for _, group in train.groupby("movie_name", sort=False)]

@@ -43,7 +43,7 @@ def write_data(work: Path, n_train: int, n_val: int) -> str:
     import csv
 
     try:
-        from bertcli.corpora import rotten_tomatoes
+        from bertcli.data.corpora import rotten_tomatoes
 
         train, test = rotten_tomatoes()
         rows = [(" ".join(t.split()), label) for t, label in zip(train["text"], train["label"])][:n_train]

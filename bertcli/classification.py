@@ -15,18 +15,10 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import DataOptions, FinetuneConfig, to_dict, with_task_defaults
-from bertcli.data import (
-    Columns,
-    LabelSpec,
-    Table,
-    encode_labels,
-    file_fingerprint,
-    infer_labels,
-    load_table,
-    resolve_columns,
-    split_validation,
-    validate_texts,
-)
+from bertcli.data.columns import Columns
+from bertcli.data.formats import file_fingerprint
+from bertcli.data.labels import LabelSpec, encode_labels, infer_labels, split_validation
+from bertcli.data.tables import Table, load_table
 from bertcli.errors import BertcliError, DataError, UsageError
 from bertcli.inference import Encoded, TorchBackend, encode, run_batches
 
@@ -48,10 +40,6 @@ def probabilities(logits: np.ndarray, task: str) -> np.ndarray:
     return logits
 
 
-def _texts(table: Table, columns: Columns) -> tuple[list[str], list[str] | None]:
-    texts = table.dataset[columns.text]
-    pairs = table.dataset[columns.pair] if columns.pair else None
-    return texts, pairs
 
 
 
@@ -148,9 +136,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     cfg.validate()
     opts = cfg.training = with_task_defaults(cfg.training, "classification")
     table = load_table(cfg.train, cfg.data)
-    columns = resolve_columns(table, cfg.data, need_label=True)
+    columns = table.columns(cfg.data, need_label=True)
     log.info("%s: %d rows, columns %s", cfg.train, len(table.dataset), columns.describe())
-    validate_texts(table, columns)
+    texts, pairs = table.texts(columns)
     spec = infer_labels(table, columns.label, cfg.data, cfg.task)
     labels = encode_labels(table, columns.label, spec, cfg.data)
     log.info("task %s%s", spec.task, f", {len(spec.names)} labels: {', '.join(spec.names[:20])}" if spec.names else "")
@@ -167,7 +155,6 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
     cap = model_max_length(tokenizer, model.config)
     if opts.max_length is not None and opts.max_length > cap:
         raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {cap}")
-    texts, pairs = _texts(table, columns)
     encoded = encode(tokenizer, texts, pairs, opts.max_length or cap)
     lengths = [len(ids) for ids in encoded.input_ids]
     max_length = opts.max_length or min(cap, int(np.ceil(max(lengths) / 8) * 8))
@@ -178,10 +165,9 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     if cfg.validation:
         val_table = load_table(cfg.validation, cfg.data)
-        val_columns = resolve_columns(val_table, cfg.data, need_label=True, label_column=columns.label)
-        validate_texts(val_table, val_columns)
+        val_columns = val_table.columns(cfg.data, need_label=True, saved={"label": columns.label})
         val_labels = encode_labels(val_table, val_columns.label, spec, cfg.data)
-        val_encoded = encode(tokenizer, *_texts(val_table, val_columns), max_length)
+        val_encoded = encode(tokenizer, *val_table.texts(val_columns), max_length)
         train_examples = _examples(encoded, labels, range(len(labels)))
         val_examples = _examples(val_encoded, val_labels, range(len(val_labels)))
     elif cfg.val_split > 0:
@@ -301,14 +287,6 @@ class Classifier:
             return np.zeros((0, self.spec.num_labels), dtype=np.float32), []
         return np.stack([p for p, _ in rows]), [flag for _, flag in rows]
 
-    def columns_for(self, table: Table, options: DataOptions, need_label: bool) -> Columns:
-        saved = self.bundle.meta.get("columns", {})
-        merged = DataOptions(**{**options.__dict__})
-        for key, attr in (("text", "text_column"), ("pair", "text_pair_column")):
-            if getattr(merged, attr) is None and saved.get(key) in table.dataset.column_names:
-                setattr(merged, attr, saved[key])
-        label = saved.get("label") if saved.get("label") in table.dataset.column_names else None
-        return resolve_columns(table, merged, need_label=need_label, label_column=None if options.label_column else label)
 
 
 def evaluate_model(
@@ -326,10 +304,9 @@ def evaluate_model(
     if options.label_sep is None and classifier.bundle.meta.get("label_sep"):
         options = DataOptions(**{**options.__dict__, "label_sep": classifier.bundle.meta["label_sep"]})
     table = load_table(data, options)
-    columns = classifier.columns_for(table, options, need_label=True)
-    validate_texts(table, columns)
+    columns = table.columns(options, need_label=True, saved=classifier.bundle.meta.get("columns"))
+    texts, pairs = table.texts(columns)
     labels = encode_labels(table, columns.label, spec, options)
-    texts, pairs = _texts(table, columns)
     probs, truncated = classifier.shared_scores(texts, pairs)
     refs, preds = _references_predictions(spec.task, np.asarray(labels), _as_logits(probs, spec.task), classifier.threshold)
     report = report_for_task(spec.task, refs, preds, spec.names)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import DataOptions
-from bertcli.data import TEXT_CANDIDATES, chunked, iter_records
+from bertcli.data.columns import Columns, cell_text, record_columns
+from bertcli.data.records import chunked, iter_records
 from bertcli.runtime.device import processes
 from bertcli.errors import DataError, Interrupted, ModelError, UsageError
 
@@ -286,32 +287,14 @@ class ExportResult:
         return (self.rows - self.resumed_from) / self.seconds if self.seconds > 0 else 0.0
 
 
-def record_columns(first: dict[str, Any], data: DataOptions, source: str) -> tuple[str, str | None]:
-    """The text and id keys of a record stream: explicit options first, then well-known text names."""
-    keys = list(first)
-    for column, flag in ((data.text_column, "--text-column"), (data.id_column, "--id-column")):
-        if column is not None and column not in first:
-            raise DataError(f"column {column!r} (from {flag}) not found", file=source, hint=f"columns are: {', '.join(keys)}")
-    if data.text_column is not None:
-        return data.text_column, data.id_column
-    lowered = {k.lower(): k for k in keys}
-    text = next((lowered[c] for c in TEXT_CANDIDATES if c in lowered), None)
-    strings = [k for k, v in first.items() if isinstance(v, str) and k != data.id_column]
-    if text is None and len(strings) == 1:
-        text = strings[0]
-    if text is None:
-        raise DataError("cannot tell which column holds the text", file=source, hint=f"columns are: {', '.join(keys)}; pass --text-column")
-    return text, data.id_column
-
-
 def _output_records(
-    chunk: list[dict[str, Any]], columns: tuple[str, str | None], done: int, include_text: bool, source: str
+    chunk: list[dict[str, Any]], columns: Columns, done: int, include_text: bool, source: str
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Output records (1-based input `row`, `id`: the id column or the 0-based input position, optional text) and texts."""
-    text_key, id_key = columns
+    id_key = columns.id
     records, texts = [], []
     for row, record in enumerate(chunk, done + 1):
-        text = "" if record.get(text_key) is None else str(record[text_key])
+        text = cell_text(record.get(columns.text))
         if id_key is not None and record.get(id_key) is None:
             raise DataError("missing id", file=source, row=row, column=id_key)
         out = {"row": row, "id": record[id_key] if id_key else row - 1}
@@ -381,7 +364,7 @@ def export_embeddings(
         writer.close()
         raise DataError(f"the input has fewer records than the partial export ({skip})", file=name, hint="rerun without --resume")
     start = time.perf_counter()
-    columns: tuple[str, str | None] | None = None
+    columns: Columns | None = None
     try:
         with Progress(None, "embed", unit="sentences", enabled=launch.is_main_process) as progress:
             for chunk in chunked(records, chunk_size):

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from bertcli.config import DataOptions
-from bertcli.data import TEXT_CANDIDATES, pick_column, root_message, detect_format, load_table, resolve_columns
+from bertcli.data.columns import resolve_columns
+from bertcli.data.formats import check_readable, detect_format, root_message
+from bertcli.data.tables import load_table
 from bertcli.errors import DataError, UsageError
 
 VAL_CAP = 1000  # held-out examples at most: evaluation stays cheap on a large corpus
@@ -42,10 +44,8 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
             files.extend(matches)
         elif Path(pattern).is_dir():
             raise DataError("is a directory, expected a data file", file=pattern, hint="pass its files, e.g. 'DIR/*.txt'")
-        elif not Path(pattern).is_file():
-            raise DataError("file not found", file=pattern)
         else:
-            files.append(Path(pattern))
+            files.append(check_readable(pattern))
     return list(dict.fromkeys(files))
 
 
@@ -79,7 +79,7 @@ def read_documents(files: Sequence[Path], options: DataOptions, streaming: bool)
 
 def _table(file: Path, options: DataOptions):
     table = load_table(str(file), options)
-    column = "text" if table.format == "txt" else resolve_columns(table, options, need_label=False).text
+    column = "text" if table.format == "txt" else table.columns(options, need_label=False).text
     return table.dataset.select_columns([column]), column
 
 
@@ -94,12 +94,8 @@ def _stream(file: Path, fmt: str, options: DataOptions):
     first = next(iter(rows), None)
     if first is None:
         raise DataError("file has no rows", file=file)
-    names = list(first)
-    column = options.text_column or pick_column(names, TEXT_CANDIDATES)
-    if column is None or column not in names:
-        message = f"column {column!r} (from --text-column) not found" if column else "cannot tell which column has the text"
-        raise DataError(message, file=file, hint=f"columns are: {', '.join(names)}; pass --text-column")
-    return rows, column
+    strings = [name for name, value in first.items() if isinstance(value, str)]
+    return rows, resolve_columns(list(first), strings, options, str(file)).text
 
 
 def _documents(rows: Any, column: str, txt: bool, file: Path) -> Iterator[list[str]]:

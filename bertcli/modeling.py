@@ -17,7 +17,7 @@ from typing import Any
 import huggingface_hub
 import transformers
 
-from bertcli.data import LabelSpec
+from bertcli.data.labels import LabelSpec
 from bertcli.errors import ModelError
 
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"

@@ -131,7 +131,8 @@ def finetune(cfg: FinetuneConfig, on_step=None) -> FinetuneResult:
 
     from bertcli.runtime.accelerator import make_accelerator
     from bertcli.classification import class_weights_for
-    from bertcli.data import file_fingerprint, split_validation
+    from bertcli.data.formats import file_fingerprint
+    from bertcli.data.labels import split_validation
     from bertcli.model_card import launch_command
     from bertcli.modeling import (
         DEFAULT_HUB_ID,
@@ -339,7 +340,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     rewritten as the entities they spell (conlleval's reading) so the column is a valid sequence that
     `bertcli evaluate` and strict scorers accept.
     """
-    from bertcli.data import iter_records
+    from bertcli.data.records import iter_records
     from bertcli.io import dumps
     from bertcli.ner_data import iter_sentences
     from bertcli.prediction import input_batches
@@ -379,7 +380,7 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
 
 
 def _predict_format(source: str | None, explicit: str | None) -> str:
-    from bertcli.data import detect_format
+    from bertcli.data.formats import detect_format
 
     if explicit is not None and explicit.lower() in ("conll", "iob", "bio"):
         return "conll"

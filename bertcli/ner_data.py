@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertcli.data import json_record
+from bertcli.data.formats import json_record
 from bertcli.errors import DataError
 from bertcli.ner_schemes import detect_scheme, normalize_scheme, validate_scheme
 

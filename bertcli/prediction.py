@@ -16,7 +16,9 @@ import numpy as np
 
 from bertcli.classification import Classifier
 from bertcli.config import DataOptions
-from bertcli.data import TEXT_CANDIDATES, Columns, LabelSpec, chunked, iter_records, pick_column
+from bertcli.data.columns import Columns, cell_text, record_columns
+from bertcli.data.labels import LabelSpec
+from bertcli.data.records import chunked, iter_records
 from bertcli.runtime.device import processes
 from bertcli.errors import DataError, UsageError
 
@@ -90,9 +92,9 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
     columns: Columns | None = None
     for batch in input_batches(iter_records(source, data), opts.batch_size * 8, launch):
         if columns is None:
-            columns = _stream_columns(batch[0], data, classifier.bundle.meta.get("columns", {}), source)
-        texts = [_cell(r.get(columns.text)) for r in batch]
-        pairs = [_cell(r.get(columns.pair)) for r in batch] if columns.pair else None
+            columns = record_columns(batch[0], data, source or "<stdin>", saved=classifier.bundle.meta.get("columns"))
+        texts = [cell_text(r.get(columns.text)) for r in batch]
+        pairs = [cell_text(r.get(columns.pair)) for r in batch] if columns.pair else None
         live = [i for i, t in enumerate(texts) if t.strip()]
         probs, truncated = classifier.shared_scores([texts[i] for i in live], [pairs[i] for i in live] if pairs else None)
         if not launch.is_main_process:
@@ -111,26 +113,6 @@ def predict_stream(model_dir: str, source: str | None, data: DataOptions, opts: 
             record.clear()
             record.update(record_items)
         yield out
-
-
-def _cell(value: Any) -> str:
-    return "" if value is None else str(value)
-
-
-def _stream_columns(first: dict[str, Any], data: DataOptions, saved: dict[str, Any], source: str | None) -> Columns:
-    names = list(first)
-    where = source or "<stdin>"
-    for flag, column in (("--text-column", data.text_column), ("--text-pair-column", data.text_pair_column), ("--id-column", data.id_column)):
-        if column is not None and column not in names:
-            raise DataError(f"column {column!r} (from {flag}) not found", file=where, hint=f"columns are: {', '.join(names)}")
-    text = data.text_column or (saved.get("text") if saved.get("text") in names else None) or pick_column(names, TEXT_CANDIDATES)
-    if text is None:
-        strings = [k for k, v in first.items() if isinstance(v, str)]
-        if len(strings) != 1:
-            raise DataError("cannot tell which column holds the text", file=where, hint=f"columns are: {', '.join(names)}; pass --text-column")
-        text = strings[0]
-    pair = data.text_pair_column or (saved.get("pair") if saved.get("pair") in names else None)
-    return Columns(text=text, pair=pair, id=data.id_column)
 
 
 def _record(spec: LabelSpec, p: np.ndarray | None, truncated: bool, opts: PredictOptions, threshold: float) -> dict[str, Any]:

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import DataOptions
-from bertcli.data import FORMATS, chunked, iter_records
-from bertcli.embedding import record_columns
+from bertcli.data.columns import Columns, cell_text, record_columns
+from bertcli.data.formats import FORMATS
+from bertcli.data.records import chunked, iter_records
 from bertcli.errors import DataError, UsageError
 
 PERCENTILES = (50, 90, 95, 99)
@@ -54,9 +55,9 @@ def _records(source: str | None, data: DataOptions) -> tuple[Iterator[dict[str, 
     return iter([{"text": source}]), "<argument>"
 
 
-def _texts(chunk: list[dict[str, Any]], columns: tuple[str, str | None], pair: str | None) -> tuple[list[str], list[str] | None]:
-    texts = ["" if r.get(columns[0]) is None else str(r[columns[0]]) for r in chunk]
-    pairs = ["" if r.get(pair) is None else str(r[pair]) for r in chunk] if pair else None
+def _texts(chunk: list[dict[str, Any]], columns: Columns) -> tuple[list[str], list[str] | None]:
+    texts = [cell_text(r.get(columns.text)) for r in chunk]
+    pairs = [cell_text(r.get(columns.pair)) for r in chunk] if columns.pair else None
     return texts, pairs
 
 
@@ -68,7 +69,7 @@ def inspect_tokens(model: str | None, source: str | None, data: DataOptions, max
     row = 0
     for chunk in chunked(records, CHUNK):
         columns = columns or record_columns(chunk[0], data, name)
-        texts, pairs = _texts(chunk, columns, data.text_pair_column)
+        texts, pairs = _texts(chunk, columns)
         encoded = tokenizer(
             texts, pairs, truncation=max_length is not None, max_length=max_length, return_offsets_mapping=True,
             return_attention_mask=False, return_token_type_ids=pairs is not None,
@@ -76,8 +77,8 @@ def inspect_tokens(model: str | None, source: str | None, data: DataOptions, max
         for i, record in enumerate(chunk):
             row += 1
             out: dict[str, Any] = {}
-            if columns[1] is not None:
-                out["id"] = record.get(columns[1])
+            if columns.id is not None:
+                out["id"] = record.get(columns.id)
             out["text"] = texts[i]
             if pairs is not None:
                 out["text_pair"] = pairs[i]
@@ -106,16 +107,12 @@ def length_stats(model: str | None, source: str | None, data: DataOptions, max_l
     records, name = _records(source, data)
     if name == "<argument>":
         raise DataError("file not found", file=source, hint="--stats reads a data file or stdin")
-    pair = data.text_pair_column
-    specials = tokenizer.num_special_tokens_to_add(pair=pair is not None)
     unk_id = tokenizer.unk_token_id
     lengths, unk_counts = array("i"), array("i")
     columns = None
     for chunk in chunked(records, CHUNK):
         columns = columns or record_columns(chunk[0], data, name)
-        if pair is not None and pair not in chunk[0]:
-            raise DataError(f"column {pair!r} (from --text-pair-column) not found", file=name, hint=f"columns are: {', '.join(chunk[0])}")
-        texts, pairs = _texts(chunk, columns, pair)
+        texts, pairs = _texts(chunk, columns)
         encoded = tokenizer(texts, pairs, truncation=False, return_attention_mask=False, return_token_type_ids=False)
         for ids in encoded["input_ids"]:
             lengths.append(len(ids))
@@ -128,11 +125,11 @@ def length_stats(model: str | None, source: str | None, data: DataOptions, max_l
     percentiles = {f"p{q}": int(np.percentile(n, q, method="inverted_cdf")) for q in PERCENTILES}
     cutoffs = sorted({*COMMON_LENGTHS, *([max_length] if max_length else [])})
     suggested = suggest_max_length(percentiles["p99"], limit)
-    real_tokens = int(n.sum()) - specials * len(n)
+    real_tokens = int(n.sum()) - tokenizer.num_special_tokens_to_add(pair=columns.pair is not None) * len(n)
     return {
         "source": name,
         "model": model or DEFAULT_HUB_ID,
-        "text_column": columns[0],
+        "text_column": columns.text,
         "count": len(n),
         "tokens": int(n.sum()),
         "length": {"mean": round(float(n.mean()), 2), "min": int(n.min()), **percentiles, "max": int(n.max())},
@@ -173,7 +170,7 @@ def train_vocab(
         columns = None
         for record in records:
             columns = columns or record_columns(record, data, name)
-            text = record.get(columns[0])
+            text = record.get(columns.text)
             if text is not None and str(text).strip():
                 counted["texts"] += 1
                 yield str(text)

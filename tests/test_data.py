@@ -7,15 +7,10 @@ import json
 import pytest
 
 from bertcli.config import DataOptions
-from bertcli.data import (
-    encode_labels,
-    infer_labels,
-    iter_records,
-    load_table,
-    resolve_columns,
-    split_validation,
-    validate_texts,
-)
+from bertcli.data.columns import record_columns
+from bertcli.data.labels import LabelSpec, encode_labels, infer_labels, split_validation
+from bertcli.data.records import iter_records
+from bertcli.data.tables import load_table
 from bertcli.errors import DataError, UsageError
 
 ROWS = [{"review": "great film", "category": "pos"}, {"review": "dull plot", "category": "neg"}, {"review": "fun", "category": "pos"}]
@@ -38,7 +33,7 @@ def _write(tmp_path, fmt):
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
 def test_every_format_loads_with_detected_columns(tmp_path, fmt):
     table = load_table(str(_write(tmp_path, fmt)))
-    columns = resolve_columns(table, DataOptions(), need_label=True)
+    columns = table.columns(DataOptions(), need_label=True)
     assert (columns.text, columns.label) == ("review", "category")
     assert table.dataset["review"] == [r["review"] for r in ROWS]
     spec = infer_labels(table, "category", DataOptions())
@@ -66,7 +61,7 @@ def test_format_flag_overrides_suffix(tmp_path):
 def test_missing_column_lists_the_columns(tmp_path):
     table = load_table(str(_write(tmp_path, "csv")))
     with pytest.raises(DataError) as err:
-        resolve_columns(table, DataOptions(text_column="body"), need_label=True)
+        table.columns(DataOptions(text_column="body"), need_label=True)
     assert "column 'body' (from --text-column) not found" in str(err.value)
     assert "columns are: review, category" in str(err.value)
 
@@ -94,7 +89,7 @@ def test_empty_text_names_line_and_column(tmp_path):
     path.write_text('text,label\nfine,pos\n"  ",neg\n')
     table = load_table(str(path))
     with pytest.raises(DataError) as err:
-        validate_texts(table, resolve_columns(table, DataOptions(), need_label=True))
+        table.texts(table.columns(DataOptions(), need_label=True))
     assert str(err.value).startswith(f"{path}:3, column 'text': empty text")
 
 
@@ -111,8 +106,6 @@ def test_unknown_labels_are_counted_and_named(tmp_path):
     path = tmp_path / "test.csv"
     path.write_text("text,label\na,pos\nb,neutral\nc,neutral\nd,mixed\n")
     table = load_table(str(path))
-    from bertcli.data import LabelSpec
-
     with pytest.raises(DataError) as err:
         encode_labels(table, "label", LabelSpec("single_label", ["neg", "pos"]), DataOptions())
     message = str(err.value)
@@ -152,7 +145,7 @@ def test_float_labels_mean_regression_and_ints_sort_numerically(tmp_path):
 def test_sentence_pairs_are_detected(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("sentence1,sentence2,label\na b,c d,1\n")
-    columns = resolve_columns(load_table(str(path)), DataOptions(), need_label=True)
+    columns = load_table(str(path)).columns(DataOptions(), need_label=True)
     assert (columns.text, columns.pair) == ("sentence1", "sentence2")
 
 
@@ -178,3 +171,60 @@ def test_iter_records_reports_bad_json_line(tmp_path):
     path.write_text('{"text": "ok"}\n{"text": oops}\n')
     with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):
         list(iter_records(str(path), DataOptions()))
+
+
+def test_a_header_without_rows_says_so(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("text,label\n")
+    with pytest.raises(DataError) as err:
+        load_table(str(path))
+    assert str(err.value) == f"{path}: the file has a header line but no rows (add rows below the header)"
+
+
+def test_a_malformed_jsonl_line_is_named(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": \n{"text": "c", "label": "y"}\n')
+    with pytest.raises(DataError) as err:
+        load_table(str(path))
+    assert str(err.value).startswith(f"{path}:2: invalid JSON: Expecting value")
+
+
+def test_a_device_is_not_a_data_file(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_table("/dev/null", DataOptions(format="csv"))
+    assert str(err.value).startswith("/dev/null: is not a regular file")
+
+
+@pytest.mark.parametrize(
+    "first, options, saved, expected",
+    [
+        ({"review": "x", "category": "pos"}, DataOptions(), None, ("review", None, "category")),
+        ({"body": "x", "stars": "5"}, DataOptions(), None, ("body", None, "stars")),
+        ({"notes": "x", "label": "pos"}, DataOptions(), None, ("notes", None, "label")),  # the one other text column
+        ({"premise": "a", "hypothesis": "b", "label": "e"}, DataOptions(), None, ("premise", "hypothesis", "label")),
+        ({"premise": "a", "hypothesis": "b", "label": "e"}, DataOptions(), {"text": "premise", "pair": None}, ("premise", None, "label")),
+        ({"q": "a", "doc": "b", "y": "1"}, DataOptions(), {"text": "q", "pair": "doc"}, ("q", "doc", "y")),
+        ({"a": "x", "b": "y", "y": "1"}, DataOptions(text_column="b"), None, ("b", None, "y")),
+    ],
+)
+def test_one_column_resolver_for_streams_and_tables(tmp_path, first, options, saved, expected):
+    streamed = record_columns(first, options, "s.jsonl", need_label=True, saved=saved)
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(first) + "\n")
+    tabled = load_table(str(path)).columns(options, need_label=True, saved=saved)
+    assert (streamed.text, streamed.pair, streamed.label) == expected == (tabled.text, tabled.pair, tabled.label)
+
+
+@pytest.mark.parametrize(
+    "first, options, message",
+    [
+        ({"a": "x", "b": "y", "label": "1"}, DataOptions(), "s.jsonl: cannot tell which column holds the text (columns are: a, b, label; pass --text-column)"),
+        ({"text": "x", "y": "1"}, DataOptions(id_column="id"), "s.jsonl: column 'id' (from --id-column) not found (columns are: text, y)"),
+        ({"text": "x"}, DataOptions(), "s.jsonl: no label column found (columns are: text; pass --label-column)"),
+        ({"text": "x"}, DataOptions(label_column="y"), "s.jsonl: column 'y' (from --label-column) not found (columns are: text)"),
+    ],
+)
+def test_column_errors_have_one_wording(first, options, message):
+    with pytest.raises(DataError) as err:
+        record_columns(first, options, "s.jsonl", need_label=True)
+    assert str(err.value) == message

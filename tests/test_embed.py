@@ -294,7 +294,7 @@ def test_matches_sentence_transformers_all_minilm():
     """all-MiniLM-L6-v2, mean pooling + normalize, equals SentenceTransformer.encode on real sentences (incl. truncated ones)."""
     from sentence_transformers import SentenceTransformer
 
-    from bertcli.corpora import rotten_tomatoes
+    from bertcli.data.corpora import rotten_tomatoes
     from bertcli.modeling import default_model
 
     texts = rotten_tomatoes()[1]["text"].tolist()[:300]

@@ -529,7 +529,7 @@ def test_wnut16_entity_f1_with_minilm(tmp_path):
     """
     import torch
 
-    from bertcli.corpora import write_wnut16
+    from bertcli.data.corpora import write_wnut16
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

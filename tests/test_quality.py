@@ -26,7 +26,7 @@ def use_both_cores(monkeypatch):
 
 
 def test_rotten_tomatoes_accuracy_with_defaults(tmp_path):
-    from bertcli.corpora import write_rotten_tomatoes
+    from bertcli.data.corpora import write_rotten_tomatoes
 
     train, test = write_rotten_tomatoes(str(tmp_path / "rt"), train_size=2000, test_size=1000)
     runner = CliRunner()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertcli import corpora
+from bertcli.data import corpora
 from bertcli.cli.main import app
 from test_reports import assert_png, front_matter
 
