@@ -109,7 +109,7 @@ def environment() -> dict:
 
 def write_data(work: Path, train_size: int, test_size: int) -> tuple[list[str], list[str], list[str], list[str]]:
     """train.csv, test.csv and test.txt (one snippet a line); whitespace collapsed so a line is a snippet."""
-    from bertcli.data.corpora import rotten_tomatoes
+    from bertcli.corpora import rotten_tomatoes
 
     train, test = rotten_tomatoes()
     train, test = train.head(train_size).copy(), test.head(test_size).copy()
@@ -160,7 +160,7 @@ def bench_bertcli_finetune(work: Path, epochs: float) -> tuple[Row, Row, Path, d
 
 def bench_bertcli_predict(work: Path, model_dir: Path, texts: list[str], gold: list[str]) -> tuple[Row, Row]:
     """The whole `bertcli predict` command over test.txt, then `Classifier.scores` in-process (start-up apart)."""
-    from bertcli.classification import Classifier
+    from bertcli.tasks.classification.predictor import Classifier
 
     log("bertcli predict bertcli-model test.txt")
     wall, out = bertcli("predict", str(model_dir), str(work / "test.txt"))
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     env = environment()
-    from bertcli.modeling import default_model
+    from bertcli.bundle import default_model
 
     base_model = default_model()
     keep = contextlib.nullcontext(args.keep) if args.keep else None

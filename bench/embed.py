@@ -23,15 +23,6 @@ import numpy as np
 import torch
 
 
-def reset_accelerate() -> None:
-    """Each Embedder builds an Accelerator; a second precision in one process needs a fresh singleton."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
-
-
 def padded_loop(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 128) -> np.ndarray:
     """The naive baseline: input order, every batch padded to max_length, masked mean pooling."""
     out = []
@@ -83,10 +74,11 @@ def main() -> None:
     import transformers
     from sentence_transformers import SentenceTransformer
 
+    from bertcli.bundle import default_model
+    from bertcli.config import EmbedOptions
+    from bertcli.corpora import rotten_tomatoes
     from bertcli.runtime.precision import fast_bf16_available
-    from bertcli.data.corpora import rotten_tomatoes
-    from bertcli.embedding import Embedder, EmbedOptions
-    from bertcli.modeling import default_model
+    from bertcli.tasks.embedding.embedder import Embedder
 
     path = default_model()
     texts = [" ".join(t.split()) for t in rotten_tomatoes()[1]["text"].tolist()][: args.n]
@@ -126,7 +118,6 @@ def main() -> None:
 
     # bf16: autocast on a subset (tens of times slower than fp32 on CPUs without AVX512-BF16/AMX)
     subset = texts[:: max(1, len(texts) // args.bf16_n)][: args.bf16_n]
-    reset_accelerate()
     embedder16 = Embedder(None, EmbedOptions(normalize=True, precision="bf16"))
 
     def autocast(fn):

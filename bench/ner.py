@@ -75,13 +75,13 @@ def run_command(model_dir: Path, text_file: Path) -> tuple[float, list[set]]:
 
 
 def run_core(model_dir: Path, text_file: Path) -> tuple[float, list[set]]:
-    """`bertcli.ner.predict_stream` in-process: reading, micro-batching, tagging and JSON, model load included."""
-    from bertcli.config import DataOptions
-    from bertcli.ner import NerPredictOptions, predict_stream
+    """The NER predict core in-process: reading, micro-batching, tagging and records, model load included."""
+    from bertcli.config import PredictConfig
+    from bertcli.tasks.ner.predict import predict
 
     start = time.perf_counter()
-    out = "".join(predict_stream(str(model_dir), str(text_file), DataOptions(), NerPredictOptions()))
-    return time.perf_counter() - start, spans([json.loads(line)["entities"] for line in out.splitlines()])
+    records = [r for chunk in predict(PredictConfig(model_dir=str(model_dir), input=str(text_file))).chunks for r in chunk]
+    return time.perf_counter() - start, spans([r["entities"] for r in records])
 
 
 def run_pipeline(tagger, lines: list[str], batch_size: int | None) -> tuple[float, list[set]]:
@@ -93,7 +93,7 @@ def run_pipeline(tagger, lines: list[str], batch_size: int | None) -> tuple[floa
 
 def prepare(work: Path, model: str | None, epochs: float, train_size: int | None) -> tuple[Path, dict]:
     """WNUT-16 split into work/; the model fine-tuned by `bertcli finetune` unless one is given."""
-    from bertcli.data.corpora import write_wnut16
+    from bertcli.corpora import write_wnut16
 
     train, test = write_wnut16(str(work / "wnut"), train_size)
     if model is None:
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         words = sum(len(line.split()) for line in lines)
         from transformers import pipeline
 
-        from bertcli.ner_tagger import Tagger
+        from bertcli.tasks.ner.predictor import Tagger
 
         tagger = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first")
         tagger(lines[:8], batch_size=32)  # warm-up: lazy imports, thread pools

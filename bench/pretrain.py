@@ -59,7 +59,7 @@ def environment() -> dict:
 
 def write_corpus(work: Path, val_lines: int) -> tuple[Path, Path]:
     """train.txt (documents = movies, blank line between) and val.txt from movies not in train."""
-    from bertcli.data.corpora import rotten_tomatoes
+    from bertcli.corpora import rotten_tomatoes
 
     train, test = rotten_tomatoes()
     docs = ["\n".join(" ".join(t.split()) for t in group.text) for _, group in train.groupby("movie_name", sort=False)]
@@ -73,7 +73,7 @@ def initial_model(tokenizer, preset: str):
     from accelerate.utils import set_seed
     from transformers import BertForMaskedLM, BertForPreTraining
 
-    from bertcli.pretraining import preset_config
+    from bertcli.tasks.pretraining.pretrain import preset_config
 
     set_seed(SEED)
     pretraining = BertForPreTraining(preset_config(preset, len(tokenizer), BLOCK, tokenizer.pad_token_id))
@@ -85,7 +85,7 @@ def initial_model(tokenizer, preset: str):
 
 def run_bertcli(work: Path, corpus: Path, tokenizer_dir: str, preset: str, steps: int, batch: int) -> dict:
     from bertcli.config import PretrainConfig, build_config
-    from bertcli.pretraining import pretrain
+    from bertcli.tasks.pretraining.pretrain import pretrain
 
     cfg = build_config(
         PretrainConfig, None, inputs=[str(corpus)], output=str(work / "bertcli"), preset=preset, tokenizer=tokenizer_dir,
@@ -137,8 +137,8 @@ def main() -> None:
     parser.add_argument("--val-lines", type=int, default=400)
     args = parser.parse_args()
 
-    from bertcli.modeling import default_model, load_tokenizer
-    from bertcli.pretraining import evaluate_mlm
+    from bertcli.bundle import default_model, load_tokenizer
+    from bertcli.tasks.pretraining.pretrain import evaluate_mlm
 
     env = environment()
     log(f"environment: {json.dumps(env)}")

@@ -43,7 +43,7 @@ def write_data(work: Path, n_train: int, n_val: int) -> str:
     import csv
 
     try:
-        from bertcli.data.corpora import rotten_tomatoes
+        from bertcli.corpora import rotten_tomatoes
 
         train, test = rotten_tomatoes()
         rows = [(" ".join(t.split()), label) for t, label in zip(train["text"], train["label"])][:n_train]
@@ -67,7 +67,7 @@ def write_data(work: Path, n_train: int, n_val: int) -> str:
 
 def model_dir(work: Path) -> tuple[str, str]:
     """all-MiniLM-L6-v2 when installed, else a random BERT of its shape (speed does not depend on the weights)."""
-    from bertcli.modeling import resolve_model
+    from bertcli.bundle import resolve_model
 
     try:
         return resolve_model(None), "all-MiniLM-L6-v2"

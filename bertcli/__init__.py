@@ -1,3 +1,32 @@
-"""bertcli: the command-line toolkit for BERT-family models."""
+"""bertcli: the command-line toolkit for BERT-family models, and its small Python API.
+
+    import bertcli
+    classifier = bertcli.load("runs/sentiment")        # or an NER model: the records `bertcli predict` writes
+    classifier.predict(["A triumph.", "Two hours I will never get back."])
+    bertcli.Embedder(normalize=True).embed(["first sentence", "second one"]).vectors   # what `bertcli embed` writes
+
+Importing bertcli imports nothing heavy: torch and transformers load when a model does.
+"""
+
+from typing import Any
 
 __version__ = "0.1.0"
+__all__ = ["Embedder", "load"]
+
+
+def load(model_dir: str, **options: Any) -> Any:
+    """A predictor for a fine-tuned model directory (classifier or NER): `predict(texts)` gives `bertcli predict`'s records.
+
+    Options: precision, batch_size, max_length (and for NER stride, aggregation), as the predict command takes them.
+    """
+    from bertcli.tasks import load as load_task
+
+    return load_task(model_dir, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Embedder":  # resolved on first use, so `import bertcli` stays light
+        from bertcli.tasks.embedding.embedder import Embedder
+
+        return Embedder
+    raise AttributeError(f"module 'bertcli' has no attribute {name!r}")

@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,6 +67,18 @@ def dumps(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, default=_json_default)
 
 
+@dataclass
+class Prediction:
+    """What a task's predict gives the command: the output format and chunks to write as they are ready.
+
+    A chunk is a list of records (jsonl, csv, tsv) or ready text (conll); an empty chunk is a process's
+    share of a multi-process launch that only the main process writes.
+    """
+
+    format: str
+    chunks: Iterator[list[dict[str, Any]] | str]
+
+
 class RecordWriter:
     """Writes prediction records as JSONL, CSV or TSV to stdout or a file, flushing per batch.
 
@@ -83,8 +96,10 @@ class RecordWriter:
             self._atomic = atomic_write(output)
             self.handle = self._atomic.__enter__()
 
-    def write(self, records: list[dict[str, Any]]) -> None:
-        if self.fmt == "jsonl":
+    def write(self, records: list[dict[str, Any]] | str) -> None:
+        if isinstance(records, str):
+            self.handle.write(records)
+        elif self.fmt == "jsonl":
             self.handle.write("".join(dumps(r) + "\n" for r in records))
         else:
             rows = [{k: _cell(v) for k, v in r.items()} for r in records]

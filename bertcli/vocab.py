@@ -14,7 +14,7 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 def train_wordpiece(
     texts: Iterable[str],
     output_dir: str | Path,
-    vocab_size: int = 30522,
+    vocab_size: int,
     lowercase: bool = True,
     min_frequency: int = 2,
     model_max_length: int = 512,

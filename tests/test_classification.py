@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import sentiment_rows, write_csv
+from helpers import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
-from bertcli.classification import finetune
 from bertcli.cli.main import app
 from bertcli.config import FinetuneConfig, build_config
 from bertcli.errors import Interrupted
+from bertcli.tasks.classification.finetune import finetune
+from bertcli.training.loop import Callbacks
 
 runner = CliRunner()
 FAST = dict(epochs=6, lr=5e-3, batch_size=16)
@@ -32,9 +33,6 @@ def trained(tiny_model, tmp_path_factory):
     train = write_csv(root / "train.csv", sentiment_rows(160))
     test = write_csv(root / "test.csv", sentiment_rows(40, seed=1))
     result = finetune(_config(train, root / "model", tiny_model))
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
     return result.output, train, test
 
 
@@ -147,9 +145,6 @@ def test_multi_label_bundle_and_predictions(tmp_path, tiny_model):
     assert result.meta["task"] == "multi_label" and result.meta["labels"] == ["neg", "pos", "sport"]
     model = AutoModelForSequenceClassification.from_pretrained(str(result.output))
     assert model.config.problem_type == "multi_label_classification"
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
     out = runner.invoke(app, ["predict", str(result.output)], input="great movie sports\n")
     record = json.loads(out.stdout)
     assert set(record["scores"]) == {"neg", "pos", "sport"} and isinstance(record["labels"], list)
@@ -161,32 +156,26 @@ def test_regression_bundle_and_predictions(tmp_path, tiny_model):
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
     assert result.meta["task"] == "regression" and result.meta["labels"] == []
     assert result.meta["metric"] == "mse" and result.meta["history"][-1]["mse"] < result.meta["history"][0]["mse"]
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
     out = runner.invoke(app, ["predict", str(result.output)], input="great movie\n")
     assert isinstance(json.loads(out.stdout)["score"], float)
 
 
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_model):
     """Stop after k steps (Ctrl-C), resume with --resume auto: the weights equal an uninterrupted run's."""
-    from accelerate.state import AcceleratorState
     from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "train.csv", sentiment_rows(96))
     settings = dict(epochs=3, batch_size=16, lr=5e-3)  # 6 steps per epoch: stop mid-epoch 2
     whole = finetune(_config(train, tmp_path / "whole", tiny_model, **settings))
-    AcceleratorState._reset_state(reset_partial_state=True)
 
     def stop_at_8(step):
         if step == 8:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="interrupted at step 8"):
-        finetune(_config(train, tmp_path / "split", tiny_model, **settings), on_step=stop_at_8)
+        finetune(_config(train, tmp_path / "split", tiny_model, **settings), Callbacks(on_step=stop_at_8))
     assert not (tmp_path / "split").exists()  # nothing that looks finished
     assert (tmp_path / "split.incomplete" / "checkpoints" / "step-0000008").is_dir()
-    AcceleratorState._reset_state(reset_partial_state=True)
     resumed = finetune(_config(train, tmp_path / "split", tiny_model, resume="auto", **settings))
     assert resumed.meta["steps"] == whole.meta["steps"] == 18
     a = load_file(str(tmp_path / "whole" / "model.safetensors"))
@@ -242,14 +231,12 @@ def test_predict_into_closed_pipe_exits_quietly(trained, tmp_path):
 
 def test_sentence_pairs_train_and_evaluate(tmp_path, tiny_model):
     """sentence1/sentence2 columns are detected and encoded as one pair (token type ids 0 then 1)."""
-    from accelerate.state import AcceleratorState
 
     rows = [{"sentence1": r["text"], "sentence2": "it was " + ("great" if i % 4 < 2 else "awful"), "label": int(i % 4 < 2)}
             for i, r in enumerate(sentiment_rows(120))]  # fmt: skip
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
     assert result.meta["columns"] == {"text": "sentence1", "pair": "sentence2", "label": "label"}
     assert result.meta["labels"] == ["0", "1"]
-    AcceleratorState._reset_state(reset_partial_state=True)
     test = tmp_path / "test.jsonl"
     test.write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
     out = runner.invoke(app, ["evaluate", str(result.output), str(test), "--json"])
@@ -258,12 +245,39 @@ def test_sentence_pairs_train_and_evaluate(tmp_path, tiny_model):
 
 
 def test_class_weights_are_inverse_frequencies():
-    from bertcli.classification import class_weights_for
+    from bertcli.tasks.classification.finetune import class_weights
 
-    weights = class_weights_for("single_label", [0, 0, 0, 1], 2)
+    weights = class_weights("single_label", [0, 0, 0, 1], 2)
     assert weights.tolist() == pytest.approx([4 / 6, 4 / 2])
-    pos_weight = class_weights_for("multi_label", [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]], 2)
+    pos_weight = class_weights("multi_label", [[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.0]], 2)
     assert pos_weight.tolist() == pytest.approx([1 / 3, 3.0])
+
+
+@pytest.mark.parametrize("class_weights", ["none", "auto"])
+def test_class_weights_reach_the_training_loss(tmp_path, tiny_model, class_weights):
+    """The loss the loop minimises is cross-entropy weighted by the training split's inverse frequencies."""
+    import torch
+    import torch.nn.functional as F
+
+    from bertcli.bundle import load_tokenizer
+    from bertcli.runtime.accelerator import make_accelerator
+    from bertcli.tasks.classification.finetune import ClassificationTask
+
+    rows = [r for i, r in enumerate(sentiment_rows(120)) if r["label"] == "pos" or i % 4 == 1]  # 60 pos : 30 neg
+    cfg = _config(write_csv(tmp_path / "t.csv", rows), tmp_path / "out", tiny_model, val_split=0.0, class_weights=class_weights, precision="no")
+    task = ClassificationTask()
+    data = task.read(cfg)
+    model = task.load_model(str(tiny_model), data)
+    prepared = task.prepare(cfg, data, load_tokenizer(str(tiny_model)), model, make_accelerator("no"))
+    batch = prepared.collate(prepared.examples[:40])
+    labels = batch["labels"].clone()
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        loss = prepared.loss(model, dict(batch))
+    inverse = torch.tensor([90 / (2 * 30), 90 / (2 * 60)])  # neg is rarer: it weighs twice as much as pos
+    expected, other = (inverse, None) if class_weights == "auto" else (None, inverse)
+    torch.testing.assert_close(loss, F.cross_entropy(logits.float(), labels, weight=expected))
+    assert abs(loss.item() - F.cross_entropy(logits.float(), labels, weight=other).item()) > 1e-4
 
 
 def test_class_weights_auto_is_recorded_and_trains(tmp_path, tiny_model):

@@ -16,7 +16,7 @@ runner = CliRunner()
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "evaluate")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["finetune", "--help"], ["evaluate", "--help"], ["predict", "--help"], ["env", "--help"], ["--version"]])
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], *([command, "--help"] for command in ("finetune", "evaluate", "predict", "embed", "tokenize", "pretrain", "env"))])
 def test_help_imports_no_heavy_library(argv):
     code = (
         "import sys\n"
@@ -47,18 +47,36 @@ def test_unknown_option_is_a_usage_error():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["finetune", "{train}"], "missing required setting(s): --output"),
+        (["finetune", "{train}"], "missing --output"),
+        (["finetune"], "missing TRAIN"),
+        (["pretrain", "--preset", "tiny", "-o", "{tmp}/o"], "missing CORPUS"),
         (["finetune", "{train}", "-o", "{tmp}/o", "--precision", "fp8"], "unknown --precision 'fp8'"),
         (["finetune", "{train}", "-o", "{tmp}/o", "--task", "ranking"], "unknown --task 'ranking'"),
-        (["predict", "{tmp}", "x.txt", "--output-format", "xml"], "unknown output format 'xml'"),
+        (["predict", "{tmp}", "x.txt", "--output-format", "xml"], "unknown --output-format 'xml'"),
+        (["finetune", "{train}", "-o", "{train}"], "{train}: -o names a file; a model is saved as a directory"),
+        (["tokenize", "x", "--stats", "--train-vocab"], "--stats and --train-vocab are separate modes"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(tmp_path, sentiment_csv, argv, message):
     args = [a.format(train=sentiment_csv, tmp=tmp_path) for a in argv]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert result.stderr.startswith("bertcli: error: ") and message in result.stderr
+    assert result.stderr.startswith("bertcli: error: ") and message.format(train=sentiment_csv, tmp=tmp_path) in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_the_output_directory_is_checked_before_the_data_is_read(tmp_path, tiny_model):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = runner.invoke(app, ["finetune", str(tmp_path / "not-read-yet.csv"), "-o", str(out), "--model", str(tiny_model)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"bertcli: error: {out}: output directory already exists")
+    assert "not-read-yet" not in result.stderr and (out / "keep.txt").read_text() == "precious"
+
+
+def test_a_device_as_corpus_is_not_called_missing(tmp_path):
+    result = runner.invoke(app, ["pretrain", "/dev/null", "--preset", "tiny", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "/dev/null: is not a regular file" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -70,6 +88,7 @@ def test_bad_usage_exits_2_with_one_line(tmp_path, sentiment_csv, argv, message)
         (b"text,label\ngood,pos\nbad,\n", [], "{file}:3, column 'label': missing label"),
         (b"text,label\ngood,pos\ncaf\xe9,neg\n", [], "{file}:3: bytes are not valid UTF-8"),
         (b"text,label\ngood,pos\nbad,pos\n", [], "only one label ('pos') in the training data"),
+        (b"text,label\n", [], "{file}: the file has a header line but no rows"),
     ],
 )
 def test_bad_training_data_is_one_clear_line(tmp_path, tiny_model, content, flags, expected):

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from conftest import sentiment_rows, write_csv
+from helpers import sentiment_rows, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_RECIPE = ROOT / "recipes" / "accelerate" / "multi-cpu.yaml"
@@ -91,10 +91,10 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
 def test_two_process_pretrain_validates_each_held_out_block_once(tmp_path, tiny_model):
     from bertcli.runtime.accelerator import make_accelerator
     from bertcli.config import DataOptions
-    from bertcli.mlm_data import example_source, split_examples
-    from bertcli.mlm_objective import MaskingCollator, PretrainingObjective, evaluate_objective
-    from bertcli.modeling import load_tokenizer
-    from bertcli.pretraining import EvalBatches, load_pretraining_model
+    from bertcli.tasks.pretraining.data import example_source, split_examples
+    from bertcli.tasks.pretraining.objective import MaskingCollator, PretrainingObjective, evaluate_objective
+    from bertcli.bundle import load_tokenizer
+    from bertcli.tasks.pretraining.pretrain import EvalBatches, load_pretraining_model
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(row["text"] + " ." for row in sentiment_rows(300, seed=3)) + "\n")

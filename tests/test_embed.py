@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_csv
+from helpers import write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from bertcli.config import DataOptions
-from bertcli.embedding import EmbedOptions, Embedder, ExportOptions, export_embeddings, parse_layers, token_budget_batches
+from bertcli.config import DataOptions, EmbedConfig, EmbedOptions, VectorOptions
+from bertcli.inference.batching import token_budget_batches
+from bertcli.tasks.embedding.embed import embed
+from bertcli.tasks.embedding.embedder import Embedder, parse_layers
 from bertcli.errors import Interrupted, ModelError, UsageError
 
 runner = CliRunner()
@@ -149,7 +151,8 @@ def corpus_csv(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def expected(tiny_model):
-    return Embedder(str(tiny_model), EmbedOptions(normalize=True)).embed(TEXTS).vectors
+    """fp32 vectors: the comparisons below pin fp32 too, so 1e-5 holds whatever --precision auto means here."""
+    return Embedder(str(tiny_model), EmbedOptions(normalize=True, precision="no")).embed(TEXTS).vectors
 
 
 def _read(path: Path, fmt: str):
@@ -170,7 +173,7 @@ def _read(path: Path, fmt: str):
 def test_output_formats_round_trip_with_ids_in_order(tiny_model, corpus_csv, tmp_path, expected, fmt):
     out = tmp_path / f"vectors.{fmt}"
     args = ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--normalize", "--text-column", "body", "--id-column", "doc_id"]
-    result = runner.invoke(app, [*args, "--include-text", "--chunk-size", "3", "--batch-size", "2"])
+    result = runner.invoke(app, [*args, "--include-text", "--chunk-size", "3", "--batch-size", "2", "--precision", "no"])
     assert result.exit_code == 0, result.stderr
     ids, texts, vectors = _read(out, fmt)
     assert ids == [f"d{i:02d}" for i in range(len(TEXTS))]
@@ -182,7 +185,7 @@ def test_output_formats_round_trip_with_ids_in_order(tiny_model, corpus_csv, tmp
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
 def test_float16_output(tiny_model, corpus_csv, tmp_path, expected, fmt):
     out = tmp_path / f"half.{fmt}"
-    result = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--normalize", "--dtype", "float16"])
+    result = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--normalize", "--dtype", "float16", "--precision", "no"])
     assert result.exit_code == 0, result.stderr
     if fmt == "npy":
         vectors = np.load(out)
@@ -200,7 +203,8 @@ def test_txt_input_from_file_or_stdin_to_stdout(tiny_model, tmp_path, expected, 
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     args = {"file": [str(source)], "dash": ["-"], "stdin": []}[how]
-    result = runner.invoke(app, ["embed", *args, "-m", str(tiny_model), "--normalize", "-o", "-"], input=None if how == "file" else source.read_text())
+    args += ["-m", str(tiny_model), "--normalize", "-o", "-", "--precision", "no"]
+    result = runner.invoke(app, ["embed", *args], input=None if how == "file" else source.read_text())
     assert result.exit_code == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["id"] for r in records] == list(range(len(TEXTS)))
@@ -210,7 +214,7 @@ def test_txt_input_from_file_or_stdin_to_stdout(tiny_model, tmp_path, expected, 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_token_level_export(tiny_model, corpus_csv, tmp_path, fmt):
     out = tmp_path / f"tokens.{fmt}"
-    result = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--token-level", "--chunk-size", "4"])
+    result = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--token-level", "--chunk-size", "4", "--precision", "no"])
     assert result.exit_code == 0, result.stderr
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -218,7 +222,7 @@ def test_token_level_export(tiny_model, corpus_csv, tmp_path, fmt):
         rows = pq.read_table(out).to_pylist()
     else:
         rows = [json.loads(line) for line in out.read_text().splitlines()]
-    want = Embedder(str(tiny_model), EmbedOptions(token_level=True)).embed(TEXTS)
+    want = Embedder(str(tiny_model), EmbedOptions(token_level=True, precision="no")).embed(TEXTS)
     assert [r["id"] for r in rows] == list(range(len(TEXTS)))
     for row, tokens, vectors in zip(rows, want.tokens, want.vectors):
         assert row["tokens"] == tokens and len(row["offsets"]) == len(tokens)
@@ -231,9 +235,10 @@ def test_streaming_chunks_smaller_than_the_input_give_the_same_result(tiny_model
     source = tmp_path / "many.txt"
     texts = [TEXTS[i % len(TEXTS)] + " " + "good " * (i % 7) for i in range(53)]
     source.write_text("\n".join(texts) + "\n", encoding="utf-8")
-    data, opts = DataOptions(), EmbedOptions(batch_size=4, precision="no")  # fp32: batches differ, values must not
-    chunked = export_embeddings(str(tiny_model), str(source), str(tmp_path / "a.npy"), data, opts, ExportOptions(chunk_size=5))
-    whole = export_embeddings(str(tiny_model), str(source), str(tmp_path / "b.npy"), data, opts, ExportOptions(chunk_size=1000))
+    opts = EmbedOptions(batch_size=4, precision="no")  # fp32: batches differ, values must not
+    common = dict(input=str(source), model=str(tiny_model), embed=opts)
+    chunked = embed(EmbedConfig(output=str(tmp_path / "a.npy"), vectors=VectorOptions(chunk_size=5), **common))
+    whole = embed(EmbedConfig(output=str(tmp_path / "b.npy"), vectors=VectorOptions(chunk_size=1000), **common))
     assert chunked.rows == whole.rows == 53
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"), atol=1e-5)
     assert (tmp_path / "a.ids.txt").read_text().splitlines() == [str(i) for i in range(53)]
@@ -241,11 +246,15 @@ def test_streaming_chunks_smaller_than_the_input_give_the_same_result(tiny_model
 
 @pytest.mark.parametrize("fmt", ["npy", "parquet", "jsonl"])
 def test_resume_after_an_interrupted_export(tiny_model, corpus_csv, tmp_path, monkeypatch, expected, fmt):
-    from bertcli import vector_io
+    from bertcli.tasks.embedding import vectors as vector_io
 
     out = tmp_path / f"vectors.{fmt}"
     data = DataOptions(text_column="body", id_column="doc_id")
-    opts, export = EmbedOptions(normalize=True), ExportOptions(chunk_size=3)
+    opts, export = EmbedOptions(normalize=True, precision="no"), VectorOptions(chunk_size=3)
+
+    def run(vectors: VectorOptions):
+        return embed(EmbedConfig(input=str(corpus_csv), output=str(out), model=str(tiny_model), embed=opts, vectors=vectors, data=data))
+
     writer_cls = vector_io.WRITERS[fmt]
     real_append = writer_cls.append
     calls = {"n": 0}
@@ -258,18 +267,16 @@ def test_resume_after_an_interrupted_export(tiny_model, corpus_csv, tmp_path, mo
 
     monkeypatch.setattr(writer_cls, "append", flaky_append)
     with pytest.raises(Interrupted, match="after 6 inputs"):
-        export_embeddings(str(tiny_model), str(corpus_csv), str(out), data, opts, export)
+        run(export)
     assert not out.exists() and Path(str(out) + ".partial").exists()
     if fmt == "npy":  # a crash mid-append leaves bytes beyond the last checkpoint; resume must drop them
         with open(str(out) + ".partial", "ab") as handle:
             handle.write(b"\1" * 100)
     monkeypatch.setattr(writer_cls, "append", real_append)
 
-    changed = ExportOptions(chunk_size=3, resume=True, dtype="float16")
     with pytest.raises(UsageError, match="other settings"):
-        export_embeddings(str(tiny_model), str(corpus_csv), str(out), data, opts, changed)
-    export.resume = True
-    result = export_embeddings(str(tiny_model), str(corpus_csv), str(out), data, opts, export)
+        run(VectorOptions(chunk_size=3, resume=True, dtype="float16"))
+    result = run(VectorOptions(chunk_size=3, resume=True))
     assert result.resumed_from == 6 and result.rows == len(TEXTS)
     ids, _, vectors = _read(out, fmt)
     assert ids == [f"d{i:02d}" for i in range(len(TEXTS))]
@@ -294,8 +301,8 @@ def test_matches_sentence_transformers_all_minilm():
     """all-MiniLM-L6-v2, mean pooling + normalize, equals SentenceTransformer.encode on real sentences (incl. truncated ones)."""
     from sentence_transformers import SentenceTransformer
 
-    from bertcli.data.corpora import rotten_tomatoes
-    from bertcli.modeling import default_model
+    from bertcli.bundle import default_model
+    from bertcli.corpora import rotten_tomatoes
 
     texts = rotten_tomatoes()[1]["text"].tolist()[:300]
     texts += [" ".join(texts[i : i + 25]) for i in range(0, 100, 25)]  # several hundred tokens: cut at 256
@@ -308,3 +315,22 @@ def test_matches_sentence_transformers_all_minilm():
     assert sum(result.truncated) == 4
     cosine = (result.vectors * want).sum(axis=1) / np.linalg.norm(want, axis=1)
     assert cosine.min() >= 0.9999, (cosine.argmin(), cosine.min())
+
+
+def test_bf16_vectors_stay_close_to_fp32(tiny_model):
+    """The bf16 path (what --precision auto picks on fast-bf16 hardware): bf16 keeps 8 bits of mantissa, so cosines
+    stay above 0.99 against fp32, not 1e-5 equal."""
+    fp32 = Embedder(str(tiny_model), EmbedOptions(normalize=True, precision="no")).embed(TEXTS).vectors
+    bf16 = Embedder(str(tiny_model), EmbedOptions(normalize=True, precision="bf16"))
+    assert bf16.backend.dtype is not None
+    cosine = (bf16.embed(TEXTS).vectors * fp32).sum(axis=1)
+    assert cosine.min() >= 0.99 and not np.allclose(bf16.embed(TEXTS).vectors, fp32, atol=1e-6)
+
+
+def test_two_precisions_live_in_one_process(tiny_model):
+    """No process-wide precision: an fp32 and a bf16 model side by side, each computing in its own."""
+    a = Embedder(str(tiny_model), EmbedOptions(precision="no"))
+    b = Embedder(str(tiny_model), EmbedOptions(precision="bf16"))
+    again = Embedder(str(tiny_model), EmbedOptions(precision="no"))
+    np.testing.assert_allclose(a.embed(TEXTS).vectors, again.embed(TEXTS).vectors, rtol=0, atol=0)
+    assert (a.backend.dtype, str(b.backend.dtype)) == (None, "torch.bfloat16")

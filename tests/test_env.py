@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -13,11 +14,13 @@ from bertcli.cli.main import app
 runner = CliRunner()
 
 
-def test_env_json_reports_versions_devices_precision_and_launch(monkeypatch):
+@pytest.mark.parametrize("fast_bf16", ["1", "0"])
+def test_env_json_reports_versions_devices_precision_and_launch(monkeypatch, fast_bf16):
+    monkeypatch.setenv("BERTCLI_FAST_BF16", fast_bf16)
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
-    result = runner.invoke(app, ["env", "--format", "json"])
+    result = runner.invoke(app, ["env", "--output-format", "json"])
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["bertcli"] == __version__
@@ -26,7 +29,8 @@ def test_env_json_reports_versions_devices_precision_and_launch(monkeypatch):
     assert info["cpu"]["torch_threads"] == torch.get_num_threads() and info["cpu"]["cores"] >= 1
     expected_type = torch.accelerator.current_accelerator().type if torch.accelerator.is_available() else None
     assert info["accelerator"]["type"] == expected_type
-    assert info["precision"]["auto_resolves_to"] in ("bf16", "no")
+    assert info["precision"]["auto_resolves_to"] == ("bf16" if fast_bf16 == "1" else "no")
+    assert info["precision"]["bf16_fast"] is (fast_bf16 == "1")
     assert info["distributed"]["launch"] == {"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "10.0.0.1"}
     if torch.distributed.is_available():
         assert "gloo" in info["distributed"]["backends"]
@@ -51,5 +55,5 @@ def test_env_text_shows_the_accelerate_config(tmp_path, monkeypatch):
 
 
 def test_env_rejects_an_unknown_format():
-    result = runner.invoke(app, ["env", "--format", "xml"])
-    assert result.exit_code == 2 and "unknown --format 'xml'" in result.stderr
+    result = runner.invoke(app, ["env", "--output-format", "xml"])
+    assert result.exit_code == 2 and "unknown --output-format 'xml'" in result.stderr

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from conftest import sentiment_rows, write_csv
+from helpers import sentiment_rows, write_csv
 
 runner = CliRunner()
 
@@ -32,9 +32,6 @@ def test_gradient_checkpointing_learns_the_same_model(tmp_path, tiny_model, comm
     common = [*args, "-m", str(tiny_model), "--precision", "no"]
     plain = runner.invoke(app, [*common, "-o", str(tmp_path / "plain")])
     assert plain.exit_code == 0, plain.stderr
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
     checkpointed = runner.invoke(app, [*common, "-o", str(tmp_path / "ckpt"), "--gradient-checkpointing"])
     assert checkpointed.exit_code == 0, checkpointed.stderr
     assert "gradient checkpointing: activations are recomputed" in checkpointed.stderr

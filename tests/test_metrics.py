@@ -11,7 +11,7 @@ from seqeval import metrics as sm
 from seqeval.scheme import IOB2
 from sklearn import metrics as skm
 
-from bertcli import metrics
+from bertcli.reports import metrics
 
 LABELS = ["a", "b", "c"]
 # Class "b" is never predicted.

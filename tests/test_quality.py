@@ -26,15 +26,12 @@ def use_both_cores(monkeypatch):
 
 
 def test_rotten_tomatoes_accuracy_with_defaults(tmp_path):
-    from bertcli.data.corpora import write_rotten_tomatoes
+    from bertcli.corpora import write_rotten_tomatoes
 
     train, test = write_rotten_tomatoes(str(tmp_path / "rt"), train_size=2000, test_size=1000)
     runner = CliRunner()
     result = runner.invoke(app, ["finetune", str(train), "-o", str(tmp_path / "model"), "--epochs", "1"])
     assert result.exit_code == 0, result.stderr
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
     result = runner.invoke(app, ["evaluate", str(tmp_path / "model"), str(test), "--json"])
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertcli.data import corpora
+from bertcli import corpora
 from bertcli.cli.main import app
-from test_reports import assert_png, front_matter
+from helpers import assert_png, front_matter
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -129,7 +129,7 @@ def test_tiny_bert_from_scratch():
 def test_embeddings_and_nearest_neighbours(tiny_model, capsys):
     import pyarrow.parquet as pq
 
-    from bertcli.neighbours import main as neighbours
+    from bertcli.tasks.embedding.neighbours import main as neighbours
 
     corpora.write_rotten_tomatoes("data/rt", 8, 24)
     run("embed", "--config", recipe("embeddings.toml"), "-m", str(tiny_model))

@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from conftest import sentiment_rows, write_csv
+from helpers import assert_png, front_matter, sentiment_rows, write_csv
 
 runner = CliRunner()
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def assert_png(path: Path, min_width: int = 300) -> None:
-    """A valid, non-trivial PNG: the signature, a real size, and pixels that are not all one colour."""
-    import matplotlib.image
-
-    assert path.is_file(), path
-    assert path.read_bytes()[:8] == PNG_MAGIC
-    assert path.stat().st_size > 5000
-    pixels = matplotlib.image.imread(str(path))
-    assert pixels.shape[1] >= min_width and pixels.shape[0] >= 150
-    assert pixels[..., :3].std() > 0.05  # drawn lines and text, not a blank canvas
-
-
-def front_matter(card: str) -> dict:
-    import yaml
-
-    assert card.startswith("---\n")
-    return yaml.safe_load(card.split("---\n")[1])
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +98,7 @@ def test_missing_tracker_package_is_named(tiny_model, sentiment_csv, tmp_path, m
 
 
 def test_card_records_the_exact_launch_command(monkeypatch):
-    from bertcli.model_card import launch_command, render_card
+    from bertcli.reports.model_card import launch_command, render_card
 
     monkeypatch.setattr(sys, "argv", ["/usr/local/bin/bertcli", "finetune", "my data.csv", "-o", "runs/x", "--epochs", "1"])
     command = launch_command()
@@ -131,8 +110,8 @@ def test_card_records_the_exact_launch_command(monkeypatch):
 
 
 def test_base_model_only_for_hub_ids(tmp_path):
-    from bertcli.model_card import front_matter as matter
-    from bertcli.modeling import DEFAULT_HUB_ID
+    from bertcli.reports.model_card import front_matter as matter
+    from bertcli.bundle import DEFAULT_HUB_ID
 
     assert matter({"task": "ner", "base_model": DEFAULT_HUB_ID})["base_model"] == DEFAULT_HUB_ID
     assert matter({"task": "ner", "base_model": DEFAULT_HUB_ID})["pipeline_tag"] == "token-classification"
@@ -161,7 +140,7 @@ def test_evaluate_plots_flag_without_report_file(tracked_run, tmp_path):
 
 
 def test_f1_bars_for_entity_types(tmp_path):
-    from bertcli.plots import report_plots
+    from bertcli.reports.plots import report_plots
 
     per_type = {
         "person": {"precision": 0.6, "recall": 0.5, "f1": 0.545, "support": 40},

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from bertcli.tokenization import suggest_max_length
+from bertcli.tasks.tokenization.tokenize import suggest_max_length
 
 runner = CliRunner()
 
@@ -103,7 +103,7 @@ def test_suggested_max_length():
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
-    from bertcli.data.corpora import rotten_tomatoes
+    from bertcli.corpora import rotten_tomatoes
 
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     texts = [" ".join(t.split()) for t in rotten_tomatoes()[0]["text"].tolist()[:3000]]  # one snippet per line

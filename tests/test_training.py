@@ -1,14 +1,15 @@
-"""The training loop itself (bertcli.training.train), driven directly with a small job."""
+"""The training loop itself (bertcli.training.loop.train), driven directly with a small job."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bertcli import training
-from bertcli.runtime.accelerator import make_accelerator
 from bertcli.config import TrainOptions
-from bertcli.training import TrainJob, train
+from bertcli.runtime.accelerator import make_accelerator
+from bertcli.training import checkpoints
+from bertcli.training.checkpoints import TrainState
+from bertcli.training.loop import Callbacks, TrainJob, train
 
 
 def regression_job(accuracies: list[float], snapshots: list[dict[str, torch.Tensor]]) -> TrainJob:
@@ -33,20 +34,21 @@ def regression_job(accuracies: list[float], snapshots: list[dict[str, torch.Tens
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["whole-weights", "accelerate-state"])
 def test_the_best_evaluation_s_weights_are_what_the_run_leaves(tmp_path, monkeypatch, sharded):
-    """The second of three evaluations is best: job.model and job.weights end with its weights, not the last step's,
+    """The second of three evaluations is best: the result's model and weights are its weights, not the last step's,
     both where the weights are saved whole and where (as under FSDP/DeepSpeed) Accelerate's state save/load is used."""
-    monkeypatch.setattr(training, "_weights_sharded", lambda accelerator: sharded)
+    monkeypatch.setattr(checkpoints, "weights_sharded", lambda accelerator: sharded)
     snapshots: list[dict[str, torch.Tensor]] = []
     job = regression_job([0.5, 0.9, 0.7], snapshots)
     opts = TrainOptions(epochs=3, lr=0.05, batch_size=8, precision="no")
-    state = train(job, opts, make_accelerator("no"), tmp_path / "run")
+    result = train(job, opts, make_accelerator("no"), tmp_path / "run")
+    state = result.state
 
     assert [h["accuracy"] for h in state.history] == [0.5, 0.9, 0.7]
     assert state.best_step == 8 and state.global_step == 12
     assert not torch.equal(snapshots[1]["weight"], snapshots[2]["weight"])  # training moved on after the best
     for name, best in snapshots[1].items():
-        torch.testing.assert_close(job.weights[name], best, rtol=0, atol=0)
-        torch.testing.assert_close(job.model.state_dict()[name], best, rtol=0, atol=0)
+        torch.testing.assert_close(result.weights[name], best, rtol=0, atol=0)
+        torch.testing.assert_close(result.model.state_dict()[name], best, rtol=0, atol=0)
     kept = sorted(p.name for p in (tmp_path / "run").iterdir() if "best" in p.name)
     assert kept == ["best-step-0000008"]  # the first evaluation's weights were dropped once the second's were in place
     saved = sorted(p.name for p in (tmp_path / "run" / kept[0]).iterdir())
@@ -62,8 +64,44 @@ def test_missing_best_weights_leave_the_last_step_s_with_a_warning(tmp_path, cap
     try:
         model = torch.nn.Linear(4, 1)
         before = {k: v.clone() for k, v in model.state_dict().items()}
-        training._restore_best(make_accelerator("no"), model, tmp_path, training.TrainState(global_step=10, best_step=5))
+        checkpoints.restore_best(make_accelerator("no"), model, tmp_path, TrainState(global_step=10, best_step=5))
     finally:
         logger.removeHandler(caplog.handler)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
     assert any("best evaluation's weights (step 5) are gone" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "options, evaluated_at",
+    [
+        ({"epochs": 3}, [4, 8, 12]),  # each epoch's end
+        ({"epochs": 3, "eval_steps": 5}, [5, 10, 12]),  # every 5 steps, and the last step once more
+        ({"epochs": 3, "eval_steps": 4}, [4, 8, 12]),  # the last step is on the cadence: evaluated once
+        ({"max_steps": 6}, [4, 6]),  # an epoch's end, and where --max-steps cuts the second epoch
+        ({"epochs": 3, "patience": 1}, [4, 8]),  # the second evaluation does not improve: stop
+    ],
+)
+def test_the_evaluation_cadence(tmp_path, options, evaluated_at):
+    """32 examples in batches of 8: 4 steps an epoch. The hook sees every evaluation, in order, with its metrics."""
+    seen: list[tuple[int, float]] = []
+    job = regression_job([0.5, 0.4, 0.9, 0.8], [])
+    opts = TrainOptions(lr=0.05, batch_size=8, precision="no", **options)
+    callbacks = Callbacks(on_evaluate=lambda step, metrics: seen.append((step, metrics["accuracy"])))
+    result = train(job, opts, make_accelerator("no"), tmp_path / "run", callbacks)
+    assert [h["step"] for h in result.state.history] == evaluated_at
+    assert seen == [(h["step"], h["accuracy"]) for h in result.state.history]
+    assert result.state.stopped_early == ("patience" in options)
+
+
+def test_a_hook_that_raises_stops_the_run_at_that_evaluation(tmp_path):
+    """What tuning's pruning relies on: an exception from on_evaluate ends train() there, with nothing trained after."""
+    steps: list[int] = []
+
+    def prune(step: int, metrics: dict[str, float]) -> None:
+        if step == 8:
+            raise RuntimeError("pruned")
+
+    opts = TrainOptions(epochs=3, lr=0.05, batch_size=8, precision="no")
+    with pytest.raises(RuntimeError, match="pruned"):
+        train(regression_job([0.5, 0.9, 0.7], []), opts, make_accelerator("no"), tmp_path / "run", Callbacks(on_step=steps.append, on_evaluate=prune))
+    assert steps == list(range(1, 9))

@@ -7,9 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from bertcli.cli.options import ConfigOpt, FormatOpt, IdColumnOpt, MaxLengthOpt, ModelOpt, PrecisionOpt, RUNTIME, TextColumnOpt
+from bertcli.cli.options import (
+    RUNTIME, ConfigOpt, FormatOpt, IdColumnOpt, IncludeTextOpt, ModelOpt, PrecisionOpt, TextColumnOpt, batch_size_option, default,
+    max_length_option,
+)  # fmt: skip
+from bertcli.config import BATCH_TOKENS, CHUNK_SIZE, LAYER_AGGS, POOLINGS, TOKEN_CHUNK_SIZE, EmbedOptions, VectorOptions
 
 NAME = "embed"
+POOLING = "Pooling"
+OUTPUT = "Output"
+BatchSizeOpt = batch_size_option(f"[default: batches of about {BATCH_TOKENS} padded tokens, faster on CPU]")
+MaxLengthOpt = max_length_option("longer ones are truncated. [default: the model's, or its sentence-transformers max_seq_length]")
 EXAMPLES = """\b
 Examples:
   bertcli embed sentences.txt -o vectors.npy          # + vectors.ids.txt, row i = id on line i
@@ -19,8 +27,6 @@ Examples:
   bertcli embed big.jsonl -o big.npy --resume          # continue an interrupted export
   bertcli embed --config recipes/embeddings.toml       # settings from a recipe; options given here override it
 """
-POOLING = "Pooling"
-OUTPUT = "Output"
 
 
 def command(
@@ -32,27 +38,30 @@ def command(
     ] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
-    pooling: Annotated[Optional[str], typer.Option(help="mean (over real tokens), cls, max, or pooler (the model's trained pooler). [default: mean]", rich_help_panel=POOLING)] = None,
-    layers: Annotated[
-        Optional[str], typer.Option(help="Hidden layers to use: -1 (last), -4: (last four), -2,-1; 0 is the embedding layer. [default: -1]", rich_help_panel=POOLING)
+    pooling: Annotated[
+        Optional[str], typer.Option(help=f"{', '.join(POOLINGS)} (the model's trained pooler). {default(EmbedOptions.pooling)}", rich_help_panel=POOLING)
     ] = None,
-    layer_agg: Annotated[Optional[str], typer.Option(help="How to combine several --layers: mean or concat. [default: mean]", rich_help_panel=POOLING)] = None,
+    layers: Annotated[
+        Optional[str],
+        typer.Option(help=f"Hidden layers to use: -1 (last), -4: (last four), -2,-1; 0 is the embedding layer. {default(EmbedOptions.layers)}", rich_help_panel=POOLING),
+    ] = None,
+    layer_agg: Annotated[
+        Optional[str], typer.Option(help=f"How to combine several --layers: {' or '.join(LAYER_AGGS)}. {default(EmbedOptions.layer_agg)}", rich_help_panel=POOLING)
+    ] = None,
     normalize: Annotated[Optional[bool], typer.Option("--normalize", help="Scale each vector to unit length (cosine = dot product).", show_default=False, rich_help_panel=POOLING)] = None,
     token_level: Annotated[
-        Optional[bool], typer.Option("--token-level", help="Write each input's token vectors, tokens and character offsets instead of one pooled vector.", show_default=False, rich_help_panel=POOLING)
+        Optional[bool],
+        typer.Option("--token-level", help="Write each input's token vectors, tokens and character offsets instead of one pooled vector.", show_default=False, rich_help_panel=POOLING),
     ] = None,
     output_format: Annotated[Optional[str], typer.Option(help="npy, parquet or jsonl. [default: from the -o suffix]", rich_help_panel=OUTPUT)] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float32 or float16 (half the size) for the stored vectors. [default: float32]", rich_help_panel=OUTPUT)] = None,
-    include_text: Annotated[Optional[bool], typer.Option("--include-text", help="Copy the input text into .parquet/.jsonl output.", show_default=False, rich_help_panel=OUTPUT)] = None,
+    dtype: Annotated[Optional[str], typer.Option(help=f"float32 or float16 (half the size) for the stored vectors. {default(VectorOptions.dtype)}", rich_help_panel=OUTPUT)] = None,
+    include_text: IncludeTextOpt = None,
     resume: Annotated[
         Optional[bool], typer.Option("--resume", help="Continue an interrupted export from its OUTPUT.partial file instead of starting over.", show_default=False, rich_help_panel=OUTPUT)
     ] = None,
-    batch_size: Annotated[
-        Optional[int],
-        typer.Option("--batch-size", "-b", help="Inputs per batch. [default: batches of about 4096 padded tokens, faster on CPU]", rich_help_panel=RUNTIME, show_default=False),
-    ] = None,
+    batch_size: BatchSizeOpt = None,
     chunk_size: Annotated[
-        Optional[int], typer.Option(help="Inputs read, sorted and written at a time (bounds memory). [default: 10000; 1000 with --token-level]", rich_help_panel=RUNTIME)
+        Optional[int], typer.Option(help=f"Inputs read, sorted and written at a time (bounds memory). [default: {CHUNK_SIZE}; {TOKEN_CHUNK_SIZE} with --token-level]", rich_help_panel=RUNTIME)
     ] = None,
     max_length: MaxLengthOpt = None,
     precision: PrecisionOpt = None,
@@ -62,30 +71,22 @@ def command(
 ) -> None:
     """Embed texts with a BERT model: one vector per input (or per token), in input order, streamed to a file."""
     values = {k: v for k, v in locals().items() if k != "config"}
-    from bertcli.config import DataOptions, recipe_values, take
-    from bertcli.embedding import EmbedOptions, ExportOptions, export_embeddings
+    import logging
+
+    from bertcli.config import EmbedConfig, build_config
     from bertcli.errors import UsageError
+    from bertcli.tasks.embedding.embed import embed
+    from bertcli.tasks.embedding.vectors import ids_path
 
-    settings = recipe_values(config, **values)
-    input, output, model = settings.pop("input", None), settings.pop("output", None), settings.pop("model", None)
-    opts, export, data = take(EmbedOptions, settings), take(ExportOptions, settings), take(DataOptions, settings)
-    if settings:
-        raise UsageError(f"unknown setting(s) {', '.join(sorted(settings))}", file=config)
-
-    if input in (None, "-") and sys.stdin.isatty():
+    if values["output"] is None and config is None and not sys.stdout.isatty():
+        values["output"] = "-"  # piped: JSONL on stdout
+    cfg = build_config(EmbedConfig, config, **values)
+    if cfg.input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a file, or pipe text into stdin", hint="bertcli embed sentences.txt -o vectors.npy")
-    if output is None:
-        if sys.stdout.isatty():
-            raise UsageError("missing --output/-o", hint="-o vectors.npy, or -o - for JSONL on stdout")
-        output = "-"
-    result = export_embeddings(model, input, output, data, opts, export)
-    if output != "-":
-        import logging
-
-        from bertcli.vector_io import ids_path
-
-        sidecar = f" + {ids_path(output)}" if result.format == "npy" else ""
+    result = embed(cfg)
+    if cfg.output != "-":
+        sidecar = f" + {ids_path(cfg.output)}" if result.format == "npy" else ""
         logging.getLogger("bertcli").info(
             "embedded %d inputs (dim %d) in %.1fs (%.0f sentences/s) -> %s%s",
-            result.rows, result.dim, result.seconds, result.rate, output, sidecar,
+            result.rows, result.dim, result.seconds, result.rate, cfg.output, sidecar,
         )  # fmt: skip

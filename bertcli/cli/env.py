@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,20 +11,20 @@ NAME = "env"
 EXAMPLES = """\b
 Examples:
   bertcli env                   # paste into a bug report
-  bertcli env --format json     # the same, machine-readable
+  bertcli env --output-format json     # the same, machine-readable
   accelerate launch --config_file recipes/accelerate/multi-gpu.yaml -m bertcli env   # what each process sees
 """
 
 
 def command(
-    format: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+    output_format: Annotated[Optional[str], typer.Option(help="text or json. [default: text]")] = None,
 ) -> None:
     """Show library versions, CPU and accelerator devices, precision support and the distributed launch setup."""
     from bertcli.errors import UsageError
 
-    if format not in ("text", "json"):
-        raise UsageError(f"unknown --format {format!r}", hint="choose text or json")
+    if output_format not in (None, "text", "json"):
+        raise UsageError(f"unknown --output-format {output_format!r}", hint="choose text or json")
     from bertcli.runtime.environment import describe_environment, render_text
 
     info = describe_environment()
-    typer.echo(json.dumps(info, indent=2) if format == "json" else render_text(info))
+    typer.echo(json.dumps(info, indent=2) if output_format == "json" else render_text(info))

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import os
+from json import dumps
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from bertcli.cli.options import (
-    BatchSizeOpt, FormatOpt, LabelColumnOpt, LabelSepOpt, ModelDirArg, PrecisionOpt, SchemeOpt, TextColumnOpt, TextPairColumnOpt,
+    ConfigOpt, FormatOpt, LabelColumnOpt, LabelSepOpt, ModelDirArg, PrecisionOpt, SchemeOpt, TextColumnOpt, TextPairColumnOpt,
+    batch_size_option, default,
 )  # fmt: skip
+from bertcli.config import EvaluateConfig
 
 NAME = "evaluate"
+BatchSizeOpt = batch_size_option(default(EvaluateConfig.batch_size))
 EXAMPLES = """\b
 Examples:
   bertcli evaluate runs/sentiment test.csv
@@ -27,17 +30,18 @@ Examples:
 
 def command(
     model_dir: ModelDirArg,
-    data: Annotated[str, typer.Argument(help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.")],
+    input: Annotated[
+        Optional[str], typer.Argument(metavar="DATA", help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.", show_default=False)
+    ] = None,
     output: Annotated[
         Optional[str], typer.Option("--output", "-o", help="Write the full report as JSON here; a directory (existing, or ending in /) gets report.json and the plots.")
     ] = None,
     plots: Annotated[
         Optional[str], typer.Option("--plots", help="Write confusion_matrix.png (classification) or f1_per_type.png (NER, multi-label) into this directory.")
     ] = None,
-    errors: Annotated[
-        Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout instead of tables.")] = False,
+    errors: Annotated[Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans).")] = None,
+    json: Annotated[Optional[bool], typer.Option("--json", help="Print the report as JSON on stdout instead of tables.", show_default=False)] = None,
+    config: ConfigOpt = None,
     batch_size: BatchSizeOpt = None,
     precision: PrecisionOpt = None,
     format: FormatOpt = None,
@@ -51,26 +55,17 @@ def command(
 
     For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
     """
-    from bertcli.runtime.accelerator import is_main_process
-    from bertcli.config import DataOptions
-    from bertcli.runtime.distributed import require_file_under_launch
+    values = {k: v for k, v in locals().items() if k != "config"}
+    from bertcli.config import build_config
     from bertcli.io import write_json
-    from bertcli.ner_data import is_token_classifier
+    from bertcli.runtime.accelerator import is_main_process
+    from bertcli.tasks import evaluate
 
-    require_file_under_launch(data, "evaluate")
-    errors = errors if is_main_process() else None  # under a launch every process scores, the main one writes
-
-    if is_token_classifier(model_dir):
-        from bertcli.ner import evaluate_model as evaluate_ner
-
-        report = evaluate_ner(model_dir, data, format, scheme, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
-    else:
-        from bertcli.classification import evaluate_model
-
-        options = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, label_column=label_column, label_sep=label_sep)
-        report = evaluate_model(model_dir, data, options, batch_size=batch_size or 64, precision=precision or "auto", errors_path=errors)
+    cfg = build_config(EvaluateConfig, config, **values)
+    report = evaluate(cfg)
     if not is_main_process():
         return  # under a launch, one report: the main process writes and prints it
+    output, plots = cfg.output, cfg.plots
     if output and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
         plots = plots or output
         output = str(Path(output) / "report.json")
@@ -78,8 +73,8 @@ def command(
         write_json(output, report)
     if plots:
         _write_plots(report, plots)
-    if as_json:
-        typer.echo(json.dumps(report, indent=2))
+    if cfg.json:
+        typer.echo(dumps(report, indent=2))
     else:
         render(report)
 
@@ -87,7 +82,7 @@ def command(
 def _write_plots(report: dict[str, Any], directory: str) -> None:
     import logging
 
-    from bertcli.plots import report_plots
+    from bertcli.reports.plots import report_plots
 
     written = report_plots(report, directory)
     log = logging.getLogger("bertcli")

@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 import typer
 
 from bertcli.cli.options import (
-    BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, GradientCheckpointingOpt, LabelColumnOpt, LabelSepOpt, LrOpt,
-    MaxLengthOpt, MaxStepsOpt, MetricOpt, ModelOpt, NER, OverwriteOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SaveStepsOpt,
-    SchemeOpt, SeedOpt, StrideOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, TRAINING, ValidationOpt, ValSplitOpt, WarmupOpt, WeightDecayOpt,
+    NER, ClassWeightsOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FinetuneBatchSizeOpt, FormatOpt, GradAccumOpt,
+    GradientCheckpointingOpt, LabelColumnOpt, LabelSepOpt, LrOpt, MaxStepsOpt, MetricOpt, ModelOpt, OverwriteOpt, PatienceOpt, PrecisionOpt,
+    ReportToOpt, ResumeOpt, SaveStepsOpt, SchemeOpt, SeedOpt, StrideOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, ValidationOpt,
+    ValSplitOpt, WarmupOpt, WeightDecayOpt, max_length_option,
 )  # fmt: skip
 
 NAME = "finetune"
+MaxLengthOpt = max_length_option("longer ones are truncated (NER: split into overlapping windows). [default: from the data, within the model's limit]")
 EXAMPLES = """\b
 Examples:
   bertcli finetune train.csv -o runs/sentiment
@@ -36,7 +38,7 @@ def command(
     val_split: ValSplitOpt = None,
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
-    batch_size: BatchSizeOpt = None,
+    batch_size: FinetuneBatchSizeOpt = None,
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
@@ -46,9 +48,7 @@ def command(
     save_steps: SaveStepsOpt = None,
     patience: PatienceOpt = None,
     metric: MetricOpt = None,
-    class_weights: Annotated[
-        Optional[str], typer.Option(help="'auto': weigh classes by inverse frequency (imbalanced labels). [default: none]", rich_help_panel=TRAINING)
-    ] = None,
+    class_weights: ClassWeightsOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
     gradient_checkpointing: GradientCheckpointingOpt = None,
@@ -68,21 +68,11 @@ def command(
 ) -> None:
     """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
     values = {k: v for k, v in locals().items() if k != "config"}
-    from bertcli.runtime.accelerator import is_main_process
     from bertcli.config import FinetuneConfig, build_config
-    from bertcli.errors import UsageError
-    from bertcli.ner_data import ner_format
+    from bertcli.runtime.accelerator import is_main_process
+    from bertcli.tasks import finetune
 
-    if values["train"] is None and config is None:
-        raise UsageError("missing TRAIN data file", hint="bertcli finetune train.csv -o runs/out")
-    cfg = build_config(FinetuneConfig, config, **values)
-    if cfg.task == "ner" or (cfg.task is None and ner_format(cfg.train, cfg.data.format)):
-        from bertcli.ner import finetune
-
-        cfg.task = "ner"
-    else:
-        from bertcli.classification import finetune
-    result = finetune(cfg)
+    result = finetune(build_config(FinetuneConfig, config, **values))
     if is_main_process():
         _summary(result.meta, str(result.output))
 

@@ -47,11 +47,14 @@ def lost_peer(exc: Exception) -> bool:
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn errors into one stderr line and an exit code; keep tracebacks for BERTCLI_DEBUG=1."""
     from bertcli.errors import BertcliError
+    from bertcli.runtime.accelerator import finish_together
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            result = command(*args, **kwargs)
+            finish_together()
+            return result
         except BertcliError as exc:
             if debug_enabled():
                 raise

@@ -7,13 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
+from bertcli.bundle import PRESETS
 from bertcli.cli.options import (
-    DATA, TRAINING, BatchSizeOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, GradientCheckpointingOpt, OverwriteOpt,
-    MaxStepsOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
+    DATA, TRAINING, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, GradientCheckpointingOpt, MaxStepsOpt,
+    OverwriteOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
+    batch_size_option, default, max_length_option, shown,
 )  # fmt: skip
-from bertcli.config import PRESETS, PretrainConfig, PretrainOptions
+from bertcli.config import BERT_VOCAB_SIZE, PRETRAIN_LR, PretrainConfig, PretrainOptions
 
 NAME = "pretrain"
+BatchSizeOpt = batch_size_option(default(PretrainOptions.batch_size))
+MaxLengthOpt = max_length_option(f"the block size of packed examples. {default(PretrainOptions.max_length)}")
 MODEL = "Model"
 OBJECTIVE = "Objective"
 EXAMPLES = """\b
@@ -41,26 +45,26 @@ def command(
     ] = None,
     model_config: Annotated[Optional[str], typer.Option(help="Train from scratch with this BERT config.json.", rich_help_panel=MODEL)] = None,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer directory for a new model. [default: train a WordPiece vocabulary on the corpus]", rich_help_panel=MODEL)] = None,
-    vocab_size: Annotated[Optional[int], typer.Option(help="Size of the WordPiece vocabulary trained on the corpus. [default: 30522]", rich_help_panel=MODEL)] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help=f"Size of the WordPiece vocabulary trained on the corpus. {default(BERT_VOCAB_SIZE)}", rich_help_panel=MODEL)] = None,
     config: ConfigOpt = None,
-    mlm_probability: Annotated[Optional[float], typer.Option(help=f"Share of tokens to predict (80% [MASK], 10% random, 10% kept). [default: {PretrainConfig.mlm_probability}]", rich_help_panel=OBJECTIVE)] = None,
+    mlm_probability: Annotated[Optional[float], typer.Option(help=f"Share of tokens to predict (80% [MASK], 10% random, 10% kept). {default(PretrainConfig.mlm_probability)}", rich_help_panel=OBJECTIVE)] = None,
     whole_word_mask: Annotated[Optional[bool], typer.Option("--whole-word-mask", help="Mask all WordPieces of a word together.", show_default=False, rich_help_panel=OBJECTIVE)] = None,
     nsp: Annotated[Optional[bool], typer.Option("--nsp", help="Add next-sentence prediction (sentence pairs: 50% real next, 50% from another document).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
     line_by_line: Annotated[Optional[bool], typer.Option("--line-by-line", help="One example per line instead of packing text into full blocks.", show_default=False, rich_help_panel=DATA)] = None,
     streaming: Annotated[Optional[bool], typer.Option("--streaming", help="Stream the corpus from disk (larger than memory); needs --max-steps.", show_default=False, rich_help_panel=DATA)] = None,
-    val_split: Annotated[Optional[float], typer.Option(help=f"Share of the corpus held out for validation (at most 1000 examples). [default: {PretrainConfig.val_split}]", rich_help_panel=DATA)] = None,
+    val_split: Annotated[Optional[float], typer.Option(help=f"Share of the corpus held out for validation (at most 1000 examples). {default(PretrainConfig.val_split)}", rich_help_panel=DATA)] = None,
     text_column: TextColumnOpt = None,
     format: FormatOpt = None,
     epochs: EpochsOpt = None,
     max_steps: MaxStepsOpt = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate. [default: 1e-4 from scratch, 5e-5 with --model]", rich_help_panel=TRAINING)] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate. [default: {shown(PRETRAIN_LR['scratch'])} from scratch, {shown(PRETRAIN_LR['continued'])} with --model]", rich_help_panel=TRAINING)] = None,
     batch_size: BatchSizeOpt = None,
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
-    max_length: Annotated[Optional[int], typer.Option(help=f"Tokens per example (block). [default: {PretrainOptions.max_length}]", rich_help_panel=TRAINING)] = None,
+    max_length: MaxLengthOpt = None,
     eval_steps: EvalStepsOpt = None,
-    save_steps: Annotated[Optional[int], typer.Option(help=f"Checkpoint every N steps. [default: {PretrainOptions.save_steps}]", rich_help_panel=TRAINING)] = None,
+    save_steps: Annotated[Optional[int], typer.Option(help=f"Checkpoint every N steps. {default(PretrainOptions.save_steps)}", rich_help_panel=TRAINING)] = None,
     patience: PatienceOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
@@ -72,14 +76,10 @@ def command(
     """Pretrain a BERT with masked-LM (and optionally next-sentence prediction), from scratch or continued."""
     values = {k: v for k, v in locals().items() if k != "config"}
     from bertcli.config import build_config
-    from bertcli.errors import UsageError
-    from bertcli.pretraining import pretrain
+    from bertcli.tasks.pretraining.pretrain import pretrain
 
-    if not values["inputs"] and config is None:
-        raise UsageError("missing corpus files", hint="bertcli pretrain corpus.txt --preset mini -o runs/mini-bert")
     values["inputs"] = values["inputs"] or None
-    cfg = build_config(PretrainConfig, config, **values)
-    result = pretrain(cfg)
+    result = pretrain(build_config(PretrainConfig, config, **values))
     _summary(result.meta, str(result.output))
 
 

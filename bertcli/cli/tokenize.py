@@ -8,7 +8,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from bertcli.cli.options import FormatOpt, IdColumnOpt, MaxLengthOpt, ModelOpt, OverwriteOpt, TextColumnOpt, TextPairColumnOpt
+from bertcli.cli.options import (
+    ConfigOpt, FormatOpt, IdColumnOpt, ModelOpt, OverwriteOpt, TextColumnOpt, TextPairColumnOpt, default, max_length_option,
+)  # fmt: skip
+from bertcli.config import TokenizeConfig
 
 NAME = "tokenize"
 EXAMPLES = """\b
@@ -19,6 +22,7 @@ Examples:
   bertcli tokenize corpus.txt --train-vocab -o my-tokenizer --vocab-size 16000 --cased
 """
 VOCAB = "Vocabulary training (--train-vocab)"
+MaxLengthOpt = max_length_option("longer ones are truncated (--stats: also report the share past it). [default: no truncation]")
 
 
 def command(
@@ -26,20 +30,21 @@ def command(
         Optional[str], typer.Argument(help="A text, a data file (.txt .csv .tsv .jsonl .parquet), or - / nothing for stdin.", show_default=False)
     ] = None,
     model: ModelOpt = None,
+    config: ConfigOpt = None,
     stats: Annotated[
-        bool, typer.Option("--stats", help="Token-length statistics of the input: percentiles, share truncated, [UNK] rate, a suggested --max-length.")
-    ] = False,
-    train_vocab: Annotated[
-        bool, typer.Option("--train-vocab", help="Train a BERT WordPiece tokenizer on the input corpus and save it to -o.", rich_help_panel=VOCAB)
-    ] = False,
-    output_format: Annotated[
-        Optional[str], typer.Option(help="table or jsonl (json for --stats). [default: table on a terminal, else jsonl]")
+        Optional[bool], typer.Option("--stats", help="Token-length statistics of the input: percentiles, share truncated, [UNK] rate, a suggested --max-length.", show_default=False)
     ] = None,
+    train_vocab: Annotated[
+        Optional[bool], typer.Option("--train-vocab", help="Train a BERT WordPiece tokenizer on the input corpus and save it to -o.", rich_help_panel=VOCAB, show_default=False)
+    ] = None,
+    output_format: Annotated[Optional[str], typer.Option(help="table or jsonl (json for --stats). [default: table on a terminal, else jsonl]")] = None,
     max_length: MaxLengthOpt = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Directory for the trained tokenizer.", show_default=False, rich_help_panel=VOCAB)] = None,
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary size, special tokens included.", rich_help_panel=VOCAB)] = 30522,
-    lowercase: Annotated[bool, typer.Option("--lowercase/--cased", help="Lowercase (uncased model) or keep case.", rich_help_panel=VOCAB)] = True,
-    min_frequency: Annotated[int, typer.Option(help="Keep only merges seen at least this often.", rich_help_panel=VOCAB)] = 2,
+    vocab_size: Annotated[Optional[int], typer.Option(help=f"Vocabulary size, special tokens included. {default(TokenizeConfig.vocab_size)}", rich_help_panel=VOCAB)] = None,
+    lowercase: Annotated[
+        Optional[bool], typer.Option("--lowercase/--cased", help=f"Lowercase (uncased model) or keep case. {default('lowercase' if TokenizeConfig.lowercase else 'cased')}", rich_help_panel=VOCAB, show_default=False)
+    ] = None,
+    min_frequency: Annotated[Optional[int], typer.Option(help=f"Keep only merges seen at least this often. {default(TokenizeConfig.min_frequency)}", rich_help_panel=VOCAB)] = None,
     overwrite: OverwriteOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,
@@ -47,44 +52,36 @@ def command(
     id_column: IdColumnOpt = None,
 ) -> None:
     """Show how a model's tokenizer splits text, measure token lengths of a dataset, or train a new WordPiece vocabulary."""
-    from bertcli.config import DataOptions
+    values = {k: v for k, v in locals().items() if k != "config"}
+    from bertcli.config import build_config
     from bertcli.errors import UsageError
 
-    if stats and train_vocab:
-        raise UsageError("--stats and --train-vocab are separate modes; pass one")
-    if output is not None and not train_vocab:
-        raise UsageError("-o names the --train-vocab output directory", hint="redirect stdout to save tokens or stats")
-    if input in (None, "-") and sys.stdin.isatty():
+    cfg = build_config(TokenizeConfig, config, **values)
+    if cfg.input in (None, "-") and sys.stdin.isatty():
         raise UsageError("no input: pass a text or a file, or pipe text into stdin", hint='bertcli tokenize "some text"')
-    fmt = (output_format or ("table" if sys.stdout.isatty() else "jsonl")).lower()
-    if fmt not in ("table", "jsonl", "json"):
-        raise UsageError(f"unknown --output-format {output_format!r}", hint="choose table or jsonl")
-    data = DataOptions(format=format, text_column=text_column, text_pair_column=text_pair_column, id_column=id_column)
-
-    if train_vocab:
-        from bertcli.tokenization import train_vocab as train
-
-        if output is None:
-            raise UsageError("--train-vocab needs -o DIR for the tokenizer")
-        summary = train(input, output, data, vocab_size, lowercase, min_frequency, max_length, bool(overwrite))
+    fmt = cfg.output_format or ("table" if sys.stdout.isatty() else "jsonl")
+    if cfg.train_vocab:
         import logging
 
+        from bertcli.tasks.tokenization.tokenize import train_vocab
+
+        summary = train_vocab(cfg)
         logging.getLogger("bertcli").info(
             "trained a %s WordPiece vocabulary of %d tokens on %d texts -> %s (load it with AutoTokenizer.from_pretrained)",
             "lowercase" if summary["lowercase"] else "cased", summary["vocab_size"], summary["texts"], summary["output"],
         )  # fmt: skip
-    elif stats:
-        from bertcli.tokenization import length_stats
+    elif cfg.stats:
+        from bertcli.tasks.tokenization.tokenize import length_stats
 
-        report = length_stats(model, input, data, max_length)
+        report = length_stats(cfg)
         if fmt == "table":
             _stats_table(report)
         else:
             typer.echo(json.dumps(report))
     else:
-        from bertcli.tokenization import inspect_tokens
+        from bertcli.tasks.tokenization.tokenize import inspect_tokens
 
-        for record in inspect_tokens(model, input, data, max_length):
+        for record in inspect_tokens(cfg):
             if fmt == "table":
                 _token_table(record)
             else:

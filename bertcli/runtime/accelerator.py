@@ -23,6 +23,18 @@ def launched_processes() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def finish_together() -> None:
+    """After a command succeeded: wait until every process of the launch has, so none tears down its process group
+    while another still works (gloo aborted a finished rank that exited first)."""
+    import sys
+
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+
+
 def shutdown_distributed() -> None:
     """Destroy the launch's process group before the interpreter exits.
 

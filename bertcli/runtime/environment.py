@@ -57,7 +57,7 @@ def describe_environment() -> dict[str, Any]:
     import torch
 
     from bertcli import __version__
-    from bertcli.runtime.precision import fast_bf16_available
+    from bertcli.runtime.precision import fast_bf16_available, resolve_precision
 
     accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
     devices: list[dict[str, Any]] = []
@@ -84,7 +84,7 @@ def describe_environment() -> dict[str, Any]:
         "precision": {
             "bf16_fast": fast_bf16_available(),
             "fp16": accelerator is not None,
-            "auto_resolves_to": "bf16" if fast_bf16_available() else "no",
+            "auto_resolves_to": resolve_precision("auto"),
         },
         "distributed": {**distributed, "launch": {k: os.environ[k] for k in LAUNCH_VARIABLES if k in os.environ}},
         "accelerate_config": _accelerate_config(),

@@ -14,17 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bertcli.config import PRESETS, DataOptions, PretrainConfig, to_dict
+from bertcli.bundle import PRESETS
+from bertcli.config import BERT_VOCAB_SIZE, PRETRAIN_LR, DataOptions, PretrainConfig, to_dict
 from bertcli.errors import DataError, ModelError, UsageError
-from bertcli.mlm_data import (
+from bertcli.tasks.pretraining.data import (
     Datasets, corpus_fingerprint, example_source, expand_inputs, read_documents, split_examples, with_keys,
 )  # fmt: skip
-from bertcli.mlm_objective import MaskingCollator, PretrainingObjective, evaluate_objective
+from bertcli.tasks.pretraining.objective import MaskingCollator, PretrainingObjective, evaluate_objective
 
 log = logging.getLogger("bertcli")
 # Accelerate warns at every checkpoint that it stored the tied decoder/embedding weight once; it is tied again on load
 logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
-DEFAULT_VOCAB_SIZE = 30522  # BERT's
 MODES = {"packed": "packed blocks", "lines": "line by line", "nsp": "sentence pairs"}
 
 
@@ -86,7 +86,7 @@ def load_pretraining_model(path: str, nsp: bool) -> Any:
 
 def _tokenizer(cfg: PretrainConfig, files: list[Path], run_dir: Path, model_path: str | None) -> Any:
     """The model's tokenizer, --tokenizer, or a WordPiece vocabulary trained on the corpus (kept for --resume)."""
-    from bertcli.modeling import load_tokenizer
+    from bertcli.bundle import load_tokenizer
     from bertcli.vocab import train_wordpiece
 
     if model_path or cfg.tokenizer:
@@ -95,7 +95,7 @@ def _tokenizer(cfg: PretrainConfig, files: list[Path], run_dir: Path, model_path
     if (trained / "tokenizer_config.json").is_file():
         log.info("reusing the vocabulary trained at the start of this run (%s)", trained)
         return load_tokenizer(str(trained))
-    size = cfg.vocab_size or DEFAULT_VOCAB_SIZE
+    size = cfg.vocab_size or BERT_VOCAB_SIZE
     log.info("training a WordPiece vocabulary of up to %d tokens on the corpus", size)
     lines = (line for doc in read_documents(files, cfg.data, cfg.streaming) for line in doc)
     tokenizer = train_wordpiece(lines, trained, vocab_size=size, lowercase=True)
@@ -147,7 +147,7 @@ def evaluate_mlm(
 ) -> dict[str, float]:  # fmt: skip
     """Score a model's masked-LM head on a corpus, through the same loading, masking and evaluation as pretrain."""
     from bertcli.runtime.accelerator import make_accelerator
-    from bertcli.modeling import load_tokenizer, resolve_model
+    from bertcli.bundle import load_tokenizer, resolve_model
 
     path = resolve_model(model_dir)
     tokenizer = load_tokenizer(path)
@@ -172,17 +172,19 @@ class PretrainResult:
     meta: dict[str, Any]
 
 
-def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
+def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
     """Pretrain (or continue pretraining) a BERT on a text corpus and save it to cfg.output."""
     from accelerate import DataLoaderConfiguration
     from accelerate.utils import set_seed
 
+    from bertcli.bundle import model_max_length, resolve_model
     from bertcli.runtime.accelerator import make_accelerator
-    from bertcli.modeling import model_max_length, resolve_model
-    from bertcli.training import TrainJob, finish_run, logs_dir, prepare_run_dir, train
+    from bertcli.training.loop import TrainJob, train
+    from bertcli.training.run import check_output, finish_run, logs_dir, prepare_run_dir
 
     cfg.validate()
-    opts = replace(cfg.training, lr=cfg.training.lr or (5e-5 if cfg.model else 1e-4))
+    out = check_output(cfg.output, cfg.overwrite)
+    opts = replace(cfg.training, lr=cfg.training.lr or PRETRAIN_LR["continued" if cfg.model else "scratch"])
     files = expand_inputs(cfg.inputs)
     model_path = resolve_model(cfg.model) if cfg.model else None
     set_seed(opts.seed)
@@ -193,31 +195,16 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
         opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum,
         dataloader_config=loading,
     )
-    out, run_dir = prepare_run_dir(cfg, accelerator)
+    run_dir = prepare_run_dir(cfg.output, opts.resume, accelerator)
     with accelerator.main_process_first():  # the main process trains a vocabulary, the others then load it
         tokenizer = _tokenizer(cfg, files, run_dir, model_path)
     model = build_model(cfg, tokenizer, model_path, opts.max_length)
-    cap = model_max_length(tokenizer, model.config) if model_path else model.config.max_position_embeddings
+    cap = model_max_length(model_path) if model_path else model.config.max_position_embeddings
     if opts.max_length > cap:
         raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {cap}")
 
     mode = "nsp" if cfg.nsp else "lines" if cfg.line_by_line else "packed"
-    make = example_source(files, cfg.data, tokenizer, opts.max_length, mode, cfg.streaming, opts.seed)
-    data = split_examples(make, cfg.val_split, cfg.streaming, opts.seed)
-    log.info(
-        "%s examples (%s, up to %d tokens): %s for training, %d held out for validation",
-        "streamed" if cfg.streaming else "in-memory", MODES[mode], opts.max_length,
-        "a stream" if data.train_examples is None else data.train_examples, len(data.validation),
-    )  # fmt: skip
-
-    if cfg.nsp and data.lengths is not None:
-        randoms = sum(e["next_sentence_label"] for e in data.train) / len(data.train)
-        if randoms > 0.7:  # a one-sentence chunk always gets a random B, as in google-research/bert
-            log.warning(
-                "%.0f%% of the sentence pairs have a random second segment: documents have too few sentences "
-                "for next-sentence prediction (one sentence or paragraph per line, a blank line between documents)",
-                100 * randoms,
-            )  # fmt: skip
+    data = _examples(cfg, opts, files, tokenizer, mode)
     collate = MaskingCollator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, opts.seed)
     last: dict[str, float] = {}
 
@@ -226,14 +213,7 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
         last["acc"] = float(out["correct"]) / max(int(out["masked"]), 1)
         return out["loss"]
 
-    evaluate = None
-    if data.validation:
-        val_collate = MaskingCollator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, opts.seed, salt=1)
-        val_batches = EvalBatches(data.validation, val_collate, opts.batch_size * 2, accelerator)
-
-        def evaluate(model, accelerator):
-            return evaluate_objective(model, val_batches, accelerator)
-
+    evaluate = _validation(cfg, opts, tokenizer, data, accelerator)
     if not cfg.nsp:  # MLM alone never reaches the pooler and NSP head; frozen, DDP does not wait for their gradients
         for param in (*model.bert.pooler.parameters(), *model.cls.seq_relationship.parameters()):
             param.requires_grad_(False)
@@ -244,20 +224,53 @@ def pretrain(cfg: PretrainConfig, on_step=None) -> PretrainResult:
         metric="loss", unit="tok", size=lambda batch: int(batch["attention_mask"].sum()), stats=lambda: dict(last),
         config=to_dict(cfg),
     )  # fmt: skip
-    state = train(job, opts, accelerator, run_dir, on_step=on_step)
-    model = job.model.model
-    weights = {name.removeprefix("model."): tensor for name, tensor in job.weights.items()}  # the objective wraps the model
+    result = train(job, opts, accelerator, run_dir, callbacks)
+    state, model = result.state, result.model.model
+    weights = {name.removeprefix("model."): tensor for name, tensor in result.weights.items()}  # the objective wraps the model
     meta = _meta(cfg, opts, mode, model, files, data, state, initial)
     finish_run(accelerator, run_dir, out, lambda staging: _save(model, weights, tokenizer, staging, meta, cfg.nsp))
     return PretrainResult(out, meta)
+
+
+def _examples(cfg: PretrainConfig, opts: Any, files: list[Path], tokenizer: Any, mode: str) -> Datasets:
+    """Training and held-out examples (in memory or streamed), with a warning when NSP pairs are mostly random."""
+    make = example_source(files, cfg.data, tokenizer, opts.max_length, mode, cfg.streaming, opts.seed)
+    data = split_examples(make, cfg.val_split, cfg.streaming, opts.seed)
+    log.info(
+        "%s examples (%s, up to %d tokens): %s for training, %d held out for validation",
+        "streamed" if cfg.streaming else "in-memory", MODES[mode], opts.max_length,
+        "a stream" if data.train_examples is None else data.train_examples, len(data.validation),
+    )  # fmt: skip
+    if cfg.nsp and data.lengths is not None:
+        randoms = sum(e["next_sentence_label"] for e in data.train) / len(data.train)
+        if randoms > 0.7:  # a one-sentence chunk always gets a random B, as in google-research/bert
+            log.warning(
+                "%.0f%% of the sentence pairs have a random second segment: documents have too few sentences "
+                "for next-sentence prediction (one sentence or paragraph per line, a blank line between documents)",
+                100 * randoms,
+            )  # fmt: skip
+    return data
+
+
+def _validation(cfg: PretrainConfig, opts: Any, tokenizer: Any, data: Datasets, accelerator: Any):
+    """The evaluation of the held-out examples, masked the same way every time (salt 1), or None without them."""
+    if not data.validation:
+        return None
+    val_collate = MaskingCollator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, opts.seed, salt=1)
+    val_batches = EvalBatches(data.validation, val_collate, opts.batch_size * 2, accelerator)
+
+    def evaluate(model, accelerator):
+        return evaluate_objective(model, val_batches, accelerator)
+
+    return evaluate
 
 
 def _meta(
     cfg: PretrainConfig, opts: Any, mode: str, model: Any, files: list[Path], data: Datasets, state: Any, initial: dict | None
 ) -> dict[str, Any]:
     """bertcli.json: what was trained on what, how, and how validation went (step 0 is the untrained start)."""
-    from bertcli.model_card import launch_command
-    from bertcli.modeling import library_versions
+    from bertcli.bundle import library_versions
+    from bertcli.reports.model_card import launch_command
 
     config = model.config
     start = {"model": cfg.model} if cfg.model else {"preset": cfg.preset} if cfg.preset else {"model_config": cfg.model_config}
@@ -315,7 +328,7 @@ def _initial_evaluation(objective: PretrainingObjective, evaluate, accelerator: 
 def _save(model: Any, weights: dict[str, Any], tokenizer: Any, directory: Path, meta: dict[str, Any], nsp: bool) -> None:
     """A BertForMaskedLM directory (the pooler kept for fine-tuning), or BertForPreTraining when NSP was trained."""
     from bertcli.io import write_json
-    from bertcli.modeling import BUNDLE_FILE
+    from bertcli.bundle import BUNDLE_FILE
 
     state = {k: v for k, v in weights.items() if nsp or not k.startswith("cls.seq_relationship")}
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
-"""Resolve, load and build models and tokenizers; save and load the bertcli model bundle.
+"""Model bundles: resolve a --model name to a local directory, read and write bertcli.json, save the bundle.
 
-A bundle is a standard Hugging Face model directory (config with id2label, tokenizer,
-model.safetensors) plus `bertcli.json`, so plain `transformers` loads it with its label names.
+A bundle is a standard Hugging Face model directory (config with id2label, tokenizer, model.safetensors)
+plus `bertcli.json`, so plain `transformers` loads it with its label names. Reading a bundle's metadata needs
+only JSON (the ONNX path and the CLI's routing import no torch or transformers).
 """
 
 from __future__ import annotations
@@ -10,24 +11,28 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub
-import transformers
-
-from bertcli.data.labels import LabelSpec
 from bertcli.errors import ModelError
 
+log = logging.getLogger("bertcli")
 DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLE_FILE = "bertcli.json"
 _HUB_FILES = ["*.json", "*.txt", "*.safetensors", "*.model", "1_Pooling/*"]
+# the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64, feed-forward = 4 x hidden
+PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
+_UNBOUNDED = 100_000  # tokenizer configs without a limit say 1e30
 
-transformers.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
-huggingface_hub.utils.disable_progress_bars()
-log = logging.getLogger("bertcli")
+
+def quiet_transformers() -> None:
+    """transformers and the hub log and draw progress bars by default; bertcli has its own log."""
+    import huggingface_hub
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
 
 
 def default_model() -> str:
@@ -75,26 +80,36 @@ def resolve_model(name: str | None) -> str:
         ) from None
 
 
-def load_tokenizer(path: str) -> transformers.PreTrainedTokenizerBase:
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
     try:
-        return transformers.AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path)
     except Exception as exc:
         raise ModelError(f"cannot load tokenizer: {exc}", file=path) from None
 
 
-def model_max_length(tokenizer: transformers.PreTrainedTokenizerBase, config: Any) -> int:
-    """The longest input the model accepts: position embeddings, tightened by the tokenizer's limit."""
-    limits = [getattr(config, "max_position_embeddings", 512)]
-    if 0 < tokenizer.model_max_length < 100_000:
-        limits.append(tokenizer.model_max_length)
+def _json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def model_max_length(path: str | Path) -> int:
+    """The longest input a model directory accepts: its position embeddings, tightened by the tokenizer's limit."""
+    directory = Path(path)
+    limits = [_json(directory / "config.json").get("max_position_embeddings", 512)]
+    tokenizer_limit = _json(directory / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tokenizer_limit, (int, float)) and 0 < tokenizer_limit < _UNBOUNDED:
+        limits.append(int(tokenizer_limit))
     return min(limits)
 
 
-def _load_with_head(auto_class: Any, path: str, labels: list[str], what: str, **config: Any) -> transformers.PreTrainedModel:
+def load_with_head(auto_class: Any, path: str, labels: list[str], what: str, **config: Any) -> Any:
     """Load `path` with a task head for `labels`; a head missing or mis-sized in the checkpoint is initialised.
 
     Weights other than the head that had to be initialised mean the checkpoint does not fit: warn about them.
     """
+    quiet_transformers()
     try:
         model, info = auto_class.from_pretrained(
             path,
@@ -115,70 +130,32 @@ def _load_with_head(auto_class: Any, path: str, labels: list[str], what: str, **
     return model
 
 
-def load_sequence_classifier(path: str, spec: LabelSpec) -> transformers.PreTrainedModel:
-    """A sequence classifier with `spec`'s labels (regression: one output named 'score')."""
-    problem_type = {
-        "single_label": "single_label_classification",
-        "multi_label": "multi_label_classification",
-        "regression": "regression",
-    }[spec.task]
-    labels = spec.names or ["score"]
-    return _load_with_head(
-        transformers.AutoModelForSequenceClassification, path, labels, "classification", problem_type=problem_type
-    )
-
-
-def load_token_classifier(path: str, labels: list[str]) -> transformers.PreTrainedModel:
-    """A token classifier (NER) with these tag names."""
-    return _load_with_head(transformers.AutoModelForTokenClassification, path, labels, "token classification")
-
-
-@dataclass
-class Bundle:
-    """A saved model directory, loaded for inference."""
-
-    path: Path
-    model: transformers.PreTrainedModel
-    tokenizer: transformers.PreTrainedTokenizerBase
-    meta: dict[str, Any]
-
-    @property
-    def spec(self) -> LabelSpec:
-        return LabelSpec(self.meta["task"], list(self.meta.get("labels", [])))
-
-
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """bertcli.json of a model directory; a plain transformers classifier gets one derived from its config."""
-    path = Path(path)
-    meta_file = path / BUNDLE_FILE
-    if meta_file.is_file():
-        return json.loads(meta_file.read_text(encoding="utf-8"))
-    config = transformers.AutoConfig.from_pretrained(str(path))
-    labels = [config.id2label[i] for i in range(config.num_labels)]
-    if any(a.endswith("ForTokenClassification") for a in config.architectures or []):
+    """bertcli.json of a model directory; a plain transformers model gets one derived from its config.json."""
+    directory = Path(path)
+    if (directory / BUNDLE_FILE).is_file():
+        return _json(directory / BUNDLE_FILE)
+    config = _json(directory / "config.json")
+    id2label = config.get("id2label") or {}
+    labels = [id2label[key] for key in sorted(id2label, key=int)]
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
         return {"task": "ner", "labels": labels}
-    task = {
-        "multi_label_classification": "multi_label",
-        "regression": "regression",
-    }.get(config.problem_type or "", "single_label")
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return {"task": "encoder", "labels": []}
+    task = {"multi_label_classification": "multi_label", "regression": "regression"}.get(config.get("problem_type") or "", "single_label")
     return {"task": task, "labels": [] if task == "regression" else labels}
 
 
-def load_bundle(path: str) -> Bundle:
-    """Load a model directory for evaluate/predict: bertcli's own, or any sequence or token classifier."""
+def bundle_dir(path: str) -> Path:
+    """A model directory given to evaluate/predict/export, checked before anything is loaded."""
     directory = Path(path)
     if not directory.is_dir():
         raise ModelError("model directory not found", file=path, hint="pass the -o directory of bertcli finetune")
     if not (directory / "config.json").is_file():
         hint = "this looks like an interrupted run; finish it with --resume auto" if directory.name.endswith(".incomplete") else None
         raise ModelError("not a model directory (no config.json)", file=path, hint=hint)
-    meta = read_meta(directory)
-    auto = transformers.AutoModelForTokenClassification if meta["task"] == "ner" else transformers.AutoModelForSequenceClassification
-    try:
-        model = auto.from_pretrained(str(directory))
-    except Exception as exc:
-        raise ModelError(f"cannot load model: {exc}", file=path) from None
-    return Bundle(directory, model, load_tokenizer(str(directory)), meta)
+    return directory
 
 
 def save_bundle(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], weights: dict[str, Any] | None = None) -> None:
@@ -195,17 +172,15 @@ def save_bundle(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any
 
 
 def library_versions() -> dict[str, str]:
-    import accelerate
-    import datasets
-    import torch
+    """The versions a bundle records, read from package metadata (no imports)."""
+    from importlib import metadata
 
     from bertcli import __version__
 
-    return {
-        "bertcli": __version__,
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "accelerate": accelerate.__version__,
-    }
+    versions = {"bertcli": __version__, "python": sys.version.split()[0]}
+    for package in ("torch", "transformers", "datasets", "accelerate"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions

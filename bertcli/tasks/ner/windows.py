@@ -1,4 +1,4 @@
-"""Sub-token windows and the tagger: how NER words meet the model, in training and inference alike.
+"""Sub-token windows: how NER words meet the model, in training and inference alike.
 
 A sentence longer than max_length is cut into overlapping windows (`stride` sub-tokens shared) on word
 boundaries, never truncated, so no gold entity is dropped; each word then takes its prediction from the
@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from bertcli.errors import ModelError, UsageError
-
-AGGREGATIONS = ("first", "average", "max")
-IGNORE = -100
+from bertcli.errors import UsageError
+from bertcli.inference.batching import Backend, length_sorted_batches, run_batches
+from bertcli.inference.encoding import Encoded, TextEncoder
+from bertcli.inference.scores import softmax
+from bertcli.training import IGNORE
 
 
 @dataclass
@@ -52,22 +52,20 @@ def word_ranges(counts: Sequence[int], budget: int, stride: int) -> list[tuple[i
         start = next_start
 
 
-def make_windows(tokenizer: Any, sentences: Sequence[Sequence[str]], max_length: int, stride: int) -> list[Window]:
+def make_windows(encoder: TextEncoder, sentences: Sequence[Sequence[str]], max_length: int, stride: int) -> list[Window]:
     """Tokenize each sentence once (words kept apart) and cut it into windows of at most max_length."""
     budget = max_length - 2
     live = [i for i, words in enumerate(sentences) if words]
     if not live:
         return []
-    batch = tokenizer([list(sentences[i]) for i in live], is_split_into_words=True, add_special_tokens=False,
-                      return_attention_mask=False, return_token_type_ids=False)  # fmt: skip
+    cls, sep = encoder.specials.cls, encoder.specials.sep
     windows = []
-    for row, index in enumerate(live):
-        ids, word_ids = batch["input_ids"][row], batch.word_ids(row)
+    for index, (ids, word_ids) in zip(live, encoder.encode_words([sentences[i] for i in live])):
         counts = np.bincount(np.asarray(word_ids, dtype=np.int64), minlength=len(sentences[index]))  # pieces per word
         starts = np.concatenate([[0], np.cumsum(counts)])
         for start, end in word_ranges(counts.tolist(), budget, stride):
             lo, hi = int(starts[start]), int(min(starts[end], starts[start] + budget))
-            input_ids = [tokenizer.cls_token_id, *ids[lo:hi], tokenizer.sep_token_id]
+            input_ids = [cls, *ids[lo:hi], sep]
             windows.append(Window(index, start, end, input_ids, [None, *word_ids[lo:hi], None]))
     return windows
 
@@ -86,18 +84,15 @@ def window_labels(window: Window, tag_ids: Sequence[int], inside: dict[int, int]
     return labels
 
 
-def window_probabilities(backend: Any, windows: Sequence[Window], pad_id: int, batch_size: int) -> list[np.ndarray]:
+def window_probabilities(backend: Backend, windows: Sequence[Window], pad_id: int, batch_size: int) -> list[np.ndarray]:
     """Softmax over tags for every position of every window, in window order (length-sorted batches inside)."""
-    from bertcli.inference import Encoded, run_batches
 
     def reduce(out: dict[str, np.ndarray], features: dict[str, np.ndarray]) -> list[np.ndarray]:
-        logits = out["logits"]
-        shifted = np.exp(logits - logits.max(-1, keepdims=True))
-        probs = shifted / shifted.sum(-1, keepdims=True)
+        probs = softmax(out["logits"])
         return [row[:n] for row, n in zip(probs, features["attention_mask"].sum(1))]
 
     encoded = Encoded([w.input_ids for w in windows], None, [False] * len(windows))
-    return run_batches(backend, encoded, pad_id, batch_size, reduce=reduce)
+    return run_batches(backend, encoded, pad_id, length_sorted_batches(encoded.lengths, batch_size), reduce=reduce)
 
 
 def word_probabilities(
@@ -147,49 +142,6 @@ def decode(
 def scheme_of_labels(labels: Sequence[str]) -> str:
     prefixes = {label[0] for label in labels if label != "O"}
     return "BIOES" if prefixes & {"E", "S"} else "IOB2" if "B" in prefixes else "IO"
-
-
-class Tagger:
-    """A saved token classifier ready for inference: sentences of words in, one tag and score per word out."""
-
-    def __init__(self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None,
-                 stride: int | None = None, aggregation: str = "first") -> None:  # fmt: skip
-        from bertcli.inference import TorchBackend
-        from bertcli.modeling import load_bundle, model_max_length
-
-        if aggregation not in AGGREGATIONS:
-            raise UsageError(f"unknown --aggregation {aggregation!r}", hint=f"choose {', '.join(AGGREGATIONS)}")
-        bundle = load_bundle(model_dir)
-        if bundle.meta["task"] != "ner":
-            raise ModelError(f"a {bundle.meta['task']} model, not a token classifier", file=model_dir)
-        if not bundle.tokenizer.is_fast:
-            raise ModelError("NER needs a fast tokenizer (tokenizer.json)", file=model_dir)
-        config = bundle.model.config
-        self.meta, self.tokenizer, self.batch_size, self.aggregation = (
-            bundle.meta,
-            bundle.tokenizer,
-            batch_size,
-            aggregation,
-        )
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
-        self.scheme = bundle.meta.get("scheme") or scheme_of_labels(self.labels)
-        cap = model_max_length(self.tokenizer, config)
-        self.max_length = min(max_length or bundle.meta.get("max_length") or cap, cap)
-        self.stride = check_stride(stride, self.max_length, default=bundle.meta.get("stride"))
-        self.backend = TorchBackend(bundle.model, precision)
-
-    def tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        windows = make_windows(self.tokenizer, sentences, self.max_length, self.stride)
-        probs = window_probabilities(self.backend, windows, self.tokenizer.pad_token_id or 0, self.batch_size)
-        return decode(word_probabilities(windows, probs, [len(s) for s in sentences], self.aggregation), self.labels)
-
-    def shared_tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        """`tag` with the sentences dealt out among a launch's processes; every process gets all tags, in input order."""
-        from bertcli.runtime.device import processes
-        from bertcli.runtime.distributed import shared_map
-
-        rows = shared_map(processes(), list(sentences), lambda own: list(zip(*self.tag(own))) if own else [])
-        return [tags for tags, _ in rows], [scores for _, scores in rows]
 
 
 def check_stride(stride: int | None, max_length: int, default: int | None = None) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import DataOptions
+from bertcli.config import DataOptions, TokenizeConfig
 from bertcli.data.columns import Columns, cell_text, record_columns
 from bertcli.data.formats import FORMATS
 from bertcli.data.records import chunked, iter_records
@@ -28,19 +28,12 @@ CHUNK = 2000
 
 def _tokenizer(model: str | None) -> tuple[Any, int]:
     """The tokenizer of --model and the longest input its model accepts."""
-    import transformers
-
-    from bertcli.modeling import load_tokenizer, model_max_length, resolve_model
+    from bertcli.bundle import load_tokenizer, model_max_length, resolve_model
 
     given = Path(model).expanduser() if model else None
     # a tokenizer directory (e.g. from --train-vocab) is enough here; it has no model config.json
     path = str(given) if given is not None and (given / "tokenizer_config.json").is_file() else resolve_model(model)
-    tokenizer = load_tokenizer(path)
-    try:
-        config = transformers.AutoConfig.from_pretrained(path)
-    except Exception:  # a bare tokenizer directory (e.g. from --train-vocab) has no model config
-        config = None
-    return tokenizer, model_max_length(tokenizer, config)
+    return load_tokenizer(path), model_max_length(path)
 
 
 def _records(source: str | None, data: DataOptions) -> tuple[Iterator[dict[str, Any]], str]:
@@ -61,10 +54,11 @@ def _texts(chunk: list[dict[str, Any]], columns: Columns) -> tuple[list[str], li
     return texts, pairs
 
 
-def inspect_tokens(model: str | None, source: str | None, data: DataOptions, max_length: int | None = None) -> Iterator[dict[str, Any]]:
+def inspect_tokens(cfg: TokenizeConfig) -> Iterator[dict[str, Any]]:
     """One record per input: text, tokens, ids, character offsets (into the text) and word ids, as the model sees them."""
-    tokenizer, _ = _tokenizer(model)
-    records, name = _records(source, data)
+    tokenizer, _ = _tokenizer(cfg.model)
+    records, name = _records(cfg.input, cfg.data)
+    data, max_length = cfg.data, cfg.max_length
     columns = None
     row = 0
     for chunk in chunked(records, CHUNK):
@@ -97,16 +91,15 @@ def suggest_max_length(p99: int, limit: int) -> int:
     return int(min(limit, -(-p99 // SUGGESTION_STEP) * SUGGESTION_STEP))
 
 
-def length_stats(model: str | None, source: str | None, data: DataOptions, max_length: int | None = None) -> dict[str, Any]:
+def length_stats(cfg: TokenizeConfig) -> dict[str, Any]:
     """Token-length distribution, truncation shares and [UNK] rate of a dataset (streamed; 4 bytes per example held)."""
-    from bertcli.modeling import DEFAULT_HUB_ID
+    from bertcli.bundle import DEFAULT_HUB_ID
 
-    tokenizer, limit = _tokenizer(model)
-    if max_length is not None and max_length <= 0:
-        raise UsageError("--max-length must be positive")
-    records, name = _records(source, data)
+    tokenizer, limit = _tokenizer(cfg.model)
+    records, name = _records(cfg.input, cfg.data)
     if name == "<argument>":
-        raise DataError("file not found", file=source, hint="--stats reads a data file or stdin")
+        raise DataError("file not found", file=cfg.input, hint="--stats reads a data file or stdin")
+    data, max_length = cfg.data, cfg.max_length
     unk_id = tokenizer.unk_token_id
     lengths, unk_counts = array("i"), array("i")
     columns = None
@@ -128,7 +121,7 @@ def length_stats(model: str | None, source: str | None, data: DataOptions, max_l
     real_tokens = int(n.sum()) - tokenizer.num_special_tokens_to_add(pair=columns.pair is not None) * len(n)
     return {
         "source": name,
-        "model": model or DEFAULT_HUB_ID,
+        "model": cfg.model or DEFAULT_HUB_ID,
         "text_column": columns.text,
         "count": len(n),
         "tokens": int(n.sum()),
@@ -142,34 +135,29 @@ def length_stats(model: str | None, source: str | None, data: DataOptions, max_l
     }
 
 
-def train_vocab(
-    source: str | None, output: str, data: DataOptions, vocab_size: int = 30522, lowercase: bool = True,
-    min_frequency: int = 2, max_length: int | None = None, overwrite: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+def train_vocab(cfg: TokenizeConfig) -> dict[str, Any]:
     """Train a BERT WordPiece vocabulary on a corpus (streamed) into a directory AutoTokenizer loads."""
     from bertcli.vocab import SPECIAL_TOKENS, train_wordpiece
 
-    if vocab_size < len(SPECIAL_TOKENS) + 1:
+    if cfg.vocab_size < len(SPECIAL_TOKENS) + 1:
         raise UsageError(f"--vocab-size must be more than {len(SPECIAL_TOKENS)} (the special tokens)")
-    if min_frequency < 1:
-        raise UsageError("--min-frequency must be at least 1")
-    target = Path(output)
+    target = Path(cfg.output)
     if target.exists():
         if not target.is_dir():
-            raise UsageError("output exists and is not a directory", file=output)
-        if not overwrite:
-            raise UsageError("output directory exists", file=output, hint="pass --overwrite to replace it")
+            raise UsageError("-o names a file; a tokenizer is saved as a directory", file=cfg.output)
+        if not cfg.overwrite:
+            raise UsageError("output directory exists", file=cfg.output, hint="pass --overwrite to replace it")
         if any(target.iterdir()) and not (target / "tokenizer_config.json").is_file():
-            raise UsageError("refusing to replace a directory that holds no tokenizer", file=output, hint="choose a new -o directory")
-    records, name = _records(source, data)
+            raise UsageError("refusing to replace a directory that holds no tokenizer", file=cfg.output, hint="choose a new -o directory")
+    records, name = _records(cfg.input, cfg.data)
     if name == "<argument>":
-        raise DataError("file not found", file=source, hint="--train-vocab reads a corpus file or stdin")
+        raise DataError("file not found", file=cfg.input, hint="--train-vocab reads a corpus file or stdin")
     counted = {"texts": 0}
 
     def texts() -> Iterator[str]:
         columns = None
         for record in records:
-            columns = columns or record_columns(record, data, name)
+            columns = columns or record_columns(record, cfg.data, name)
             text = record.get(columns.text)
             if text is not None and str(text).strip():
                 counted["texts"] += 1
@@ -179,5 +167,5 @@ def train_vocab(
     first = next(corpus, None)
     if first is None:
         raise DataError("no text to train on", file=name)
-    tokenizer = train_wordpiece(itertools.chain([first], corpus), target, vocab_size, lowercase, min_frequency, max_length or 512)
-    return {"output": str(target), "texts": counted["texts"], "vocab_size": len(tokenizer), "lowercase": lowercase}
+    tokenizer = train_wordpiece(itertools.chain([first], corpus), target, cfg.vocab_size, cfg.lowercase, cfg.min_frequency, cfg.max_length or 512)
+    return {"output": str(target), "texts": counted["texts"], "vocab_size": len(tokenizer), "lowercase": cfg.lowercase}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bertcli.errors import DataError, UsageError
 
 if TYPE_CHECKING:
-    from bertcli.ner_data import Sentence
+    from bertcli.tasks.ner.formats import Sentence
 
 SCHEMES = {
     "IO": "IO",
@@ -61,6 +61,11 @@ def tags_from_entities(spans: list[tuple[str, int, int]], length: int, scheme: s
 def convert(tags: list[str], scheme: str) -> list[str]:
     """The same entities written in another scheme."""
     return tags_from_entities(entities(tags), len(tags), scheme)
+
+
+def in_scheme(sentences: Sequence[Sentence], source_scheme: str, scheme: str) -> list[list[str]]:
+    """The sentences' tags written in `scheme`."""
+    return [s.tags if source_scheme == scheme else convert(s.tags, scheme) for s in sentences]
 
 
 def label_names(types: Iterable[str], scheme: str) -> list[str]:

@@ -2,8 +2,7 @@
 
 Every reader yields `Sentence`s (words, tags, and where they came from), so finetune, evaluate and
 predict see one shape whatever the file, and a bad tag is reported with the line it is on; the tags
-are checked against their scheme (`bertcli.ner_schemes`). Pure Python: the CLI imports this to route
-commands without loading torch.
+are checked against their scheme (`schemes`). Pure Python: the task registry reads it to route finetune.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Any
 
 from bertcli.data.formats import json_record
 from bertcli.errors import DataError
-from bertcli.ner_schemes import detect_scheme, normalize_scheme, validate_scheme
+from bertcli.tasks.ner.schemes import detect_scheme, normalize_scheme, validate_scheme
 
 CONLL_SUFFIXES = (".conll", ".iob", ".bio", ".iob1", ".iob2", ".bioes")
 SPAN_KEYS = ("entities", "spans", "label", "labels")
@@ -95,18 +94,6 @@ def ner_format(path: str | None, explicit: str | None = None) -> str | None:
             return None
         return "jsonl" if isinstance(record, dict) and _is_ner_record(record) else None
     return None
-
-
-def is_token_classifier(model_dir: str) -> bool:
-    """Whether a model directory holds a token classifier (bertcli.json task, else config.json architecture)."""
-    directory = Path(model_dir)
-    try:
-        if (directory / "bertcli.json").is_file():
-            return json.loads((directory / "bertcli.json").read_text(encoding="utf-8")).get("task") == "ner"
-        config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return any(str(a).endswith("ForTokenClassification") for a in config.get("architectures") or [])
 
 
 def _looks_like_conll(lines: list[str]) -> bool:

@@ -233,8 +233,8 @@ def document_run(directory: Path, name: str) -> None:
     import json
 
     from bertcli.io import atomic_write
-    from bertcli.modeling import BUNDLE_FILE
-    from bertcli.plots import TRAINING_CURVES, training_curves
+    from bertcli.bundle import BUNDLE_FILE
+    from bertcli.reports.plots import TRAINING_CURVES, training_curves
 
     directory = Path(directory)
     meta = json.loads((directory / BUNDLE_FILE).read_text(encoding="utf-8"))

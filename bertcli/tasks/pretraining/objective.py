@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from bertcli.errors import UsageError
-from bertcli.mlm_data import Specials
+from bertcli.tasks.pretraining.data import Specials
+from bertcli.training import IGNORE
 
 log = logging.getLogger("bertcli")
-IGNORE = -100  # label of positions that are not predicted
 
 
 class MaskingCollator:

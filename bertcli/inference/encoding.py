@@ -1,0 +1,133 @@
+"""Text to token ids through the `tokenizers` library, exactly as a transformers fast tokenizer would encode it.
+
+transformers' fast tokenizers are a `tokenizers.Tokenizer` underneath: a call with `truncation=True` sets
+longest-first truncation at max_length and no padding, then encodes with the post-processor's special tokens.
+Doing the same on the Tokenizer itself gives identical ids without importing transformers (the ONNX path).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertcli.errors import ModelError
+
+Features = dict[str, np.ndarray]
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass
+class Encoded:
+    """Tokenized inputs, unpadded; `truncated` marks inputs cut at max_length."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    truncated: list[bool]
+    offsets: list[list[tuple[int, int]]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    pad: int
+    cls: int | None
+    sep: int | None
+
+
+class TextEncoder:
+    """Texts (and pairs) to ids truncated at `max_length`; words to sub-tokens for NER windows. Thread-safe once built."""
+
+    def __init__(self, tokenizer: Any, specials: SpecialIds, max_length: int) -> None:
+        from tokenizers import Tokenizer
+
+        self.specials, self.max_length = specials, max_length
+        self.truncating = Tokenizer.from_str(tokenizer.to_str())
+        self.truncating.no_padding()
+        self.truncating.enable_truncation(max_length, stride=0, strategy="longest_first", direction="right")
+        self.whole = Tokenizer.from_str(tokenizer.to_str())
+        self.whole.no_padding()
+        self.whole.no_truncation()
+
+    @classmethod
+    def of(cls, tokenizer: Any, max_length: int) -> TextEncoder:
+        """From a loaded transformers tokenizer (its backend `tokenizers.Tokenizer`)."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ModelError(f"{type(tokenizer).__name__} is not a fast tokenizer; bertcli needs a tokenizer.json")
+        specials = SpecialIds(tokenizer.pad_token_id or 0, tokenizer.cls_token_id, tokenizer.sep_token_id)
+        return cls(backend, specials, max_length)
+
+    @classmethod
+    def load(cls, directory: str | Path, max_length: int) -> TextEncoder:
+        """From a model directory's tokenizer.json and the special tokens its tokenizer config names (no transformers)."""
+        from tokenizers import Tokenizer
+
+        path = Path(directory) / TOKENIZER_FILE
+        if not path.is_file():
+            raise ModelError("no tokenizer.json (a fast tokenizer) in the model directory", file=directory)
+        tokenizer = Tokenizer.from_file(str(path))
+        names = _special_token_names(Path(directory))
+
+        def token_id(role: str) -> int | None:
+            return tokenizer.token_to_id(names[role]) if names.get(role) else None
+
+        return cls(tokenizer, SpecialIds(token_id("pad") or 0, token_id("cls"), token_id("sep")), max_length)
+
+    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None, offsets: bool = False) -> Encoded:
+        inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        encodings = self.truncating.encode_batch(inputs, add_special_tokens=True)
+        return Encoded(
+            input_ids=[e.ids for e in encodings],
+            token_type_ids=[e.type_ids for e in encodings],
+            truncated=[bool(e.overflowing) for e in encodings],
+            offsets=[e.offsets for e in encodings] if offsets else None,
+        )
+
+    def encode_words(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int]]]:
+        """Each sentence's sub-token ids and the word each comes from, without special tokens or truncation."""
+        encodings = self.whole.encode_batch([list(words) for words in sentences], is_pretokenized=True, add_special_tokens=False)
+        return [(e.ids, e.word_ids) for e in encodings]
+
+    def tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self.whole.id_to_token(i) for i in ids]
+
+
+def _special_token_names(directory: Path) -> dict[str, str]:
+    """pad/cls/sep token strings from tokenizer_config.json, else special_tokens_map.json (strings or AddedToken dicts)."""
+    names: dict[str, str] = {}
+    for file in ("special_tokens_map.json", "tokenizer_config.json"):
+        path = directory / file
+        if path.is_file():
+            config = json.loads(path.read_text(encoding="utf-8"))
+            for role in ("pad", "cls", "sep"):
+                value = config.get(f"{role}_token")
+                value = value.get("content") if isinstance(value, dict) else value
+                if isinstance(value, str):
+                    names[role] = value
+    return names
+
+
+def pad(encoded: Encoded, indices: Sequence[int], pad_id: int) -> Features:
+    """Pad the selected examples to the longest among them (dynamic padding)."""
+    width = max(len(encoded.input_ids[i]) for i in indices)
+    input_ids = np.full((len(indices), width), pad_id, dtype=np.int64)
+    attention_mask = np.zeros((len(indices), width), dtype=np.int64)
+    token_type_ids = np.zeros((len(indices), width), dtype=np.int64)
+    for row, i in enumerate(indices):
+        ids = encoded.input_ids[i]
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+        if encoded.token_type_ids is not None:
+            token_type_ids[row, : len(ids)] = encoded.token_type_ids[i]
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}

@@ -1,0 +1,68 @@
+"""The torch backend: a transformers model on this process's device, autocast to its own precision.
+
+No process-wide state: each backend resolves its precision and autocasts per call, so models of different
+precisions share a process (the server, a notebook, a test run).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bertcli.errors import ModelError
+from bertcli.inference.encoding import Features
+
+HEADS = {
+    "sequence-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "encoder": "AutoModel",
+}
+
+
+class TorchBackend:
+    def __init__(self, model: Any, precision: str = "auto") -> None:
+        from bertcli.runtime.device import inference_device
+        from bertcli.runtime.precision import autocast_dtype, resolve_precision
+
+        self.device = inference_device()
+        self.precision = resolve_precision(precision)
+        self.dtype = autocast_dtype(self.precision)
+        self.model = model.to(self.device).eval()
+        self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
+
+    def forward(self, features: Features, outputs: Sequence[str] = ("logits",)) -> dict[str, np.ndarray]:
+        import torch
+
+        autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+        with torch.inference_mode(), autocast:
+            tensors = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
+            result = self.model(**tensors, output_hidden_states="hidden_states" in outputs)
+            arrays = {}
+            for name in outputs:
+                value = result[name]
+                if isinstance(value, tuple):
+                    value = torch.stack(value, dim=1)
+                arrays[name] = value.float().cpu().numpy()
+        return arrays
+
+
+def load_model(path: str, head: str, keep_pooler: bool = False) -> Any:
+    """A model directory with one of the HEADS. An encoder's pooler is dropped unless asked for, and never used
+    when the checkpoint has no trained one (it would be random)."""
+    import transformers
+
+    from bertcli.bundle import quiet_transformers
+
+    quiet_transformers()
+    auto = getattr(transformers, HEADS[head])
+    try:
+        model, info = auto.from_pretrained(path, output_loading_info=True)
+    except Exception as exc:
+        raise ModelError(f"cannot load model: {exc}", file=path) from None
+    if head == "encoder" and getattr(model, "pooler", None) is not None:
+        if not keep_pooler or any(k.startswith("pooler.") for k in info["missing_keys"]):
+            model.pooler = None
+    return model

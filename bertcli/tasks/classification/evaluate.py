@@ -1,0 +1,60 @@
+"""Evaluating a saved sequence classifier on labelled data: the full report, and optionally the errors file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bertcli.config import DataOptions, EvaluateConfig
+from bertcli.data.labels import LabelSpec, encode_labels
+from bertcli.data.tables import load_table
+from bertcli.tasks.classification.predictor import Classifier
+from bertcli.tasks.classification.scores import decisions
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Score a saved model on labelled data. Under a launch the examples are dealt out and each is scored once."""
+    from bertcli.reports.metrics import report_for_task
+
+    classifier = Classifier(cfg.model_dir, cfg.precision, cfg.batch_size)
+    spec = classifier.spec
+    options = cfg.data
+    if options.label_sep is None and classifier.meta.get("label_sep"):
+        options = DataOptions(**{**options.__dict__, "label_sep": classifier.meta["label_sep"]})
+    table = load_table(cfg.input, options)
+    columns = table.columns(options, need_label=True, saved=classifier.meta.get("columns"))
+    texts, pairs = table.texts(columns)
+    labels = encode_labels(table, columns.label, spec, options)
+    probs, truncated = classifier.shared_scores(texts, pairs)
+    refs = np.asarray(labels).astype(float if spec.task == "regression" else int).tolist()
+    preds = decisions(spec.task, probs, classifier.threshold)
+    report = report_for_task(spec.task, refs, preds, spec.names)
+    report.update({"task": spec.task, "model": str(cfg.model_dir), "data": cfg.input, "columns": columns.describe(), "truncated": int(sum(truncated))})
+    if cfg.errors:
+        _write_errors(cfg.errors, spec, texts, refs, preds, probs)
+        report["errors_file"] = cfg.errors
+    return report
+
+
+def _write_errors(path: str, spec: LabelSpec, texts, refs, preds, probs) -> None:
+    from bertcli.io import atomic_write, dumps
+
+    with atomic_write(path) as handle:
+        for row, (text, gold, pred, p) in enumerate(zip(texts, refs, preds, probs)):
+            if spec.task == "regression":
+                record = {"row": row + 1, "text": text, "label": gold, "predicted": pred, "error": pred - gold}
+            elif gold == pred:
+                continue
+            elif spec.task == "single_label":
+                record = {
+                    "row": row + 1, "text": text, "label": spec.names[gold], "predicted": spec.names[pred],
+                    "score": float(p[pred]), "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
+                }  # fmt: skip
+            else:
+                record = {
+                    "row": row + 1, "text": text, "labels": [n for n, g in zip(spec.names, gold) if g],
+                    "predicted": [n for n, g in zip(spec.names, pred) if g],
+                    "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
+                }  # fmt: skip
+            handle.write(dumps(record) + "\n")

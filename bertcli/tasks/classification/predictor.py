@@ -1,0 +1,89 @@
+"""A saved sequence classifier ready for inference: texts (and pairs) in, the records `bertcli predict` writes out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bertcli.bundle import bundle_dir, model_max_length, read_meta
+from bertcli.data.labels import LabelSpec
+from bertcli.errors import UsageError
+from bertcli.inference.batching import length_sorted_batches, run_batches
+from bertcli.inference.loading import open_backend, text_encoder
+from bertcli.tasks.classification.scores import probabilities
+
+
+class Classifier:
+    """Tokenizes, batches and turns logits into scores; `predict` gives one record per text, in order."""
+
+    def __init__(self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None) -> None:
+        directory = bundle_dir(model_dir)
+        self.meta = read_meta(directory)
+        self.spec = LabelSpec(self.meta["task"], list(self.meta.get("labels", [])))
+        limit = model_max_length(directory)
+        if max_length is not None and max_length > limit:
+            raise UsageError(f"--max-length {max_length} exceeds the model's limit of {limit}")
+        self.max_length = max_length or limit
+        self.batch_size = batch_size
+        self.encoder = text_encoder(directory, self.max_length)
+        self.backend = open_backend(directory, "sequence-classification", precision)
+        self.threshold = self.meta.get("threshold") or 0.5
+
+    def scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, list[bool]]:
+        """Class probabilities (or regression values) in input order, and which inputs were truncated."""
+        encoded = self.encoder.encode(texts, pairs)
+        batches = length_sorted_batches(encoded.lengths, self.batch_size)
+        logits = run_batches(self.backend, encoded, self.encoder.specials.pad, batches)
+        stacked = np.stack(logits) if logits else np.zeros((0, self.spec.num_labels), dtype=np.float32)
+        return probabilities(stacked, self.spec.task), encoded.truncated
+
+    def shared_scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, list[bool]]:
+        """`scores` with the texts dealt out among a launch's processes; every process gets all scores, in input order."""
+        from bertcli.runtime.device import processes
+        from bertcli.runtime.distributed import shared_map
+
+        def score(items: list[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
+            probs, truncated = self.scores([t for t, _ in items], [p for _, p in items] if pairs else None)
+            return list(zip(probs, truncated))
+
+        rows = shared_map(processes(), list(zip(texts, pairs or [None] * len(texts))), score)
+        if not rows:
+            return np.zeros((0, self.spec.num_labels), dtype=np.float32), []
+        return np.stack([p for p, _ in rows]), [flag for _, flag in rows]
+
+    def predict(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, top_k: int | None = None,
+        threshold: float | None = None, shared: bool = False,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """One record per text: label and scores (multi-label: labels; regression: score); an empty text gets nulls."""
+        live = [i for i, text in enumerate(texts) if text.strip()]
+        score = self.shared_scores if shared else self.scores
+        probs, truncated = score([texts[i] for i in live], [pairs[i] for i in live] if pairs is not None else None)
+        records = [self.record(None, False, top_k, threshold) for _ in texts]
+        for j, i in enumerate(live):
+            records[i] = self.record(probs[j], truncated[j], top_k, threshold)
+        return records
+
+    def record(self, p: np.ndarray | None, truncated: bool, top_k: int | None, threshold: float | None) -> dict[str, Any]:
+        task, names = self.spec.task, self.spec.names
+        if task == "regression":
+            record: dict[str, Any] = {"score": None if p is None else float(p[0])}
+        elif p is None:
+            record = {"label": None, "score": None, "scores": None} if task == "single_label" else {"labels": None, "scores": None}
+        else:
+            ranked = np.argsort(-p, kind="stable")[: top_k or len(p)]
+            scores = {names[i]: round(float(p[i]), 6) for i in ranked}
+            if task == "single_label":
+                record = {"label": names[ranked[0]], "score": round(float(p[ranked[0]]), 6), "scores": scores}
+            else:
+                cut = self.threshold if threshold is None else threshold
+                record = {"labels": [names[i] for i in np.flatnonzero(p >= cut)], "scores": scores}
+        if truncated:
+            record["truncated"] = True
+        return record
+
+
+def load(model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None) -> Classifier:
+    return Classifier(model_dir, precision, batch_size, max_length)

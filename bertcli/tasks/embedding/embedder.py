@@ -1,0 +1,176 @@
+"""An encoder plus a pooling recipe: texts in, vectors out (or token vectors with their tokens and offsets).
+
+Pooling follows sentence-transformers (a masked mean over the real tokens, [CLS] and [SEP] included), so
+all-MiniLM-L6-v2 with `--pooling mean --normalize` reproduces its `encode(normalize_embeddings=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertcli.config import BATCH_TOKENS, EmbedOptions
+from bertcli.errors import ModelError, UsageError
+from bertcli.inference.batching import batches_for, run_batches
+
+
+def parse_layers(spec: str, num_layers: int) -> list[int]:
+    """'-1', '-4:', '-2,-1', '0:3' -> indices into hidden_states (0 = embedding output, num_layers = last layer)."""
+    count = num_layers + 1
+    picked: list[int] = []
+    try:
+        for part in (p.strip() for p in spec.split(",")):
+            if ":" in part:
+                start, _, stop = part.partition(":")
+                picked.extend(range(count)[slice(int(start) if start else None, int(stop) if stop else None)])
+            else:
+                index = int(part)
+                if not -count <= index < count:
+                    raise IndexError(part)
+                picked.append(index % count)
+    except (ValueError, IndexError):
+        raise UsageError(
+            f"bad --layers {spec!r}", hint=f"e.g. -1, -4: or -2,-1; this model has layers 0 (embeddings) to {num_layers}"
+        ) from None
+    if not picked:
+        raise UsageError(f"--layers {spec!r} selects no layer", hint=f"this model has layers 0 (embeddings) to {num_layers}")
+    return picked
+
+
+def default_max_length(path: str | Path) -> int:
+    """The model's limit, or the max_seq_length a sentence-transformers model was trained with (as encode() uses)."""
+    from bertcli.bundle import model_max_length
+
+    limit = model_max_length(path)
+    st_config = Path(path, "sentence_bert_config.json")
+    if st_config.is_file():
+        trained = json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(trained, int) and 0 < trained < limit:
+            return trained
+    return limit
+
+
+@dataclass
+class Embedded:
+    """One call's results in input order: pooled `vectors` (n, dim), or per-token arrays with their tokens and offsets."""
+
+    vectors: np.ndarray | list[np.ndarray]
+    truncated: list[bool]
+    tokens: list[list[str]] | None = None
+    offsets: list[list[tuple[int, int]]] | None = None
+
+
+class Embedder:
+    """A loaded encoder plus the pooling recipe: texts in, vectors out.
+
+    `Embedder(model, pooling="cls", normalize=True)` takes the options `bertcli embed` takes, or one EmbedOptions.
+    """
+
+    def __init__(self, model: str | None = None, opts: EmbedOptions | None = None, **options: Any) -> None:
+        from bertcli.bundle import model_max_length, resolve_model
+        from bertcli.inference.loading import open_backend, text_encoder
+
+        self.opts = opts = opts or EmbedOptions(**options)
+        opts.validate()
+        self.path = resolve_model(model)
+        config = json.loads(Path(self.path, "config.json").read_text(encoding="utf-8"))
+        limit = model_max_length(self.path)
+        if opts.max_length is not None and opts.max_length > limit:
+            raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {limit}")
+        self.max_length = opts.max_length or default_max_length(self.path)
+        self.encoder = text_encoder(self.path, self.max_length)
+        self.backend = open_backend(self.path, "encoder", opts.precision, keep_pooler=opts.pooling == "pooler")
+        if opts.pooling == "pooler" and getattr(self.backend.model, "pooler", None) is None:
+            raise ModelError("this model has no trained pooler layer", file=self.path, hint="use --pooling mean (or cls, max)")
+        num_layers = config["num_hidden_layers"]
+        self.layers = [num_layers] if opts.pooling == "pooler" else parse_layers(opts.layers, num_layers)
+        concat = opts.layer_agg == "concat" and len(self.layers) > 1
+        self.dim = config["hidden_size"] * (len(self.layers) if concat else 1)
+        if opts.pooling == "pooler":
+            self.outputs: tuple[str, ...] = ("pooler_output",)
+        elif self.layers == [num_layers]:
+            self.outputs = ("last_hidden_state",)
+        else:
+            self.outputs = ("hidden_states",)
+
+    def describe(self) -> str:
+        if self.opts.pooling == "pooler":
+            return "the pooler output"
+        kind = "token vectors" if self.opts.token_level else f"{self.opts.pooling} pooling"
+        if len(self.layers) == 1:
+            return f"{kind} of layer {self.layers[0]}"
+        return f"{kind} of layers {','.join(map(str, self.layers))} ({self.opts.layer_agg})"
+
+    def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> Embedded:
+        """Embed `texts` in length-sorted, dynamically padded batches; results come back in input order."""
+        encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
+        batches = batches_for(encoded.lengths, self.opts.batch_size, BATCH_TOKENS)
+        results = run_batches(self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch)
+        if self.opts.token_level:
+            tokens = [self.encoder.tokens(ids) for ids in encoded.input_ids]
+            return Embedded(results, encoded.truncated, tokens, encoded.offsets)
+        vectors = np.stack(results) if results else np.zeros((0, self.dim), dtype=np.float32)
+        return Embedded(vectors, encoded.truncated)
+
+    def _token_states(self, out: dict[str, np.ndarray]) -> np.ndarray:
+        """(batch, seq, dim) token vectors from the selected layers, averaged or concatenated."""
+        if "last_hidden_state" in out:
+            return out["last_hidden_state"]
+        stacked = out["hidden_states"][:, self.layers]
+        if len(self.layers) == 1:
+            return stacked[:, 0]
+        if self.opts.layer_agg == "mean":
+            return stacked.mean(axis=1)
+        return np.concatenate(list(stacked.transpose(1, 0, 2, 3)), axis=-1)
+
+    def _reduce(self, out: dict[str, np.ndarray], features: dict[str, np.ndarray]) -> Sequence[np.ndarray]:
+        """Pool one batch to one vector per input (or keep each input's real tokens), padding excluded."""
+        mask = features["attention_mask"]
+        if self.opts.pooling == "pooler":
+            return _normalized(out["pooler_output"]) if self.opts.normalize else out["pooler_output"]
+        states = self._token_states(out)
+        if self.opts.token_level:
+            rows = [states[i, :n] for i, n in enumerate(mask.sum(axis=1))]
+            return [_normalized(r) for r in rows] if self.opts.normalize else [np.ascontiguousarray(r) for r in rows]
+        weights = mask.astype(states.dtype)
+        if self.opts.pooling == "mean":
+            pooled = np.einsum("bs,bsd->bd", weights, states) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
+        elif self.opts.pooling == "cls":
+            pooled = states[:, 0]
+        else:
+            pooled = np.where(mask[:, :, None] > 0, states, -np.inf).max(axis=1)
+        pooled = pooled.astype(np.float32, copy=False)
+        return _normalized(pooled) if self.opts.normalize else pooled
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+def embed_shared(embedder: Embedder, texts: Sequence[str], launch: Any, on_batch: Callable[[int], None] | None = None) -> Embedded:
+    """`embedder.embed` with the texts dealt out among the launch's processes; every process gets all results in input order."""
+    world = launch.num_processes
+    if world == 1:
+        return embedder.embed(texts, on_batch)
+    from bertcli.runtime.distributed import shared_map
+
+    scaled = None if on_batch is None else lambda n: on_batch(n * world)  # the others advance alike
+
+    def embed_rows(own: list[str]) -> list[tuple[Any, ...]]:
+        if not own:
+            return []
+        part = embedder.embed(own, scaled)
+        if embedder.opts.token_level:
+            return list(zip(part.vectors, part.truncated, part.tokens, part.offsets))
+        return list(zip(part.vectors, part.truncated))
+
+    columns = list(zip(*shared_map(launch, list(texts), embed_rows)))
+    if embedder.opts.token_level:
+        return Embedded(*(list(column) for column in columns))
+    return Embedded(np.stack(columns[0]), list(columns[1]))
