@@ -219,12 +219,16 @@ def bench_pipeline_script(model_dir: Path, work: Path, gold: list[str]) -> Row:
     """The batched pipeline as a whole process (imports, model load, file in, JSONL out): like for like with the command."""
     log("pipeline batch_size=32 as a script over test.txt")
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", PIPELINE_SCRIPT, str(model_dir), str(work / "test.txt")], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PIPELINE_SCRIPT, str(model_dir), str(work / "test.txt")], capture_output=True, text=True
+    )
     wall = time.perf_counter() - start
     if done.returncode != 0:
         sys.exit(f"pipeline script failed:\n{done.stderr[-3000:]}")
     labels = [json.loads(line)["label"] for line in done.stdout.splitlines()]
-    return Row("pipeline batch_size=32, whole script", len(gold) / wall, accuracy(labels, gold), wall, "imports, model load")
+    return Row(
+        "pipeline batch_size=32, whole script", len(gold) / wall, accuracy(labels, gold), wall, "imports, model load"
+    )
 
 
 def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work: Path) -> Row:
@@ -233,9 +237,14 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
     import numpy as np
     import transformers
     from transformers import (
-        AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
-        default_data_collator, set_seed,
-    )  # fmt: skip
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        default_data_collator,
+        set_seed,
+    )
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()
@@ -256,8 +265,9 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
         raw = datasets.Dataset.from_dict({"text": texts, "label": [names.index(label) for label in labels]})
         return raw.map(
             lambda batch: tokenizer(batch["text"], padding=padding, max_length=HF_MAX_LENGTH, truncation=True),
-            batched=True, remove_columns=["text"],
-        )  # fmt: skip
+            batched=True,
+            remove_columns=["text"],
+        )
 
     train_set, test_set = dataset(train_texts, train_labels), dataset(test_texts, test_labels)
     args = TrainingArguments(
@@ -319,21 +329,32 @@ def report(r: dict) -> str:
     loop, command, t_default, t_tuned = r["finetune"]
     p_command, p_core, p_default, p_batched, p_script = r["predict"]
     sections = [
-        ("finetune", "train examples/s", [
-            (loop, f"{ratio(loop, t_tuned, 'tuned')}, {ratio(loop, t_default, 'defaults')}"),
-            (command, ratio(command, t_tuned, "tuned")),
-            (t_default, "baseline"),
-            (t_tuned, ratio(t_tuned, t_default, "defaults")),
-        ]),
-        ("predict", "sentences/s", [
-            (p_command, f"{ratio(p_command, p_default, 'default')}, {ratio(p_command, p_batched, 'batched')}, "
-             f"{ratio(p_command, p_script, 'batched script')}"),
-            (p_core, f"{ratio(p_core, p_default, 'default')}, {ratio(p_core, p_batched, 'batched')}"),
-            (p_default, "baseline"),
-            (p_batched, ratio(p_batched, p_default, "default")),
-            (p_script, ratio(p_script, p_default, "default")),
-        ]),
-    ]  # fmt: skip
+        (
+            "finetune",
+            "train examples/s",
+            [
+                (loop, f"{ratio(loop, t_tuned, 'tuned')}, {ratio(loop, t_default, 'defaults')}"),
+                (command, ratio(command, t_tuned, "tuned")),
+                (t_default, "baseline"),
+                (t_tuned, ratio(t_tuned, t_default, "defaults")),
+            ],
+        ),
+        (
+            "predict",
+            "sentences/s",
+            [
+                (
+                    p_command,
+                    f"{ratio(p_command, p_default, 'default')}, {ratio(p_command, p_batched, 'batched')}, "
+                    f"{ratio(p_command, p_script, 'batched script')}",
+                ),
+                (p_core, f"{ratio(p_core, p_default, 'default')}, {ratio(p_core, p_batched, 'batched')}"),
+                (p_default, "baseline"),
+                (p_batched, ratio(p_batched, p_default, "default")),
+                (p_script, ratio(p_script, p_default, "default")),
+            ],
+        ),
+    ]
     train_size, test_size, epochs = r["sizes"]
     held_out = meta["config"]["val_split"]
     training = meta["config"]["training"]
@@ -364,11 +385,17 @@ def report(r: dict) -> str:
         goal("predict vs default pipeline (command)", p_command.rate / p_default.rate, GOALS["predict_vs_default"]),
         goal("predict vs batched pipeline (command)", p_command.rate / p_batched.rate, GOALS["predict_vs_batched"]),
         goal("predict vs batched pipeline (in-process)", p_core.rate / p_batched.rate, GOALS["predict_vs_batched"]),
-        goal("predict vs batched pipeline (both whole processes)", p_command.rate / p_script.rate, GOALS["predict_vs_batched"]),
         goal(
-            "finetune vs tuned Trainer (training loop)", loop.rate / t_tuned.rate, GOALS["finetune_vs_tuned"],
+            "predict vs batched pipeline (both whole processes)",
+            p_command.rate / p_script.rate,
+            GOALS["predict_vs_batched"],
+        ),
+        goal(
+            "finetune vs tuned Trainer (training loop)",
+            loop.rate / t_tuned.rate,
+            GOALS["finetune_vs_tuned"],
             f"; accuracy {gap * 100:+.1f} points: {same} (equal = within {EQUAL_ACCURACY * 100:g} point)",
-        ),  # fmt: skip
+        ),
     ]
     return "\n".join(lines)
 
@@ -417,10 +444,15 @@ def main(argv: list[str] | None = None) -> None:
             bench_trainer(base_model, data, epochs, tuned=True, work=work),
         )
     results = {
-        "environment": env, "meta": meta, "sizes": (train_size, test_size, epochs),
-        "load_before": load_before, "load_after": os.getloadavg(), "seconds": time.perf_counter() - started,
-        "finetune": (loop, command, *trainers), "predict": (*predict, *pipelines),
-    }  # fmt: skip
+        "environment": env,
+        "meta": meta,
+        "sizes": (train_size, test_size, epochs),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "seconds": time.perf_counter() - started,
+        "finetune": (loop, command, *trainers),
+        "predict": (*predict, *pipelines),
+    }
     print(report(results))
     if args.json:
         rows = {key: [row.__dict__ for row in results[key]] for key in ("finetune", "predict")}

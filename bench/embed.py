@@ -28,7 +28,13 @@ def padded_loop(model, tokenizer, texts: list[str], batch_size: int = 32, max_le
     out = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[i : i + batch_size], padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+            batch = tokenizer(
+                texts[i : i + batch_size],
+                padding="max_length",
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1)
@@ -87,9 +93,13 @@ def main() -> None:
     plain = transformers.AutoModel.from_pretrained(path).eval()
     embedder = Embedder(None, EmbedOptions(normalize=True, precision="no"))
     lengths = np.array([len(ids) for ids in tokenizer(texts, truncation=True, max_length=256)["input_ids"]])
-    print(f"corpus: {len(texts)} Rotten Tomatoes snippets, tokens p50 {np.median(lengths):.0f} mean {lengths.mean():.1f} max {lengths.max()}")
-    print(f"torch {torch.__version__}, {args.threads} threads, fast bf16 on this CPU: {fast_bf16_available()}, "
-          f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"corpus: {len(texts)} Rotten Tomatoes snippets, tokens p50 {np.median(lengths):.0f} mean {lengths.mean():.1f} max {lengths.max()}"
+    )
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, fast bf16 on this CPU: {fast_bf16_available()}, "
+        f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
 
     def timed(fn, subset):
         start = time.perf_counter()
@@ -104,14 +114,19 @@ def main() -> None:
     rates: dict[str, list[float]] = {name: [] for name in fp32}
     vectors: dict[str, np.ndarray] = {}
     rate32 = 0.0
-    for name, fn in fp32.items():  # warm-up
+    for fn in fp32.values():  # warm-up
         fn(texts[:64])
     for round_no in range(args.rounds):
         rate32 = max(rate32, matmul_rate(bf16=False))  # probed every round: the quietest moment gives the bound
-        for name in list(fp32)[:: 1 if round_no % 2 == 0 else -1]:  # alternate the order, so no method always runs first
+        for name in list(fp32)[
+            :: 1 if round_no % 2 == 0 else -1
+        ]:  # alternate the order, so no method always runs first
             rate, vectors[name] = timed(fp32[name], texts)
             rates[name].append(rate)
-        print(f"round {round_no + 1}: " + ", ".join(f"{name.split()[0]} {r[-1]:.0f}" for name, r in rates.items()), flush=True)
+        print(
+            f"round {round_no + 1}: " + ", ".join(f"{name.split()[0]} {r[-1]:.0f}" for name, r in rates.items()),
+            flush=True,
+        )
     best = {name: max(r) for name, r in rates.items()}
     paired = float(np.median([o / s for o, s in zip(rates[OURS], rates[ST])]))
     cosine_st = float((vectors[OURS] * vectors[ST]).sum(1).min())
@@ -143,7 +158,17 @@ def main() -> None:
         corpus.write_text("\n".join(texts) + "\n", encoding="utf-8")
         start = time.perf_counter()
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-        cli = [sys.executable, "-m", "bertcli", "-q", "embed", str(corpus), "-o", str(Path(tmp, "v.npy")), "--normalize"]
+        cli = [
+            sys.executable,
+            "-m",
+            "bertcli",
+            "-q",
+            "embed",
+            str(corpus),
+            "-o",
+            str(Path(tmp, "v.npy")),
+            "--normalize",
+        ]
         subprocess.run(cli, check=True, env=env)
         cli_seconds = time.perf_counter() - start
         cli_cosine = float((np.load(Path(tmp, "v.npy")) * vectors[ST]).sum(1).min())
@@ -153,24 +178,40 @@ def main() -> None:
     flops_per_sentence16 = corpus_flops(plain.config, sub_lengths) / len(sub_lengths)
     rate16 = matmul_rate(bf16=True)
     bound32, bound16 = rate32 / flops_per_sentence, rate16 / flops_per_sentence16
-    print(f"\nmatmul rate: fp32 {rate32 / 1e9:.1f} GFLOP/s, bf16 {rate16 / 1e9:.1f} GFLOP/s; "
-          f"{flops_per_sentence / 1e6:.0f} MFLOP per sentence -> bound fp32 {bound32:.0f}, bf16 {bound16:.0f} sentences/s\n")  # fmt: skip
+    print(
+        f"\nmatmul rate: fp32 {rate32 / 1e9:.1f} GFLOP/s, bf16 {rate16 / 1e9:.1f} GFLOP/s; "
+        f"{flops_per_sentence / 1e6:.0f} MFLOP per sentence -> bound fp32 {bound32:.0f}, bf16 {bound16:.0f} sentences/s\n"
+    )
     st32, st16 = best[ST], best16[ST]
     print("| method | precision | sentences | sentences/s (best round) | vs sentence-transformers | of FLOP bound |")
     print("|---|---|---:|---:|---:|---:|")
     for name in fp32:
-        print(f"| {name} | fp32 | {len(texts)} | {best[name]:.0f} | {best[name] / st32:.2f}x | {best[name] / bound32:.0%} |")
+        print(
+            f"| {name} | fp32 | {len(texts)} | {best[name]:.0f} | {best[name] / st32:.2f}x | {best[name] / bound32:.0%} |"
+        )
     for name in bf16:
-        print(f"| {name} | bf16 (autocast) | {len(subset)} | {best16[name]:.1f} | {best16[name] / st16:.2f}x | {best16[name] / bound16:.0%} |")
-    print(f"| `bertcli embed corpus.txt -o v.npy` (whole command, start-up and model load included) | fp32 | {len(texts)} | {len(texts) / cli_seconds:.0f} | | |")
+        print(
+            f"| {name} | bf16 (autocast) | {len(subset)} | {best16[name]:.1f} | {best16[name] / st16:.2f}x | {best16[name] / bound16:.0%} |"
+        )
+    print(
+        f"| `bertcli embed corpus.txt -o v.npy` (whole command, start-up and model load included) | fp32 | {len(texts)} | {len(texts) / cli_seconds:.0f} | | |"
+    )
     ratio = min(paired, best[OURS] / st32)
-    print(f"\nbertcli / sentence-transformers, fp32: {best[OURS] / st32:.2f}x best rounds, {paired:.2f}x median of paired rounds "
-          f"({', '.join(f'{o / s:.2f}' for o, s in zip(rates[OURS], rates[ST]))})")  # fmt: skip
-    print(f"fp32 goal (>= 1.25x sentence-transformers): {'met' if ratio >= 1.25 else 'NOT met'} (the lower of the two: {ratio:.2f}x)")
-    print(f"bf16 goal (>= 2x sentence-transformers fp32): {best16[OURS] / st32:.2f}x -> {'met' if best16[OURS] >= 2 * st32 else 'NOT met'}"
-          f"{'' if fast_bf16_available() else ' (this CPU has no AVX512-BF16/AMX: bf16 is emulated and slower than fp32; --precision auto picks fp32 here)'}")  # fmt: skip
+    print(
+        f"\nbertcli / sentence-transformers, fp32: {best[OURS] / st32:.2f}x best rounds, {paired:.2f}x median of paired rounds "
+        f"({', '.join(f'{o / s:.2f}' for o, s in zip(rates[OURS], rates[ST]))})"
+    )
+    print(
+        f"fp32 goal (>= 1.25x sentence-transformers): {'met' if ratio >= 1.25 else 'NOT met'} (the lower of the two: {ratio:.2f}x)"
+    )
+    print(
+        f"bf16 goal (>= 2x sentence-transformers fp32): {best16[OURS] / st32:.2f}x -> {'met' if best16[OURS] >= 2 * st32 else 'NOT met'}"
+        f"{'' if fast_bf16_available() else ' (this CPU has no AVX512-BF16/AMX: bf16 is emulated and slower than fp32; --precision auto picks fp32 here)'}"
+    )
     print(f"bf16 vs fp32 vectors: max abs difference {bf16_diff:.4f}, min cosine {bf16_cos:.5f}")
-    print(f"bertcli vs sentence-transformers (fp32): min cosine {cosine_st:.6f}; CLI output min cosine {cli_cosine:.6f}")
+    print(
+        f"bertcli vs sentence-transformers (fp32): min cosine {cosine_st:.6f}; CLI output min cosine {cli_cosine:.6f}"
+    )
     print(f"load average at the end {os.getloadavg()[0]:.1f} (other processes on a shared machine slow every method)")
 
 

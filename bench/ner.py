@@ -80,7 +80,9 @@ def run_core(model_dir: Path, text_file: Path) -> tuple[float, list[set]]:
     from bertcli.tasks.ner.predict import predict
 
     start = time.perf_counter()
-    records = [r for chunk in predict(PredictConfig(model_dir=str(model_dir), input=str(text_file))).chunks for r in chunk]
+    records = [
+        r for chunk in predict(PredictConfig(model_dir=str(model_dir), input=str(text_file))).chunks for r in chunk
+    ]
     return time.perf_counter() - start, spans([r["entities"] for r in records])
 
 
@@ -200,15 +202,21 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "| method | words/s | speedup | agreement | wall s | notes |",
         "|---|---:|---|---:|---:|---|",
-        *(f"| {r.method} | {r.rate:.0f} | {s} | {'n/a' if r.agreement is None else f'{r.agreement:.1%}'} | {r.wall:.1f} | {r.note} |" for r, s in rows),
+        *(
+            f"| {r.method} | {r.rate:.0f} | {s} | {'n/a' if r.agreement is None else f'{r.agreement:.1%}'} | {r.wall:.1f} | {r.note} |"
+            for r, s in rows
+        ),
         "",
         "Goal (bertcli predict >= 1.5x the token-classification pipeline):",
-        *(f"- {name}: {value:.2f}x {'MET' if value >= GOAL else 'NOT MET'}" for name, value in (
-            ("command vs pipeline defaults", command.rate / default.rate),
-            ("command vs pipeline batch_size=32", command.rate / batched.rate),
-            ("in-process vs pipeline batch_size=32", core.rate / batched.rate),
-        )),
-    ]  # fmt: skip
+        *(
+            f"- {name}: {value:.2f}x {'MET' if value >= GOAL else 'NOT MET'}"
+            for name, value in (
+                ("command vs pipeline defaults", command.rate / default.rate),
+                ("command vs pipeline batch_size=32", command.rate / batched.rate),
+                ("in-process vs pipeline batch_size=32", core.rate / batched.rate),
+            )
+        ),
+    ]
     print("\n".join(out))
 
 

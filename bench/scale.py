@@ -82,8 +82,14 @@ def model_dir(work: Path) -> tuple[str, str]:
     directory = work / "random-minilm"
     directory.mkdir()
     vocab = write_vocab(directory / "vocab.txt")
-    config = BertConfig(vocab_size=len(vocab.read_text().split()), hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                        intermediate_size=1536, max_position_embeddings=512)  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(vocab.read_text().split()),
+        hidden_size=384,
+        num_hidden_layers=6,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(str(directory))
     BertTokenizerFast(vocab=str(vocab), do_lower_case=True, model_max_length=512).save_pretrained(str(directory))
@@ -92,14 +98,40 @@ def model_dir(work: Path) -> tuple[str, str]:
 
 def finetune(work: Path, model: str, processes: int, precision: str, args: argparse.Namespace, threads: int) -> dict:
     out = work / f"run-{processes}-{precision}"
-    cli = ["finetune", str(work / "train.csv"), "--validation", str(work / "val.csv"), "-m", model, "-o", str(out),
-           "--epochs", str(args.epochs), "-b", str(args.batch_size // processes), "--max-length", str(args.max_length),
-           "--precision", precision, "--overwrite"]  # fmt: skip
+    cli = [
+        "finetune",
+        str(work / "train.csv"),
+        "--validation",
+        str(work / "val.csv"),
+        "-m",
+        model,
+        "-o",
+        str(out),
+        "--epochs",
+        str(args.epochs),
+        "-b",
+        str(args.batch_size // processes),
+        "--max-length",
+        str(args.max_length),
+        "--precision",
+        precision,
+        "--overwrite",
+    ]
     if processes == 1:
         command = [sys.executable, "-m", "bertcli", *cli]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                   "--master_port", str(free_port()), "-m", "bertcli", *cli]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(processes),
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "bertcli",
+            *cli,
+        ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
     log(f"{processes} process(es), {threads} thread(s) each, precision {precision}")
     start = time.perf_counter()
@@ -110,10 +142,16 @@ def finetune(work: Path, model: str, processes: int, precision: str, args: argpa
     meta = json.loads((out / "bertcli.json").read_text())
     last = meta["history"][-1]
     return {
-        "processes": processes, "threads": threads, "precision": precision, "steps": meta["steps"],
-        "examples_per_s": meta["train_examples_per_second"], "train_s": meta["train_seconds"], "wall_s": wall,
-        "accuracy": last["accuracy"], "val_examples": last["examples"],
-    }  # fmt: skip
+        "processes": processes,
+        "threads": threads,
+        "precision": precision,
+        "steps": meta["steps"],
+        "examples_per_s": meta["train_examples_per_second"],
+        "train_s": meta["train_seconds"],
+        "wall_s": wall,
+        "accuracy": last["accuracy"],
+        "val_examples": last["examples"],
+    }
 
 
 def main() -> None:
@@ -144,16 +182,26 @@ def main() -> None:
             rows.append(("cpu", finetune(work, model, args.processes, "no", args, max(1, cores // args.processes))))
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         if gpu:
-            name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else torch.accelerator.current_accelerator().type
+            name = (
+                torch.cuda.get_device_name(0)
+                if torch.cuda.is_available()
+                else torch.accelerator.current_accelerator().type
+            )
             for precision in ("no", "bf16"):
                 rows.append((name, finetune(work, model, 1, precision, args, cores)))
-    print(f"\n`bertcli finetune`, {model_name}, {source}: {args.examples} training / {args.val_examples} validation examples, "
-          f"global batch {args.batch_size}, max length {args.max_length}, {args.epochs:g} epoch(s); {cores} CPU cores\n")  # fmt: skip
-    print("| device | processes x threads | precision | steps | train examples/s | train s | wall s | val accuracy | val examples |")
+    print(
+        f"\n`bertcli finetune`, {model_name}, {source}: {args.examples} training / {args.val_examples} validation examples, "
+        f"global batch {args.batch_size}, max length {args.max_length}, {args.epochs:g} epoch(s); {cores} CPU cores\n"
+    )
+    print(
+        "| device | processes x threads | precision | steps | train examples/s | train s | wall s | val accuracy | val examples |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
     for device, r in rows:
-        print(f"| {device} | {r['processes']} x {r['threads']} | {r['precision']} | {r['steps']} | {r['examples_per_s']:.1f} | "
-              f"{r['train_s']:.1f} | {r['wall_s']:.1f} | {r['accuracy']:.4f} | {r['val_examples']} |")  # fmt: skip
+        print(
+            f"| {device} | {r['processes']} x {r['threads']} | {r['precision']} | {r['steps']} | {r['examples_per_s']:.1f} | "
+            f"{r['train_s']:.1f} | {r['wall_s']:.1f} | {r['accuracy']:.4f} | {r['val_examples']} |"
+        )
 
 
 if __name__ == "__main__":

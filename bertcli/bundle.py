@@ -55,7 +55,11 @@ def resolve_model(name: str | None) -> str:
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelError("not a model directory (no config.json)", file=name, hint="pass a directory saved by bertcli or transformers")
+            raise ModelError(
+                "not a model directory (no config.json)",
+                file=name,
+                hint="pass a directory saved by bertcli or transformers",
+            )
         return str(path)
     if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1:
         raise ModelError("model directory not found", file=name)
@@ -143,7 +147,9 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         return {"task": "ner", "labels": labels}
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         return {"task": "encoder", "labels": []}
-    task = {"multi_label_classification": "multi_label", "regression": "regression"}.get(config.get("problem_type") or "", "single_label")
+    task = {"multi_label_classification": "multi_label", "regression": "regression"}.get(
+        config.get("problem_type") or "", "single_label"
+    )
     return {"task": task, "labels": [] if task == "regression" else labels}
 
 
@@ -153,12 +159,18 @@ def bundle_dir(path: str) -> Path:
     if not directory.is_dir():
         raise ModelError("model directory not found", file=path, hint="pass the -o directory of bertcli finetune")
     if not (directory / "config.json").is_file():
-        hint = "this looks like an interrupted run; finish it with --resume auto" if directory.name.endswith(".incomplete") else None
+        hint = (
+            "this looks like an interrupted run; finish it with --resume auto"
+            if directory.name.endswith(".incomplete")
+            else None
+        )
         raise ModelError("not a model directory (no config.json)", file=path, hint=hint)
     return directory
 
 
-def save_bundle(model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], weights: dict[str, Any] | None = None) -> None:
+def save_bundle(
+    model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], weights: dict[str, Any] | None = None
+) -> None:
     """Write the model directory (safetensors weights, tokenizer, bertcli.json) into `directory`.
 
     `weights` (a state dict) replaces the model's own: a sharded run's model holds only this process's shard.

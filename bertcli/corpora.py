@@ -51,7 +51,9 @@ def rotten_tomatoes(test_share: float = 0.2, seed: int = 0):
     return shuffle(frame[~is_test]), shuffle(frame[is_test])
 
 
-def write_rotten_tomatoes(directory: str, train_size: int | None = None, test_size: int | None = None) -> tuple[Path, Path]:
+def write_rotten_tomatoes(
+    directory: str, train_size: int | None = None, test_size: int | None = None
+) -> tuple[Path, Path]:
     train, test = rotten_tomatoes()
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)

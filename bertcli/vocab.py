@@ -28,20 +28,28 @@ def train_wordpiece(
 
     from bertcli.io import replace_dir
 
-    trainer = BertWordPieceTokenizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase)
+    trainer = BertWordPieceTokenizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=lowercase
+    )
     trainer.train_from_iterator(
-        texts, vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS, wordpieces_prefix="##",
+        texts,
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        wordpieces_prefix="##",
         show_progress=False,
-    )  # fmt: skip
+    )
     target = Path(output_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         trainer.save_model(str(staging))
         tokenizer = BertTokenizerFast(
-            vocab=str(staging / "vocab.txt"), do_lower_case=lowercase, strip_accents=None,
+            vocab=str(staging / "vocab.txt"),
+            do_lower_case=lowercase,
+            strip_accents=None,
             model_max_length=model_max_length,
-        )  # fmt: skip
+        )
         tokenizer.save_pretrained(str(staging))
         replace_dir(staging, target)
     except BaseException:

@@ -12,6 +12,7 @@ from helpers import build_tiny_bert, sentiment_rows, write_csv
 # tests from thrashing when other processes share the two cores. Real-model tests raise it again.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -36,9 +36,13 @@ def build_tiny_bert(directory: Path, seed: int = 0) -> Path:
     vocab = write_vocab(directory / "vocab.txt")
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True, model_max_length=128)
     config = BertConfig(
-        vocab_size=len(vocab.read_text().split()), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=128,
-    )  # fmt: skip
+        vocab_size=len(vocab.read_text().split()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(str(directory), safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
@@ -52,7 +56,9 @@ def sentiment_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
     for i in range(n):
         label = "pos" if i % 2 == 0 else "neg"
         word = rng.choice(POSITIVE if label == "pos" else NEGATIVE)
-        filler = rng.sample(["the", "movie", "was", "really", "quite", "story", "acting", "film", "so"], k=rng.randint(1, 6))
+        filler = rng.sample(
+            ["the", "movie", "was", "really", "quite", "story", "acting", "film", "so"], k=rng.randint(1, 6)
+        )
         words = filler[: len(filler) // 2] + [word] + filler[len(filler) // 2 :]
         rows.append({"text": " ".join(words), "label": label})
     return rows

@@ -26,7 +26,23 @@ def models(tiny_model, tmp_path_factory):
     train = write_csv(root / "train.csv", sentiment_rows(96))
     conll = write_conll(root / "train.conll", toy_corpus(160, seed=0))
     for data, out in ((train, "clf"), (conll, "ner")):
-        result = runner.invoke(app, ["finetune", str(data), "-o", str(root / out), "-m", str(tiny_model), "--epochs", "2", "--lr", "5e-3", "-b", "16"])
+        result = runner.invoke(
+            app,
+            [
+                "finetune",
+                str(data),
+                "-o",
+                str(root / out),
+                "-m",
+                str(tiny_model),
+                "--epochs",
+                "2",
+                "--lr",
+                "5e-3",
+                "-b",
+                "16",
+            ],
+        )
         assert result.exit_code == 0, result.stderr
     return {"clf": root / "clf", "ner": root / "ner"}
 
@@ -58,7 +74,22 @@ def test_embedder_gives_the_vectors_embed_writes(tiny_model, tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     out = tmp_path / "v.npy"
-    cli = runner.invoke(app, ["embed", str(source), "-m", str(tiny_model), "-o", str(out), "--pooling", "cls", "--normalize", "--precision", "no"])
+    cli = runner.invoke(
+        app,
+        [
+            "embed",
+            str(source),
+            "-m",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--pooling",
+            "cls",
+            "--normalize",
+            "--precision",
+            "no",
+        ],
+    )
     assert cli.exit_code == 0, cli.stderr
     vectors = bertcli.Embedder(str(tiny_model), pooling="cls", normalize=True, precision="no").embed(TEXTS).vectors
     np.testing.assert_array_equal(vectors, np.load(out))

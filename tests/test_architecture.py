@@ -10,7 +10,19 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bertcli"
 TASKS = sorted(p.name for p in (PACKAGE / "tasks").iterdir() if (p / "__init__.py").is_file())
-CORE = ("config.py", "bundle.py", "errors.py", "io.py", "progress.py", "vocab.py", "data", "inference", "runtime", "training", "reports")
+CORE = (
+    "config",
+    "bundle.py",
+    "errors.py",
+    "io.py",
+    "progress.py",
+    "vocab.py",
+    "data",
+    "inference",
+    "runtime",
+    "training",
+    "reports",
+)
 
 
 def modules(*parts: str) -> list[Path]:
@@ -37,7 +49,12 @@ def test_the_layout_has_every_task():
 @pytest.mark.parametrize("task", TASKS)
 def test_no_task_imports_another_task(task):
     others = {f"bertcli.tasks.{other}" for other in TASKS if other != task}
-    edges = {(path.name, name) for path in modules("tasks", task) for name in imported(path) if any(name == o or name.startswith(o + ".") for o in others)}
+    edges = {
+        (path.name, name)
+        for path in modules("tasks", task)
+        for name in imported(path)
+        if any(name == o or name.startswith(o + ".") for o in others)
+    }
     assert not edges
 
 
@@ -62,4 +79,6 @@ def test_modules_and_functions_stay_small(path):
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body[1:] if ast.get_docstring(node) and len(node.body) > 1 else node.body
-            assert node.end_lineno - body[0].lineno + 1 <= 60, f"{node.name} is {node.end_lineno - body[0].lineno + 1} lines"
+            assert node.end_lineno - body[0].lineno + 1 <= 60, (
+                f"{node.name} is {node.end_lineno - body[0].lineno + 1} lines"
+            )

@@ -23,7 +23,9 @@ FAST = dict(epochs=6, lr=5e-3, batch_size=16)
 
 
 def _config(train: Path, output: Path, model: Path, **overrides) -> FinetuneConfig:
-    return build_config(FinetuneConfig, None, train=str(train), output=str(output), model=str(model), **{**FAST, **overrides})
+    return build_config(
+        FinetuneConfig, None, train=str(train), output=str(output), model=str(model), **{**FAST, **overrides}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,9 @@ def test_bundle_is_a_standard_model_directory(trained):
     from transformers import AutoModelForSequenceClassification
 
     model_dir, _, _ = trained
-    assert {"config.json", "model.safetensors", "tokenizer.json", "bertcli.json"} <= {p.name for p in model_dir.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "bertcli.json"} <= {
+        p.name for p in model_dir.iterdir()
+    }
     model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     assert model.config.id2label == {0: "neg", 1: "pos"}
     assert model.config.problem_type == "single_label_classification"
@@ -55,7 +59,9 @@ def test_bundle_is_a_standard_model_directory(trained):
 def test_evaluate_reports_metrics_and_errors(trained, tmp_path):
     model_dir, _, test = trained
     report_path, errors_path = tmp_path / "report.json", tmp_path / "errors.jsonl"
-    result = runner.invoke(app, ["evaluate", str(model_dir), str(test), "--json", "-o", str(report_path), "--errors", str(errors_path)])
+    result = runner.invoke(
+        app, ["evaluate", str(model_dir), str(test), "--json", "-o", str(report_path), "--errors", str(errors_path)]
+    )
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report == json.loads(report_path.read_text())
@@ -106,7 +112,19 @@ def test_predict_columns_ids_topk_and_csv_output(trained, tmp_path):
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"uid": f"u{i}", "review": t or " "}) + "\n" for i, t in enumerate(TEXTS)))
     out = tmp_path / "out.csv"
-    args = ["predict", str(model_dir), str(source), "--id-column", "uid", "--text-column", "review", "--top-k", "1", "-o", str(out)]
+    args = [
+        "predict",
+        str(model_dir),
+        str(source),
+        "--id-column",
+        "uid",
+        "--text-column",
+        "review",
+        "--top-k",
+        "1",
+        "-o",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
@@ -125,7 +143,9 @@ def test_predict_columns_ids_topk_and_csv_output(trained, tmp_path):
 def test_predict_marks_truncated_inputs(trained):
     model_dir, _, _ = trained
     long_text = " ".join(["great"] * 40)
-    result = runner.invoke(app, ["predict", str(model_dir), "--max-length", "16"], input=f"{long_text}\nshort and good\n")
+    result = runner.invoke(
+        app, ["predict", str(model_dir), "--max-length", "16"], input=f"{long_text}\nshort and good\n"
+    )
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records[0].get("truncated") is True and "truncated" not in records[1]
 
@@ -139,8 +159,13 @@ def _tiny_task(tmp_path, tiny_model, rows, **overrides):
 def test_multi_label_bundle_and_predictions(tmp_path, tiny_model):
     from transformers import AutoModelForSequenceClassification
 
-    rows = [{"text": r["text"] + (" sports" if i % 3 == 0 else ""), "labels": [r["label"]] + (["sport"] if i % 3 == 0 else [])}
-            for i, r in enumerate(sentiment_rows(120))]  # fmt: skip
+    rows = [
+        {
+            "text": r["text"] + (" sports" if i % 3 == 0 else ""),
+            "labels": [r["label"]] + (["sport"] if i % 3 == 0 else []),
+        }
+        for i, r in enumerate(sentiment_rows(120))
+    ]
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
     assert result.meta["task"] == "multi_label" and result.meta["labels"] == ["neg", "pos", "sport"]
     model = AutoModelForSequenceClassification.from_pretrained(str(result.output))
@@ -148,11 +173,16 @@ def test_multi_label_bundle_and_predictions(tmp_path, tiny_model):
     out = runner.invoke(app, ["predict", str(result.output)], input="great movie sports\n")
     record = json.loads(out.stdout)
     assert set(record["scores"]) == {"neg", "pos", "sport"} and isinstance(record["labels"], list)
-    assert set(record["labels"]) == {n for n, p in record["scores"].items() if p >= 0.5}  # labels in label order, scores ranked
+    assert set(record["labels"]) == {
+        n for n, p in record["scores"].items() if p >= 0.5
+    }  # labels in label order, scores ranked
 
 
 def test_regression_bundle_and_predictions(tmp_path, tiny_model):
-    rows = [{"text": r["text"], "score": (4.5 if r["label"] == "pos" else 1.5) + 0.25 * (i % 3)} for i, r in enumerate(sentiment_rows(120))]
+    rows = [
+        {"text": r["text"], "score": (4.5 if r["label"] == "pos" else 1.5) + 0.25 * (i % 3)}
+        for i, r in enumerate(sentiment_rows(120))
+    ]
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
     assert result.meta["task"] == "regression" and result.meta["labels"] == []
     assert result.meta["metric"] == "mse" and result.meta["history"][-1]["mse"] < result.meta["history"][0]["mse"]
@@ -203,7 +233,13 @@ def _bertcli(*args: str) -> list[str]:
 def test_predict_streams_before_stdin_closes(trained):
     """The first result appears while the producer is still writing (tail -f | bertcli predict)."""
     model_dir, _, _ = trained
-    proc = subprocess.Popen(_bertcli("predict", str(model_dir)), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _bertcli("predict", str(model_dir)),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         proc.stdin.write("what a great film\n")
         proc.stdin.flush()
@@ -232,8 +268,10 @@ def test_predict_into_closed_pipe_exits_quietly(trained, tmp_path):
 def test_sentence_pairs_train_and_evaluate(tmp_path, tiny_model):
     """sentence1/sentence2 columns are detected and encoded as one pair (token type ids 0 then 1)."""
 
-    rows = [{"sentence1": r["text"], "sentence2": "it was " + ("great" if i % 4 < 2 else "awful"), "label": int(i % 4 < 2)}
-            for i, r in enumerate(sentiment_rows(120))]  # fmt: skip
+    rows = [
+        {"sentence1": r["text"], "sentence2": "it was " + ("great" if i % 4 < 2 else "awful"), "label": int(i % 4 < 2)}
+        for i, r in enumerate(sentiment_rows(120))
+    ]
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
     assert result.meta["columns"] == {"text": "sentence1", "pair": "sentence2", "label": "label"}
     assert result.meta["labels"] == ["0", "1"]
@@ -264,7 +302,14 @@ def test_class_weights_reach_the_training_loss(tmp_path, tiny_model, class_weigh
     from bertcli.tasks.classification.finetune import ClassificationTask
 
     rows = [r for i, r in enumerate(sentiment_rows(120)) if r["label"] == "pos" or i % 4 == 1]  # 60 pos : 30 neg
-    cfg = _config(write_csv(tmp_path / "t.csv", rows), tmp_path / "out", tiny_model, val_split=0.0, class_weights=class_weights, precision="no")
+    cfg = _config(
+        write_csv(tmp_path / "t.csv", rows),
+        tmp_path / "out",
+        tiny_model,
+        val_split=0.0,
+        class_weights=class_weights,
+        precision="no",
+    )
     task = ClassificationTask()
     data = task.read(cfg)
     model = task.load_model(str(tiny_model), data)

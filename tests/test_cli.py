@@ -16,7 +16,17 @@ runner = CliRunner()
 HEAVY = ("torch", "transformers", "datasets", "accelerate", "evaluate")
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["--version"], *([command, "--help"] for command in ("finetune", "evaluate", "predict", "embed", "tokenize", "pretrain", "env"))])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["--version"],
+        *(
+            [command, "--help"]
+            for command in ("finetune", "evaluate", "predict", "embed", "tokenize", "pretrain", "env")
+        ),
+    ],
+)
 def test_help_imports_no_heavy_library(argv):
     code = (
         "import sys\n"
@@ -61,7 +71,10 @@ def test_bad_usage_exits_2_with_one_line(tmp_path, sentiment_csv, argv, message)
     args = [a.format(train=sentiment_csv, tmp=tmp_path) for a in argv]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
-    assert result.stderr.startswith("bertcli: error: ") and message.format(train=sentiment_csv, tmp=tmp_path) in result.stderr
+    assert (
+        result.stderr.startswith("bertcli: error: ")
+        and message.format(train=sentiment_csv, tmp=tmp_path) in result.stderr
+    )
     assert result.stderr.count("\n") == 1
 
 
@@ -69,7 +82,9 @@ def test_the_output_directory_is_checked_before_the_data_is_read(tmp_path, tiny_
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious")
-    result = runner.invoke(app, ["finetune", str(tmp_path / "not-read-yet.csv"), "-o", str(out), "--model", str(tiny_model)])
+    result = runner.invoke(
+        app, ["finetune", str(tmp_path / "not-read-yet.csv"), "-o", str(out), "--model", str(tiny_model)]
+    )
     assert result.exit_code == 2 and result.stderr.startswith(f"bertcli: error: {out}: output directory already exists")
     assert "not-read-yet" not in result.stderr and (out / "keep.txt").read_text() == "precious"
 
@@ -83,7 +98,11 @@ def test_a_device_as_corpus_is_not_called_missing(tmp_path):
     "content, flags, expected",
     [
         (b"", [], "{file}: file is empty"),
-        (b"text,label\ngood,pos\nbad,neg\n", ["--text-column", "body"], "column 'body' (from --text-column) not found (columns are: text, label)"),
+        (
+            b"text,label\ngood,pos\nbad,neg\n",
+            ["--text-column", "body"],
+            "column 'body' (from --text-column) not found (columns are: text, label)",
+        ),
         (b"text,label\ngood,pos\n,neg\n", [], "{file}:3, column 'text': empty text"),
         (b"text,label\ngood,pos\nbad,\n", [], "{file}:3, column 'label': missing label"),
         (b"text,label\ngood,pos\ncaf\xe9,neg\n", [], "{file}:3: bytes are not valid UTF-8"),
@@ -94,7 +113,9 @@ def test_a_device_as_corpus_is_not_called_missing(tmp_path):
 def test_bad_training_data_is_one_clear_line(tmp_path, tiny_model, content, flags, expected):
     data = tmp_path / "train.csv"
     data.write_bytes(content)
-    result = runner.invoke(app, ["finetune", str(data), "-o", str(tmp_path / "out"), "--model", str(tiny_model), *flags])
+    result = runner.invoke(
+        app, ["finetune", str(data), "-o", str(tmp_path / "out"), "--model", str(tiny_model), *flags]
+    )
     assert result.exit_code == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("bertcli: error: ") and expected.format(file=data) in line
@@ -106,9 +127,14 @@ def test_missing_model_directory_and_uncached_hub_id(tmp_path, sentiment_csv, mo
     result = runner.invoke(app, ["finetune", str(sentiment_csv), "-o", str(tmp_path / "o"), "--model", "./no/such/dir"])
     assert result.exit_code == 1 and "./no/such/dir: model directory not found" in result.stderr
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = runner.invoke(app, ["finetune", str(sentiment_csv), "-o", str(tmp_path / "o"), "--model", "someone/not-cached-bert"])
+    result = runner.invoke(
+        app, ["finetune", str(sentiment_csv), "-o", str(tmp_path / "o"), "--model", "someone/not-cached-bert"]
+    )
     assert result.exit_code == 1
-    assert "'someone/not-cached-bert' is not in the local Hugging Face cache" in result.stderr and "--model PATH" in result.stderr
+    assert (
+        "'someone/not-cached-bert' is not in the local Hugging Face cache" in result.stderr
+        and "--model PATH" in result.stderr
+    )
 
 
 def test_evaluate_unknown_model_dir(tmp_path, sentiment_csv):
@@ -126,7 +152,9 @@ def test_debug_env_shows_the_real_exception(tmp_path, sentiment_csv, monkeypatch
 
 def test_recipe_file_drives_finetune(tmp_path, tiny_model, sentiment_csv):
     recipe = tmp_path / "run.toml"
-    recipe.write_text(f'train = "{sentiment_csv}"\noutput = "{tmp_path / "out"}"\nmodel = "{tiny_model}"\n[training]\nepochs = 1\nbatch_size = 16\n')
+    recipe.write_text(
+        f'train = "{sentiment_csv}"\noutput = "{tmp_path / "out"}"\nmodel = "{tiny_model}"\n[training]\nepochs = 1\nbatch_size = 16\n'
+    )
     result = runner.invoke(app, ["finetune", "--config", str(recipe), "--lr", "0.002"])
     assert result.exit_code == 0, result.stderr
     meta = json.loads((tmp_path / "out" / "bertcli.json").read_text())

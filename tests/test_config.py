@@ -7,8 +7,16 @@ from typer.testing import CliRunner
 
 from bertcli.cli.main import app
 from bertcli.config import (
-    EmbedConfig, EvaluateConfig, FinetuneConfig, PredictConfig, PretrainConfig, TokenizeConfig, TrainOptions, build_config, with_defaults,
-)  # fmt: skip
+    EmbedConfig,
+    EvaluateConfig,
+    FinetuneConfig,
+    PredictConfig,
+    PretrainConfig,
+    TokenizeConfig,
+    TrainOptions,
+    build_config,
+    with_defaults,
+)
 from bertcli.errors import UsageError
 from bertcli.tasks import classification, ner
 
@@ -33,9 +41,13 @@ def test_task_defaults_fill_only_what_the_user_left_unset(defaults):
 def test_recipe_then_cli_override(tmp_path, suffix):
     recipe = tmp_path / f"run{suffix}"
     if suffix == ".toml":
-        recipe.write_text('train = "a.csv"\noutput = "runs/x"\n[training]\nlr = 3e-5\nepochs = 2\n[data]\ntext_column = "body"\n')
+        recipe.write_text(
+            'train = "a.csv"\noutput = "runs/x"\n[training]\nlr = 3e-5\nepochs = 2\n[data]\ntext_column = "body"\n'
+        )
     else:
-        recipe.write_text("train: a.csv\noutput: runs/x\ntraining:\n  lr: 3.0e-5\n  epochs: 2\ndata:\n  text_column: body\n")
+        recipe.write_text(
+            "train: a.csv\noutput: runs/x\ntraining:\n  lr: 3.0e-5\n  epochs: 2\ndata:\n  text_column: body\n"
+        )
     cfg = build_config(FinetuneConfig, recipe, epochs=5.0, lr=None)
     assert cfg.train == "a.csv" and cfg.data.text_column == "body"
     assert cfg.training.lr == 3e-5  # recipe value kept: the CLI did not give --lr
@@ -48,7 +60,11 @@ def test_recipe_then_cli_override(tmp_path, suffix):
         (EvaluateConfig, 'model_dir = "m"\ninput = "t.csv"\nbatch_size = 8\ntext_column = "body"\n', {"batch_size": 8}),
         (PredictConfig, 'model_dir = "m"\ntop_k = 2\nthreshold = 0.3\n', {"top_k": 2, "threshold": 0.3}),
         (TokenizeConfig, "stats = true\nmax_length = 64\n", {"stats": True, "max_length": 64}),
-        (PretrainConfig, 'inputs = ["c.txt"]\noutput = "o"\npreset = "tiny"\nmlm_probability = 0.2\n', {"mlm_probability": 0.2}),
+        (
+            PretrainConfig,
+            'inputs = ["c.txt"]\noutput = "o"\npreset = "tiny"\nmlm_probability = 0.2\n',
+            {"mlm_probability": 0.2},
+        ),
     ],
 )
 def test_every_command_reads_a_recipe(tmp_path, cls, recipe, expected):
@@ -60,9 +76,16 @@ def test_every_command_reads_a_recipe(tmp_path, cls, recipe, expected):
 
 def test_embed_recipe_fills_the_nested_sections(tmp_path):
     path = tmp_path / "r.toml"
-    path.write_text('input = "c.txt"\noutput = "v.npy"\n[embed]\npooling = "cls"\nnormalize = true\n[vectors]\ndtype = "float16"\n')
+    path.write_text(
+        'input = "c.txt"\noutput = "v.npy"\n[embed]\npooling = "cls"\nnormalize = true\n[vectors]\ndtype = "float16"\n'
+    )
     cfg = build_config(EmbedConfig, path, normalize=None, batch_size=4)
-    assert (cfg.embed.pooling, cfg.embed.normalize, cfg.embed.batch_size, cfg.vectors.dtype) == ("cls", True, 4, "float16")
+    assert (cfg.embed.pooling, cfg.embed.normalize, cfg.embed.batch_size, cfg.vectors.dtype) == (
+        "cls",
+        True,
+        4,
+        "float16",
+    )
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -79,13 +102,28 @@ def test_unknown_recipe_key_is_an_error(tmp_path):
         (FinetuneConfig, {"train": "t", "output": "o"}, {"lr": 0.0}, "--lr must be positive, got 0"),
         (FinetuneConfig, {"train": "t", "output": "o"}, {"epochs": -1.0}, "--epochs must be positive, got -1"),
         (FinetuneConfig, {"train": "t", "output": "o"}, {"grad_accum": 0}, "--grad-accum must be positive, got 0"),
-        (FinetuneConfig, {"train": "t", "output": "o"}, {"warmup_ratio": 1.0}, "--warmup-ratio must be in [0, 1), got 1"),
+        (
+            FinetuneConfig,
+            {"train": "t", "output": "o"},
+            {"warmup_ratio": 1.0},
+            "--warmup-ratio must be in [0, 1), got 1",
+        ),
         (FinetuneConfig, {"train": "t", "output": "o"}, {"val_split": -0.1}, "--val-split must be in [0, 1), got -0.1"),
         (FinetuneConfig, {"train": "t", "output": "o"}, {"stride": -1}, "--stride must be 0 or more, got -1"),
         (FinetuneConfig, {"train": "t", "output": "o"}, {"precision": "fp8"}, "unknown --precision 'fp8'"),
         (FinetuneConfig, {"train": "t", "output": "o"}, {"lr": "fast"}, "--lr must be a number, got 'fast'"),
-        (PretrainConfig, {"inputs": ["c"], "output": "o", "preset": "tiny"}, {"batch_size": 0}, "--batch-size must be positive, got 0"),
-        (PretrainConfig, {"inputs": ["c"], "output": "o", "preset": "tiny"}, {"lr": 0.0}, "--lr must be positive, got 0"),
+        (
+            PretrainConfig,
+            {"inputs": ["c"], "output": "o", "preset": "tiny"},
+            {"batch_size": 0},
+            "--batch-size must be positive, got 0",
+        ),
+        (
+            PretrainConfig,
+            {"inputs": ["c"], "output": "o", "preset": "tiny"},
+            {"lr": 0.0},
+            "--lr must be positive, got 0",
+        ),
         (EvaluateConfig, {"model_dir": "m", "input": "t"}, {"batch_size": 0}, "--batch-size must be positive, got 0"),
         (PredictConfig, {"model_dir": "m"}, {"top_k": 0}, "--top-k must be positive, got 0"),
         (PredictConfig, {"model_dir": "m"}, {"threshold": 1.0}, "--threshold must be between 0 and 1, got 1"),
@@ -100,7 +138,9 @@ def test_one_validation_for_every_numeric_option(cls, required, values, message)
     assert str(err.value).startswith(message) and err.value.exit_code == 2
 
 
-@pytest.mark.parametrize("flag, value", [("--batch-size", "0"), ("--lr", "0"), ("--epochs", "0"), ("--max-steps", "-3")])
+@pytest.mark.parametrize(
+    "flag, value", [("--batch-size", "0"), ("--lr", "0"), ("--epochs", "0"), ("--max-steps", "-3")]
+)
 def test_bad_numbers_are_usage_errors_before_any_work(tmp_path, flag, value):
     """Exit 2 with one line, and nothing read or written: the data file does not even exist."""
     result = runner.invoke(app, ["finetune", str(tmp_path / "missing.csv"), "-o", str(tmp_path / "out"), flag, value])
@@ -110,7 +150,10 @@ def test_bad_numbers_are_usage_errors_before_any_work(tmp_path, flag, value):
 
 
 def test_help_shows_the_defaults_the_commands_use():
-    shown = {cmd: runner.invoke(app, [cmd, "--help"], terminal_width=200).stdout for cmd in ("finetune", "evaluate", "predict", "pretrain")}
+    shown = {
+        cmd: runner.invoke(app, [cmd, "--help"], terminal_width=200).stdout
+        for cmd in ("finetune", "evaluate", "predict", "pretrain")
+    }
     assert f"[default: {EvaluateConfig.batch_size}]" in shown["evaluate"]
     assert f"[default: {PredictConfig.batch_size}]" in shown["predict"]
     assert f"[default: {classification.DEFAULTS['batch_size']}; NER {ner.DEFAULTS['batch_size']}]" in shown["finetune"]
@@ -125,4 +168,8 @@ def test_no_default_is_written_twice():
 
     for command in main.app.registered_commands:
         for parameter in inspect.signature(command.callback).parameters.values():
-            assert parameter.default in (None, inspect.Parameter.empty), (command.name, parameter.name, parameter.default)
+            assert parameter.default in (None, inspect.Parameter.empty), (
+                command.name,
+                parameter.name,
+                parameter.default,
+            )

@@ -13,7 +13,11 @@ from bertcli.data.records import iter_records
 from bertcli.data.tables import load_table
 from bertcli.errors import DataError, UsageError
 
-ROWS = [{"review": "great film", "category": "pos"}, {"review": "dull plot", "category": "neg"}, {"review": "fun", "category": "pos"}]
+ROWS = [
+    {"review": "great film", "category": "pos"},
+    {"review": "dull plot", "category": "neg"},
+    {"review": "fun", "category": "pos"},
+]
 
 
 def _write(tmp_path, fmt):
@@ -202,7 +206,12 @@ def test_a_device_is_not_a_data_file(tmp_path):
         ({"body": "x", "stars": "5"}, DataOptions(), None, ("body", None, "stars")),
         ({"notes": "x", "label": "pos"}, DataOptions(), None, ("notes", None, "label")),  # the one other text column
         ({"premise": "a", "hypothesis": "b", "label": "e"}, DataOptions(), None, ("premise", "hypothesis", "label")),
-        ({"premise": "a", "hypothesis": "b", "label": "e"}, DataOptions(), {"text": "premise", "pair": None}, ("premise", None, "label")),
+        (
+            {"premise": "a", "hypothesis": "b", "label": "e"},
+            DataOptions(),
+            {"text": "premise", "pair": None},
+            ("premise", None, "label"),
+        ),
         ({"q": "a", "doc": "b", "y": "1"}, DataOptions(), {"text": "q", "pair": "doc"}, ("q", "doc", "y")),
         ({"a": "x", "b": "y", "y": "1"}, DataOptions(text_column="b"), None, ("b", None, "y")),
     ],
@@ -218,10 +227,22 @@ def test_one_column_resolver_for_streams_and_tables(tmp_path, first, options, sa
 @pytest.mark.parametrize(
     "first, options, message",
     [
-        ({"a": "x", "b": "y", "label": "1"}, DataOptions(), "s.jsonl: cannot tell which column holds the text (columns are: a, b, label; pass --text-column)"),
-        ({"text": "x", "y": "1"}, DataOptions(id_column="id"), "s.jsonl: column 'id' (from --id-column) not found (columns are: text, y)"),
+        (
+            {"a": "x", "b": "y", "label": "1"},
+            DataOptions(),
+            "s.jsonl: cannot tell which column holds the text (columns are: a, b, label; pass --text-column)",
+        ),
+        (
+            {"text": "x", "y": "1"},
+            DataOptions(id_column="id"),
+            "s.jsonl: column 'id' (from --id-column) not found (columns are: text, y)",
+        ),
         ({"text": "x"}, DataOptions(), "s.jsonl: no label column found (columns are: text; pass --label-column)"),
-        ({"text": "x"}, DataOptions(label_column="y"), "s.jsonl: column 'y' (from --label-column) not found (columns are: text)"),
+        (
+            {"text": "x"},
+            DataOptions(label_column="y"),
+            "s.jsonl: column 'y' (from --label-column) not found (columns are: text)",
+        ),
     ],
 )
 def test_column_errors_have_one_wording(first, options, message):

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from helpers import sentiment_rows, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_RECIPE = ROOT / "recipes" / "accelerate" / "multi-cpu.yaml"
@@ -32,14 +32,38 @@ def free_port() -> int:
 
 def launch(launcher: str, args: list[str], cwd: Path, timeout: int = TIMEOUT) -> subprocess.CompletedProcess:
     """Two processes of `bertcli ARGS`, started by `accelerate launch` (the CPU recipe) or `torchrun`."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     env.pop("BERTCLI_DEBUG", None)
     if launcher == "accelerate":
-        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CPU_RECIPE),
-                   "--main_process_port", str(free_port()), "-m", "bertcli", *args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(CPU_RECIPE),
+            "--main_process_port",
+            str(free_port()),
+            "-m",
+            "bertcli",
+            *args,
+        ]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                   "--master_port", str(free_port()), "-m", "bertcli", *args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "bertcli",
+            *args,
+        ]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -62,19 +86,41 @@ def bertcli_lines(stderr: str, text: str) -> list[str]:
 
 @pytest.fixture
 def classification_data(tmp_path) -> tuple[Path, Path]:
-    return write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1)), write_csv(tmp_path / "val.csv", sentiment_rows(21, seed=2))
+    return write_csv(tmp_path / "train.csv", sentiment_rows(64, seed=1)), write_csv(
+        tmp_path / "val.csv", sentiment_rows(21, seed=2)
+    )
 
 
 def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_model, classification_data):
     train, val = classification_data
     out = tmp_path / "clf"
-    result = launch("accelerate", ["finetune", str(train), "--validation", str(val), "-m", str(tiny_model), "-o", str(out),
-                                   "--epochs", "2", "-b", "8", "--lr", "1e-3"], tmp_path)  # fmt: skip
+    result = launch(
+        "accelerate",
+        [
+            "finetune",
+            str(train),
+            "--validation",
+            str(val),
+            "-m",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "-b",
+            "8",
+            "--lr",
+            "1e-3",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     # one output, written once; the run directory is gone
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("clf")) == ["clf"]
     # the main process alone logs, and reports the global batch: 8 per process x 2 processes
-    assert len(bertcli_lines(result.stderr, "batch 8 x 1 accumulation x 2 process(es) = 16, 8 steps (2 epochs)")) == 1  # 4 per epoch: each process has half
+    assert (
+        len(bertcli_lines(result.stderr, "batch 8 x 1 accumulation x 2 process(es) = 16, 8 steps (2 epochs)")) == 1
+    )  # 4 per epoch: each process has half
     assert len(bertcli_lines(result.stderr, "64 training and 21 validation examples")) == 1
     meta = json.loads((out / "bertcli.json").read_text())
     assert [h["examples"] for h in meta["history"]] == [21, 21]  # every validation example once, none repeated
@@ -89,18 +135,41 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
 
 
 def test_two_process_pretrain_validates_each_held_out_block_once(tmp_path, tiny_model):
-    from bertcli.runtime.accelerator import make_accelerator
-    from bertcli.config import DataOptions
-    from bertcli.tasks.pretraining.data import example_source, split_examples
-    from bertcli.tasks.pretraining.objective import MaskingCollator, PretrainingObjective, evaluate_objective
     from bertcli.bundle import load_tokenizer
-    from bertcli.tasks.pretraining.pretrain import EvalBatches, load_pretraining_model
+    from bertcli.config import DataOptions
+    from bertcli.runtime.accelerator import make_accelerator
+    from bertcli.tasks.pretraining.data import example_source, split_examples
+    from bertcli.tasks.pretraining.models import load_pretraining_model
+    from bertcli.tasks.pretraining.objective import MaskingCollator, PretrainingObjective, evaluate_objective
+    from bertcli.tasks.pretraining.pretrain import EvalBatches
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(row["text"] + " ." for row in sentiment_rows(300, seed=3)) + "\n")
     out = tmp_path / "mlm"
-    result = launch("torchrun", ["pretrain", str(corpus), "-m", str(tiny_model), "-o", str(out), "--max-steps", "4",
-                                 "--eval-steps", "2", "-b", "4", "--max-length", "32", "--val-split", "0.2", "--precision", "no"], tmp_path)  # fmt: skip
+    result = launch(
+        "torchrun",
+        [
+            "pretrain",
+            str(corpus),
+            "-m",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--max-steps",
+            "4",
+            "--eval-steps",
+            "2",
+            "-b",
+            "4",
+            "--max-length",
+            "32",
+            "--val-split",
+            "0.2",
+            "--precision",
+            "no",
+        ],
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("mlm")) == ["mlm"]
     assert len(bertcli_lines(result.stderr, "x 2 process(es) = 8, 4 steps")) == 1
@@ -142,7 +211,9 @@ def test_two_process_embed_equals_one_process(tmp_path, tiny_model):
     # token level: per-token vectors with their tokens and offsets come back from each process in order too
     one, two, _ = one_and_two([*args, "--token-level", "--max-length", "12"], tmp_path, "tokens.jsonl")
     single, double = read_jsonl(one), read_jsonl(two)
-    assert [(r["id"], r["tokens"], r["offsets"]) for r in double] == [(r["id"], r["tokens"], r["offsets"]) for r in single]
+    assert [(r["id"], r["tokens"], r["offsets"]) for r in double] == [
+        (r["id"], r["tokens"], r["offsets"]) for r in single
+    ]
     assert len({len(r["tokens"]) for r in double}) > 1  # inputs of different lengths, unpadded
     for a, b in zip(double, single):
         np.testing.assert_allclose(np.array(a["vectors"]), np.array(b["vectors"]), atol=1e-5)
@@ -156,13 +227,44 @@ def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, t
     from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "train.csv", sentiment_rows(160, seed=3))
-    args = ["finetune", str(train), "-m", str(tiny_model), "--val-split", "0", "--epochs", "2", "-b", "4", "--lr", "1e-3", "--save-steps", "5"]
+    args = [
+        "finetune",
+        str(train),
+        "-m",
+        str(tiny_model),
+        "--val-split",
+        "0",
+        "--epochs",
+        "2",
+        "-b",
+        "4",
+        "--lr",
+        "1e-3",
+        "--save-steps",
+        "5",
+    ]
     whole = launch("torchrun", [*args, "-o", str(tmp_path / "whole")], tmp_path)
     assert whole.returncode == 0, whole.stderr[-3000:]
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-               "-m", "bertcli", *args, "-o", str(tmp_path / "split")]  # fmt: skip
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "bertcli",
+        *args,
+        "-o",
+        str(tmp_path / "split"),
+    ]
     checkpoints = tmp_path / "split.incomplete" / "checkpoints"
     running = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + TIMEOUT
@@ -180,7 +282,10 @@ def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(bertcli_lines(resumed.stderr, "resum")) >= 1, resumed.stderr[-3000:]
 
-    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "whole" / "model.safetensors")),
+        load_file(str(tmp_path / "split" / "model.safetensors")),
+    )
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
@@ -190,13 +295,23 @@ def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, t
 def test_two_process_predict_and_evaluate_equal_one_process(tmp_path, tiny_model, classification_data):
     train, val = classification_data
     model = tmp_path / "clf"
-    trained = CliRunner().invoke(app, ["finetune", str(train), "-m", str(tiny_model), "-o", str(model), "--epochs", "1", "--val-split", "0"])
+    trained = CliRunner().invoke(
+        app, ["finetune", str(train), "-m", str(tiny_model), "-o", str(model), "--epochs", "1", "--val-split", "0"]
+    )
     assert trained.exit_code == 0, trained.stderr
     source = tmp_path / "texts.txt"
     lines = [row["text"] for row in sentiment_rows(39, seed=5)]
     lines[7] = lines[30] = ""  # empty lines still get their (null) record, in place
     source.write_text("".join(line + "\n" for line in lines))
-    args = ["predict", str(model), str(source), "-b", "2", "--precision", "no"]  # chunks of 16 lines: three, the last one short
+    args = [
+        "predict",
+        str(model),
+        str(source),
+        "-b",
+        "2",
+        "--precision",
+        "no",
+    ]  # chunks of 16 lines: three, the last one short
     one, two, result = one_and_two(args, tmp_path, "predictions.jsonl")
     single, double = read_jsonl(one), read_jsonl(two)
     assert len(double) == len(single) == 39 and double[7]["label"] is None and double[30]["label"] is None
@@ -221,7 +336,9 @@ def test_two_process_predict_and_evaluate_equal_one_process(tmp_path, tiny_model
     # the errors file names each misclassified example with its own scores: a mix-up of examples between processes shows
     single, double = read_jsonl(tmp_path / "one-errors.jsonl"), read_jsonl(tmp_path / "two-errors.jsonl")
     assert len(double) == len(single) == 21 - round(single_accuracy * 21) > 0
-    assert [(r["row"], r["text"], r["label"], r["predicted"]) for r in double] == [(r["row"], r["text"], r["label"], r["predicted"]) for r in single]
+    assert [(r["row"], r["text"], r["label"], r["predicted"]) for r in double] == [
+        (r["row"], r["text"], r["label"], r["predicted"]) for r in single
+    ]
     for a, b in zip(double, single):
         assert a["scores"] == pytest.approx(b["scores"], abs=1e-5)
 
@@ -238,7 +355,15 @@ def test_two_process_ner_predict_and_evaluate_equal_one_process(tmp_path, tiny_m
     raw.write_text("".join(" ".join(words) + "\n" for words, _ in toy_corpus(37, seed=7)))
     tokens = write_conll(tmp_path / "test.conll", toy_corpus(23, seed=8))
     for source, name in ((raw, "entities.jsonl"), (tokens, "tagged.conll")):
-        args = ["predict", str(model), str(source), "-b", "2", "--precision", "no"]  # chunks of 16: several, the last short
+        args = [
+            "predict",
+            str(model),
+            str(source),
+            "-b",
+            "2",
+            "--precision",
+            "no",
+        ]  # chunks of 16: several, the last short
         one, two, _ = one_and_two(args, tmp_path, name)
         single, double = one.read_text(), two.read_text()
         assert double.count("\n") == single.count("\n") > 20
@@ -278,15 +403,21 @@ def test_failure_on_one_process_ends_the_launch_with_its_error(tmp_path, tiny_mo
     out = tmp_path / "vectors.jsonl"
     # a partial export left by an interrupted run with other settings (--normalize)
     (tmp_path / "vectors.jsonl.partial").write_text('{"row": 1, "id": 0, "vector": [1.0]}\n')
-    (tmp_path / "vectors.jsonl.partial.json").write_text(json.dumps({"fingerprint": {"normalize": True}, "rows": 1, "state": {}}))
-    result = launch("torchrun", ["embed", str(source), "-m", str(tiny_model), "-o", str(out), "--resume"], tmp_path, timeout=120)
+    (tmp_path / "vectors.jsonl.partial.json").write_text(
+        json.dumps({"fingerprint": {"normalize": True}, "rows": 1, "state": {}})
+    )
+    result = launch(
+        "torchrun", ["embed", str(source), "-m", str(tiny_model), "-o", str(out), "--resume"], tmp_path, timeout=120
+    )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("bertcli: error:")]
     assert len(errors) == 1 and "the partial export was made with other settings" in errors[0], result.stderr[-3000:]
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args", [["tokenize", "-m", "{model}", "hello world"], ["tokenize", "-m", "{model}", "--stats", "missing.txt"]])
+@pytest.mark.parametrize(
+    "args", [["tokenize", "-m", "{model}", "hello world"], ["tokenize", "-m", "{model}", "--stats", "missing.txt"]]
+)
 def test_a_command_destroys_the_process_group_it_ran_in(tmp_path, tiny_model, monkeypatch, args):
     """Left to interpreter teardown, gloo's threads can abort a finished process (seen in CI: SIGABRT after the
     work was done), so every command, successful or failed, destroys the launch's process group on its way out."""

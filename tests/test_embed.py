@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from bertcli.cli.main import app
 from bertcli.config import DataOptions, EmbedConfig, EmbedOptions, VectorOptions
+from bertcli.errors import Interrupted, ModelError, UsageError
 from bertcli.inference.batching import token_budget_batches
 from bertcli.tasks.embedding.embed import embed
 from bertcli.tasks.embedding.embedder import Embedder, parse_layers
-from bertcli.errors import Interrupted, ModelError, UsageError
 
 runner = CliRunner()
 TEXTS = [
@@ -74,7 +74,9 @@ def test_pooling_and_layers_match_transformers(tiny_model, reference, pooling, l
 
 def test_pooler_output_and_normalize(tiny_model, reference):
     _, pooled = reference
-    vectors = Embedder(str(tiny_model), EmbedOptions(pooling="pooler", normalize=True, precision="no")).embed(TEXTS).vectors
+    vectors = (
+        Embedder(str(tiny_model), EmbedOptions(pooling="pooler", normalize=True, precision="no")).embed(TEXTS).vectors
+    )
     np.testing.assert_allclose(vectors[2], pooled / np.linalg.norm(pooled), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
@@ -166,14 +168,32 @@ def _read(path: Path, fmt: str):
         table = pq.read_table(path).to_pydict()
         return table["id"], table.get("text"), np.array(table["vector"], dtype=np.float32)
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [r["id"] for r in records], [r["text"] for r in records] if "text" in records[0] else None, np.array([r["vector"] for r in records], dtype=np.float32)
+    return (
+        [r["id"] for r in records],
+        [r["text"] for r in records] if "text" in records[0] else None,
+        np.array([r["vector"] for r in records], dtype=np.float32),
+    )
 
 
 @pytest.mark.parametrize("fmt", ["npy", "parquet", "jsonl"])
 def test_output_formats_round_trip_with_ids_in_order(tiny_model, corpus_csv, tmp_path, expected, fmt):
     out = tmp_path / f"vectors.{fmt}"
-    args = ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--normalize", "--text-column", "body", "--id-column", "doc_id"]
-    result = runner.invoke(app, [*args, "--include-text", "--chunk-size", "3", "--batch-size", "2", "--precision", "no"])
+    args = [
+        "embed",
+        str(corpus_csv),
+        "-m",
+        str(tiny_model),
+        "-o",
+        str(out),
+        "--normalize",
+        "--text-column",
+        "body",
+        "--id-column",
+        "doc_id",
+    ]
+    result = runner.invoke(
+        app, [*args, "--include-text", "--chunk-size", "3", "--batch-size", "2", "--precision", "no"]
+    )
     assert result.exit_code == 0, result.stderr
     ids, texts, vectors = _read(out, fmt)
     assert ids == [f"d{i:02d}" for i in range(len(TEXTS))]
@@ -185,7 +205,22 @@ def test_output_formats_round_trip_with_ids_in_order(tiny_model, corpus_csv, tmp
 @pytest.mark.parametrize("fmt", ["npy", "parquet"])
 def test_float16_output(tiny_model, corpus_csv, tmp_path, expected, fmt):
     out = tmp_path / f"half.{fmt}"
-    result = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--normalize", "--dtype", "float16", "--precision", "no"])
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            str(corpus_csv),
+            "-m",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--normalize",
+            "--dtype",
+            "float16",
+            "--precision",
+            "no",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     if fmt == "npy":
         vectors = np.load(out)
@@ -214,7 +249,22 @@ def test_txt_input_from_file_or_stdin_to_stdout(tiny_model, tmp_path, expected, 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_token_level_export(tiny_model, corpus_csv, tmp_path, fmt):
     out = tmp_path / f"tokens.{fmt}"
-    result = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(out), "--token-level", "--chunk-size", "4", "--precision", "no"])
+    result = runner.invoke(
+        app,
+        [
+            "embed",
+            str(corpus_csv),
+            "-m",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--token-level",
+            "--chunk-size",
+            "4",
+            "--precision",
+            "no",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     if fmt == "parquet":
         import pyarrow.parquet as pq
@@ -227,7 +277,9 @@ def test_token_level_export(tiny_model, corpus_csv, tmp_path, fmt):
     for row, tokens, vectors in zip(rows, want.tokens, want.vectors):
         assert row["tokens"] == tokens and len(row["offsets"]) == len(tokens)
         np.testing.assert_allclose(np.array(row["vectors"], dtype=np.float32), vectors, atol=1e-5)
-    npy = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(tmp_path / "t.npy"), "--token-level"])
+    npy = runner.invoke(
+        app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(tmp_path / "t.npy"), "--token-level"]
+    )
     assert npy.exit_code == 2 and "--token-level writes .parquet or .jsonl" in npy.stderr
 
 
@@ -253,7 +305,11 @@ def test_resume_after_an_interrupted_export(tiny_model, corpus_csv, tmp_path, mo
     opts, export = EmbedOptions(normalize=True, precision="no"), VectorOptions(chunk_size=3)
 
     def run(vectors: VectorOptions):
-        return embed(EmbedConfig(input=str(corpus_csv), output=str(out), model=str(tiny_model), embed=opts, vectors=vectors, data=data))
+        return embed(
+            EmbedConfig(
+                input=str(corpus_csv), output=str(out), model=str(tiny_model), embed=opts, vectors=vectors, data=data
+            )
+        )
 
     writer_cls = vector_io.WRITERS[fmt]
     real_append = writer_cls.append
@@ -285,7 +341,9 @@ def test_resume_after_an_interrupted_export(tiny_model, corpus_csv, tmp_path, mo
 
 
 def test_input_errors_are_one_line(tiny_model, corpus_csv, tmp_path):
-    missing = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(tmp_path / "x.npy"), "--text-column", "nope"])
+    missing = runner.invoke(
+        app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(tmp_path / "x.npy"), "--text-column", "nope"]
+    )
     assert missing.exit_code == 1 and "column 'nope' (from --text-column) not found" in missing.stderr
     assert "columns are: doc_id, body" in missing.stderr and not list(tmp_path.glob("x.*"))
     suffix = runner.invoke(app, ["embed", str(corpus_csv), "-m", str(tiny_model), "-o", str(tmp_path / "x.bin")])

@@ -30,16 +30,23 @@ def test_single_texts_and_pairs_match_transformers(tiny_model, real_texts, which
     directory = str(tiny_model) if which == "tiny" else default_model()
     reference = AutoTokenizer.from_pretrained(directory)
     ours = TextEncoder.load(directory, max_length)
-    want = reference(real_texts, truncation=True, max_length=max_length, return_offsets_mapping=True, return_overflowing_tokens=False)
+    want = reference(
+        real_texts, truncation=True, max_length=max_length, return_offsets_mapping=True, return_overflowing_tokens=False
+    )
     got = ours.encode(real_texts, offsets=True)
     assert got.input_ids == want["input_ids"] and got.token_type_ids == want["token_type_ids"]
     assert [list(map(tuple, o)) for o in got.offsets] == [list(map(tuple, o)) for o in want["offset_mapping"]]
-    assert got.truncated == [len(e.overflowing) > 0 for e in want.encodings] and any(got.truncated) == (max_length < 600)
+    assert got.truncated == [len(e.overflowing) > 0 for e in want.encodings] and any(got.truncated) == (
+        max_length < 600
+    )
     firsts, seconds = real_texts[:200], real_texts[200:400]
     pairs = reference(firsts, seconds, truncation=True, max_length=max_length)
     got = ours.encode(firsts, seconds)
     assert got.input_ids == pairs["input_ids"] and got.token_type_ids == pairs["token_type_ids"]
-    assert ours.specials.pad == reference.pad_token_id and (ours.specials.cls, ours.specials.sep) == (reference.cls_token_id, reference.sep_token_id)
+    assert ours.specials.pad == reference.pad_token_id and (ours.specials.cls, ours.specials.sep) == (
+        reference.cls_token_id,
+        reference.sep_token_id,
+    )
 
 
 def test_words_match_transformers_is_split_into_words(tiny_model, real_texts):
@@ -62,7 +69,9 @@ class Doubler:
         return {"logits": np.stack([features["input_ids"][:, 0], features["attention_mask"].sum(1)], axis=1) * 2}
 
 
-@pytest.mark.parametrize("make", [lambda n: length_sorted_batches(n, 3), lambda n: token_budget_batches(n, max_tokens=12, min_equal=2)])
+@pytest.mark.parametrize(
+    "make", [lambda n: length_sorted_batches(n, 3), lambda n: token_budget_batches(n, max_tokens=12, min_equal=2)]
+)
 def test_one_batch_loop_restores_input_order(make):
     from bertcli.inference.encoding import Encoded
 
@@ -80,4 +89,7 @@ def test_pad_pads_to_the_longest_of_the_batch_only():
     encoded = Encoded([[5, 6, 7], [5], [5, 6, 7, 8, 9]], [[0, 0, 1], [0], [0] * 5], [False] * 3)
     features = pad(encoded, [0, 1], pad_id=3)
     assert features["input_ids"].tolist() == [[5, 6, 7], [5, 3, 3]]
-    assert features["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]] and features["token_type_ids"].tolist() == [[0, 0, 1], [0, 0, 0]]
+    assert features["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]] and features["token_type_ids"].tolist() == [
+        [0, 0, 1],
+        [0, 0, 0],
+    ]

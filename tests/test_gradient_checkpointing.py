@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from helpers import sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from helpers import sentiment_rows, write_csv
 
 runner = CliRunner()
 
@@ -28,7 +28,20 @@ def test_gradient_checkpointing_learns_the_same_model(tmp_path, tiny_model, comm
     else:
         data = tmp_path / "corpus.txt"
         data.write_text("\n".join(row["text"] + " ." for row in sentiment_rows(200, seed=5)) + "\n")
-        args = ["pretrain", str(data), "--max-steps", "6", "--eval-steps", "3", "-b", "8", "--max-length", "32", "--val-split", "0.2"]
+        args = [
+            "pretrain",
+            str(data),
+            "--max-steps",
+            "6",
+            "--eval-steps",
+            "3",
+            "-b",
+            "8",
+            "--max-length",
+            "32",
+            "--val-split",
+            "0.2",
+        ]
     common = [*args, "-m", str(tiny_model), "--precision", "no"]
     plain = runner.invoke(app, [*common, "-o", str(tmp_path / "plain")])
     assert plain.exit_code == 0, plain.stderr

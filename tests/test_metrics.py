@@ -189,9 +189,7 @@ def test_ner_without_entities_scores_zero():
     assert report["per_type"] == {}
 
 
-@pytest.mark.parametrize(
-    ("mode", "scheme"), [("lenient", None), (None, "IOB3"), ("default", "IOB2")]
-)
+@pytest.mark.parametrize(("mode", "scheme"), [("lenient", None), (None, "IOB3"), ("default", "IOB2")])
 def test_ner_rejects_bad_mode_or_scheme(mode, scheme):
     with pytest.raises(ValueError):
         metrics.ner_report(NER_REFS, NER_PREDS, mode=mode, scheme=scheme)

@@ -8,16 +8,24 @@ import threading
 
 import numpy as np
 import pytest
+from helpers import toy_corpus, write_conll
 from seqeval import metrics as sm
 from seqeval.scheme import IOB2
-from helpers import toy_corpus, write_conll
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
 from bertcli.errors import DataError, UsageError
 from bertcli.tasks.ner.formats import ner_format, read_corpus, split_words
 from bertcli.tasks.ner.schemes import convert, detect_scheme, entities
-from bertcli.tasks.ner.windows import IGNORE, decode, make_windows, window_labels, window_probabilities, word_probabilities, word_ranges
+from bertcli.tasks.ner.windows import (
+    IGNORE,
+    decode,
+    make_windows,
+    window_labels,
+    window_probabilities,
+    word_probabilities,
+    word_ranges,
+)
 
 runner = CliRunner()
 # --- readers -------------------------------------------------------------------------------------------
@@ -186,7 +194,7 @@ def test_word_ranges_cover_every_word_within_budget_and_overlap(seed):
     budget, stride = 10, 3
     ranges = word_ranges(counts, budget, stride)
     assert ranges[0][0] == 0 and ranges[-1][1] == len(counts)
-    for (s1, e1), (s2, e2) in zip(ranges, ranges[1:]):
+    for (s1, e1), (s2, _) in zip(ranges, ranges[1:]):
         assert s1 < s2 <= e1 and sum(counts[s2:e1]) <= stride  # progress, no gap, bounded overlap
     assert all(sum(counts[s:e]) <= budget for s, e in ranges)
 
@@ -292,8 +300,17 @@ def trained(tiny_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("ner")
     train = write_conll(root / "train.conll", toy_corpus(240, seed=0))
     test = write_conll(root / "test.conll", toy_corpus(40, seed=1), sep=" ")
-    cfg = build_config(FinetuneConfig, None, train=str(train), output=str(root / "model"), model=str(tiny_model),
-                       task="ner", epochs=6, lr=5e-3, batch_size=16)  # fmt: skip
+    cfg = build_config(
+        FinetuneConfig,
+        None,
+        train=str(train),
+        output=str(root / "model"),
+        model=str(tiny_model),
+        task="ner",
+        epochs=6,
+        lr=5e-3,
+        batch_size=16,
+    )
     result = finetune(cfg)
     return result.output, test
 
@@ -315,7 +332,9 @@ def test_bundle_loads_in_the_transformers_pipeline_with_tag_names(trained):
     found = [(e["entity_group"], line[e["start"] : e["end"]]) for e in tagger(line)]
     assert found == [("PER", "guitar"), ("LOC", "science"), ("ORG", "code team")]
     # fp32 like the pipeline, so the scores can agree to 1e-4
-    ours = json.loads(runner.invoke(app, ["predict", str(model_dir), "--precision", "no"], input=line + "\n").stdout)["entities"]
+    ours = json.loads(runner.invoke(app, ["predict", str(model_dir), "--precision", "no"], input=line + "\n").stdout)[
+        "entities"
+    ]
     assert [(e["label"], e["text"]) for e in ours] == found
     assert [e["score"] for e in ours] == pytest.approx([float(e["score"]) for e in tagger(line)], abs=1e-4)
 
@@ -431,7 +450,9 @@ def test_aggregation_combines_a_word_s_sub_tokens(aggregation, expected):
 def test_every_aggregation_tags_whole_words(trained, aggregation):
     model_dir, _ = trained
     line = "we met guitarxyz in science"  # guitarxyz: several sub-tokens
-    result = runner.invoke(app, ["predict", str(model_dir), "--aggregation", aggregation, "--precision", "no"], input=line + "\n")
+    result = runner.invoke(
+        app, ["predict", str(model_dir), "--aggregation", aggregation, "--precision", "no"], input=line + "\n"
+    )
     assert result.exit_code == 0, result.stderr
     found = [(e["label"], e["text"], line[e["start"] : e["end"]]) for e in json.loads(result.stdout)["entities"]]
     assert ("LOC", "science", "science") in found
@@ -478,8 +499,25 @@ def test_finetune_detects_span_jsonl_with_class_weights(tmp_path, tiny_model):
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     dev = write_conll(tmp_path / "dev.conll", toy_corpus(10, seed=6))
-    args = ["finetune", str(train), "-o", str(tmp_path / "m"), "--model", str(tiny_model), "--validation", str(dev),
-            "--epochs", "2", "--lr", "5e-3", "--class-weights", "auto", "--max-length", "8", "--label-all-tokens"]  # fmt: skip
+    args = [
+        "finetune",
+        str(train),
+        "-o",
+        str(tmp_path / "m"),
+        "--model",
+        str(tiny_model),
+        "--validation",
+        str(dev),
+        "--epochs",
+        "2",
+        "--lr",
+        "5e-3",
+        "--class-weights",
+        "auto",
+        "--max-length",
+        "8",
+        "--label-all-tokens",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     meta = json.loads((tmp_path / "m" / "bertcli.json").read_text())

@@ -51,8 +51,11 @@ def write_corpus(path: Path, docs: list[list[str]]) -> Path:
         path.write_text("\n\n".join("\n".join(doc) for doc in docs) + "\n", encoding="utf-8")
         return path
     frame = pd.DataFrame({"id": range(len(docs)), "body": ["\n".join(doc) for doc in docs]})
-    {".jsonl": lambda: frame.to_json(path, orient="records", lines=True), ".csv": lambda: frame.to_csv(path, index=False),
-     ".parquet": lambda: frame.to_parquet(path)}[path.suffix]()  # fmt: skip
+    {
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        ".csv": lambda: frame.to_csv(path, index=False),
+        ".parquet": lambda: frame.to_parquet(path),
+    }[path.suffix]()
     return path
 
 
@@ -124,7 +127,11 @@ def test_masking_follows_bert(tiny_model):
     kept = (batch["input_ids"] == original) & labelled
     assert (batch["input_ids"][~labelled] == original[~labelled]).all()
     share = lambda m: m.sum().item() / labelled.sum().item()  # noqa: E731
-    assert abs(share(masked) - 0.8) < 0.03 and abs(share(kept) - 0.1) < 0.03 and abs(share(labelled & ~masked & ~kept) - 0.1) < 0.03
+    assert (
+        abs(share(masked) - 0.8) < 0.03
+        and abs(share(kept) - 0.1) < 0.03
+        and abs(share(labelled & ~masked & ~kept) - 0.1) < 0.03
+    )
     again = collate(examples)
     assert torch.equal(again["input_ids"], batch["input_ids"])  # same keys, same masks (resume, validation)
     other = collate([{**e, "key": e["key"] + 1000} for e in examples])
@@ -157,7 +164,10 @@ def test_nsp_pairs_are_balanced_and_cross_documents(tiny_model):
     sp = Specials.of(_tokenizer(tiny_model))
     rng = np.random.default_rng(0)
     # token 1000*d + 10*s + k: document d, sentence s (ids above the vocabulary are fine here)
-    docs = [[[1000 * d + 10 * s + k for k in range(rng.integers(3, 8))] for s in range(rng.integers(4, 12))] for d in range(1, 160)]
+    docs = [
+        [[1000 * d + 10 * s + k for k in range(rng.integers(3, 8))] for s in range(rng.integers(4, 12))]
+        for d in range(1, 160)
+    ]
     pairs = list(nsp_pairs(docs, 48, sp, seed=3))
     labels = np.array([p["next_sentence_label"] for p in pairs])
     assert len(pairs) > 200 and 0.4 < labels.mean() < 0.6
@@ -184,7 +194,9 @@ def test_masked_only_head_equals_the_models_own_loss(tiny_model):
     tokenizer = _tokenizer(tiny_model)
     torch.manual_seed(0)
     model = BertForPreTraining.from_pretrained(str(tiny_model)).eval()
-    batch = MaskingCollator(tokenizer, 0.15, False, seed=0)([{**e, "next_sentence_label": e["key"] % 2} for e in _blocks(tokenizer, 8, 40)])
+    batch = MaskingCollator(tokenizer, 0.15, False, seed=0)(
+        [{**e, "next_sentence_label": e["key"] % 2} for e in _blocks(tokenizer, 8, 40)]
+    )
     ours = PretrainingObjective(model)(**batch)
     theirs = model(**batch)  # BertForPreTraining's loss: full-vocabulary MLM + NSP
     torch.testing.assert_close(ours["loss"], theirs.loss)
@@ -197,7 +209,9 @@ def test_masked_only_head_equals_the_models_own_loss(tiny_model):
     assert ours["correct"] == (full.logits[selected].argmax(-1) == batch["labels"][selected]).sum()
     ours["mlm_loss"].backward()
     full.loss.backward()
-    torch.testing.assert_close(model.bert.embeddings.word_embeddings.weight.grad, mlm.bert.embeddings.word_embeddings.weight.grad)
+    torch.testing.assert_close(
+        model.bert.embeddings.word_embeddings.weight.grad, mlm.bert.embeddings.word_embeddings.weight.grad
+    )
 
 
 def test_trained_mlm_head_scores_antibodies(tmp_path_factory):
@@ -214,11 +228,17 @@ def test_trained_mlm_head_scores_antibodies(tmp_path_factory):
     from safetensors.torch import save_file
     from transformers import BertTokenizerFast
 
-    keep = {k: v.clone() for k, v in state.items() if k.startswith(("bert.", "cls.predictions.")) and not k.endswith("position_ids")}
+    keep = {
+        k: v.clone()
+        for k, v in state.items()
+        if k.startswith(("bert.", "cls.predictions.")) and not k.endswith("position_ids")
+    }
     save_file(keep, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
     config = json.loads((root / "AntiBERTy_md_smooth" / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
-    BertTokenizerFast(vocab=str(root / "vocab.txt"), do_lower_case=False, model_max_length=512).save_pretrained(str(model_dir))
+    BertTokenizerFast(vocab=str(root / "vocab.txt"), do_lower_case=False, model_max_length=512).save_pretrained(
+        str(model_dir)
+    )
 
     readme = importlib.metadata.metadata("antiberty").get_payload()
     sequences = list(dict.fromkeys(re.findall(r'"([ACDEFGHIKLMNPQRSTVWY]{80,})"', readme)))
@@ -229,7 +249,9 @@ def test_trained_mlm_head_scores_antibodies(tmp_path_factory):
     ]
     corpus = model_dir / "antibodies.txt"
     corpus.write_text("".join(" ".join(s) + "\n" for s in sequences))  # residues are the tokens
-    runs = [evaluate_mlm(str(model_dir), [str(corpus)], line_by_line=True, max_length=512, seed=seed) for seed in range(3)]
+    runs = [
+        evaluate_mlm(str(model_dir), [str(corpus)], line_by_line=True, max_length=512, seed=seed) for seed in range(3)
+    ]
     assert all(r["examples"] == 5 for r in runs)
     assert np.mean([r["accuracy"] for r in runs]) > 0.8  # chance is 1/20
     assert np.mean([r["loss"] for r in runs]) < 0.8  # uniform over 20 residues would be 3.0
@@ -242,8 +264,30 @@ def test_from_scratch_learns_and_fill_mask_loads(tmp_path, english):
     from transformers import AutoModelForMaskedLM, pipeline
 
     out = tmp_path / "mini-bert"
-    args = ["pretrain", str(english), "--preset", "tiny", "-o", str(out), "--vocab-size", "2000", "--max-length", "64",
-            "--max-steps", "60", "--eval-steps", "30", "-b", "16", "--lr", "5e-3", "--warmup-ratio", "0.05", "--val-split", "0.05"]  # fmt: skip
+    args = [
+        "pretrain",
+        str(english),
+        "--preset",
+        "tiny",
+        "-o",
+        str(out),
+        "--vocab-size",
+        "2000",
+        "--max-length",
+        "64",
+        "--max-steps",
+        "60",
+        "--eval-steps",
+        "30",
+        "-b",
+        "16",
+        "--lr",
+        "5e-3",
+        "--warmup-ratio",
+        "0.05",
+        "--val-split",
+        "0.05",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "training a WordPiece vocabulary" in result.stderr and "masked-token accuracy" in result.stderr
@@ -254,7 +298,11 @@ def test_from_scratch_learns_and_fill_mask_loads(tmp_path, english):
     # 60 small steps take it about one nat down, to roughly the corpus' unigram distribution
     assert history[-1]["loss"] < history[0]["loss"] - 0.7 and history[-1]["accuracy"] > history[0]["accuracy"] + 0.02
     assert history[-1]["perplexity"] == pytest.approx(math.exp(history[-1]["loss"]))
-    assert meta["objective"] == "mlm" and meta["masking"]["mlm_probability"] == 0.15 and meta["examples"] == "packed blocks"
+    assert (
+        meta["objective"] == "mlm"
+        and meta["masking"]["mlm_probability"] == 0.15
+        and meta["examples"] == "packed blocks"
+    )
     assert meta["corpus"]["files"][0]["sha256"] == __import__("hashlib").sha256(english.read_bytes()).hexdigest()
     assert meta["architecture"]["layers"] == 2 and meta["architecture"]["hidden"] == 128
     assert 0.95 * 60 * 16 * 64 < meta["train_tokens"] <= 60 * 16 * 64  # packed: no padding, one short last block
@@ -272,15 +320,34 @@ def test_continued_pretraining_initialises_a_tied_head_and_finetunes(tmp_path, t
 
     corpus = write_corpus(tmp_path / "domain.jsonl", DOCS * 20)
     out = tmp_path / "domain-bert"
-    result = runner.invoke(app, ["pretrain", str(corpus), "--model", str(tiny_model), "-o", str(out), "--max-steps", "4", "-b", "8",
-                                 "--max-length", "32", "--text-column", "body"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(corpus),
+            "--model",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--max-steps",
+            "4",
+            "-b",
+            "8",
+            "--max-length",
+            "32",
+            "--text-column",
+            "body",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert "has no masked-LM head: initialised one, its output projection tied to the input embeddings" in result.stderr
     meta = json.loads((out / "bertcli.json").read_text())
     assert meta["lr"] == 5e-5 and meta["start"] == {"model": str(tiny_model)}
     model, info = AutoModelForMaskedLM.from_pretrained(str(out), output_loading_info=True)
     assert not info["missing_keys"]
-    tuned = runner.invoke(app, ["finetune", str(sentiment_csv), "--model", str(out), "-o", str(tmp_path / "clf"), "--max-steps", "2"])
+    tuned = runner.invoke(
+        app, ["finetune", str(sentiment_csv), "--model", str(out), "-o", str(tmp_path / "clf"), "--max-steps", "2"]
+    )
     assert tuned.exit_code == 0, tuned.stderr
     assert "initialised at random" not in tuned.stderr  # the encoder, pooler included, came from pretraining
 
@@ -290,12 +357,38 @@ def test_minilm_without_mlm_head(tmp_path):
     from bertcli.bundle import default_model
 
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 10)
-    result = runner.invoke(app, ["pretrain", str(corpus), "--model", default_model(), "-o", str(tmp_path / "out"), "--max-steps", "2",
-                                 "-b", "4", "--max-length", "32", "--val-split", "0.1", "--line-by-line"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(corpus),
+            "--model",
+            default_model(),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-steps",
+            "2",
+            "-b",
+            "4",
+            "--max-length",
+            "32",
+            "--val-split",
+            "0.1",
+            "--line-by-line",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
-    assert result.stderr.count("has no masked-LM head: initialised one, its output projection tied to the input embeddings") == 1
+    assert (
+        result.stderr.count(
+            "has no masked-LM head: initialised one, its output projection tied to the input embeddings"
+        )
+        == 1
+    )
     meta = json.loads((tmp_path / "out" / "bertcli.json").read_text())
-    assert meta["examples"] == "line by line" and meta["corpus"]["train_examples"] + meta["corpus"]["validation_examples"] == 70
+    assert (
+        meta["examples"] == "line by line"
+        and meta["corpus"]["train_examples"] + meta["corpus"]["validation_examples"] == 70
+    )
     assert [h["step"] for h in meta["history"]] == [0, 2] and all(np.isfinite(h["loss"]) for h in meta["history"])
 
 
@@ -303,12 +396,31 @@ def test_nsp_run_saves_a_pretraining_model(tmp_path, tiny_model):
     from transformers import BertForPreTraining
 
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 10)
-    result = runner.invoke(app, ["pretrain", str(corpus), "--model", str(tiny_model), "-o", str(tmp_path / "out"), "--nsp",
-                                 "--whole-word-mask", "--max-steps", "3", "-b", "8", "--val-split", "0.2"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(corpus),
+            "--model",
+            str(tiny_model),
+            "-o",
+            str(tmp_path / "out"),
+            "--nsp",
+            "--whole-word-mask",
+            "--max-steps",
+            "3",
+            "-b",
+            "8",
+            "--val-split",
+            "0.2",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     assert "random second segment" not in result.stderr  # multi-sentence documents: balanced pairs
     meta = json.loads((tmp_path / "out" / "bertcli.json").read_text())
-    assert meta["objective"] == "mlm+nsp" and meta["examples"] == "sentence pairs" and meta["masking"]["whole_word_mask"]
+    assert (
+        meta["objective"] == "mlm+nsp" and meta["examples"] == "sentence pairs" and meta["masking"]["whole_word_mask"]
+    )
     last = meta["history"][-1]
     assert last["loss"] == pytest.approx(last["mlm_loss"] + last["nsp_loss"]) and 0 <= last["nsp_accuracy"] <= 1
     assert json.loads((tmp_path / "out" / "config.json").read_text())["architectures"] == ["BertForPreTraining"]
@@ -320,11 +432,24 @@ def test_streaming_holds_out_the_same_validation_slice(tmp_path, tiny_model):
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 30)
     metas = []
     for streaming in (False, True):
-        cfg = build_config(PretrainConfig, None, inputs=[str(corpus)], output=str(tmp_path / f"s{streaming}"), model=str(tiny_model),
-                           streaming=streaming, max_steps=3, batch_size=4, max_length=16, val_split=0.1)  # fmt: skip
+        cfg = build_config(
+            PretrainConfig,
+            None,
+            inputs=[str(corpus)],
+            output=str(tmp_path / f"s{streaming}"),
+            model=str(tiny_model),
+            streaming=streaming,
+            max_steps=3,
+            batch_size=4,
+            max_length=16,
+            val_split=0.1,
+        )
         metas.append(pretrain(cfg).meta)
     memory, stream = metas
-    assert stream["corpus"]["train_examples"] is None and stream["corpus"]["validation_examples"] == memory["corpus"]["validation_examples"]
+    assert (
+        stream["corpus"]["train_examples"] is None
+        and stream["corpus"]["validation_examples"] == memory["corpus"]["validation_examples"]
+    )
     assert stream["history"][0] == memory["history"][0]  # same start model, same held-out blocks, same masks
     assert stream["steps"] == 3 and 0 < stream["train_tokens"] <= 3 * 4 * 16
 
@@ -337,9 +462,22 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 30)
 
     def config(name: str, **extra) -> PretrainConfig:
-        return build_config(PretrainConfig, None, inputs=[str(corpus)], output=str(tmp_path / name), model=str(tiny_model),
-                            whole_word_mask=True, streaming=streaming, max_steps=9, eval_steps=3, batch_size=4, max_length=24,
-                            lr=1e-3, val_split=0.1, **extra)  # fmt: skip
+        return build_config(
+            PretrainConfig,
+            None,
+            inputs=[str(corpus)],
+            output=str(tmp_path / name),
+            model=str(tiny_model),
+            whole_word_mask=True,
+            streaming=streaming,
+            max_steps=9,
+            eval_steps=3,
+            batch_size=4,
+            max_length=24,
+            lr=1e-3,
+            val_split=0.1,
+            **extra,
+        )
 
     whole = pretrain(config("whole"))
 
@@ -349,13 +487,20 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
 
     with pytest.raises(Interrupted, match="interrupted at step 5"):
         pretrain(config("split"), Callbacks(on_step=stop_at_5))
-    assert not (tmp_path / "split").exists() and (tmp_path / "split.incomplete" / "checkpoints" / "step-0000005").is_dir()
+    assert (
+        not (tmp_path / "split").exists() and (tmp_path / "split.incomplete" / "checkpoints" / "step-0000005").is_dir()
+    )
     resumed = pretrain(config("split", resume="auto"))
-    a, b = load_file(str(tmp_path / "whole" / "model.safetensors")), load_file(str(tmp_path / "split" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "whole" / "model.safetensors")),
+        load_file(str(tmp_path / "split" / "model.safetensors")),
+    )
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
-    assert [h["loss"] for h in resumed.meta["history"]] == pytest.approx([h["loss"] for h in whole.meta["history"]], abs=1e-6)
+    assert [h["loss"] for h in resumed.meta["history"]] == pytest.approx(
+        [h["loss"] for h in whole.meta["history"]], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -370,12 +515,20 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
 )
 def test_usage_errors(tmp_path, tiny_model, extra, message, code):
     corpus = write_corpus(tmp_path / "c.txt", DOCS)
-    argv = ["pretrain", str(corpus), "-o", str(tmp_path / "out"), *[a.replace("{model}", str(tiny_model)) for a in extra]]
+    argv = [
+        "pretrain",
+        str(corpus),
+        "-o",
+        str(tmp_path / "out"),
+        *[a.replace("{model}", str(tiny_model)) for a in extra],
+    ]
     result = runner.invoke(app, argv)
     assert result.exit_code == code and message in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("corpus, message", [("missing.txt", "missing.txt: file not found"), ("none-*.txt", "none-*.txt: no files match")])
+@pytest.mark.parametrize(
+    "corpus, message", [("missing.txt", "missing.txt: file not found"), ("none-*.txt", "none-*.txt: no files match")]
+)
 def test_missing_corpus_is_one_line(tmp_path, monkeypatch, corpus, message):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["pretrain", corpus, "--preset", "tiny", "-o", "out"])

@@ -43,11 +43,18 @@ def test_fresh_clone_setup_and_quick_start(tmp_path):
     if os.environ.get("BERTCLI_README_SETUP") == "1":
         script = code_block("Install") + script
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", "\n".join(script)], cwd=clone, env=env, capture_output=True, text=True, timeout=1200
+        ["bash", "-euo", "pipefail", "-c", "\n".join(script)],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     accuracy = float(re.search(r"│ accuracy\s+│\s+([0-9.]+)", result.stdout).group(1))
     assert accuracy > 0.7  # the README promises about 0.78 on the held-out movies
-    assert (clone / "runs/sentiment/README.md").is_file() and (clone / "runs/sentiment-eval/confusion_matrix.png").is_file()
+    assert (clone / "runs/sentiment/README.md").is_file() and (
+        clone / "runs/sentiment-eval/confusion_matrix.png"
+    ).is_file()
     predictions = [line for line in result.stdout.splitlines() if line.startswith('{"label"')]
     assert [p.split('"')[3] for p in predictions] == ["fresh", "rotten"]

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
+from helpers import assert_png, front_matter
 from typer.testing import CliRunner
 
 from bertcli import corpora
 from bertcli.cli.main import app
-from helpers import assert_png, front_matter
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 runner = CliRunner()
@@ -71,7 +71,9 @@ def test_sentiment(tiny_model):
 
 def test_pairs(tiny_model):
     corpora.write_rt_pairs("data/pairs", 48, 16)
-    run("finetune", "--config", recipe("pairs.toml"), "-m", str(tiny_model), "--max-length", "128", *SMOKE)  # tiny model: 128 positions
+    run(
+        "finetune", "--config", recipe("pairs.toml"), "-m", str(tiny_model), "--max-length", "128", *SMOKE
+    )  # tiny model: 128 positions
     meta = check_model("runs/pairs", "single_label", "text-classification")
     assert meta["columns"] == {"text": "text", "pair": "text_pair", "label": "label"}
     assert sorted(meta["labels"]) == ["different", "same"]

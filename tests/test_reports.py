@@ -6,10 +6,10 @@ import json
 import sys
 
 import pytest
+from helpers import assert_png, front_matter, sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from helpers import assert_png, front_matter, sentiment_rows, write_csv
 
 runner = CliRunner()
 
@@ -21,8 +21,25 @@ def tracked_run(tiny_model, tmp_path_factory):
     out = tmp / "clf"
     result = runner.invoke(
         app,
-        ["finetune", str(train), "-m", str(tiny_model), "-o", str(out), "--epochs", "2", "--eval-steps", "3", "-b", "16", "--lr", "1e-3", "--report-to", "tensorboard"],
-    )  # fmt: skip
+        [
+            "finetune",
+            str(train),
+            "-m",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--epochs",
+            "2",
+            "--eval-steps",
+            "3",
+            "-b",
+            "16",
+            "--lr",
+            "1e-3",
+            "--report-to",
+            "tensorboard",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out, train
 
@@ -45,7 +62,14 @@ def test_model_card_front_matter_and_sections(tracked_run):
     assert matter["pipeline_tag"] == "text-classification"
     assert "base_model" not in matter  # a local directory is no hub id
     assert matter["metrics"][0] == "accuracy"
-    for section in ("## Labels", "## Training data", "## Hyperparameters", "## Evaluation", "## Reproduce", "## Intended use and limits"):
+    for section in (
+        "## Labels",
+        "## Training data",
+        "## Hyperparameters",
+        "## Evaluation",
+        "## Reproduce",
+        "## Intended use and limits",
+    ):
         assert section in card
     meta = json.loads((out / "bertcli.json").read_text())
     assert meta["train_data"]["sha256"] in card
@@ -83,7 +107,9 @@ def test_tensorboard_logs_scalars_and_config(tracked_run):
 
 
 def test_unknown_tracker_is_a_usage_error(tiny_model, sentiment_csv, tmp_path):
-    result = runner.invoke(app, ["finetune", str(sentiment_csv), "-m", str(tiny_model), "-o", str(tmp_path / "o"), "--report-to", "comet"])
+    result = runner.invoke(
+        app, ["finetune", str(sentiment_csv), "-m", str(tiny_model), "-o", str(tmp_path / "o"), "--report-to", "comet"]
+    )
     assert result.exit_code == 2
     assert "unknown --report-to 'comet'" in result.output
 
@@ -92,7 +118,9 @@ def test_missing_tracker_package_is_named(tiny_model, sentiment_csv, tmp_path, m
     import accelerate.utils
 
     monkeypatch.setattr(accelerate.utils, "is_wandb_available", lambda: False)
-    result = runner.invoke(app, ["finetune", str(sentiment_csv), "-m", str(tiny_model), "-o", str(tmp_path / "o"), "--report-to", "wandb"])
+    result = runner.invoke(
+        app, ["finetune", str(sentiment_csv), "-m", str(tiny_model), "-o", str(tmp_path / "o"), "--report-to", "wandb"]
+    )
     assert result.exit_code == 2
     assert "--report-to wandb needs the wandb package" in result.output
 
@@ -100,18 +128,23 @@ def test_missing_tracker_package_is_named(tiny_model, sentiment_csv, tmp_path, m
 def test_card_records_the_exact_launch_command(monkeypatch):
     from bertcli.reports.model_card import launch_command, render_card
 
-    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/bertcli", "finetune", "my data.csv", "-o", "runs/x", "--epochs", "1"])
+    monkeypatch.setattr(
+        sys, "argv", ["/usr/local/bin/bertcli", "finetune", "my data.csv", "-o", "runs/x", "--epochs", "1"]
+    )
     command = launch_command()
     assert command == "bertcli finetune 'my data.csv' -o runs/x --epochs 1"
     card = render_card({"task": "single_label", "labels": ["a", "b"], "command": command, "history": []}, "x")
-    assert "The command this model was trained with:\n\n```\nbertcli finetune 'my data.csv' -o runs/x --epochs 1\n```" in card
+    assert (
+        "The command this model was trained with:\n\n```\nbertcli finetune 'my data.csv' -o runs/x --epochs 1\n```"
+        in card
+    )
     monkeypatch.setattr(sys, "argv", ["/usr/bin/pytest", "-q"])
     assert launch_command() is None
 
 
 def test_base_model_only_for_hub_ids(tmp_path):
-    from bertcli.reports.model_card import front_matter as matter
     from bertcli.bundle import DEFAULT_HUB_ID
+    from bertcli.reports.model_card import front_matter as matter
 
     assert matter({"task": "ner", "base_model": DEFAULT_HUB_ID})["base_model"] == DEFAULT_HUB_ID
     assert matter({"task": "ner", "base_model": DEFAULT_HUB_ID})["pipeline_tag"] == "token-classification"

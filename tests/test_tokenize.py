@@ -47,7 +47,9 @@ def test_tokens_ids_offsets_and_word_ids(tiny_model, tmp_path, how):
 
 
 def test_table_output(tiny_model):
-    result = runner.invoke(app, ["tokenize", "the movie was wonderfulx", "-m", str(tiny_model), "--output-format", "table"])
+    result = runner.invoke(
+        app, ["tokenize", "the movie was wonderfulx", "-m", str(tiny_model), "--output-format", "table"]
+    )
     assert result.exit_code == 0, result.stderr
     assert "(7 tokens)" in result.stdout and "##x" in result.stdout and "14-23" in result.stdout
 
@@ -65,7 +67,9 @@ STATS_TEXTS = [" ".join(["good"] * k) for k in range(1, 10)] + ["good \u2603 \u2
 def test_stats_on_a_known_input(tiny_model, tmp_path, how):
     if how == "jsonl-column":
         source = tmp_path / "in.jsonl"
-        source.write_text("".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(STATS_TEXTS)), encoding="utf-8")
+        source.write_text(
+            "".join(json.dumps({"id": i, "body": t}) + "\n" for i, t in enumerate(STATS_TEXTS)), encoding="utf-8"
+        )
         args = [str(source), "--text-column", "body"]
     else:
         source = tmp_path / "in.txt"
@@ -80,7 +84,11 @@ def test_stats_on_a_known_input(tiny_model, tmp_path, how):
     assert report["length"] == {"mean": 6.8, "min": 3, "p50": 6, "p90": 10, "p95": 11, "p99": 11, "max": 11}
     assert report["truncated"] == {"8": 0.3, "128": 0.0, "256": 0.0, "512": 0.0}
     assert report["unk_rate"] == round(2 / 48, 6) and report["examples_with_unk"] == 0.1
-    assert report["model_max_length"] == 128 and report["suggested_max_length"] == 32 and report["truncated_at_suggested"] == 0.0
+    assert (
+        report["model_max_length"] == 128
+        and report["suggested_max_length"] == 32
+        and report["truncated_at_suggested"] == 0.0
+    )
     assert report["text_column"] == ("body" if how == "jsonl-column" else "text")
 
 
@@ -124,9 +132,19 @@ def test_trained_vocabulary_round_trips(corpus, tmp_path, case):
     assert isinstance(tokenizer, transformers.BertTokenizerFast) and tokenizer.is_fast
     assert 1000 < len(tokenizer) <= 2000
     assert tokenizer.convert_tokens_to_ids(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]) == [0, 1, 2, 3, 4]
-    assert (tokenizer.pad_token, tokenizer.unk_token, tokenizer.cls_token, tokenizer.sep_token, tokenizer.mask_token) == (
-        "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-    )  # fmt: skip
+    assert (
+        tokenizer.pad_token,
+        tokenizer.unk_token,
+        tokenizer.cls_token,
+        tokenizer.sep_token,
+        tokenizer.mask_token,
+    ) == (
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+    )
     text = "The film was a wonderful surprise."
     ids = tokenizer(text)["input_ids"]
     assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id and tokenizer.unk_token_id not in ids

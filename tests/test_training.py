@@ -15,10 +15,16 @@ from bertcli.training.loop import Callbacks, TrainJob, train
 def regression_job(accuracies: list[float], snapshots: list[dict[str, torch.Tensor]]) -> TrainJob:
     """A linear model on 32 examples; its evaluation reports the scripted accuracies and keeps the weights it saw."""
     generator = torch.Generator().manual_seed(0)
-    rows = [{"input_ids": torch.randn(4, generator=generator), "target": torch.randn(1, generator=generator)} for _ in range(32)]
+    rows = [
+        {"input_ids": torch.randn(4, generator=generator), "target": torch.randn(1, generator=generator)}
+        for _ in range(32)
+    ]
 
     def collate(batch):
-        return {"input_ids": torch.stack([r["input_ids"] for r in batch]), "target": torch.stack([r["target"] for r in batch])}
+        return {
+            "input_ids": torch.stack([r["input_ids"] for r in batch]),
+            "target": torch.stack([r["target"] for r in batch]),
+        }
 
     def loss(model, batch):
         return torch.nn.functional.mse_loss(model(batch["input_ids"]), batch["target"])
@@ -28,8 +34,15 @@ def regression_job(accuracies: list[float], snapshots: list[dict[str, torch.Tens
         return {"loss": 1.0, "accuracy": accuracies[len(snapshots) - 1]}
 
     torch.manual_seed(0)
-    return TrainJob(model=torch.nn.Linear(4, 1), dataset=rows, lengths=[4] * 32, collate=collate, loss=loss,
-                    evaluate=evaluate, metric="accuracy")  # fmt: skip
+    return TrainJob(
+        model=torch.nn.Linear(4, 1),
+        dataset=rows,
+        lengths=[4] * 32,
+        collate=collate,
+        loss=loss,
+        evaluate=evaluate,
+        metric="accuracy",
+    )
 
 
 @pytest.mark.parametrize("sharded", [False, True], ids=["whole-weights", "accelerate-state"])
@@ -103,5 +116,11 @@ def test_a_hook_that_raises_stops_the_run_at_that_evaluation(tmp_path):
 
     opts = TrainOptions(epochs=3, lr=0.05, batch_size=8, precision="no")
     with pytest.raises(RuntimeError, match="pruned"):
-        train(regression_job([0.5, 0.9, 0.7], []), opts, make_accelerator("no"), tmp_path / "run", Callbacks(on_step=steps.append, on_evaluate=prune))
+        train(
+            regression_job([0.5, 0.9, 0.7], []),
+            opts,
+            make_accelerator("no"),
+            tmp_path / "run",
+            Callbacks(on_step=steps.append, on_evaluate=prune),
+        )
     assert steps == list(range(1, 9))

@@ -3,21 +3,32 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from bertcli.cli.options import (
-    RUNTIME, ConfigOpt, FormatOpt, IdColumnOpt, IncludeTextOpt, ModelOpt, PrecisionOpt, TextColumnOpt, batch_size_option, default,
+    RUNTIME,
+    ConfigOpt,
+    FormatOpt,
+    IdColumnOpt,
+    IncludeTextOpt,
+    ModelOpt,
+    PrecisionOpt,
+    TextColumnOpt,
+    batch_size_option,
+    default,
     max_length_option,
-)  # fmt: skip
+)
 from bertcli.config import BATCH_TOKENS, CHUNK_SIZE, LAYER_AGGS, POOLINGS, TOKEN_CHUNK_SIZE, EmbedOptions, VectorOptions
 
 NAME = "embed"
 POOLING = "Pooling"
 OUTPUT = "Output"
 BatchSizeOpt = batch_size_option(f"[default: batches of about {BATCH_TOKENS} padded tokens, faster on CPU]")
-MaxLengthOpt = max_length_option("longer ones are truncated. [default: the model's, or its sentence-transformers max_seq_length]")
+MaxLengthOpt = max_length_option(
+    "longer ones are truncated. [default: the model's, or its sentence-transformers max_seq_length]"
+)
 EXAMPLES = """\b
 Examples:
   bertcli embed sentences.txt -o vectors.npy          # + vectors.ids.txt, row i = id on line i
@@ -31,37 +42,90 @@ Examples:
 
 def command(
     input: Annotated[
-        Optional[str], typer.Argument(help="Input: .txt (a line is one input) .csv .tsv .jsonl .parquet, or - / nothing for stdin.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="Input: .txt (a line is one input) .csv .tsv .jsonl .parquet, or - / nothing for stdin.",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
-        Optional[str], typer.Option("--output", "-o", help="Output file (.npy .parquet .jsonl), or - for JSONL on stdout.", show_default=False, rich_help_panel=OUTPUT)
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Output file (.npy .parquet .jsonl), or - for JSONL on stdout.",
+            show_default=False,
+            rich_help_panel=OUTPUT,
+        ),
     ] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     pooling: Annotated[
-        Optional[str], typer.Option(help=f"{', '.join(POOLINGS)} (the model's trained pooler). {default(EmbedOptions.pooling)}", rich_help_panel=POOLING)
+        str | None,
+        typer.Option(
+            help=f"{', '.join(POOLINGS)} (the model's trained pooler). {default(EmbedOptions.pooling)}",
+            rich_help_panel=POOLING,
+        ),
     ] = None,
     layers: Annotated[
-        Optional[str],
-        typer.Option(help=f"Hidden layers to use: -1 (last), -4: (last four), -2,-1; 0 is the embedding layer. {default(EmbedOptions.layers)}", rich_help_panel=POOLING),
+        str | None,
+        typer.Option(
+            help=f"Hidden layers to use: -1 (last), -4: (last four), -2,-1; 0 is the embedding layer. {default(EmbedOptions.layers)}",
+            rich_help_panel=POOLING,
+        ),
     ] = None,
     layer_agg: Annotated[
-        Optional[str], typer.Option(help=f"How to combine several --layers: {' or '.join(LAYER_AGGS)}. {default(EmbedOptions.layer_agg)}", rich_help_panel=POOLING)
+        str | None,
+        typer.Option(
+            help=f"How to combine several --layers: {' or '.join(LAYER_AGGS)}. {default(EmbedOptions.layer_agg)}",
+            rich_help_panel=POOLING,
+        ),
     ] = None,
-    normalize: Annotated[Optional[bool], typer.Option("--normalize", help="Scale each vector to unit length (cosine = dot product).", show_default=False, rich_help_panel=POOLING)] = None,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(
+            "--normalize",
+            help="Scale each vector to unit length (cosine = dot product).",
+            show_default=False,
+            rich_help_panel=POOLING,
+        ),
+    ] = None,
     token_level: Annotated[
-        Optional[bool],
-        typer.Option("--token-level", help="Write each input's token vectors, tokens and character offsets instead of one pooled vector.", show_default=False, rich_help_panel=POOLING),
+        bool | None,
+        typer.Option(
+            "--token-level",
+            help="Write each input's token vectors, tokens and character offsets instead of one pooled vector.",
+            show_default=False,
+            rich_help_panel=POOLING,
+        ),
     ] = None,
-    output_format: Annotated[Optional[str], typer.Option(help="npy, parquet or jsonl. [default: from the -o suffix]", rich_help_panel=OUTPUT)] = None,
-    dtype: Annotated[Optional[str], typer.Option(help=f"float32 or float16 (half the size) for the stored vectors. {default(VectorOptions.dtype)}", rich_help_panel=OUTPUT)] = None,
+    output_format: Annotated[
+        str | None, typer.Option(help="npy, parquet or jsonl. [default: from the -o suffix]", rich_help_panel=OUTPUT)
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help=f"float32 or float16 (half the size) for the stored vectors. {default(VectorOptions.dtype)}",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     include_text: IncludeTextOpt = None,
     resume: Annotated[
-        Optional[bool], typer.Option("--resume", help="Continue an interrupted export from its OUTPUT.partial file instead of starting over.", show_default=False, rich_help_panel=OUTPUT)
+        bool | None,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted export from its OUTPUT.partial file instead of starting over.",
+            show_default=False,
+            rich_help_panel=OUTPUT,
+        ),
     ] = None,
     batch_size: BatchSizeOpt = None,
     chunk_size: Annotated[
-        Optional[int], typer.Option(help=f"Inputs read, sorted and written at a time (bounds memory). [default: {CHUNK_SIZE}; {TOKEN_CHUNK_SIZE} with --token-level]", rich_help_panel=RUNTIME)
+        int | None,
+        typer.Option(
+            help=f"Inputs read, sorted and written at a time (bounds memory). [default: {CHUNK_SIZE}; {TOKEN_CHUNK_SIZE} with --token-level]",
+            rich_help_panel=RUNTIME,
+        ),
     ] = None,
     max_length: MaxLengthOpt = None,
     precision: PrecisionOpt = None,
@@ -82,11 +146,18 @@ def command(
         values["output"] = "-"  # piped: JSONL on stdout
     cfg = build_config(EmbedConfig, config, **values)
     if cfg.input in (None, "-") and sys.stdin.isatty():
-        raise UsageError("no input: pass a file, or pipe text into stdin", hint="bertcli embed sentences.txt -o vectors.npy")
+        raise UsageError(
+            "no input: pass a file, or pipe text into stdin", hint="bertcli embed sentences.txt -o vectors.npy"
+        )
     result = embed(cfg)
     if cfg.output != "-":
         sidecar = f" + {ids_path(cfg.output)}" if result.format == "npy" else ""
         logging.getLogger("bertcli").info(
             "embedded %d inputs (dim %d) in %.1fs (%.0f sentences/s) -> %s%s",
-            result.rows, result.dim, result.seconds, result.rate, cfg.output, sidecar,
-        )  # fmt: skip
+            result.rows,
+            result.dim,
+            result.seconds,
+            result.rate,
+            cfg.output,
+            sidecar,
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,7 +17,7 @@ Examples:
 
 
 def command(
-    output_format: Annotated[Optional[str], typer.Option(help="text or json. [default: text]")] = None,
+    output_format: Annotated[str | None, typer.Option(help="text or json. [default: text]")] = None,
 ) -> None:
     """Show library versions, CPU and accelerator devices, precision support and the distributed launch setup."""
     from bertcli.errors import UsageError

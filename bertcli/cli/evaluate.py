@@ -5,14 +5,23 @@ from __future__ import annotations
 import os
 from json import dumps
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from bertcli.cli.options import (
-    ConfigOpt, FormatOpt, LabelColumnOpt, LabelSepOpt, ModelDirArg, PrecisionOpt, SchemeOpt, TextColumnOpt, TextPairColumnOpt,
-    batch_size_option, default,
-)  # fmt: skip
+    ConfigOpt,
+    FormatOpt,
+    LabelColumnOpt,
+    LabelSepOpt,
+    ModelDirArg,
+    PrecisionOpt,
+    SchemeOpt,
+    TextColumnOpt,
+    TextPairColumnOpt,
+    batch_size_option,
+    default,
+)
 from bertcli.config import EvaluateConfig
 
 NAME = "evaluate"
@@ -31,16 +40,36 @@ Examples:
 def command(
     model_dir: ModelDirArg,
     input: Annotated[
-        Optional[str], typer.Argument(metavar="DATA", help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.", show_default=False)
+        str | None,
+        typer.Argument(
+            metavar="DATA",
+            help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
-        Optional[str], typer.Option("--output", "-o", help="Write the full report as JSON here; a directory (existing, or ending in /) gets report.json and the plots.")
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the full report as JSON here; a directory (existing, or ending in /) gets report.json and the plots.",
+        ),
     ] = None,
     plots: Annotated[
-        Optional[str], typer.Option("--plots", help="Write confusion_matrix.png (classification) or f1_per_type.png (NER, multi-label) into this directory.")
+        str | None,
+        typer.Option(
+            "--plots",
+            help="Write confusion_matrix.png (classification) or f1_per_type.png (NER, multi-label) into this directory.",
+        ),
     ] = None,
-    errors: Annotated[Optional[str], typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans).")] = None,
-    json: Annotated[Optional[bool], typer.Option("--json", help="Print the report as JSON on stdout instead of tables.", show_default=False)] = None,
+    errors: Annotated[
+        str | None,
+        typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans)."),
+    ] = None,
+    json: Annotated[
+        bool | None,
+        typer.Option("--json", help="Print the report as JSON on stdout instead of tables.", show_default=False),
+    ] = None,
     config: ConfigOpt = None,
     batch_size: BatchSizeOpt = None,
     precision: PrecisionOpt = None,
@@ -99,7 +128,9 @@ def render(report: dict[str, Any]) -> None:
 
     console = Console()
     unit = "sentences" if report.get("task") == "ner" else "examples"
-    console.print(f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} {unit}", highlight=False)
+    console.print(
+        f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} {unit}", highlight=False
+    )
     summary = Table()
     summary.add_column("metric")
     summary.add_column("value", justify="right")
@@ -109,12 +140,20 @@ def render(report: dict[str, Any]) -> None:
     console.print(summary)
     per = report.get("per_class") or report.get("per_label") or report.get("per_type")
     if per:
-        title = "per class" if "per_class" in report else "per label" if "per_label" in report else "per entity type (default mode)"
+        title = (
+            "per class"
+            if "per_class" in report
+            else "per label"
+            if "per_label" in report
+            else "per entity type (default mode)"
+        )
         table = Table(title=title, title_justify="left")
         for col in ("label", "precision", "recall", "f1", "support"):
             table.add_column(col, justify="left" if col == "label" else "right")
         for name, row in per.items():
-            table.add_row(name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+            table.add_row(
+                name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"])
+            )
         console.print(table)
     matrix = report.get("confusion_matrix")
     if matrix and len(matrix) <= 20:
@@ -124,5 +163,8 @@ def render(report: dict[str, Any]) -> None:
         for name in labels:
             table.add_column(name, justify="right")
         for name, row in zip(labels, matrix):
-            table.add_row(name, *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row) for i in [labels.index(name)]))
+            table.add_row(
+                name,
+                *(f"[bold]{v}[/bold]" if i == j else str(v) for j, v in enumerate(row) for i in [labels.index(name)]),
+            )
         console.print(table)

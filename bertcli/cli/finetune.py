@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from bertcli.cli.options import (
-    NER, ClassWeightsOpt, ConfigOpt, EpochsOpt, EvalStepsOpt, FinetuneBatchSizeOpt, FormatOpt, GradAccumOpt,
-    GradientCheckpointingOpt, LabelColumnOpt, LabelSepOpt, LrOpt, MaxStepsOpt, MetricOpt, ModelOpt, OverwriteOpt, PatienceOpt, PrecisionOpt,
-    ReportToOpt, ResumeOpt, SaveStepsOpt, SchemeOpt, SeedOpt, StrideOpt, TaskOpt, TextColumnOpt, TextPairColumnOpt, ValidationOpt,
-    ValSplitOpt, WarmupOpt, WeightDecayOpt, max_length_option,
-)  # fmt: skip
+    NER,
+    ClassWeightsOpt,
+    ConfigOpt,
+    EpochsOpt,
+    EvalStepsOpt,
+    FinetuneBatchSizeOpt,
+    FormatOpt,
+    GradAccumOpt,
+    GradientCheckpointingOpt,
+    LabelColumnOpt,
+    LabelSepOpt,
+    LrOpt,
+    MaxStepsOpt,
+    MetricOpt,
+    ModelOpt,
+    OverwriteOpt,
+    PatienceOpt,
+    PrecisionOpt,
+    ReportToOpt,
+    ResumeOpt,
+    SaveStepsOpt,
+    SchemeOpt,
+    SeedOpt,
+    StrideOpt,
+    TaskOpt,
+    TextColumnOpt,
+    TextPairColumnOpt,
+    ValidationOpt,
+    ValSplitOpt,
+    WarmupOpt,
+    WeightDecayOpt,
+    max_length_option,
+)
 
 NAME = "finetune"
-MaxLengthOpt = max_length_option("longer ones are truncated (NER: split into overlapping windows). [default: from the data, within the model's limit]")
+MaxLengthOpt = max_length_option(
+    "longer ones are truncated (NER: split into overlapping windows). [default: from the data, within the model's limit]"
+)
 EXAMPLES = """\b
 Examples:
   bertcli finetune train.csv -o runs/sentiment
@@ -28,9 +58,14 @@ Examples:
 
 def command(
     train: Annotated[
-        Optional[str], typer.Argument(help="Training data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="Training data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.", show_default=False
+        ),
     ] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output model directory.", show_default=False)] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output model directory.", show_default=False)
+    ] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     task: TaskOpt = None,
@@ -63,7 +98,13 @@ def command(
     scheme: SchemeOpt = None,
     stride: StrideOpt = None,
     label_all_tokens: Annotated[
-        Optional[bool], typer.Option("--label-all-tokens", help="Train on every sub-token of a word, not only the first.", rich_help_panel=NER, show_default=False)
+        bool | None,
+        typer.Option(
+            "--label-all-tokens",
+            help="Train on every sub-token of a word, not only the first.",
+            rich_help_panel=NER,
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
@@ -93,9 +134,11 @@ def _summary(meta: dict, output: str) -> None:
     for record in meta["history"]:
         best = record["step"] == meta["best"]["step"]
         table.add_row(
-            str(record["step"]), f"{record['epoch']:.2f}", *(f"{record.get(k, float('nan')):.4f}" for k in keys),
+            str(record["step"]),
+            f"{record['epoch']:.2f}",
+            *(f"{record.get(k, float('nan')):.4f}" for k in keys),
             style="bold green" if best else None,
-        )  # fmt: skip
+        )
     if meta["history"]:
         console.print(table)
     labels = ", ".join(meta["labels"][:10]) + (" ..." if len(meta["labels"]) > 10 else "")

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -74,7 +74,8 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             if lost_peer(exc):  # another process of the launch failed first and printed the error that matters
                 raise typer.Exit(1) from None
             raise fail(
-                f"internal error: {type(exc).__name__}: {exc} (rerun with BERTCLI_DEBUG=1 for a traceback and report it)", 1
+                f"internal error: {type(exc).__name__}: {exc} (rerun with BERTCLI_DEBUG=1 for a traceback and report it)",
+                1,
             ) from None
         finally:
             from bertcli.runtime.accelerator import shutdown_distributed
@@ -113,7 +114,7 @@ def root(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging on stderr.")] = False,
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
     ] = None,
 ) -> None:
     """Fine-tune, evaluate and run BERT models from the command line.

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -32,79 +32,189 @@ def listed(values: tuple) -> str:
 
 
 ModelOpt = Annotated[
-    Optional[str], typer.Option("--model", "-m", help="Model directory or hub id. [default: all-MiniLM-L6-v2]", show_default=False)
+    str | None,
+    typer.Option("--model", "-m", help="Model directory or hub id. [default: all-MiniLM-L6-v2]", show_default=False),
 ]
-ModelDirArg = Annotated[str, typer.Argument(metavar="MODEL_DIR", help="A model directory written by `bertcli finetune`.", show_default=False)]
-ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Recipe file (.toml/.yaml/.json); options given here override it.")]
-OverwriteOpt = Annotated[Optional[bool], typer.Option("--overwrite", help="Replace an existing output directory.", show_default=False)]
-IncludeTextOpt = Annotated[Optional[bool], typer.Option("--include-text", help="Copy the input text into each output record.", show_default=False)]
+ModelDirArg = Annotated[
+    str,
+    typer.Argument(metavar="MODEL_DIR", help="A model directory written by `bertcli finetune`.", show_default=False),
+]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Recipe file (.toml/.yaml/.json); options given here override it."),
+]
+OverwriteOpt = Annotated[
+    bool | None, typer.Option("--overwrite", help="Replace an existing output directory.", show_default=False)
+]
+IncludeTextOpt = Annotated[
+    bool | None,
+    typer.Option("--include-text", help="Copy the input text into each output record.", show_default=False),
+]
 
 # data
 FormatOpt = Annotated[
-    Optional[str], typer.Option("--format", help="Input format: csv, tsv, jsonl, parquet, txt, conll. [default: from the suffix]", rich_help_panel=DATA)
+    str | None,
+    typer.Option(
+        "--format",
+        help="Input format: csv, tsv, jsonl, parquet, txt, conll. [default: from the suffix]",
+        rich_help_panel=DATA,
+    ),
 ]
-TextColumnOpt = Annotated[Optional[str], typer.Option(help="Column with the text. [default: text, sentence, review, ...]", rich_help_panel=DATA)]
-TextPairColumnOpt = Annotated[Optional[str], typer.Option(help="Column with the second text of sentence pairs.", rich_help_panel=DATA)]
-LabelColumnOpt = Annotated[Optional[str], typer.Option(help="Column with the labels. [default: label, labels, category, ...]", rich_help_panel=DATA)]
-LabelSepOpt = Annotated[Optional[str], typer.Option(help="Separator of several labels in one cell (multi-label), e.g. ','.", rich_help_panel=DATA)]
-IdColumnOpt = Annotated[Optional[str], typer.Option(help="Column passed through to the output as `id`.", rich_help_panel=DATA)]
+TextColumnOpt = Annotated[
+    str | None,
+    typer.Option(help="Column with the text. [default: text, sentence, review, ...]", rich_help_panel=DATA),
+]
+TextPairColumnOpt = Annotated[
+    str | None, typer.Option(help="Column with the second text of sentence pairs.", rich_help_panel=DATA)
+]
+LabelColumnOpt = Annotated[
+    str | None,
+    typer.Option(help="Column with the labels. [default: label, labels, category, ...]", rich_help_panel=DATA),
+]
+LabelSepOpt = Annotated[
+    str | None,
+    typer.Option(help="Separator of several labels in one cell (multi-label), e.g. ','.", rich_help_panel=DATA),
+]
+IdColumnOpt = Annotated[
+    str | None, typer.Option(help="Column passed through to the output as `id`.", rich_help_panel=DATA)
+]
 
 # runtime
 PrecisionOpt = Annotated[
-    Optional[str],
-    typer.Option(help=f"{listed(PRECISIONS[1:])} or auto (bf16 where the hardware runs it fast). {default(TrainOptions.precision)}", rich_help_panel=RUNTIME),
+    str | None,
+    typer.Option(
+        help=f"{listed(PRECISIONS[1:])} or auto (bf16 where the hardware runs it fast). {default(TrainOptions.precision)}",
+        rich_help_panel=RUNTIME,
+    ),
 ]
 
 
 def batch_size_option(note: str) -> Any:
     """--batch-size/-b: inputs per forward pass (training: per optimizer step and process); `note` is the command's default."""
-    return Annotated[Optional[int], typer.Option("--batch-size", "-b", help=f"Examples per batch. {note}", rich_help_panel=RUNTIME, show_default=False)]
+    return Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", "-b", help=f"Examples per batch. {note}", rich_help_panel=RUNTIME, show_default=False
+        ),
+    ]
 
 
 def max_length_option(what: str) -> Any:
     """--max-length: the longest input in tokens; `what` says what happens past it and the command's default."""
-    return Annotated[Optional[int], typer.Option(help=f"Longest input in tokens; {what}", rich_help_panel=RUNTIME)]
+    return Annotated[int | None, typer.Option(help=f"Longest input in tokens; {what}", rich_help_panel=RUNTIME)]
 
 
 # training (finetune and pretrain)
 _CLS, _NER = classification.DEFAULTS, ner.DEFAULTS
 FinetuneBatchSizeOpt = batch_size_option(f"[default: {_CLS['batch_size']}; NER {_NER['batch_size']}]")
-TaskOpt = Annotated[Optional[str], typer.Option(help=f"{listed(TASKS)}. [default: inferred from the labels / input format]", rich_help_panel=TRAINING)]
-ValidationOpt = Annotated[Optional[str], typer.Option(help="Validation data file.", rich_help_panel=DATA)]
-ValSplitOpt = Annotated[
-    Optional[float], typer.Option(help=f"Share of training data held out when no --validation is given. {default(FinetuneConfig.val_split)}", rich_help_panel=DATA)
+TaskOpt = Annotated[
+    str | None,
+    typer.Option(help=f"{listed(TASKS)}. [default: inferred from the labels / input format]", rich_help_panel=TRAINING),
 ]
-EpochsOpt = Annotated[Optional[float], typer.Option(help=f"Passes over the training data. {default(TrainOptions.epochs)}", rich_help_panel=TRAINING)]
-LrOpt = Annotated[Optional[float], typer.Option(help=f"Peak learning rate. [default: {shown(_CLS['lr'])}; NER {shown(_NER['lr'])}]", rich_help_panel=TRAINING)]
-GradAccumOpt = Annotated[Optional[int], typer.Option(help=f"Gradient accumulation steps. {default(TrainOptions.grad_accum)}", rich_help_panel=TRAINING)]
-WarmupOpt = Annotated[Optional[float], typer.Option(help=f"Warmup share of steps. {default(TrainOptions.warmup_ratio)}", rich_help_panel=TRAINING)]
-WeightDecayOpt = Annotated[Optional[float], typer.Option(help=f"AdamW weight decay. {default(TrainOptions.weight_decay)}", rich_help_panel=TRAINING)]
-SeedOpt = Annotated[Optional[int], typer.Option(help=f"Seed of initialisation, shuffling and the validation split. {default(TrainOptions.seed)}", rich_help_panel=TRAINING)]
-MaxStepsOpt = Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps (overrides --epochs).", rich_help_panel=TRAINING)]
-EvalStepsOpt = Annotated[Optional[int], typer.Option(help="Evaluate every N steps. [default: each epoch]", rich_help_panel=TRAINING)]
-SaveStepsOpt = Annotated[Optional[int], typer.Option(help="Checkpoint every N steps. [default: each epoch]", rich_help_panel=TRAINING)]
-PatienceOpt = Annotated[Optional[int], typer.Option(help="Early stopping after N evaluations without improvement.", rich_help_panel=TRAINING)]
+ValidationOpt = Annotated[str | None, typer.Option(help="Validation data file.", rich_help_panel=DATA)]
+ValSplitOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Share of training data held out when no --validation is given. {default(FinetuneConfig.val_split)}",
+        rich_help_panel=DATA,
+    ),
+]
+EpochsOpt = Annotated[
+    float | None,
+    typer.Option(help=f"Passes over the training data. {default(TrainOptions.epochs)}", rich_help_panel=TRAINING),
+]
+LrOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Peak learning rate. [default: {shown(_CLS['lr'])}; NER {shown(_NER['lr'])}]", rich_help_panel=TRAINING
+    ),
+]
+GradAccumOpt = Annotated[
+    int | None,
+    typer.Option(help=f"Gradient accumulation steps. {default(TrainOptions.grad_accum)}", rich_help_panel=TRAINING),
+]
+WarmupOpt = Annotated[
+    float | None,
+    typer.Option(help=f"Warmup share of steps. {default(TrainOptions.warmup_ratio)}", rich_help_panel=TRAINING),
+]
+WeightDecayOpt = Annotated[
+    float | None,
+    typer.Option(help=f"AdamW weight decay. {default(TrainOptions.weight_decay)}", rich_help_panel=TRAINING),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=f"Seed of initialisation, shuffling and the validation split. {default(TrainOptions.seed)}",
+        rich_help_panel=TRAINING,
+    ),
+]
+MaxStepsOpt = Annotated[
+    int | None,
+    typer.Option(help="Stop after this many optimizer steps (overrides --epochs).", rich_help_panel=TRAINING),
+]
+EvalStepsOpt = Annotated[
+    int | None, typer.Option(help="Evaluate every N steps. [default: each epoch]", rich_help_panel=TRAINING)
+]
+SaveStepsOpt = Annotated[
+    int | None, typer.Option(help="Checkpoint every N steps. [default: each epoch]", rich_help_panel=TRAINING)
+]
+PatienceOpt = Annotated[
+    int | None,
+    typer.Option(help="Early stopping after N evaluations without improvement.", rich_help_panel=TRAINING),
+]
 MetricOpt = Annotated[
-    Optional[str], typer.Option(help="Validation metric for the best model, e.g. f1_macro. [default: accuracy / f1_micro / mse; NER f1]", rich_help_panel=TRAINING)
+    str | None,
+    typer.Option(
+        help="Validation metric for the best model, e.g. f1_macro. [default: accuracy / f1_micro / mse; NER f1]",
+        rich_help_panel=TRAINING,
+    ),
 ]
 ClassWeightsOpt = Annotated[
-    Optional[str], typer.Option(help=f"'auto': weigh classes by inverse frequency (imbalanced labels). {default(TrainOptions.class_weights)}", rich_help_panel=TRAINING)
+    str | None,
+    typer.Option(
+        help=f"'auto': weigh classes by inverse frequency (imbalanced labels). {default(TrainOptions.class_weights)}",
+        rich_help_panel=TRAINING,
+    ),
 ]
 GradientCheckpointingOpt = Annotated[
-    Optional[bool],
-    typer.Option("--gradient-checkpointing", help="Recompute activations in the backward pass: much less memory for long sequences, ~30% slower.", rich_help_panel=TRAINING, show_default=False),
+    bool | None,
+    typer.Option(
+        "--gradient-checkpointing",
+        help="Recompute activations in the backward pass: much less memory for long sequences, ~30% slower.",
+        rich_help_panel=TRAINING,
+        show_default=False,
+    ),
 ]
-ResumeOpt = Annotated[Optional[str], typer.Option(help="Continue an interrupted run: 'auto' or a checkpoint directory.", rich_help_panel=TRAINING)]
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(help="Continue an interrupted run: 'auto' or a checkpoint directory.", rich_help_panel=TRAINING),
+]
 ReportToOpt = Annotated[
-    Optional[str],
-    typer.Option(help=f"Log metrics and the run's config to {listed(TRACKERS[1:])} (files under OUTPUT/logs). {default(TrainOptions.report_to)}", rich_help_panel=TRAINING),
+    str | None,
+    typer.Option(
+        help=f"Log metrics and the run's config to {listed(TRACKERS[1:])} (files under OUTPUT/logs). {default(TrainOptions.report_to)}",
+        rich_help_panel=TRAINING,
+    ),
 ]
 
 # token classification (NER)
-SchemeOpt = Annotated[Optional[str], typer.Option(help="Tagging scheme of the input: IO, BIO (IOB2), IOB1 or BIOES. [default: detected]", rich_help_panel=NER)]
+SchemeOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Tagging scheme of the input: IO, BIO (IOB2), IOB1 or BIOES. [default: detected]", rich_help_panel=NER
+    ),
+]
 StrideOpt = Annotated[
-    Optional[int], typer.Option(help="Sub-tokens shared by the overlapping windows of sentences longer than --max-length. [default: max length / 4]", rich_help_panel=NER)
+    int | None,
+    typer.Option(
+        help="Sub-tokens shared by the overlapping windows of sentences longer than --max-length. [default: max length / 4]",
+        rich_help_panel=NER,
+    ),
 ]
 AggregationOpt = Annotated[
-    Optional[str], typer.Option(help=f"How a word's sub-tokens decide its tag: {listed(AGGREGATIONS)}. {default(PredictConfig.aggregation)}", rich_help_panel=NER)
+    str | None,
+    typer.Option(
+        help=f"How a word's sub-tokens decide its tag: {listed(AGGREGATIONS)}. {default(PredictConfig.aggregation)}",
+        rich_help_panel=NER,
+    ),
 ]

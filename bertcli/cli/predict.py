@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from bertcli.cli.options import (
-    AggregationOpt, ConfigOpt, FormatOpt, IdColumnOpt, IncludeTextOpt, ModelDirArg, PrecisionOpt, StrideOpt, TextColumnOpt,
-    TextPairColumnOpt, batch_size_option, default, max_length_option,
-)  # fmt: skip
+    AggregationOpt,
+    ConfigOpt,
+    FormatOpt,
+    IdColumnOpt,
+    IncludeTextOpt,
+    ModelDirArg,
+    PrecisionOpt,
+    StrideOpt,
+    TextColumnOpt,
+    TextPairColumnOpt,
+    batch_size_option,
+    default,
+    max_length_option,
+)
 from bertcli.config import PredictConfig
 
 NAME = "predict"
 BatchSizeOpt = batch_size_option(default(PredictConfig.batch_size))
-MaxLengthOpt = max_length_option("longer ones are truncated (NER: split into overlapping windows). [default: the model's]")
+MaxLengthOpt = max_length_option(
+    "longer ones are truncated (NER: split into overlapping windows). [default: the model's]"
+)
 EXAMPLES = """\b
 Examples:
   cat reviews.txt | bertcli predict runs/sentiment
@@ -28,11 +41,22 @@ Examples:
 
 def command(
     model_dir: ModelDirArg,
-    input: Annotated[Optional[str], typer.Argument(help="Input file, or - / nothing to read stdin. A .txt line is one example.", show_default=False)] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file. [default: stdout]", show_default=False)] = None,
-    output_format: Annotated[Optional[str], typer.Option(help="jsonl, csv or tsv. [default: from the -o suffix, else jsonl]")] = None,
-    top_k: Annotated[Optional[int], typer.Option(help="Only the K best labels in `scores`.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Multi-label decision threshold. [default: the model's]")] = None,
+    input: Annotated[
+        str | None,
+        typer.Argument(
+            help="Input file, or - / nothing to read stdin. A .txt line is one example.", show_default=False
+        ),
+    ] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output file. [default: stdout]", show_default=False)
+    ] = None,
+    output_format: Annotated[
+        str | None, typer.Option(help="jsonl, csv or tsv. [default: from the -o suffix, else jsonl]")
+    ] = None,
+    top_k: Annotated[int | None, typer.Option(help="Only the K best labels in `scores`.")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Multi-label decision threshold. [default: the model's]")
+    ] = None,
     include_text: IncludeTextOpt = None,
     config: ConfigOpt = None,
     batch_size: BatchSizeOpt = None,
@@ -59,7 +83,9 @@ def command(
 
     cfg = build_config(PredictConfig, config, **values)
     if cfg.input in (None, "-") and sys.stdin.isatty():
-        raise UsageError("no input: pass a file, or pipe text into stdin", hint="cat texts.txt | bertcli predict MODEL_DIR")
+        raise UsageError(
+            "no input: pass a file, or pipe text into stdin", hint="cat texts.txt | bertcli predict MODEL_DIR"
+        )
     prediction = predict(cfg)
     # under a multi-process launch only the main process writes; the others score their share and yield nothing
     with RecordWriter(cfg.output if is_main_process() else None, prediction.format) as writer:

@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from bertcli.bundle import PRESETS
 from bertcli.cli.options import (
-    DATA, TRAINING, ConfigOpt, EpochsOpt, EvalStepsOpt, FormatOpt, GradAccumOpt, GradientCheckpointingOpt, MaxStepsOpt,
-    OverwriteOpt, PatienceOpt, PrecisionOpt, ReportToOpt, ResumeOpt, SeedOpt, TextColumnOpt, WarmupOpt, WeightDecayOpt,
-    batch_size_option, default, max_length_option, shown,
-)  # fmt: skip
+    DATA,
+    TRAINING,
+    ConfigOpt,
+    EpochsOpt,
+    EvalStepsOpt,
+    FormatOpt,
+    GradAccumOpt,
+    GradientCheckpointingOpt,
+    MaxStepsOpt,
+    OverwriteOpt,
+    PatienceOpt,
+    PrecisionOpt,
+    ReportToOpt,
+    ResumeOpt,
+    SeedOpt,
+    TextColumnOpt,
+    WarmupOpt,
+    WeightDecayOpt,
+    batch_size_option,
+    default,
+    max_length_option,
+    shown,
+)
 from bertcli.config import BERT_VOCAB_SIZE, PRETRAIN_LR, PretrainConfig, PretrainOptions
 
 NAME = "pretrain"
@@ -32,39 +51,122 @@ Examples:
 
 def command(
     inputs: Annotated[
-        Optional[list[str]],
-        typer.Argument(metavar="CORPUS", help="Corpus files or globs: .txt (a sentence per line, blank line between documents), .jsonl .csv .tsv .parquet.", show_default=False),
+        list[str] | None,
+        typer.Argument(
+            metavar="CORPUS",
+            help="Corpus files or globs: .txt (a sentence per line, blank line between documents), .jsonl .csv .tsv .parquet.",
+            show_default=False,
+        ),
     ] = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output model directory.", show_default=False)] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Output model directory.", show_default=False)
+    ] = None,
     model: Annotated[
-        Optional[str], typer.Option("--model", "-m", help="Continue pretraining this BERT (directory or hub id).", show_default=False, rich_help_panel=MODEL)
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Continue pretraining this BERT (directory or hub id).",
+            show_default=False,
+            rich_help_panel=MODEL,
+        ),
     ] = None,
     preset: Annotated[
-        Optional[str],
-        typer.Option(help=f"Train from scratch with a BERT miniature's shape: {', '.join(f'{k} ({l}/{h})' for k, (l, h) in PRESETS.items())} layers/hidden.", rich_help_panel=MODEL),
+        str | None,
+        typer.Option(
+            help=f"Train from scratch with a BERT miniature's shape: {', '.join(f'{name} ({layers}/{hidden})' for name, (layers, hidden) in PRESETS.items())} layers/hidden.",
+            rich_help_panel=MODEL,
+        ),
     ] = None,
-    model_config: Annotated[Optional[str], typer.Option(help="Train from scratch with this BERT config.json.", rich_help_panel=MODEL)] = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer directory for a new model. [default: train a WordPiece vocabulary on the corpus]", rich_help_panel=MODEL)] = None,
-    vocab_size: Annotated[Optional[int], typer.Option(help=f"Size of the WordPiece vocabulary trained on the corpus. {default(BERT_VOCAB_SIZE)}", rich_help_panel=MODEL)] = None,
+    model_config: Annotated[
+        str | None, typer.Option(help="Train from scratch with this BERT config.json.", rich_help_panel=MODEL)
+    ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="Tokenizer directory for a new model. [default: train a WordPiece vocabulary on the corpus]",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
+    vocab_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Size of the WordPiece vocabulary trained on the corpus. {default(BERT_VOCAB_SIZE)}",
+            rich_help_panel=MODEL,
+        ),
+    ] = None,
     config: ConfigOpt = None,
-    mlm_probability: Annotated[Optional[float], typer.Option(help=f"Share of tokens to predict (80% [MASK], 10% random, 10% kept). {default(PretrainConfig.mlm_probability)}", rich_help_panel=OBJECTIVE)] = None,
-    whole_word_mask: Annotated[Optional[bool], typer.Option("--whole-word-mask", help="Mask all WordPieces of a word together.", show_default=False, rich_help_panel=OBJECTIVE)] = None,
-    nsp: Annotated[Optional[bool], typer.Option("--nsp", help="Add next-sentence prediction (sentence pairs: 50% real next, 50% from another document).", show_default=False, rich_help_panel=OBJECTIVE)] = None,
-    line_by_line: Annotated[Optional[bool], typer.Option("--line-by-line", help="One example per line instead of packing text into full blocks.", show_default=False, rich_help_panel=DATA)] = None,
-    streaming: Annotated[Optional[bool], typer.Option("--streaming", help="Stream the corpus from disk (larger than memory); needs --max-steps.", show_default=False, rich_help_panel=DATA)] = None,
-    val_split: Annotated[Optional[float], typer.Option(help=f"Share of the corpus held out for validation (at most 1000 examples). {default(PretrainConfig.val_split)}", rich_help_panel=DATA)] = None,
+    mlm_probability: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Share of tokens to predict (80% [MASK], 10% random, 10% kept). {default(PretrainConfig.mlm_probability)}",
+            rich_help_panel=OBJECTIVE,
+        ),
+    ] = None,
+    whole_word_mask: Annotated[
+        bool | None,
+        typer.Option(
+            "--whole-word-mask",
+            help="Mask all WordPieces of a word together.",
+            show_default=False,
+            rich_help_panel=OBJECTIVE,
+        ),
+    ] = None,
+    nsp: Annotated[
+        bool | None,
+        typer.Option(
+            "--nsp",
+            help="Add next-sentence prediction (sentence pairs: 50% real next, 50% from another document).",
+            show_default=False,
+            rich_help_panel=OBJECTIVE,
+        ),
+    ] = None,
+    line_by_line: Annotated[
+        bool | None,
+        typer.Option(
+            "--line-by-line",
+            help="One example per line instead of packing text into full blocks.",
+            show_default=False,
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    streaming: Annotated[
+        bool | None,
+        typer.Option(
+            "--streaming",
+            help="Stream the corpus from disk (larger than memory); needs --max-steps.",
+            show_default=False,
+            rich_help_panel=DATA,
+        ),
+    ] = None,
+    val_split: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Share of the corpus held out for validation (at most 1000 examples). {default(PretrainConfig.val_split)}",
+            rich_help_panel=DATA,
+        ),
+    ] = None,
     text_column: TextColumnOpt = None,
     format: FormatOpt = None,
     epochs: EpochsOpt = None,
     max_steps: MaxStepsOpt = None,
-    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate. [default: {shown(PRETRAIN_LR['scratch'])} from scratch, {shown(PRETRAIN_LR['continued'])} with --model]", rich_help_panel=TRAINING)] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            help=f"Peak learning rate. [default: {shown(PRETRAIN_LR['scratch'])} from scratch, {shown(PRETRAIN_LR['continued'])} with --model]",
+            rich_help_panel=TRAINING,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = None,
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
     max_length: MaxLengthOpt = None,
     eval_steps: EvalStepsOpt = None,
-    save_steps: Annotated[Optional[int], typer.Option(help=f"Checkpoint every N steps. {default(PretrainOptions.save_steps)}", rich_help_panel=TRAINING)] = None,
+    save_steps: Annotated[
+        int | None,
+        typer.Option(help=f"Checkpoint every N steps. {default(PretrainOptions.save_steps)}", rich_help_panel=TRAINING),
+    ] = None,
     patience: PatienceOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,

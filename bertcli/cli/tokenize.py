@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from bertcli.cli.options import (
-    ConfigOpt, FormatOpt, IdColumnOpt, ModelOpt, OverwriteOpt, TextColumnOpt, TextPairColumnOpt, default, max_length_option,
-)  # fmt: skip
+    ConfigOpt,
+    FormatOpt,
+    IdColumnOpt,
+    ModelOpt,
+    OverwriteOpt,
+    TextColumnOpt,
+    TextPairColumnOpt,
+    default,
+    max_length_option,
+)
 from bertcli.config import TokenizeConfig
 
 NAME = "tokenize"
@@ -22,29 +30,71 @@ Examples:
   bertcli tokenize corpus.txt --train-vocab -o my-tokenizer --vocab-size 16000 --cased
 """
 VOCAB = "Vocabulary training (--train-vocab)"
-MaxLengthOpt = max_length_option("longer ones are truncated (--stats: also report the share past it). [default: no truncation]")
+MaxLengthOpt = max_length_option(
+    "longer ones are truncated (--stats: also report the share past it). [default: no truncation]"
+)
 
 
 def command(
     input: Annotated[
-        Optional[str], typer.Argument(help="A text, a data file (.txt .csv .tsv .jsonl .parquet), or - / nothing for stdin.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="A text, a data file (.txt .csv .tsv .jsonl .parquet), or - / nothing for stdin.", show_default=False
+        ),
     ] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     stats: Annotated[
-        Optional[bool], typer.Option("--stats", help="Token-length statistics of the input: percentiles, share truncated, [UNK] rate, a suggested --max-length.", show_default=False)
+        bool | None,
+        typer.Option(
+            "--stats",
+            help="Token-length statistics of the input: percentiles, share truncated, [UNK] rate, a suggested --max-length.",
+            show_default=False,
+        ),
     ] = None,
     train_vocab: Annotated[
-        Optional[bool], typer.Option("--train-vocab", help="Train a BERT WordPiece tokenizer on the input corpus and save it to -o.", rich_help_panel=VOCAB, show_default=False)
+        bool | None,
+        typer.Option(
+            "--train-vocab",
+            help="Train a BERT WordPiece tokenizer on the input corpus and save it to -o.",
+            rich_help_panel=VOCAB,
+            show_default=False,
+        ),
     ] = None,
-    output_format: Annotated[Optional[str], typer.Option(help="table or jsonl (json for --stats). [default: table on a terminal, else jsonl]")] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option(help="table or jsonl (json for --stats). [default: table on a terminal, else jsonl]"),
+    ] = None,
     max_length: MaxLengthOpt = None,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Directory for the trained tokenizer.", show_default=False, rich_help_panel=VOCAB)] = None,
-    vocab_size: Annotated[Optional[int], typer.Option(help=f"Vocabulary size, special tokens included. {default(TokenizeConfig.vocab_size)}", rich_help_panel=VOCAB)] = None,
-    lowercase: Annotated[
-        Optional[bool], typer.Option("--lowercase/--cased", help=f"Lowercase (uncased model) or keep case. {default('lowercase' if TokenizeConfig.lowercase else 'cased')}", rich_help_panel=VOCAB, show_default=False)
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Directory for the trained tokenizer.", show_default=False, rich_help_panel=VOCAB
+        ),
     ] = None,
-    min_frequency: Annotated[Optional[int], typer.Option(help=f"Keep only merges seen at least this often. {default(TokenizeConfig.min_frequency)}", rich_help_panel=VOCAB)] = None,
+    vocab_size: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Vocabulary size, special tokens included. {default(TokenizeConfig.vocab_size)}",
+            rich_help_panel=VOCAB,
+        ),
+    ] = None,
+    lowercase: Annotated[
+        bool | None,
+        typer.Option(
+            "--lowercase/--cased",
+            help=f"Lowercase (uncased model) or keep case. {default('lowercase' if TokenizeConfig.lowercase else 'cased')}",
+            rich_help_panel=VOCAB,
+            show_default=False,
+        ),
+    ] = None,
+    min_frequency: Annotated[
+        int | None,
+        typer.Option(
+            help=f"Keep only merges seen at least this often. {default(TokenizeConfig.min_frequency)}",
+            rich_help_panel=VOCAB,
+        ),
+    ] = None,
     overwrite: OverwriteOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,
@@ -58,7 +108,9 @@ def command(
 
     cfg = build_config(TokenizeConfig, config, **values)
     if cfg.input in (None, "-") and sys.stdin.isatty():
-        raise UsageError("no input: pass a text or a file, or pipe text into stdin", hint='bertcli tokenize "some text"')
+        raise UsageError(
+            "no input: pass a text or a file, or pipe text into stdin", hint='bertcli tokenize "some text"'
+        )
     fmt = cfg.output_format or ("table" if sys.stdout.isatty() else "jsonl")
     if cfg.train_vocab:
         import logging
@@ -68,8 +120,11 @@ def command(
         summary = train_vocab(cfg)
         logging.getLogger("bertcli").info(
             "trained a %s WordPiece vocabulary of %d tokens on %d texts -> %s (load it with AutoTokenizer.from_pretrained)",
-            "lowercase" if summary["lowercase"] else "cased", summary["vocab_size"], summary["texts"], summary["output"],
-        )  # fmt: skip
+            "lowercase" if summary["lowercase"] else "cased",
+            summary["vocab_size"],
+            summary["texts"],
+            summary["output"],
+        )
     elif cfg.stats:
         from bertcli.tasks.tokenization.tokenize import length_stats
 
@@ -97,10 +152,19 @@ def _token_table(record: dict[str, Any]) -> None:
     heading = Text(f"{record['id']}: {text}" if "id" in record else text, style="bold")
     heading.append(f"  ({len(record['tokens'])} tokens)", style="not bold")
     table = Table(highlight=False)
-    for name, justify in (("#", "right"), ("token", "left"), ("id", "right"), ("chars", "right"), ("word", "right"), ("text", "left")):
+    for name, justify in (
+        ("#", "right"),
+        ("token", "left"),
+        ("id", "right"),
+        ("chars", "right"),
+        ("word", "right"),
+        ("text", "left"),
+    ):
         table.add_column(name, justify=justify)
     sequences = record.get("sequence_ids")
-    for i, (token, token_id, (start, end), word) in enumerate(zip(record["tokens"], record["ids"], record["offsets"], record["word_ids"])):
+    for i, (token, token_id, (start, end), word) in enumerate(
+        zip(record["tokens"], record["ids"], record["offsets"], record["word_ids"])
+    ):
         surface = (record["text_pair"] if sequences and sequences[i] == 1 else record["text"])[start:end]
         span = f"{start}-{end}" if end > start else ""
         table.add_row(str(i), Text(token), str(token_id), span, "" if word is None else str(word), Text(surface))
@@ -115,7 +179,9 @@ def _stats_table(report: dict[str, Any]) -> None:
     from rich.text import Text
 
     length = report["length"]
-    heading = Text(f"token lengths of {report['source']} (column {report['text_column']!r}) with {report['model']}", style="bold")
+    heading = Text(
+        f"token lengths of {report['source']} (column {report['text_column']!r}) with {report['model']}", style="bold"
+    )
     table = Table(show_header=False)
     table.add_column("statistic")
     table.add_column("value", justify="right")
@@ -129,7 +195,10 @@ def _stats_table(report: dict[str, Any]) -> None:
     table.add_row("[UNK] rate (of tokens)", f"{report['unk_rate']:.3%}")
     table.add_row("examples with [UNK]", f"{report['examples_with_unk']:.2%}")
     table.add_row("model limit", str(report["model_max_length"]))
-    table.add_row("suggested --max-length", f"[bold]{report['suggested_max_length']}[/bold] ({report['truncated_at_suggested']:.2%} truncated)")
+    table.add_row(
+        "suggested --max-length",
+        f"[bold]{report['suggested_max_length']}[/bold] ({report['truncated_at_suggested']:.2%} truncated)",
+    )
     console = Console(soft_wrap=False)
     console.print(heading)
     console.print(table)

@@ -66,7 +66,11 @@ def resolve_columns(
     if text is None:
         others = [n for n in strings if n not in (label, ident)]
         if len(others) != 1:
-            raise DataError("cannot tell which column holds the text", file=source, hint=f"columns are: {listing}; pass --text-column")
+            raise DataError(
+                "cannot tell which column holds the text",
+                file=source,
+                hint=f"columns are: {listing}; pass --text-column",
+            )
         text = others[0]
     pair = given(options.text_pair_column, "--text-pair-column") or saved.get("pair")
     # a guessed text column brings its well-known partner, unless the model was trained without one
@@ -79,7 +83,9 @@ def record_columns(
     first: dict, options: DataOptions, source: str, need_label: bool = False, saved: dict[str, str | None] | None = None
 ) -> Columns:
     """`resolve_columns` for a record stream, judged on its first record."""
-    return resolve_columns(list(first), [k for k, v in first.items() if isinstance(v, str)], options, source, need_label, saved)
+    return resolve_columns(
+        list(first), [k for k, v in first.items() if isinstance(v, str)], options, source, need_label, saved
+    )
 
 
 def cell_text(value: object) -> str:

@@ -25,9 +25,10 @@ def detect_format(path: str, explicit: str | None = None) -> str:
         if suffix in FORMATS:
             return FORMATS[suffix]
     raise DataError(
-        "cannot tell the file format from its name", file=path,
+        "cannot tell the file format from its name",
+        file=path,
         hint="use a .csv/.tsv/.jsonl/.json/.parquet/.txt suffix or pass --format",
-    )  # fmt: skip
+    )
 
 
 def check_readable(path: str | Path) -> Path:
@@ -38,7 +39,9 @@ def check_readable(path: str | Path) -> Path:
     if file.is_dir():
         raise DataError("is a directory, expected a data file", file=path)
     if not file.is_file():
-        raise DataError("is not a regular file (a device or a pipe)", file=path, hint="pass a data file, or pipe into stdin with -")
+        raise DataError(
+            "is not a regular file (a device or a pipe)", file=path, hint="pass a data file, or pipe into stdin with -"
+        )
     if file.stat().st_size == 0:
         raise DataError("file is empty", file=path)
     return file
@@ -52,9 +55,11 @@ def check_utf8(file: Path) -> None:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataError(
-                    f"bytes are not valid UTF-8 (at byte {exc.start} of the line)", file=file, line=line_no,
+                    f"bytes are not valid UTF-8 (at byte {exc.start} of the line)",
+                    file=file,
+                    line=line_no,
                     hint="re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8",
-                ) from None  # fmt: skip
+                ) from None
 
 
 def json_record(line: str, source: str, line_no: int) -> dict[str, Any]:

@@ -25,7 +25,11 @@ class LabelSpec:
 
 
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+    return (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or (isinstance(value, str) and not value.strip())
+    )
 
 
 def _split(value: Any, sep: str | None) -> list[str]:
@@ -89,9 +93,11 @@ def encode_labels(table: Table, column: str, spec: LabelSpec, options: DataOptio
     missing = [row for row, v in enumerate(values) if _is_missing(v)]
     if missing:
         raise table.error(
-            f"missing label ({len(missing)} row(s) in all)", row=missing[0], column=column,
+            f"missing label ({len(missing)} row(s) in all)",
+            row=missing[0],
+            column=column,
             hint="every row needs a label",
-        )  # fmt: skip
+        )
     if spec.task == "regression":
         return [float(v) for v in values]
     index = {name: i for i, name in enumerate(spec.names)}
@@ -115,9 +121,11 @@ def encode_labels(table: Table, column: str, spec: LabelSpec, options: DataOptio
     if unknown:
         listing = ", ".join(f"{name!r} ({count})" for name, count in unknown.most_common(10))
         raise table.error(
-            f"{sum(unknown.values())} label(s) the model does not know: {listing}", row=first_unknown, column=column,
+            f"{sum(unknown.values())} label(s) the model does not know: {listing}",
+            row=first_unknown,
+            column=column,
             hint=f"the model knows: {', '.join(spec.names)}",
-        )  # fmt: skip
+        )
     return encoded
 
 

@@ -56,10 +56,12 @@ def _iter_stream(stream: io.TextIOBase, fmt: str, source: str) -> Iterator[dict[
             for line_no, line in enumerate(lines(stream), 1):
                 yield json_record(line, source, line_no) if line.strip() else {}
         else:
-            for line_no, line in enumerate(lines(stream), 1):
+            for line_no, line in enumerate(lines(stream), 1):  # noqa: B007 (the error below names the line)
                 yield {"text": line.rstrip("\r\n")}
     except UnicodeDecodeError:
-        raise DataError("bytes are not valid UTF-8", file=source, line=line_no + 1, hint="re-encode the input as UTF-8") from None
+        raise DataError(
+            "bytes are not valid UTF-8", file=source, line=line_no + 1, hint="re-encode the input as UTF-8"
+        ) from None
 
 
 def lines(stream: io.TextIOBase) -> Iterator[str]:

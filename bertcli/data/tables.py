@@ -43,14 +43,18 @@ class Table:
             return row + 1
         return None
 
-    def error(self, message: str, row: int | None = None, column: str | None = None, hint: str | None = None) -> DataError:
+    def error(
+        self, message: str, row: int | None = None, column: str | None = None, hint: str | None = None
+    ) -> DataError:
         line = None if row is None else self.line_of(row)
         row_number = (row + 1) if row is not None and line is None else None
         return DataError(message, file=self.source, line=line, row=row_number, column=column, hint=hint)
 
     def columns(self, options: DataOptions, need_label: bool, saved: dict[str, str | None] | None = None) -> Columns:
         features = self.dataset.features
-        strings = [n for n in self.dataset.column_names if getattr(features[n], "dtype", "") in ("string", "large_string")]
+        strings = [
+            n for n in self.dataset.column_names if getattr(features[n], "dtype", "") in ("string", "large_string")
+        ]
         return resolve_columns(self.dataset.column_names, strings, options, self.source, need_label, saved)
 
     def texts(self, columns: Columns) -> tuple[list[str], list[str] | None]:

@@ -30,7 +30,10 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
 
 
 def token_budget_batches(
-    lengths: Sequence[int], max_tokens: int = BATCH_TOKENS, max_batch: int = MAX_BATCH, min_equal: int = MIN_EQUAL_LENGTH
+    lengths: Sequence[int],
+    max_tokens: int = BATCH_TOKENS,
+    max_batch: int = MAX_BATCH,
+    min_equal: int = MIN_EQUAL_LENGTH,
 ) -> list[np.ndarray]:
     """Index batches, longest first, each holding at most `max_tokens` padded tokens (and `max_batch` inputs).
 

@@ -96,7 +96,9 @@ class TextEncoder:
 
     def encode_words(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int]]]:
         """Each sentence's sub-token ids and the word each comes from, without special tokens or truncation."""
-        encodings = self.whole.encode_batch([list(words) for words in sentences], is_pretokenized=True, add_special_tokens=False)
+        encodings = self.whole.encode_batch(
+            [list(words) for words in sentences], is_pretokenized=True, add_special_tokens=False
+        )
         return [(e.ids, e.word_ids) for e in encodings]
 
     def tokens(self, ids: Sequence[int]) -> list[str]:

@@ -62,15 +62,11 @@ class ClassificationMetric(evaluate.Metric):
         # Averages use sklearn's default label set (classes seen in gold or predictions), so a class
         # absent from this evaluation set does not drag the macro average down with a 0/0 score.
         for avg in ("macro", "micro", "weighted"):
-            p, r, f, _ = skm.precision_recall_fscore_support(
-                references, predictions, average=avg, zero_division=0
-            )
+            p, r, f, _ = skm.precision_recall_fscore_support(references, predictions, average=avg, zero_division=0)
             report |= {f"precision_{avg}": float(p), f"recall_{avg}": float(r), f"f1_{avg}": float(f)}
         report["mcc"] = float(skm.matthews_corrcoef(references, predictions))
         every = list(range(k))
-        per = skm.precision_recall_fscore_support(
-            references, predictions, labels=every, average=None, zero_division=0
-        )
+        per = skm.precision_recall_fscore_support(references, predictions, labels=every, average=None, zero_division=0)
         report["per_class"] = {name: _prf(*row) for name, row in zip(label_names, zip(*per))}
         cm = skm.confusion_matrix(references, predictions, labels=every)
         report["confusion_matrix"] = cm.tolist()
@@ -148,9 +144,7 @@ class SeqevalMetric(evaluate.Metric):
         with warnings.catch_warnings():
             # With no entities at all seqeval averages empty arrays; micro scores are still 0.
             warnings.simplefilter("ignore", RuntimeWarning)
-            table = sm.classification_report(
-                references, predictions, output_dict=True, zero_division=0, **kwargs
-            )
+            table = sm.classification_report(references, predictions, output_dict=True, zero_division=0, **kwargs)
         micro = table["micro avg"]
         return {
             "n": len(references),
@@ -181,9 +175,7 @@ def _int_rows(rows) -> list[list[int]]:
     return [[int(v) for v in row] for row in rows]
 
 
-def classification_report(
-    references: Sequence[int], predictions: Sequence[int], label_names: list[str]
-) -> dict:
+def classification_report(references: Sequence[int], predictions: Sequence[int], label_names: list[str]) -> dict:
     """Single-label report; label ids index `label_names`."""
     refs, preds = [int(v) for v in references], [int(v) for v in predictions]
     return _run(ClassificationMetric, refs, preds, label_names=list(label_names))

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 CARD_FILE = "README.md"
-PIPELINE_TAGS = {"single_label": "text-classification", "multi_label": "text-classification", "regression": "text-classification", "ner": "token-classification", "pretraining": "fill-mask"}
+PIPELINE_TAGS = {
+    "single_label": "text-classification",
+    "multi_label": "text-classification",
+    "regression": "text-classification",
+    "ner": "token-classification",
+    "pretraining": "fill-mask",
+}
 TASK_NAMES = {
     "single_label": "single-label text classification",
     "multi_label": "multi-label text classification",
@@ -22,7 +28,22 @@ TASK_NAMES = {
     "pretraining": "masked-language-model pretraining",
 }
 # the headline metrics named in the front matter (the full set is in the evaluation table and bertcli.json)
-_CARD_METRICS = ("accuracy", "f1_macro", "f1_micro", "mcc", "f1", "precision", "recall", "strict_f1", "mse", "mae", "pearson", "spearman", "perplexity", "loss")
+_CARD_METRICS = (
+    "accuracy",
+    "f1_macro",
+    "f1_micro",
+    "mcc",
+    "f1",
+    "precision",
+    "recall",
+    "strict_f1",
+    "mse",
+    "mae",
+    "pearson",
+    "spearman",
+    "perplexity",
+    "loss",
+)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -90,7 +111,10 @@ def _number(value: Any) -> str:
 
 def front_matter(meta: dict[str, Any]) -> dict[str, Any]:
     task = meta.get("task", "single_label")
-    matter: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": PIPELINE_TAGS.get(task, "text-classification")}
+    matter: dict[str, Any] = {
+        "library_name": "transformers",
+        "pipeline_tag": PIPELINE_TAGS.get(task, "text-classification"),
+    }
     base = hub_base_model(meta)
     if base:
         matter["base_model"] = base
@@ -111,8 +135,18 @@ def render_card(meta: dict[str, Any], name: str, curves: bool = False) -> str:
     base = meta.get("base_model") or (meta.get("start") or {}).get("model") or (meta.get("start") or {}).get("preset")
     start = f"a BERT trained from scratch ({base} preset)" if (meta.get("start") or {}).get("preset") else f"`{base}`"
     version = (meta.get("versions") or {}).get("bertcli", "?")
-    lines += [f"{TASK_NAMES.get(task, task).capitalize()} model, trained from {start} with [bertcli](https://pypi.org/project/bertcli/) {version}.", ""]
-    lines += _labels(meta) + _data(meta) + _hyperparameters(meta) + _evaluation(meta, curves) + _reproduce(meta) + _usage(meta, task)
+    lines += [
+        f"{TASK_NAMES.get(task, task).capitalize()} model, trained from {start} with [bertcli](https://pypi.org/project/bertcli/) {version}.",
+        "",
+    ]
+    lines += (
+        _labels(meta)
+        + _data(meta)
+        + _hyperparameters(meta)
+        + _evaluation(meta, curves)
+        + _reproduce(meta)
+        + _usage(meta, task)
+    )
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -127,8 +161,15 @@ def _labels(meta: dict[str, Any]) -> list[str]:
     if not labels:
         return []
     extra = f" (tagging scheme {meta['scheme']})" if meta.get("scheme") else ""
-    threshold = f" A label is predicted when its probability is at least {meta['threshold']}." if meta.get("threshold") else ""
-    return ["## Labels", "", f"{len(labels)} labels{extra}: " + ", ".join(f"`{label}`" for label in labels) + "." + threshold, ""]
+    threshold = (
+        f" A label is predicted when its probability is at least {meta['threshold']}." if meta.get("threshold") else ""
+    )
+    return [
+        "## Labels",
+        "",
+        f"{len(labels)} labels{extra}: " + ", ".join(f"`{label}`" for label in labels) + "." + threshold,
+        "",
+    ]
 
 
 def _data(meta: dict[str, Any]) -> list[str]:
@@ -136,7 +177,10 @@ def _data(meta: dict[str, Any]) -> list[str]:
     rows = ["## Training data", "", "| | |", "|---|---|"]
     for key, value in data.items():
         if isinstance(value, list):
-            value = ", ".join(f"{Path(v['file']).name} (sha256 {v['sha256'][:16]})" if isinstance(v, dict) else str(v) for v in value[:5])
+            value = ", ".join(
+                f"{Path(v['file']).name} (sha256 {v['sha256'][:16]})" if isinstance(v, dict) else str(v)
+                for v in value[:5]
+            )
         rows.append(f"| {key} | {value} |")
     validation = meta.get("validation_data")
     if isinstance(validation, dict) and "split" in validation:
@@ -159,8 +203,17 @@ def _hyperparameters(meta: dict[str, Any]) -> list[str]:
 def _evaluation(meta: dict[str, Any], curves: bool) -> list[str]:
     history = meta.get("history") or []
     if not history:
-        return ["## Evaluation", "", "No validation data: the run was not evaluated.", ""] + (["![training curves](training_curves.png)", ""] if curves else [])
-    keys = list(dict.fromkeys(k for record in history for k, v in record.items() if k not in ("step", "epoch") and isinstance(v, (int, float))))
+        return ["## Evaluation", "", "No validation data: the run was not evaluated.", ""] + (
+            ["![training curves](training_curves.png)", ""] if curves else []
+        )
+    keys = list(
+        dict.fromkeys(
+            k
+            for record in history
+            for k, v in record.items()
+            if k not in ("step", "epoch") and isinstance(v, (int, float))
+        )
+    )
     keys = keys[:8]
     best_step = (meta.get("best") or {}).get("step")
     lines = [
@@ -171,11 +224,17 @@ def _evaluation(meta: dict[str, Any], curves: bool) -> list[str]:
         "| step | epoch | " + " | ".join(keys) + " |",
         "|---:|---:|" + "---:|" * len(keys),
     ]
-    shown = history if len(history) <= 20 else history[:5] + [r for r in history[5:-5] if r.get("step") == best_step] + history[-5:]
+    shown = (
+        history
+        if len(history) <= 20
+        else history[:5] + [r for r in history[5:-5] if r.get("step") == best_step] + history[-5:]
+    )
     for record in shown:
         mark = "*" if record.get("step") == best_step else ""
         lines.append(
-            f"| {record.get('step')}{mark} | {record.get('epoch', '')} | " + " | ".join(_number(record.get(k, "")) for k in keys) + " |"
+            f"| {record.get('step')}{mark} | {record.get('epoch', '')} | "
+            + " | ".join(_number(record.get(k, "")) for k in keys)
+            + " |"
         )
     lines.append("")
     return lines + (["![training curves](training_curves.png)", ""] if curves else [])
@@ -223,8 +282,13 @@ def _usage(meta: dict[str, Any], task: str) -> list[str]:
         " evaluate on held-out data of your own before relying on it (`bertcli evaluate`).",
     ]
     if meta.get("max_length"):
-        lines.append(f"Inputs longer than {meta['max_length']} tokens are truncated" + (" (NER: split into overlapping windows)." if task == "ner" else "."))
-    lines.append("It inherits the biases of its base model and training data; do not use it for decisions about people without a review of those.")
+        lines.append(
+            f"Inputs longer than {meta['max_length']} tokens are truncated"
+            + (" (NER: split into overlapping windows)." if task == "ner" else ".")
+        )
+    lines.append(
+        "It inherits the biases of its base model and training data; do not use it for decisions about people without a review of those."
+    )
     return lines + [""]
 
 
@@ -232,8 +296,8 @@ def document_run(directory: Path, name: str) -> None:
     """Write training_curves.png and the README.md card into a bundle directory, from its bertcli.json."""
     import json
 
-    from bertcli.io import atomic_write
     from bertcli.bundle import BUNDLE_FILE
+    from bertcli.io import atomic_write
     from bertcli.reports.plots import TRAINING_CURVES, training_curves
 
     directory = Path(directory)

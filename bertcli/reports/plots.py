@@ -108,7 +108,14 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], pat
     if len(labels) <= 25:
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", color="white" if shares[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(counts[i, j])}",
+                    ha="center",
+                    va="center",
+                    color="white" if shares[i, j] > 0.5 else "black",
+                )
     fig.colorbar(image, ax=ax, fraction=0.046)
     return _save(fig, path)
 

@@ -52,7 +52,9 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def make_accelerator(precision: str = "auto", report_to: str = "none", logging_dir: str | Path | None = None, **kwargs: Any):
+def make_accelerator(
+    precision: str = "auto", report_to: str = "none", logging_dir: str | Path | None = None, **kwargs: Any
+):
     """The training run's Accelerator. With 'auto', a precision set by `accelerate launch`/`accelerate config` wins.
 
     Without an accelerator device Accelerate must be told it runs on CPUs, or processes started by a
@@ -72,5 +74,7 @@ def make_accelerator(precision: str = "auto", report_to: str = "none", logging_d
             raise UsageError(f"--report-to {report_to} needs the {report_to} package", hint=f"pip install {report_to}")
         logging_dir = Path(logging_dir or "logs")
         kwargs["log_with"] = report_to
-        kwargs["project_config"] = utils.ProjectConfiguration(project_dir=str(logging_dir.parent), logging_dir=str(logging_dir))
+        kwargs["project_config"] = utils.ProjectConfiguration(
+            project_dir=str(logging_dir.parent), logging_dir=str(logging_dir)
+        )
     return Accelerator(mixed_precision=resolve_precision(precision), **kwargs)

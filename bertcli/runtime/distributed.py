@@ -67,8 +67,10 @@ def shared_map(accelerator: Any, items: Sequence[Any], compute: Callable[[list[A
 
 def require_file_under_launch(source: str | None, command: str) -> None:
     """Every process of a launch reads the input itself: a file works, stdin (it reaches one process) does not."""
-    from bertcli.runtime.accelerator import launched_processes
     from bertcli.errors import UsageError
+    from bertcli.runtime.accelerator import launched_processes
 
     if launched_processes() > 1 and source in (None, "-"):
-        raise UsageError(f"under a multi-process launch {command} reads a file, not stdin (each process reads the input)")
+        raise UsageError(
+            f"under a multi-process launch {command} reads a file, not stdin (each process reads the input)"
+        )

@@ -10,12 +10,31 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("torch", "transformers", "accelerate", "datasets", "evaluate", "tokenizers", "safetensors", "numpy", "typer")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "evaluate",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "typer",
+)
 # set by `accelerate launch`, `torchrun` and cluster schedulers: which process this is and how to reach the others
 LAUNCH_VARIABLES = (
-    "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "ACCELERATE_MIXED_PRECISION",
-    "ACCELERATE_USE_CPU", "ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "CUDA_VISIBLE_DEVICES",
-)  # fmt: skip
+    "RANK",
+    "LOCAL_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "ACCELERATE_MIXED_PRECISION",
+    "ACCELERATE_USE_CPU",
+    "ACCELERATE_USE_FSDP",
+    "ACCELERATE_USE_DEEPSPEED",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
 def _version(package: str) -> str | None:
@@ -64,22 +83,43 @@ def describe_environment() -> dict[str, Any]:
     if accelerator is not None and accelerator.type == "cuda":
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
-            devices.append({"index": index, "name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
-                            "capability": f"{props.major}.{props.minor}"})  # fmt: skip
+            devices.append(
+                {
+                    "index": index,
+                    "name": props.name,
+                    "memory_gib": round(props.total_memory / 2**30, 1),
+                    "capability": f"{props.major}.{props.minor}",
+                }
+            )
     elif accelerator is not None:
         devices = [{"index": i} for i in range(torch.accelerator.device_count())]
-    distributed = {
-        "available": torch.distributed.is_available(),
-        "backends": [name for name, ok in (("gloo", torch.distributed.is_gloo_available()), ("nccl", torch.distributed.is_nccl_available()),
-                                           ("mpi", torch.distributed.is_mpi_available())) if ok],
-    } if torch.distributed.is_available() else {"available": False}  # fmt: skip
+    distributed = (
+        {
+            "available": torch.distributed.is_available(),
+            "backends": [
+                name
+                for name, ok in (
+                    ("gloo", torch.distributed.is_gloo_available()),
+                    ("nccl", torch.distributed.is_nccl_available()),
+                    ("mpi", torch.distributed.is_mpi_available()),
+                )
+                if ok
+            ],
+        }
+        if torch.distributed.is_available()
+        else {"available": False}
+    )
     return {
         "bertcli": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},
-        "cpu": {"model": _cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
+        "cpu": {
+            "model": _cpu_model(),
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        },
         "accelerator": {"type": accelerator.type if accelerator else None, "count": len(devices), "devices": devices},
         "precision": {
             "bf16_fast": fast_bf16_available(),
@@ -96,15 +136,21 @@ def render_text(info: dict[str, Any]) -> str:
     lines = [f"bertcli {info['bertcli']}, python {info['python']} on {info['platform']}"]
     lines += [f"  {name:<13} {version or 'not installed'}" for name, version in info["packages"].items()]
     cpu = info["cpu"]
-    lines.append(f"cpu: {cpu['model']}, {cpu['cores']} cores, torch uses {cpu['torch_threads']} threads"
-                 + (f" (OMP_NUM_THREADS={cpu['OMP_NUM_THREADS']})" if cpu["OMP_NUM_THREADS"] else ""))
+    lines.append(
+        f"cpu: {cpu['model']}, {cpu['cores']} cores, torch uses {cpu['torch_threads']} threads"
+        + (f" (OMP_NUM_THREADS={cpu['OMP_NUM_THREADS']})" if cpu["OMP_NUM_THREADS"] else "")
+    )
     acc = info["accelerator"]
     if acc["type"] is None:
         lines.append("accelerator: none (runs on the CPU)")
     else:
         lines.append(f"accelerator: {acc['type']} x {acc['count']}")
         for device in acc["devices"]:
-            extra = f": {device['name']}, {device['memory_gib']} GiB, compute {device['capability']}" if "name" in device else ""
+            extra = (
+                f": {device['name']}, {device['memory_gib']} GiB, compute {device['capability']}"
+                if "name" in device
+                else ""
+            )
             lines.append(f"  {acc['type']}:{device['index']}{extra}")
     precision = info["precision"]
     lines.append(
@@ -114,7 +160,10 @@ def render_text(info: dict[str, Any]) -> str:
     dist = info["distributed"]
     backends = ", ".join(dist.get("backends", [])) or "none"
     launch = dist["launch"]
-    lines.append(f"distributed: backends {backends}; " + ("launched with " + " ".join(f"{k}={v}" for k, v in launch.items()) if launch else "not launched"))
+    lines.append(
+        f"distributed: backends {backends}; "
+        + ("launched with " + " ".join(f"{k}={v}" for k, v in launch.items()) if launch else "not launched")
+    )
     config = info["accelerate_config"]
     if config.get("exists"):
         content = config["content"] or {}

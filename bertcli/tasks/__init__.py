@@ -32,9 +32,10 @@ def bundle_task(model_dir: str) -> str:
     if task in CLASSIFICATION_TASKS:
         return "classification"
     raise ModelError(
-        f"a {task} model has no classification head", file=model_dir,
+        f"a {task} model has no classification head",
+        file=model_dir,
         hint="fine-tune it first (bertcli finetune --model DIR), or use bertcli embed for its vectors",
-    )  # fmt: skip
+    )
 
 
 def _entry(task: str, name: str) -> Any:

@@ -59,7 +59,11 @@ def find_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
         return found[-1] if found else None
     path = Path(resume)
     if not (path / STATE_FILE).is_file():
-        raise BertcliError("not a bertcli checkpoint (no trainer_state.json)", file=resume, hint="pass a checkpoints/step-N directory or 'auto'")
+        raise BertcliError(
+            "not a bertcli checkpoint (no trainer_state.json)",
+            file=resume,
+            hint="pass a checkpoints/step-N directory or 'auto'",
+        )
     return path
 
 
@@ -133,11 +137,19 @@ def restore_best(accelerator: Any, model: Any, run_dir: Path, state: TrainState)
         return
     best = _best_dir(run_dir, state.best_step)
     if not best.is_dir():
-        log.warning("the best evaluation's weights (step %d) are gone from %s; the last step's are kept", state.best_step, run_dir)
+        log.warning(
+            "the best evaluation's weights (step %d) are gone from %s; the last step's are kept",
+            state.best_step,
+            run_dir,
+        )
         return
     accelerator.wait_for_everyone()
     if weights_sharded(accelerator):
         accelerator.load_state(str(best))
     else:
         load_model(accelerator.unwrap_model(model), str(best / BEST_WEIGHTS))
-    log.info("restored the best model (step %d, %s)", state.best_step, "n/a" if state.best_metric is None else f"{state.best_metric:.4f}")
+    log.info(
+        "restored the best model (step %d, %s)",
+        state.best_step,
+        "n/a" if state.best_metric is None else f"{state.best_metric:.4f}",
+    )

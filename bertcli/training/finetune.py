@@ -66,15 +66,23 @@ def finetune(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -> 
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     set_seed(opts.seed)
-    accelerator = make_accelerator(opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum)
+    accelerator = make_accelerator(
+        opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum
+    )
     model = task.load_model(model_path, data)
     prepared = task.prepare(cfg, data, tokenizer, model, accelerator)
     metric = prepared.metric if prepared.evaluate is not None else "loss"
     job = TrainJob(
-        model=model, dataset=prepared.examples, lengths=[len(e["input_ids"]) for e in prepared.examples],
-        collate=prepared.collate, loss=prepared.loss, evaluate=prepared.evaluate, metric=metric, unit=prepared.unit,
+        model=model,
+        dataset=prepared.examples,
+        lengths=[len(e["input_ids"]) for e in prepared.examples],
+        collate=prepared.collate,
+        loss=prepared.loss,
+        evaluate=prepared.evaluate,
+        metric=metric,
+        unit=prepared.unit,
         config=to_dict(cfg),
-    )  # fmt: skip
+    )
     run_dir = prepare_run_dir(cfg.output, opts.resume, accelerator)
     result = train(job, opts, accelerator, run_dir, callbacks)
     meta = {
@@ -87,7 +95,9 @@ def finetune(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -> 
         "versions": library_versions(),
     }
     meta["train_data"] = {**file_fingerprint(cfg.train), **meta.get("train_data", {})}
-    finish_run(accelerator, run_dir, out, lambda staging: save_bundle(result.model, tokenizer, staging, meta, result.weights))
+    finish_run(
+        accelerator, run_dir, out, lambda staging: save_bundle(result.model, tokenizer, staging, meta, result.weights)
+    )
     return FinetuneResult(out, meta)
 
 
@@ -97,7 +107,6 @@ def inverse_frequency(labels: Sequence[int], num_labels: int) -> Any:
 
     counts = np.bincount(np.asarray(labels), minlength=num_labels).astype(np.float64)
     return torch.tensor(len(labels) / (num_labels * np.maximum(counts, 1)), dtype=torch.float)
-
 
 
 class LiveBackend:

@@ -25,7 +25,14 @@ from bertcli.errors import BertcliError, Interrupted, UsageError
 from bertcli.progress import Progress
 from bertcli.reports.metrics import greater_is_better
 from bertcli.training.batches import LengthGroupedBatches
-from bertcli.training.checkpoints import TrainState, find_checkpoint, load_checkpoint, restore_best, save_best, save_checkpoint
+from bertcli.training.checkpoints import (
+    TrainState,
+    find_checkpoint,
+    load_checkpoint,
+    restore_best,
+    save_best,
+    save_checkpoint,
+)
 from bertcli.training.run import finish_trackers, start_tracking
 
 log = logging.getLogger("bertcli")
@@ -114,15 +121,32 @@ class Stopwatch:
             self.start()
 
 
+@dataclass
+class Run:
+    """One training run's fixed parts, which the evaluator and the step loop share."""
+
+    job: TrainJob
+    opts: TrainOptions
+    accelerator: Any
+    run_dir: Path
+    schedule: Schedule
+    callbacks: Callbacks
+
+
 class Evaluator:
     """When to evaluate, and what follows: history, the best metric and its weights, patience, the hook."""
 
-    def __init__(self, job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, schedule: Schedule, callbacks: Callbacks) -> None:
-        self.evaluate, self.metric = job.evaluate, job.metric
-        self.higher = greater_is_better(job.metric)
-        self.every, self.patience = opts.eval_steps, opts.patience
-        self.accelerator, self.run_dir, self.schedule, self.callbacks = accelerator, run_dir, schedule, callbacks
-        self.streaming = job.lengths is None
+    def __init__(self, run: Run) -> None:
+        self.evaluate, self.metric = run.job.evaluate, run.job.metric
+        self.higher = greater_is_better(run.job.metric)
+        self.every, self.patience = run.opts.eval_steps, run.opts.patience
+        self.accelerator, self.run_dir, self.schedule, self.callbacks = (
+            run.accelerator,
+            run.run_dir,
+            run.schedule,
+            run.callbacks,
+        )
+        self.streaming = run.job.lengths is None
 
     def due(self, state: TrainState, epoch_ended: bool, finished: bool) -> bool:
         """After a step: every --eval-steps steps and at the last step. At an epoch's end: when no --eval-steps."""
@@ -137,7 +161,9 @@ class Evaluator:
         epoch = state.epoch if self.streaming else state.global_step / self.schedule.steps_per_epoch
         record = {"step": state.global_step, "epoch": round(epoch, 3), **metrics}
         state.history.append(record)
-        self.accelerator.log({f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.global_step)
+        self.accelerator.log(
+            {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}, step=state.global_step
+        )
         value = metrics.get(self.metric)
         improved = value is not None and (
             state.best_metric is None or (value > state.best_metric if self.higher else value < state.best_metric)
@@ -150,7 +176,9 @@ class Evaluator:
         if self.accelerator.is_main_process:
             keys = dict.fromkeys(k for k in ("loss", self.metric, "f1_macro") if k in metrics)
             shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in keys)
-            log.info("step %d (epoch %.2f): %s%s", state.global_step, record["epoch"], shown, "  *best*" if improved else "")
+            log.info(
+                "step %d (epoch %.2f): %s%s", state.global_step, record["epoch"], shown, "  *best*" if improved else ""
+            )
         if self.patience is not None and state.bad_evals >= self.patience:
             state.stopped_early = True
             log.info("early stopping: no improvement of %s in %d evaluations", self.metric, self.patience)
@@ -193,19 +221,33 @@ def _loader(job: TrainJob, opts: TrainOptions) -> tuple[Any, Any]:
     if job.lengths is None:
         if not opts.max_steps:
             raise BertcliError("a streamed dataset needs --max-steps (its length is not known in advance)")
-        return DataLoader(job.dataset, batch_size=opts.batch_size, collate_fn=job.collate, generator=generator), job.dataset
+        return DataLoader(
+            job.dataset, batch_size=opts.batch_size, collate_fn=job.collate, generator=generator
+        ), job.dataset
     sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
     return DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=generator), sampler
 
 
 def _log_plan(job: TrainJob, opts: TrainOptions, accelerator: Any, schedule: Schedule) -> None:
     effective = opts.batch_size * opts.grad_accum * accelerator.num_processes
-    span = "as many passes as needed" if job.lengths is None else f"{schedule.total_steps / schedule.steps_per_epoch:.3g} epochs"
+    span = (
+        "as many passes as needed"
+        if job.lengths is None
+        else f"{schedule.total_steps / schedule.steps_per_epoch:.3g} epochs"
+    )
     log.info(
         "training on %s: batch %d x %d accumulation x %d process(es) = %d, %d steps (%s), warmup %d, lr %.3g, %s precision",
-        "a stream" if job.lengths is None else f"{len(job.lengths)} examples", opts.batch_size, opts.grad_accum,
-        accelerator.num_processes, effective, schedule.total_steps, span, schedule.warmup, opts.lr, accelerator.mixed_precision,
-    )  # fmt: skip
+        "a stream" if job.lengths is None else f"{len(job.lengths)} examples",
+        opts.batch_size,
+        opts.grad_accum,
+        accelerator.num_processes,
+        effective,
+        schedule.total_steps,
+        span,
+        schedule.warmup,
+        opts.lr,
+        accelerator.mixed_precision,
+    )
 
 
 def train(
@@ -229,8 +271,9 @@ def train(
     state = load_checkpoint(accelerator, checkpoint) if checkpoint is not None else TrainState()
     if opts.report_to != "none":
         start_tracking(accelerator, job.config, run_dir)
-    evaluator = Evaluator(job, opts, accelerator, run_dir, schedule, callbacks)
-    steps = _Steps(job, opts, accelerator, run_dir, schedule, state, callbacks)
+    run = Run(job, opts, accelerator, run_dir, schedule, callbacks)
+    evaluator = Evaluator(run)
+    steps = _Steps(run, state)
     try:
         steps.run(model, optimizer, scheduler, loader, epochs_of, evaluator)
     except KeyboardInterrupt:
@@ -249,15 +292,16 @@ def train(
 class _Steps:
     """The epoch and step loop: one optimizer step per synchronised batch, logging, evaluation and checkpoints."""
 
-    def __init__(self, job: TrainJob, opts: TrainOptions, accelerator: Any, run_dir: Path, schedule: Schedule,
-                 state: TrainState, callbacks: Callbacks) -> None:  # fmt: skip
-        self.job, self.opts, self.accelerator, self.run_dir = job, opts, accelerator, run_dir
-        self.schedule, self.state, self.callbacks = schedule, state, callbacks
-        self.size = job.size or (lambda batch: len(batch["input_ids"]))
+    def __init__(self, run: Run, state: TrainState) -> None:
+        self.job, self.opts, self.accelerator, self.run_dir = run.job, run.opts, run.accelerator, run.run_dir
+        self.schedule, self.state, self.callbacks = run.schedule, state, run.callbacks
+        self.size = run.job.size or (lambda batch: len(batch["input_ids"]))
         self.interval_loss: list[float] = []
         self.clock = Stopwatch(state)
 
-    def run(self, model: Any, optimizer: Any, scheduler: Any, loader: Any, epochs_of: Any, evaluator: Evaluator) -> None:
+    def run(
+        self, model: Any, optimizer: Any, scheduler: Any, loader: Any, epochs_of: Any, evaluator: Evaluator
+    ) -> None:
         state, schedule = self.state, self.schedule
         progress = Progress(schedule.total_steps, "train", unit=self.job.unit, enabled=self.accelerator.is_main_process)
         progress.advance(state.global_step)
@@ -265,7 +309,9 @@ class _Steps:
             for epoch in range(state.epoch, schedule.epochs):
                 epochs_of.set_epoch(epoch)
                 state.epoch = epoch
-                batches = self.accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
+                batches = (
+                    self.accelerator.skip_first_batches(loader, state.batches_done) if state.batches_done else loader
+                )
                 finished = self._epoch(model, optimizer, scheduler, batches, evaluator, progress)
                 with self.clock.paused():
                     if evaluator.due(state, epoch_ended=True, finished=finished):
@@ -276,7 +322,9 @@ class _Steps:
                     save_checkpoint(self.accelerator, self.run_dir, state)
         self.clock.stop()
 
-    def _epoch(self, model: Any, optimizer: Any, scheduler: Any, batches: Any, evaluator: Evaluator, progress: Progress) -> bool:
+    def _epoch(
+        self, model: Any, optimizer: Any, scheduler: Any, batches: Any, evaluator: Evaluator, progress: Progress
+    ) -> bool:
         """One pass over the batches; True when the run's last step is done."""
         state, opts, accelerator = self.state, self.opts, self.accelerator
         model.train()

@@ -32,7 +32,9 @@ def check_output(output: str | Path, overwrite: bool) -> Path:
     """Fail before any work when -o cannot take the result: a file, or a non-empty directory without --overwrite."""
     out = Path(output)
     if out.exists() and not out.is_dir():
-        raise UsageError("-o names a file; a model is saved as a directory", file=out, hint="choose a new directory name")
+        raise UsageError(
+            "-o names a file; a model is saved as a directory", file=out, hint="choose a new directory name"
+        )
     if out.exists() and not overwrite and any(out.iterdir()):
         raise UsageError("output directory already exists", file=out, hint="pass --overwrite or choose another -o")
     return out
@@ -43,7 +45,10 @@ def prepare_run_dir(output: str | Path, resume: str | None, accelerator: Any = N
     run_dir = run_dir_of(output)
     if accelerator is None or accelerator.is_main_process:
         if run_dir.exists() and resume is None:
-            log.info("removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)", run_dir)
+            log.info(
+                "removing the checkpoints of an earlier interrupted run in %s (use --resume auto to continue one)",
+                run_dir,
+            )
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     if accelerator is not None:
@@ -81,7 +86,11 @@ def start_tracking(accelerator: Any, config: dict[str, Any], run_dir: Path) -> N
     add("", config)
     accelerator.init_trackers(run_dir.name.removesuffix(".incomplete"), config=flat)
     if accelerator.is_main_process:
-        log.info("tracking with %s in %s (moved to the output directory at the end)", ", ".join(t.name for t in accelerator.trackers), run_dir / "logs")
+        log.info(
+            "tracking with %s in %s (moved to the output directory at the end)",
+            ", ".join(t.name for t in accelerator.trackers),
+            run_dir / "logs",
+        )
 
 
 def finish_trackers(accelerator: Any) -> None:

@@ -30,7 +30,15 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     refs = np.asarray(labels).astype(float if spec.task == "regression" else int).tolist()
     preds = decisions(spec.task, probs, classifier.threshold)
     report = report_for_task(spec.task, refs, preds, spec.names)
-    report.update({"task": spec.task, "model": str(cfg.model_dir), "data": cfg.input, "columns": columns.describe(), "truncated": int(sum(truncated))})
+    report.update(
+        {
+            "task": spec.task,
+            "model": str(cfg.model_dir),
+            "data": cfg.input,
+            "columns": columns.describe(),
+            "truncated": int(sum(truncated)),
+        }
+    )
     if cfg.errors:
         _write_errors(cfg.errors, spec, texts, refs, preds, probs)
         report["errors_file"] = cfg.errors
@@ -48,13 +56,19 @@ def _write_errors(path: str, spec: LabelSpec, texts, refs, preds, probs) -> None
                 continue
             elif spec.task == "single_label":
                 record = {
-                    "row": row + 1, "text": text, "label": spec.names[gold], "predicted": spec.names[pred],
-                    "score": float(p[pred]), "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
-                }  # fmt: skip
+                    "row": row + 1,
+                    "text": text,
+                    "label": spec.names[gold],
+                    "predicted": spec.names[pred],
+                    "score": float(p[pred]),
+                    "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
+                }
             else:
                 record = {
-                    "row": row + 1, "text": text, "labels": [n for n, g in zip(spec.names, gold) if g],
+                    "row": row + 1,
+                    "text": text,
+                    "labels": [n for n, g in zip(spec.names, gold) if g],
                     "predicted": [n for n, g in zip(spec.names, pred) if g],
                     "scores": {n: round(float(s), 6) for n, s in zip(spec.names, p)},
-                }  # fmt: skip
+                }
             handle.write(dumps(record) + "\n")

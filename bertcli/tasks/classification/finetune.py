@@ -21,7 +21,11 @@ from bertcli.training.finetune import FinetuneResult, Prepared, inverse_frequenc
 from bertcli.training.finetune import finetune as run_finetune
 
 log = logging.getLogger("bertcli")
-PROBLEM_TYPES = {"single_label": "single_label_classification", "multi_label": "multi_label_classification", "regression": "regression"}
+PROBLEM_TYPES = {
+    "single_label": "single_label_classification",
+    "multi_label": "multi_label_classification",
+    "regression": "regression",
+}
 
 
 @dataclass
@@ -44,9 +48,13 @@ class ClassificationTask:
         texts, pairs = table.texts(columns)
         spec = infer_labels(table, columns.label, cfg.data, cfg.task)
         labels = encode_labels(table, columns.label, spec, cfg.data)
-        log.info("task %s%s", spec.task, f", {len(spec.names)} labels: {', '.join(spec.names[:20])}" if spec.names else "")
+        log.info(
+            "task %s%s", spec.task, f", {len(spec.names)} labels: {', '.join(spec.names[:20])}" if spec.names else ""
+        )
         if spec.task != "regression" and len(spec.names) < 2:
-            raise DataError(f"only one label ({spec.names[0]!r}) in the training data", file=cfg.train, column=columns.label)
+            raise DataError(
+                f"only one label ({spec.names[0]!r}) in the training data", file=cfg.train, column=columns.label
+            )
         if cfg.training.class_weights == "auto" and spec.task == "regression":
             raise UsageError("--class-weights auto needs a classification task, not regression")
         return TrainingData(table, columns, texts, pairs, spec, labels)
@@ -57,9 +65,13 @@ class ClassificationTask:
         from bertcli.bundle import load_with_head
 
         auto = transformers.AutoModelForSequenceClassification
-        return load_with_head(auto, path, data.spec.names or ["score"], "classification", problem_type=PROBLEM_TYPES[data.spec.task])
+        return load_with_head(
+            auto, path, data.spec.names or ["score"], "classification", problem_type=PROBLEM_TYPES[data.spec.task]
+        )
 
-    def prepare(self, cfg: FinetuneConfig, data: TrainingData, tokenizer: Any, model: Any, accelerator: Any) -> Prepared:
+    def prepare(
+        self, cfg: FinetuneConfig, data: TrainingData, tokenizer: Any, model: Any, accelerator: Any
+    ) -> Prepared:
         from bertcli.bundle import model_max_length
 
         opts, spec = cfg.training, data.spec
@@ -71,8 +83,12 @@ class ClassificationTask:
         max_length = opts.max_length or min(cap, int(np.ceil(max(lengths) / 8) * 8))
         log.info(
             "tokens per example: p50 %d, p95 %d, max %d; max length %d (%d truncated)",
-            np.percentile(lengths, 50), np.percentile(lengths, 95), max(lengths), max_length, sum(encoded.truncated),
-        )  # fmt: skip
+            np.percentile(lengths, 50),
+            np.percentile(lengths, 95),
+            max(lengths),
+            max_length,
+            sum(encoded.truncated),
+        )
         train, val = self._split(cfg, data, encoded, TextEncoder.of(tokenizer, max_length))
         log.info("%d training and %d validation examples", len(train), len(val))
         weights = None
@@ -104,7 +120,9 @@ class ClassificationTask:
             columns = table.columns(cfg.data, need_label=True, saved={"label": data.columns.label})
             labels = encode_labels(table, columns.label, data.spec, cfg.data)
             val_encoded = encoder.encode(*table.texts(columns))
-            return _examples(encoded, data.labels, range(len(data.labels))), _examples(val_encoded, labels, range(len(labels)))
+            return _examples(encoded, data.labels, range(len(data.labels))), _examples(
+                val_encoded, labels, range(len(labels))
+            )
         if cfg.val_split > 0:
             stratify = data.spec.task == "single_label"
             train, val = split_validation(data.labels, cfg.val_split, cfg.training.seed, stratify=stratify)
@@ -118,7 +136,10 @@ def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
 
 
 def _examples(encoded: Encoded, labels: Sequence[Any], indices: Sequence[int]) -> list[dict[str, Any]]:
-    return [{"input_ids": encoded.input_ids[i], "token_type_ids": encoded.token_type_ids[i], "label": labels[i]} for i in indices]
+    return [
+        {"input_ids": encoded.input_ids[i], "token_type_ids": encoded.token_type_ids[i], "label": labels[i]}
+        for i in indices
+    ]
 
 
 def _collate(task: str, pad_id: int):
@@ -127,9 +148,13 @@ def _collate(task: str, pad_id: int):
     from bertcli.inference.encoding import pad
 
     def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = Encoded([e["input_ids"] for e in examples], [e["token_type_ids"] for e in examples], [False] * len(examples))
+        encoded = Encoded(
+            [e["input_ids"] for e in examples], [e["token_type_ids"] for e in examples], [False] * len(examples)
+        )
         batch = {k: torch.from_numpy(v) for k, v in pad(encoded, range(len(examples)), pad_id).items()}
-        batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=torch.long if task == "single_label" else torch.float)
+        batch["labels"] = torch.tensor(
+            [e["label"] for e in examples], dtype=torch.long if task == "single_label" else torch.float
+        )
         return batch
 
     return collate
@@ -166,7 +191,9 @@ def _evaluator(examples: list[dict[str, Any]], spec: LabelSpec, collate, loss_of
     from bertcli.reports.metrics import report_for_task
     from bertcli.runtime.distributed import gather_in_order, shard_batches
 
-    batches = shard_batches([len(e["input_ids"]) for e in examples], batch_size, accelerator.process_index, accelerator.num_processes)
+    batches = shard_batches(
+        [len(e["input_ids"]) for e in examples], batch_size, accelerator.process_index, accelerator.num_processes
+    )
     refs = np.asarray([e["label"] for e in examples])
 
     def evaluate(model: Any, accelerator: Any) -> dict[str, float]:
@@ -181,7 +208,9 @@ def _evaluator(examples: list[dict[str, Any]], spec: LabelSpec, collate, loss_of
                     indices.extend(batch.indices)
                     rows.extend(logits)
         logits = np.stack(gather_in_order(accelerator, indices, rows))
-        targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float).to(accelerator.device)
+        targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float).to(
+            accelerator.device
+        )
         loss = loss_of(torch.from_numpy(logits).to(accelerator.device), targets).item()
         report = report_for_task(spec.task, *references_and_predictions(spec.task, refs, logits, 0.5), spec.names)
         flat = {k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and k != "n" and v is not None}

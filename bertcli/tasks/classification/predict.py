@@ -33,7 +33,10 @@ def _stream(cfg: PredictConfig) -> Iterator[list[dict[str, Any]]]:
         if not launch.is_main_process:
             yield []
             continue
-        yield [{**_passed_through(source_record, text, columns, cfg), **record} for source_record, text, record in zip(batch, texts, records)]
+        yield [
+            {**_passed_through(source_record, text, columns, cfg), **record}
+            for source_record, text, record in zip(batch, texts, records)
+        ]
 
 
 def _passed_through(record: dict[str, Any], text: str, columns: Columns, cfg: PredictConfig) -> dict[str, Any]:

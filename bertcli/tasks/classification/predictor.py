@@ -18,7 +18,9 @@ from bertcli.tasks.classification.scores import probabilities
 class Classifier:
     """Tokenizes, batches and turns logits into scores; `predict` gives one record per text, in order."""
 
-    def __init__(self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None) -> None:
+    def __init__(
+        self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None
+    ) -> None:
         directory = bundle_dir(model_dir)
         self.meta = read_meta(directory)
         self.spec = LabelSpec(self.meta["task"], list(self.meta.get("labels", [])))
@@ -54,9 +56,13 @@ class Classifier:
         return np.stack([p for p, _ in rows]), [flag for _, flag in rows]
 
     def predict(
-        self, texts: Sequence[str], pairs: Sequence[str] | None = None, top_k: int | None = None,
-        threshold: float | None = None, shared: bool = False,
-    ) -> list[dict[str, Any]]:  # fmt: skip
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        shared: bool = False,
+    ) -> list[dict[str, Any]]:
         """One record per text: label and scores (multi-label: labels; regression: score); an empty text gets nulls."""
         live = [i for i, text in enumerate(texts) if text.strip()]
         score = self.shared_scores if shared else self.scores
@@ -66,12 +72,18 @@ class Classifier:
             records[i] = self.record(probs[j], truncated[j], top_k, threshold)
         return records
 
-    def record(self, p: np.ndarray | None, truncated: bool, top_k: int | None, threshold: float | None) -> dict[str, Any]:
+    def record(
+        self, p: np.ndarray | None, truncated: bool, top_k: int | None, threshold: float | None
+    ) -> dict[str, Any]:
         task, names = self.spec.task, self.spec.names
         if task == "regression":
             record: dict[str, Any] = {"score": None if p is None else float(p[0])}
         elif p is None:
-            record = {"label": None, "score": None, "scores": None} if task == "single_label" else {"labels": None, "scores": None}
+            record = (
+                {"label": None, "score": None, "scores": None}
+                if task == "single_label"
+                else {"labels": None, "scores": None}
+            )
         else:
             ranked = np.argsort(-p, kind="stable")[: top_k or len(p)]
             scores = {names[i]: round(float(p[i]), 6) for i in ranked}
@@ -85,5 +97,6 @@ class Classifier:
         return record
 
 
-def load(model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None) -> Classifier:
-    return Classifier(model_dir, precision, batch_size, max_length)
+def load(model_dir: str, **options: Any) -> Classifier:
+    """The Python API's entry (`bertcli.load`): the options are the constructor's."""
+    return Classifier(model_dir, **options)

@@ -73,13 +73,19 @@ def embed(cfg: EmbedConfig, embedder: Embedder | None = None) -> ExportResult:
     writer = _open_writer(cfg, fmt, embedder, name, launch)
     skip = writer.rows
     log.info(
-        "embedding with %s: %s, dim %d, max length %d%s", cfg.model or DEFAULT_HUB_ID, embedder.describe(), embedder.dim,
-        embedder.max_length, f"; resuming after {skip} inputs" if skip else "",
-    )  # fmt: skip
+        "embedding with %s: %s, dim %d, max length %d%s",
+        cfg.model or DEFAULT_HUB_ID,
+        embedder.describe(),
+        embedder.dim,
+        embedder.max_length,
+        f"; resuming after {skip} inputs" if skip else "",
+    )
     records = iter_records(cfg.input, cfg.data)
     if skip and sum(1 for _ in itertools.islice(records, skip)) < skip:
         writer.close()
-        raise DataError(f"the input has fewer records than the partial export ({skip})", file=name, hint="rerun without --resume")
+        raise DataError(
+            f"the input has fewer records than the partial export ({skip})", file=name, hint="rerun without --resume"
+        )
     start = time.perf_counter()
     truncated, empty = _write_all(cfg, embedder, records, writer, name, launch)
     seconds = time.perf_counter() - start
@@ -87,18 +93,28 @@ def embed(cfg: EmbedConfig, embedder: Embedder | None = None) -> ExportResult:
         log.warning("%d empty input(s) were embedded as empty text", empty)
     if truncated:
         log.info("%d input(s) longer than %d tokens were truncated", truncated, embedder.max_length)
-    return ExportResult(cfg.output, fmt, writer.rows, embedder.dim, seconds, skip, truncated, empty, embedder.max_length)
+    return ExportResult(
+        cfg.output, fmt, writer.rows, embedder.dim, seconds, skip, truncated, empty, embedder.max_length
+    )
 
 
 def _open_writer(cfg: EmbedConfig, fmt: str, embedder: Embedder, name: str, launch: Any) -> Any:
     """The main process's writer (resumed when asked, if the settings match); the others only count rows."""
     fingerprint = {
-        "model": embedder.path, "source": str(Path(name).resolve()) if name != "<stdin>" else name, "format": fmt,
-        "dim": embedder.dim, "dtype": cfg.vectors.dtype, "include_text": cfg.vectors.include_text,
-        "max_length": embedder.max_length, "text_column": cfg.data.text_column, "id_column": cfg.data.id_column,
+        "model": embedder.path,
+        "source": str(Path(name).resolve()) if name != "<stdin>" else name,
+        "format": fmt,
+        "dim": embedder.dim,
+        "dtype": cfg.vectors.dtype,
+        "include_text": cfg.vectors.include_text,
+        "max_length": embedder.max_length,
+        "text_column": cfg.data.text_column,
+        "id_column": cfg.data.id_column,
         **{k: v for k, v in asdict(cfg.embed).items() if k not in ("batch_size", "precision", "max_length")},
-    }  # fmt: skip
-    writer = WRITERS[fmt](cfg.output, fingerprint, cfg.vectors.dtype, cfg.vectors.resume) if launch.is_main_process else None
+    }
+    writer = (
+        WRITERS[fmt](cfg.output, fingerprint, cfg.vectors.dtype, cfg.vectors.resume) if launch.is_main_process else None
+    )
     if launch.num_processes > 1:
         from accelerate.utils import broadcast_object_list
 
@@ -107,7 +123,9 @@ def _open_writer(cfg: EmbedConfig, fmt: str, embedder: Embedder, name: str, laun
     return writer
 
 
-def _write_all(cfg: EmbedConfig, embedder: Embedder, records: Any, writer: Any, name: str, launch: Any) -> tuple[int, int]:
+def _write_all(
+    cfg: EmbedConfig, embedder: Embedder, records: Any, writer: Any, name: str, launch: Any
+) -> tuple[int, int]:
     """Embed and append chunk by chunk; a failure leaves only the resumable partial files. Returns (truncated, empty)."""
     from bertcli.progress import Progress
 
@@ -131,7 +149,8 @@ def _write_all(cfg: EmbedConfig, embedder: Embedder, records: Any, writer: Any, 
         if writer.output is None:
             raise
         raise Interrupted(
-            f"interrupted after {writer.rows} inputs (kept in {writer.partial})", hint="rerun the same command with --resume to continue"
+            f"interrupted after {writer.rows} inputs (kept in {writer.partial})",
+            hint="rerun the same command with --resume to continue",
         ) from None
     except BaseException:
         writer.close()

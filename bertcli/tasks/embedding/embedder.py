@@ -35,10 +35,13 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
                 picked.append(index % count)
     except (ValueError, IndexError):
         raise UsageError(
-            f"bad --layers {spec!r}", hint=f"e.g. -1, -4: or -2,-1; this model has layers 0 (embeddings) to {num_layers}"
+            f"bad --layers {spec!r}",
+            hint=f"e.g. -1, -4: or -2,-1; this model has layers 0 (embeddings) to {num_layers}",
         ) from None
     if not picked:
-        raise UsageError(f"--layers {spec!r} selects no layer", hint=f"this model has layers 0 (embeddings) to {num_layers}")
+        raise UsageError(
+            f"--layers {spec!r} selects no layer", hint=f"this model has layers 0 (embeddings) to {num_layers}"
+        )
     return picked
 
 
@@ -86,7 +89,9 @@ class Embedder:
         self.encoder = text_encoder(self.path, self.max_length)
         self.backend = open_backend(self.path, "encoder", opts.precision, keep_pooler=opts.pooling == "pooler")
         if opts.pooling == "pooler" and getattr(self.backend.model, "pooler", None) is None:
-            raise ModelError("this model has no trained pooler layer", file=self.path, hint="use --pooling mean (or cls, max)")
+            raise ModelError(
+                "this model has no trained pooler layer", file=self.path, hint="use --pooling mean (or cls, max)"
+            )
         num_layers = config["num_hidden_layers"]
         self.layers = [num_layers] if opts.pooling == "pooler" else parse_layers(opts.layers, num_layers)
         concat = opts.layer_agg == "concat" and len(self.layers) > 1
@@ -110,7 +115,9 @@ class Embedder:
         """Embed `texts` in length-sorted, dynamically padded batches; results come back in input order."""
         encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
         batches = batches_for(encoded.lengths, self.opts.batch_size, BATCH_TOKENS)
-        results = run_batches(self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch)
+        results = run_batches(
+            self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch
+        )
         if self.opts.token_level:
             tokens = [self.encoder.tokens(ids) for ids in encoded.input_ids]
             return Embedded(results, encoded.truncated, tokens, encoded.offsets)
@@ -153,7 +160,9 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def embed_shared(embedder: Embedder, texts: Sequence[str], launch: Any, on_batch: Callable[[int], None] | None = None) -> Embedded:
+def embed_shared(
+    embedder: Embedder, texts: Sequence[str], launch: Any, on_batch: Callable[[int], None] | None = None
+) -> Embedded:
     """`embedder.embed` with the texts dealt out among the launch's processes; every process gets all results in input order."""
     world = launch.num_processes
     if world == 1:

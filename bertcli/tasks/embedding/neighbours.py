@@ -37,7 +37,11 @@ def read_vectors(path: str | Path) -> Vectors:
     if path.suffix == ".npy":
         matrix = np.load(path)
         sidecar = ids_path(path)
-        ids = sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else [str(i) for i in range(len(matrix))]
+        ids = (
+            sidecar.read_text(encoding="utf-8").splitlines()
+            if sidecar.is_file()
+            else [str(i) for i in range(len(matrix))]
+        )
         return Vectors(ids, None, matrix)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
@@ -54,7 +58,10 @@ def read_vectors(path: str | Path) -> Vectors:
 def search(corpus: Vectors, queries: Vectors, k: int) -> list[dict[str, Any]]:
     """For each query, the k most cosine-similar corpus rows, best first."""
     if corpus.matrix.shape[1] != queries.matrix.shape[1]:
-        raise BertcliError(f"dimensions differ: corpus {corpus.matrix.shape[1]}, queries {queries.matrix.shape[1]}", hint="embed both with the same model")
+        raise BertcliError(
+            f"dimensions differ: corpus {corpus.matrix.shape[1]}, queries {queries.matrix.shape[1]}",
+            hint="embed both with the same model",
+        )
 
     def unit(m: np.ndarray) -> np.ndarray:
         m = m.astype(np.float32)
@@ -96,4 +103,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sys.stdout.write("".join(dumps(r) + "\n" for r in results))
     return 0
-

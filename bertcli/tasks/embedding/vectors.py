@@ -37,7 +37,11 @@ def output_format(output: str, explicit: str | None, token_level: bool) -> str:
     else:
         fmt = FORMATS.get(Path(output).suffix.lower())
         if fmt is None:
-            raise UsageError("cannot tell the output format from the -o name", file=output, hint="use .npy, .parquet or .jsonl, or pass --output-format")
+            raise UsageError(
+                "cannot tell the output format from the -o name",
+                file=output,
+                hint="use .npy, .parquet or .jsonl, or pass --output-format",
+            )
     if output == "-" and fmt != "jsonl":
         raise UsageError("stdout (-o -) takes JSONL only", hint="write .npy or .parquet to a file")
     if token_level and fmt == "npy":
@@ -97,9 +101,10 @@ class VectorWriter:
         if saved.get("fingerprint") != self.fingerprint:
             changed = sorted(k for k in self.fingerprint if saved.get("fingerprint", {}).get(k) != self.fingerprint[k])
             raise UsageError(
-                f"the partial export was made with other settings ({', '.join(changed)})", file=self.partial,
+                f"the partial export was made with other settings ({', '.join(changed)})",
+                file=self.partial,
                 hint="rerun with the same options, or without --resume to start over",
-            )  # fmt: skip
+            )
         return saved
 
     def discard(self) -> None:
@@ -183,7 +188,11 @@ class NpyWriter(VectorWriter):
         for record in records:
             text = str(record["id"])
             if "\n" in text or "\r" in text:
-                raise DataError("an id contains a line break, which the .ids.txt sidecar cannot hold", row=record["row"], hint="write .parquet or .jsonl")
+                raise DataError(
+                    "an id contains a line break, which the .ids.txt sidecar cannot hold",
+                    row=record["row"],
+                    hint="write .parquet or .jsonl",
+                )
             lines.append(text + "\n")
         self.data.write(np.ascontiguousarray(vectors, dtype=self.dtype).tobytes())
         self.ids.write("".join(lines).encode("utf-8"))
@@ -283,8 +292,9 @@ class ParquetWriter(VectorWriter):
             except Exception:  # pyarrow raises several types for a failed cast
                 raise DataError(
                     f"ids change type within the input ({first.field('id').type} first, then {table.schema.field('id').type})",
-                    row=records[0]["row"], hint="give every record an id of the same type",
-                ) from None  # fmt: skip
+                    row=records[0]["row"],
+                    hint="give every record an id of the same type",
+                ) from None
         part = self.partial / f"part-{self.state['parts']:05d}.parquet"
         pq.write_table(table, part)
         with open(part, "rb") as handle:

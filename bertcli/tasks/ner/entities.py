@@ -22,14 +22,23 @@ def entity_report(gold: list[list[str]], predicted: list[list[str]], scheme: str
         gold, predicted = [convert(t, "IOB2") for t in gold], [convert(t, "IOB2") for t in predicted]
     strict = ner_report(gold, predicted, mode="strict", scheme=STRICT_SCHEME[scheme])
     return {
-        "n": default["n"], "precision": default["precision"], "recall": default["recall"], "f1": default["f1"],
-        "accuracy": default["accuracy"], "strict_precision": strict["precision"], "strict_recall": strict["recall"],
-        "strict_f1": strict["f1"], "per_type": default["per_type"], "strict_per_type": strict["per_type"],
+        "n": default["n"],
+        "precision": default["precision"],
+        "recall": default["recall"],
+        "f1": default["f1"],
+        "accuracy": default["accuracy"],
+        "strict_precision": strict["precision"],
+        "strict_recall": strict["recall"],
+        "strict_f1": strict["f1"],
+        "per_type": default["per_type"],
+        "strict_per_type": strict["per_type"],
         "strict_scheme": STRICT_SCHEME[scheme],
-    }  # fmt: skip
+    }
 
 
-def entity_records(tags: Sequence[str], sentence: Sentence, scores: Sequence[float] | None = None) -> list[dict[str, Any]]:
+def entity_records(
+    tags: Sequence[str], sentence: Sentence, scores: Sequence[float] | None = None
+) -> list[dict[str, Any]]:
     """Entities as {text, label, start, end[, score]} with character offsets into the sentence's text."""
     text, offsets = sentence_text(sentence)
     records = []

@@ -25,10 +25,16 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         log.warning("entity types the model does not know (they count as missed): %s", ", ".join(unknown))
     predicted, scores = tagger.shared_tag([s.words for s in corpus.sentences])
     report = entity_report(gold, predicted, tagger.scheme)
-    report.update({
-        "task": "ner", "model": str(cfg.model_dir), "data": cfg.input, "words": sum(len(t) for t in gold),
-        "scheme": tagger.scheme, "data_scheme": corpus.scheme,
-    })  # fmt: skip
+    report.update(
+        {
+            "task": "ner",
+            "model": str(cfg.model_dir),
+            "data": cfg.input,
+            "words": sum(len(t) for t in gold),
+            "scheme": tagger.scheme,
+            "data_scheme": corpus.scheme,
+        }
+    )
     if cfg.errors:
         _write_errors(cfg.errors, corpus.sentences, gold, predicted, scores)
         report["errors_file"] = cfg.errors
@@ -44,5 +50,10 @@ def _write_errors(path: str, sentences: list[Sentence], gold, predicted, scores)
             if entities(g) == entities(p):
                 continue
             text, _ = sentence_text(sentence)
-            record = {"line": sentence.line, "text": text, "gold": entity_records(g, sentence), "predicted": entity_records(p, sentence, s)}
+            record = {
+                "line": sentence.line,
+                "text": text,
+                "gold": entity_records(g, sentence),
+                "predicted": entity_records(p, sentence, s),
+            }
             handle.write(dumps(record) + "\n")

@@ -16,7 +16,15 @@ from bertcli.tasks.ner import DEFAULTS, METRICS
 from bertcli.tasks.ner.entities import entity_report
 from bertcli.tasks.ner.formats import Corpus, format_name, read_corpus
 from bertcli.tasks.ner.schemes import entities, in_scheme, label_names
-from bertcli.tasks.ner.windows import IGNORE, check_stride, decode, make_windows, window_labels, window_probabilities, word_probabilities
+from bertcli.tasks.ner.windows import (
+    IGNORE,
+    check_stride,
+    decode,
+    make_windows,
+    window_labels,
+    window_probabilities,
+    word_probabilities,
+)
 from bertcli.training.finetune import FinetuneResult, LiveBackend, Prepared, inverse_frequency
 from bertcli.training.finetune import finetune as run_finetune
 
@@ -42,15 +50,22 @@ class NerTask:
         if (cfg.training.metric or "f1") not in METRICS:
             raise UsageError(f"unknown --metric {cfg.training.metric!r} for NER", hint=f"choose {', '.join(METRICS)}")
         corpus = read_corpus(cfg.train, format_name(cfg.data.format), cfg.ner.scheme)
-        scheme = "IOB2" if corpus.scheme == "IOB1" else corpus.scheme  # B- opening every entity is what taggers learn best
+        scheme = (
+            "IOB2" if corpus.scheme == "IOB1" else corpus.scheme
+        )  # B- opening every entity is what taggers learn best
         gold = in_scheme(corpus.sentences, corpus.scheme, scheme)
         types = sorted({label for tags in gold for label, _, _ in entities(tags)})
         if not types:
             raise DataError("no entities in the training data (every tag is O)", file=corpus.source)
         log.info(
             "%s: %d sentences, %s tags read as %s; %d entity types: %s",
-            cfg.train, len(gold), corpus.format, corpus.scheme, len(types), ", ".join(types[:20]),
-        )  # fmt: skip
+            cfg.train,
+            len(gold),
+            corpus.format,
+            corpus.scheme,
+            len(types),
+            ", ".join(types[:20]),
+        )
         words = [s.words for s in corpus.sentences]
         if cfg.validation:
             val = read_corpus(cfg.validation, format_name(cfg.data.format), cfg.ner.scheme)
@@ -88,19 +103,17 @@ class NerTask:
         max_length = opts.max_length or min(cap, int(math.ceil(max(pieces) / 8) * 8))
         stride = check_stride(cfg.ner.stride, max_length)
         index = {name: i for i, name in enumerate(data.labels)}
-        inside = {index[n]: index["I-" + n[2:]] for n in data.labels if n.startswith("B-")} if cfg.ner.label_all_tokens else None
-        train_words = [words[i] for i in data.train]
-        windows = make_windows(encoder, train_words, max_length, stride)
-        examples = [
-            {"input_ids": w.input_ids, "labels": window_labels(w, [index[t] for t in data.gold[data.train[w.sentence]]], inside)}
-            for w in windows
-        ]
-        examples = [e for e in examples if any(label != IGNORE for label in e["labels"])]
+        examples = _train_examples(encoder, data, index, max_length, stride, cfg.ner.label_all_tokens)
         log.info(
-            "sub-tokens per sentence: p50 %d, p95 %d, max %d; max length %d, stride %d: %d windows for %d sentences",
-            np.percentile(pieces, 50), np.percentile(pieces, 95), max(pieces), max_length, stride, len(windows), len(train_words),
-        )  # fmt: skip
-        log.info("%d training and %d validation sentences", len(train_words), len(data.val_words))
+            "sub-tokens per sentence: p50 %d, p95 %d, max %d; max length %d, stride %d: %d windows",
+            np.percentile(pieces, 50),
+            np.percentile(pieces, 95),
+            max(pieces),
+            max_length,
+            stride,
+            len(examples),
+        )
+        log.info("%d training and %d validation sentences", len(data.train), len(data.val_words))
         weights = None
         if opts.class_weights == "auto":
             tag_ids = [index[t] for i in data.train for t in data.gold[i]]
@@ -110,11 +123,32 @@ class NerTask:
             val_windows = make_windows(encoder, data.val_words, max_length, stride)
             evaluate = _evaluator(data, val_windows, index, encoder.specials.pad, opts.batch_size * 2)
         meta = {
-            "task": "ner", "labels": data.labels, "scheme": data.scheme, "data_scheme": data.corpus.scheme,
-            "max_length": max_length, "stride": stride, "label_all_tokens": cfg.ner.label_all_tokens,
+            "task": "ner",
+            "labels": data.labels,
+            "scheme": data.scheme,
+            "data_scheme": data.corpus.scheme,
+            "max_length": max_length,
+            "stride": stride,
+            "label_all_tokens": cfg.ner.label_all_tokens,
             "train_data": {"sentences": len(words)},
-        }  # fmt: skip
-        return Prepared(examples, _collate(encoder.specials.pad), _loss(weights), evaluate, opts.metric or "f1", meta, unit="windows")
+        }
+        collate, metric = _collate(encoder.specials.pad), opts.metric or "f1"
+        return Prepared(examples, collate, _loss(weights), evaluate, metric, meta, unit="windows")
+
+
+def _train_examples(
+    encoder: TextEncoder, data: TaggedData, index: dict[str, int], max_length: int, stride: int, label_all_tokens: bool
+) -> list[dict[str, Any]]:
+    """The training sentences' windows with their targets; a window without a labelled sub-token teaches nothing."""
+    inside = {index[n]: index["I-" + n[2:]] for n in data.labels if n.startswith("B-")} if label_all_tokens else None
+    windows = make_windows(encoder, [data.corpus.sentences[i].words for i in data.train], max_length, stride)
+    examples = []
+    for window in windows:
+        tags = [index[t] for t in data.gold[data.train[window.sentence]]]
+        labels = window_labels(window, tags, inside)
+        if any(label != IGNORE for label in labels):
+            examples.append({"input_ids": window.input_ids, "labels": labels})
+    return examples
 
 
 def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
@@ -157,7 +191,8 @@ def _evaluator(data: TaggedData, windows: list, index: dict[str, int], pad_id: i
         model.eval()
         probs = window_probabilities(LiveBackend(model, accelerator), windows, pad_id, batch_size)
         picked = [
-            p[np.flatnonzero(np.asarray(t) != IGNORE), np.asarray(t)[np.asarray(t) != IGNORE]] for p, t in zip(probs, targets)
+            p[np.flatnonzero(np.asarray(t) != IGNORE), np.asarray(t)[np.asarray(t) != IGNORE]]
+            for p, t in zip(probs, targets)
         ]
         nll = -np.log(np.clip(np.concatenate(picked), 1e-12, None)).mean() if picked else float("nan")
         tags, _ = decode(word_probabilities(windows, probs, [len(w) for w in data.val_words], "first"), data.labels)

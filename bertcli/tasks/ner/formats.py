@@ -287,9 +287,11 @@ def sentence_from_spans(text: str, spans: list[tuple[int, int, str]], source: st
     for (s1, e1, l1), (s2, e2, l2) in zip(spans, spans[1:]):
         if s2 < e1:
             raise DataError(
-                f"entities {l1} {s1}..{e1} and {l2} {s2}..{e2} overlap", file=source, line=line,
+                f"entities {l1} {s1}..{e1} and {l2} {s2}..{e2} overlap",
+                file=source,
+                line=line,
                 hint="nested or overlapping entities cannot be tagged; keep one of them",
-            )  # fmt: skip
+            )
     edges = sorted({p for s, e, _ in spans for p in (s, e)})
     offsets = [piece for word in split_words(text) for piece in _cut(word, edges)]
     tags = ["O"] * len(offsets)

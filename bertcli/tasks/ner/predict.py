@@ -51,14 +51,18 @@ def _conll(tagger: Tagger, cfg: PredictConfig) -> Iterator[str]:
             yield ""
             continue
         tags = [convert(t, tagger.scheme) for t in tags]
-        yield "".join("".join("\t".join([*row, tag]) + "\n" for row, tag in zip(s.columns, t)) + "\n" for s, t in zip(batch, tags))
+        yield "".join(
+            "".join("\t".join([*row, tag]) + "\n" for row, tag in zip(s.columns, t)) + "\n" for s, t in zip(batch, tags)
+        )
 
 
 def _records(tagger: Tagger, cfg: PredictConfig, fmt: str) -> Iterator[list[dict[str, Any]]]:
     launch = processes()
     where = cfg.input if cfg.input not in (None, "-") else "<stdin>"
     columns: Columns | None = None
-    for batch in input_batches(iter_records(cfg.input, DataOptions(**{**cfg.data.__dict__, "format": fmt})), cfg.batch_size * 8, launch):
+    for batch in input_batches(
+        iter_records(cfg.input, DataOptions(**{**cfg.data.__dict__, "format": fmt})), cfg.batch_size * 8, launch
+    ):
         if columns is None and not _pretokenized(batch[0], cfg.data):
             columns = record_columns(batch[0] or {"text": ""}, cfg.data, where)
         sentences = [_sentence(record, columns, where) for record in batch]
@@ -82,7 +86,9 @@ def _sentence(record: dict[str, Any], columns: Columns | None, where: str) -> Se
     return text_sentence(cell_text(record.get(columns.text)))
 
 
-def _output(record: dict[str, Any], sentence: Sentence, tags, scores, scheme: str, columns: Columns | None, cfg: PredictConfig) -> dict[str, Any]:
+def _output(
+    record: dict[str, Any], sentence: Sentence, tags, scores, scheme: str, columns: Columns | None, cfg: PredictConfig
+) -> dict[str, Any]:
     if columns is None:
         return {**record, "pred_tags": convert(tags, scheme)}
     out: dict[str, Any] = {}

@@ -12,12 +12,26 @@ from bertcli.errors import ModelError, UsageError
 from bertcli.inference.loading import open_backend, text_encoder
 from bertcli.tasks.ner.entities import entity_records
 from bertcli.tasks.ner.formats import Sentence, split_words
-from bertcli.tasks.ner.windows import check_stride, decode, make_windows, scheme_of_labels, window_probabilities, word_probabilities
+from bertcli.tasks.ner.windows import (
+    check_stride,
+    decode,
+    make_windows,
+    scheme_of_labels,
+    window_probabilities,
+    word_probabilities,
+)
 
 
 class Tagger:
-    def __init__(self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None,
-                 stride: int | None = None, aggregation: str = "first") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model_dir: str,
+        precision: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        stride: int | None = None,
+        aggregation: str = "first",
+    ) -> None:
         if aggregation not in AGGREGATIONS:
             raise UsageError(f"unknown --aggregation {aggregation!r}", hint=f"choose {', '.join(AGGREGATIONS)}")
         directory = bundle_dir(model_dir)
@@ -61,6 +75,6 @@ def text_sentence(text: str) -> Sentence:
     return Sentence([text[s:e] for s, e in offsets], None, 0, text=text, offsets=offsets)
 
 
-def load(model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None,
-         stride: int | None = None, aggregation: str = "first") -> Tagger:  # fmt: skip
-    return Tagger(model_dir, precision, batch_size, max_length, stride, aggregation)
+def load(model_dir: str, **options: Any) -> Tagger:
+    """The Python API's entry (`bertcli.load`): the options are the constructor's."""
+    return Tagger(model_dir, **options)

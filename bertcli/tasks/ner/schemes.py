@@ -103,9 +103,11 @@ def validate_scheme(sentences: Sequence[Sentence], scheme: str, source: str) -> 
         if problem is not None:
             index, message = problem
             raise DataError(
-                f"{message} (word {sentence.words[index]!r})", file=source, line=sentence.line_of(index),
+                f"{message} (word {sentence.words[index]!r})",
+                file=source,
+                line=sentence.line_of(index),
                 hint=f"the tags were read as {scheme}; fix the tag, or pass --scheme with the file's scheme",
-            )  # fmt: skip
+            )
 
 
 def _problems(tags: list[str], scheme: str) -> Iterator[str | None]:

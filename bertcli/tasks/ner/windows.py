@@ -52,7 +52,9 @@ def word_ranges(counts: Sequence[int], budget: int, stride: int) -> list[tuple[i
         start = next_start
 
 
-def make_windows(encoder: TextEncoder, sentences: Sequence[Sequence[str]], max_length: int, stride: int) -> list[Window]:
+def make_windows(
+    encoder: TextEncoder, sentences: Sequence[Sequence[str]], max_length: int, stride: int
+) -> list[Window]:
     """Tokenize each sentence once (words kept apart) and cut it into windows of at most max_length."""
     budget = max_length - 2
     live = [i for i, words in enumerate(sentences) if words]

@@ -26,8 +26,12 @@ from bertcli.errors import DataError, UsageError
 VAL_CAP = 1000  # held-out examples at most: evaluation stays cheap on a large corpus
 NSP_WINDOW = 1000  # documents among which random next segments are drawn (and the window before)
 _BUILDERS = {
-    "txt": ("text", {}), "jsonl": ("json", {}), "csv": ("csv", {}), "tsv": ("csv", {"sep": "\t"}), "parquet": ("parquet", {}),
-}  # fmt: skip
+    "txt": ("text", {}),
+    "jsonl": ("json", {}),
+    "csv": ("csv", {}),
+    "tsv": ("csv", {"sep": "\t"}),
+    "parquet": ("parquet", {}),
+}
 
 
 # --- files and documents ---------------------------------------------------------------------------------------
@@ -43,7 +47,9 @@ def expand_inputs(patterns: Sequence[str]) -> list[Path]:
                 raise DataError("no files match", file=pattern)
             files.extend(matches)
         elif Path(pattern).is_dir():
-            raise DataError("is a directory, expected a data file", file=pattern, hint="pass its files, e.g. 'DIR/*.txt'")
+            raise DataError(
+                "is a directory, expected a data file", file=pattern, hint="pass its files, e.g. 'DIR/*.txt'"
+            )
         else:
             files.append(check_readable(pattern))
     return list(dict.fromkeys(files))
@@ -67,7 +73,9 @@ def read_documents(files: Sequence[Path], options: DataOptions, streaming: bool)
     for file in files:
         fmt = detect_format(str(file), options.format)
         if fmt not in _BUILDERS:
-            raise DataError(f"cannot read {fmt} as a corpus", file=file, hint="use .txt, .jsonl, .csv, .tsv or .parquet")
+            raise DataError(
+                f"cannot read {fmt} as a corpus", file=file, hint="use .txt, .jsonl, .csv, .tsv or .parquet"
+            )
         rows, column = _stream(file, fmt, options) if streaming else _table(file, options)
         try:
             yield from _documents(rows, column, fmt == "txt", file)

@@ -65,9 +65,11 @@ class MaskingCollator:
             randomised = chosen[(action >= 0.8) & (action < 0.9)]
             ids[row, randomised] = rng.choice(self.regular, size=len(randomised))
         batch = {
-            "input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention),
-            "token_type_ids": torch.from_numpy(types), "labels": torch.from_numpy(labels),
-        }  # fmt: skip
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(attention),
+            "token_type_ids": torch.from_numpy(types),
+            "labels": torch.from_numpy(labels),
+        }
         if "next_sentence_label" in examples[0]:
             batch["next_sentence_label"] = torch.tensor([e["next_sentence_label"] for e in examples])
         return batch
@@ -149,13 +151,20 @@ def evaluate_objective(model: torch.nn.Module, batches: Any, accelerator: Any) -
                 sums[5] += pairs
     sums = accelerator.reduce(sums, reduction="sum").tolist()
     mlm_loss = sums[0] / sums[1]
-    metrics = {"loss": mlm_loss, "perplexity": math.exp(min(mlm_loss, 50.0)), "accuracy": sums[2] / sums[1], "examples": int(sums[6])}
+    metrics = {
+        "loss": mlm_loss,
+        "perplexity": math.exp(min(mlm_loss, 50.0)),
+        "accuracy": sums[2] / sums[1],
+        "examples": int(sums[6]),
+    }
     if sums[5]:  # "loss" stays the training objective, the sum of both
         nsp_loss = sums[3] / sums[5]
         metrics.update(loss=mlm_loss + nsp_loss, mlm_loss=mlm_loss, nsp_loss=nsp_loss, nsp_accuracy=sums[4] / sums[5])
     log.info(
         "validation: mlm loss %.4f, perplexity %.2f, masked-token accuracy %.4f%s",
-        mlm_loss, metrics["perplexity"], metrics["accuracy"],
+        mlm_loss,
+        metrics["perplexity"],
+        metrics["accuracy"],
         f", nsp accuracy {metrics['nsp_accuracy']:.4f}" if sums[5] else "",
-    )  # fmt: skip
+    )
     return metrics

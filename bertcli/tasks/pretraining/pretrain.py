@@ -1,7 +1,7 @@
 """Pretraining: masked LM (optionally with next-sentence prediction), from scratch or continued, on the shared loop.
 
 The model is always a `BertForPreTraining` (encoder with pooler, MLM head, NSP head) inside the objective of
-`mlm_objective`, which runs the vocabulary projection at masked positions only. The result is saved as a
+`objective`, which runs the vocabulary projection at masked positions only. The result is saved as a
 standard model directory that `AutoModelForMaskedLM`, `pipeline("fill-mask")` and `bertcli finetune` load,
 with `bertcli.json` recording the objective, masking, corpus hash and evaluation history.
 """
@@ -14,12 +14,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bertcli.bundle import PRESETS
-from bertcli.config import BERT_VOCAB_SIZE, PRETRAIN_LR, DataOptions, PretrainConfig, to_dict
-from bertcli.errors import DataError, ModelError, UsageError
+from bertcli.config import PRETRAIN_LR, DataOptions, PretrainConfig, to_dict
+from bertcli.errors import DataError, UsageError
 from bertcli.tasks.pretraining.data import (
-    Datasets, corpus_fingerprint, example_source, expand_inputs, read_documents, split_examples, with_keys,
-)  # fmt: skip
+    Datasets,
+    corpus_fingerprint,
+    example_source,
+    expand_inputs,
+    split_examples,
+    with_keys,
+)
+from bertcli.tasks.pretraining.models import build_model, load_or_train_tokenizer, load_pretraining_model
 from bertcli.tasks.pretraining.objective import MaskingCollator, PretrainingObjective, evaluate_objective
 
 log = logging.getLogger("bertcli")
@@ -28,106 +33,15 @@ logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
 MODES = {"packed": "packed blocks", "lines": "line by line", "nsp": "sentence pairs"}
 
 
-# --- models ---------------------------------------------------------------------------------------------------
-
-
-def preset_config(preset: str, vocab_size: int, max_length: int, pad_token_id: int) -> Any:
-    from transformers import BertConfig
-
-    layers, hidden = PRESETS[preset]
-    return BertConfig(
-        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-        intermediate_size=4 * hidden, max_position_embeddings=max(512, max_length), pad_token_id=pad_token_id,
-    )  # fmt: skip
-
-
-def config_from_file(path: str, vocab_size: int, pad_token_id: int) -> Any:
-    from transformers import BertConfig
-
-    try:
-        config = BertConfig.from_json_file(path)
-    except Exception as exc:
-        raise ModelError(f"cannot read the model config: {exc}", file=path) from None
-    if config.model_type != "bert":
-        raise ModelError(f"expected a BERT config, got model_type {config.model_type!r}", file=path)
-    config.vocab_size, config.pad_token_id = vocab_size, pad_token_id
-    return config
-
-
-def load_pretraining_model(path: str, nsp: bool) -> Any:
-    """An existing BERT with its pretraining heads; heads the checkpoint lacks are initialised, and said so."""
-    from transformers import AutoConfig, BertForPreTraining
-
-    try:
-        model_type = AutoConfig.from_pretrained(path).model_type
-    except Exception as exc:
-        raise ModelError(f"cannot read the model config: {exc}", file=path) from None
-    if model_type != "bert":
-        raise ModelError(f"pretrain continues BERT models; this one is {model_type!r}", file=path)
-    try:
-        model, info = BertForPreTraining.from_pretrained(path, output_loading_info=True)
-    except Exception as exc:
-        raise ModelError(f"cannot load model: {exc}", file=path) from None
-    missing = set(info["missing_keys"])
-    name = Path(path).name
-    if any(k.startswith("cls.predictions") for k in missing):
-        tied = model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
-        how = "its output projection tied to the input embeddings" if tied else "untied (tie_word_embeddings is false)"
-        log.info("%s has no masked-LM head: initialised one, %s", name, how)
-    if nsp and any(k.startswith("cls.seq_relationship") for k in missing):
-        log.info("%s has no next-sentence head: initialised one", name)
-    if any(k.startswith("bert.pooler") for k in missing):
-        log.info("%s has no pooler (used by NSP and by classifiers fine-tuned later): initialised one", name)
-    encoder = sorted(k for k in missing if not k.startswith(("cls.", "bert.pooler")))
-    if encoder:
-        log.warning("weights not found in %s were initialised at random: %s", name, ", ".join(encoder[:5]))
-    return model
-
-
-def _tokenizer(cfg: PretrainConfig, files: list[Path], run_dir: Path, model_path: str | None) -> Any:
-    """The model's tokenizer, --tokenizer, or a WordPiece vocabulary trained on the corpus (kept for --resume)."""
-    from bertcli.bundle import load_tokenizer
-    from bertcli.vocab import train_wordpiece
-
-    if model_path or cfg.tokenizer:
-        return load_tokenizer(model_path or cfg.tokenizer)
-    trained = run_dir / "tokenizer"
-    if (trained / "tokenizer_config.json").is_file():
-        log.info("reusing the vocabulary trained at the start of this run (%s)", trained)
-        return load_tokenizer(str(trained))
-    size = cfg.vocab_size or BERT_VOCAB_SIZE
-    log.info("training a WordPiece vocabulary of up to %d tokens on the corpus", size)
-    lines = (line for doc in read_documents(files, cfg.data, cfg.streaming) for line in doc)
-    tokenizer = train_wordpiece(lines, trained, vocab_size=size, lowercase=True)
-    log.info("vocabulary: %d tokens", len(tokenizer))
-    return tokenizer
-
-
-def build_model(cfg: PretrainConfig, tokenizer: Any, model_path: str | None, max_length: int) -> Any:
-    from transformers import BertForPreTraining
-
-    if model_path:
-        return load_pretraining_model(model_path, cfg.nsp)
-    if cfg.preset:
-        config = preset_config(cfg.preset, len(tokenizer), max_length, tokenizer.pad_token_id)
-    else:
-        config = config_from_file(cfg.model_config, len(tokenizer), tokenizer.pad_token_id)
-    model = BertForPreTraining(config)
-    log.info(
-        "new BERT: %d layers, hidden %d, %d heads, vocabulary %d, %.1fM parameters",
-        config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.vocab_size,
-        sum(p.numel() for p in model.parameters()) / 1e6,
-    )  # fmt: skip
-    return model
-
-
 # --- evaluation -----------------------------------------------------------------------------------------------
 
 
 class EvalBatches:
     """This process's share of the validation examples as masked batches, with the filler flag of `shard_batches`."""
 
-    def __init__(self, examples: list[dict[str, Any]], collate: MaskingCollator, batch_size: int, accelerator: Any) -> None:
+    def __init__(
+        self, examples: list[dict[str, Any]], collate: MaskingCollator, batch_size: int, accelerator: Any
+    ) -> None:
         from bertcli.runtime.distributed import shard_batches
 
         lengths = [len(e["input_ids"]) for e in examples]
@@ -141,13 +55,20 @@ class EvalBatches:
 
 
 def evaluate_mlm(
-    model_dir: str, inputs: list[str], data: DataOptions | None = None, line_by_line: bool = False,
-    max_length: int = 128, mlm_probability: float = 0.15, whole_word_mask: bool = False, batch_size: int = 32,
-    seed: int = 42, precision: str = "auto",
-) -> dict[str, float]:  # fmt: skip
+    model_dir: str,
+    inputs: list[str],
+    data: DataOptions | None = None,
+    line_by_line: bool = False,
+    max_length: int = 128,
+    mlm_probability: float = 0.15,
+    whole_word_mask: bool = False,
+    batch_size: int = 32,
+    seed: int = 42,
+    precision: str = "auto",
+) -> dict[str, float]:
     """Score a model's masked-LM head on a corpus, through the same loading, masking and evaluation as pretrain."""
-    from bertcli.runtime.accelerator import make_accelerator
     from bertcli.bundle import load_tokenizer, resolve_model
+    from bertcli.runtime.accelerator import make_accelerator
 
     path = resolve_model(model_dir)
     tokenizer = load_tokenizer(path)
@@ -179,7 +100,7 @@ def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
 
     from bertcli.bundle import model_max_length, resolve_model
     from bertcli.runtime.accelerator import make_accelerator
-    from bertcli.training.loop import TrainJob, train
+    from bertcli.training.loop import train
     from bertcli.training.run import check_output, finish_run, logs_dir, prepare_run_dir
 
     cfg.validate()
@@ -192,12 +113,15 @@ def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
     # drops the loader's private generator and draws from the global RNG, so a resumed run would be a draw off
     loading = DataLoaderConfiguration(dispatch_batches=False) if cfg.streaming else None
     accelerator = make_accelerator(
-        opts.precision, opts.report_to, logs_dir(cfg.output), gradient_accumulation_steps=opts.grad_accum,
+        opts.precision,
+        opts.report_to,
+        logs_dir(cfg.output),
+        gradient_accumulation_steps=opts.grad_accum,
         dataloader_config=loading,
     )
     run_dir = prepare_run_dir(cfg.output, opts.resume, accelerator)
     with accelerator.main_process_first():  # the main process trains a vocabulary, the others then load it
-        tokenizer = _tokenizer(cfg, files, run_dir, model_path)
+        tokenizer = load_or_train_tokenizer(cfg, files, run_dir, model_path)
     model = build_model(cfg, tokenizer, model_path, opts.max_length)
     cap = model_max_length(model_path) if model_path else model.config.max_position_embeddings
     if opts.max_length > cap:
@@ -205,7 +129,21 @@ def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
 
     mode = "nsp" if cfg.nsp else "lines" if cfg.line_by_line else "packed"
     data = _examples(cfg, opts, files, tokenizer, mode)
-    collate = MaskingCollator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, opts.seed)
+    evaluate = _validation(cfg, opts, tokenizer, data, accelerator)
+    job = _job(cfg, opts, tokenizer, model, data, evaluate)
+    initial = _initial_evaluation(job.model, evaluate, accelerator, run_dir)
+    result = train(job, opts, accelerator, run_dir, callbacks)
+    state, model = result.state, result.model.model
+    weights = {name.removeprefix("model."): tensor for name, tensor in result.weights.items()}  # unwrap the objective
+    meta = _meta(cfg, opts, mode, model, files, data, state, initial)
+    finish_run(accelerator, run_dir, out, lambda staging: _save(model, weights, tokenizer, staging, meta, cfg.nsp))
+    return PretrainResult(out, meta)
+
+
+def _job(cfg: PretrainConfig, opts: Any, tokenizer: Any, model: Any, data: Datasets, evaluate: Any) -> Any:
+    """The loop's job: the objective around the model, masked batches, tokens as the unit, masked-token accuracy live."""
+    from bertcli.training.loop import TrainJob
+
     last: dict[str, float] = {}
 
     def loss(model, batch):
@@ -213,23 +151,23 @@ def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
         last["acc"] = float(out["correct"]) / max(int(out["masked"]), 1)
         return out["loss"]
 
-    evaluate = _validation(cfg, opts, tokenizer, data, accelerator)
     if not cfg.nsp:  # MLM alone never reaches the pooler and NSP head; frozen, DDP does not wait for their gradients
         for param in (*model.bert.pooler.parameters(), *model.cls.seq_relationship.parameters()):
             param.requires_grad_(False)
-    objective = PretrainingObjective(model)
-    initial = _initial_evaluation(objective, evaluate, accelerator, run_dir)
-    job = TrainJob(
-        model=objective, dataset=data.train, lengths=data.lengths, collate=collate, loss=loss, evaluate=evaluate,
-        metric="loss", unit="tok", size=lambda batch: int(batch["attention_mask"].sum()), stats=lambda: dict(last),
+    collate = MaskingCollator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, opts.seed)
+    return TrainJob(
+        model=PretrainingObjective(model),
+        dataset=data.train,
+        lengths=data.lengths,
+        collate=collate,
+        loss=loss,
+        evaluate=evaluate,
+        metric="loss",
+        unit="tok",
+        size=lambda batch: int(batch["attention_mask"].sum()),
+        stats=lambda: dict(last),
         config=to_dict(cfg),
-    )  # fmt: skip
-    result = train(job, opts, accelerator, run_dir, callbacks)
-    state, model = result.state, result.model.model
-    weights = {name.removeprefix("model."): tensor for name, tensor in result.weights.items()}  # the objective wraps the model
-    meta = _meta(cfg, opts, mode, model, files, data, state, initial)
-    finish_run(accelerator, run_dir, out, lambda staging: _save(model, weights, tokenizer, staging, meta, cfg.nsp))
-    return PretrainResult(out, meta)
+    )
 
 
 def _examples(cfg: PretrainConfig, opts: Any, files: list[Path], tokenizer: Any, mode: str) -> Datasets:
@@ -238,9 +176,12 @@ def _examples(cfg: PretrainConfig, opts: Any, files: list[Path], tokenizer: Any,
     data = split_examples(make, cfg.val_split, cfg.streaming, opts.seed)
     log.info(
         "%s examples (%s, up to %d tokens): %s for training, %d held out for validation",
-        "streamed" if cfg.streaming else "in-memory", MODES[mode], opts.max_length,
-        "a stream" if data.train_examples is None else data.train_examples, len(data.validation),
-    )  # fmt: skip
+        "streamed" if cfg.streaming else "in-memory",
+        MODES[mode],
+        opts.max_length,
+        "a stream" if data.train_examples is None else data.train_examples,
+        len(data.validation),
+    )
     if cfg.nsp and data.lengths is not None:
         randoms = sum(e["next_sentence_label"] for e in data.train) / len(data.train)
         if randoms > 0.7:  # a one-sentence chunk always gets a random B, as in google-research/bert
@@ -248,7 +189,7 @@ def _examples(cfg: PretrainConfig, opts: Any, files: list[Path], tokenizer: Any,
                 "%.0f%% of the sentence pairs have a random second segment: documents have too few sentences "
                 "for next-sentence prediction (one sentence or paragraph per line, a blank line between documents)",
                 100 * randoms,
-            )  # fmt: skip
+            )
     return data
 
 
@@ -266,30 +207,50 @@ def _validation(cfg: PretrainConfig, opts: Any, tokenizer: Any, data: Datasets, 
 
 
 def _meta(
-    cfg: PretrainConfig, opts: Any, mode: str, model: Any, files: list[Path], data: Datasets, state: Any, initial: dict | None
+    cfg: PretrainConfig,
+    opts: Any,
+    mode: str,
+    model: Any,
+    files: list[Path],
+    data: Datasets,
+    state: Any,
+    initial: dict | None,
 ) -> dict[str, Any]:
     """bertcli.json: what was trained on what, how, and how validation went (step 0 is the untrained start)."""
     from bertcli.bundle import library_versions
     from bertcli.reports.model_card import launch_command
 
     config = model.config
-    start = {"model": cfg.model} if cfg.model else {"preset": cfg.preset} if cfg.preset else {"model_config": cfg.model_config}
+    start = (
+        {"model": cfg.model}
+        if cfg.model
+        else {"preset": cfg.preset}
+        if cfg.preset
+        else {"model_config": cfg.model_config}
+    )
     corpus = {
-        "streaming": cfg.streaming, "train_examples": data.train_examples, "validation_examples": len(data.validation),
-    }  # fmt: skip
+        "streaming": cfg.streaming,
+        "train_examples": data.train_examples,
+        "validation_examples": len(data.validation),
+    }
     return {
         "task": "pretraining",
         "objective": "mlm+nsp" if cfg.nsp else "mlm",
         "masking": {
-            "mlm_probability": cfg.mlm_probability, "whole_word_mask": cfg.whole_word_mask,
-            "replace": {"mask": 0.8, "random": 0.1, "keep": 0.1}, "dynamic": True,
+            "mlm_probability": cfg.mlm_probability,
+            "whole_word_mask": cfg.whole_word_mask,
+            "replace": {"mask": 0.8, "random": 0.1, "keep": 0.1},
+            "dynamic": True,
         },
         "examples": MODES[mode],
         "max_length": opts.max_length,
         "start": start,
         "architecture": {
-            "layers": config.num_hidden_layers, "hidden": config.hidden_size, "heads": config.num_attention_heads,
-            "vocab_size": config.vocab_size, "parameters": sum(p.numel() for p in model.parameters()),
+            "layers": config.num_hidden_layers,
+            "hidden": config.hidden_size,
+            "heads": config.num_attention_heads,
+            "vocab_size": config.vocab_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
         },
         "tokenizer": cfg.tokenizer or ("from the model" if cfg.model else "WordPiece trained on the corpus"),
         "corpus": {**corpus_fingerprint(files), **corpus},
@@ -306,7 +267,7 @@ def _meta(
         "train_tokens": state.examples_seen,
         "train_tokens_per_second": round(state.examples_per_second, 1),
         "versions": library_versions(),
-    }  # fmt: skip
+    }
 
 
 def _initial_evaluation(objective: PretrainingObjective, evaluate, accelerator: Any, run_dir: Path) -> dict | None:
@@ -325,15 +286,19 @@ def _initial_evaluation(objective: PretrainingObjective, evaluate, accelerator: 
     return metrics
 
 
-def _save(model: Any, weights: dict[str, Any], tokenizer: Any, directory: Path, meta: dict[str, Any], nsp: bool) -> None:
+def _save(
+    model: Any, weights: dict[str, Any], tokenizer: Any, directory: Path, meta: dict[str, Any], nsp: bool
+) -> None:
     """A BertForMaskedLM directory (the pooler kept for fine-tuning), or BertForPreTraining when NSP was trained."""
-    from bertcli.io import write_json
     from bertcli.bundle import BUNDLE_FILE
+    from bertcli.io import write_json
 
     state = {k: v for k, v in weights.items() if nsp or not k.startswith("cls.seq_relationship")}
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory), state_dict=state)
     config = json.loads((directory / "config.json").read_text())  # save_pretrained names the class it was called on
-    write_json(directory / "config.json", {**config, "architectures": ["BertForPreTraining" if nsp else "BertForMaskedLM"]})
+    write_json(
+        directory / "config.json", {**config, "architectures": ["BertForPreTraining" if nsp else "BertForMaskedLM"]}
+    )
     tokenizer.save_pretrained(str(directory))
     write_json(directory / BUNDLE_FILE, meta)

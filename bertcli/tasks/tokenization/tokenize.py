@@ -44,7 +44,9 @@ def _records(source: str | None, data: DataOptions) -> tuple[Iterator[dict[str, 
     if path.is_file():
         return iter_records(source, data), source
     if path.suffix.lower() in FORMATS and " " not in source:
-        raise DataError("file not found", file=source, hint="to tokenize this string itself, add a space or pipe it through stdin")
+        raise DataError(
+            "file not found", file=source, hint="to tokenize this string itself, add a space or pipe it through stdin"
+        )
     return iter([{"text": source}]), "<argument>"
 
 
@@ -65,9 +67,14 @@ def inspect_tokens(cfg: TokenizeConfig) -> Iterator[dict[str, Any]]:
         columns = columns or record_columns(chunk[0], data, name)
         texts, pairs = _texts(chunk, columns)
         encoded = tokenizer(
-            texts, pairs, truncation=max_length is not None, max_length=max_length, return_offsets_mapping=True,
-            return_attention_mask=False, return_token_type_ids=pairs is not None,
-        )  # fmt: skip
+            texts,
+            pairs,
+            truncation=max_length is not None,
+            max_length=max_length,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
+            return_token_type_ids=pairs is not None,
+        )
         for i, record in enumerate(chunk):
             row += 1
             out: dict[str, Any] = {}
@@ -148,7 +155,11 @@ def train_vocab(cfg: TokenizeConfig) -> dict[str, Any]:
         if not cfg.overwrite:
             raise UsageError("output directory exists", file=cfg.output, hint="pass --overwrite to replace it")
         if any(target.iterdir()) and not (target / "tokenizer_config.json").is_file():
-            raise UsageError("refusing to replace a directory that holds no tokenizer", file=cfg.output, hint="choose a new -o directory")
+            raise UsageError(
+                "refusing to replace a directory that holds no tokenizer",
+                file=cfg.output,
+                hint="choose a new -o directory",
+            )
     records, name = _records(cfg.input, cfg.data)
     if name == "<argument>":
         raise DataError("file not found", file=cfg.input, hint="--train-vocab reads a corpus file or stdin")
@@ -167,5 +178,12 @@ def train_vocab(cfg: TokenizeConfig) -> dict[str, Any]:
     first = next(corpus, None)
     if first is None:
         raise DataError("no text to train on", file=name)
-    tokenizer = train_wordpiece(itertools.chain([first], corpus), target, cfg.vocab_size, cfg.lowercase, cfg.min_frequency, cfg.max_length or 512)
+    tokenizer = train_wordpiece(
+        itertools.chain([first], corpus),
+        target,
+        cfg.vocab_size,
+        cfg.lowercase,
+        cfg.min_frequency,
+        cfg.max_length or 512,
+    )
     return {"output": str(target), "texts": counted["texts"], "vocab_size": len(tokenizer), "lowercase": cfg.lowercase}

@@ -1,0 +1,42 @@
+"""Every command's options as dataclasses: the one source of their defaults, their checks and the defaults their
+help shows. `fields` says how a configuration is declared, checked and built from a recipe and the command line."""
+
+from bertcli.config.common import (
+    AGGREGATIONS,
+    BACKENDS,
+    BATCH_TOKENS,
+    BERT_VOCAB_SIZE,
+    CHUNK_SIZE,
+    LAYER_AGGS,
+    POOLINGS,
+    PRECISIONS,
+    TASKS,
+    TOKEN_CHUNK_SIZE,
+    TRACKERS,
+    DataOptions,
+)
+from bertcli.config.fields import build_config, read_recipe, to_dict, validate
+from bertcli.config.inference import (
+    EmbedConfig,
+    EmbedOptions,
+    EvaluateConfig,
+    PredictConfig,
+    TokenizeConfig,
+    VectorOptions,
+)
+from bertcli.config.training import (
+    PRETRAIN_LR,
+    FinetuneConfig,
+    NerOptions,
+    PretrainConfig,
+    PretrainOptions,
+    TrainOptions,
+    with_defaults,
+)
+
+__all__ = [
+    "AGGREGATIONS", "BACKENDS", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "POOLINGS", "PRECISIONS",
+    "PRETRAIN_LR", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
+    "FinetuneConfig", "NerOptions", "PredictConfig", "PretrainConfig", "PretrainOptions", "TokenizeConfig", "TrainOptions",
+    "VectorOptions", "build_config", "read_recipe", "to_dict", "validate", "with_defaults",
+]  # fmt: skip

@@ -1,0 +1,31 @@
+"""Choices and sizes several commands share, and the one section every command reads data with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TASKS = ("single_label", "multi_label", "regression", "ner")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+BACKENDS = ("auto", "torch", "onnx")
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
+POOLINGS = ("mean", "cls", "max", "pooler")
+LAYER_AGGS = ("mean", "concat")
+AGGREGATIONS = ("first", "average", "max")
+BERT_VOCAB_SIZE = 30522
+# Padded tokens per inference batch when no batch size is given: batches of short inputs hold more of them, which
+# keeps the matrix products large (measured fastest on CPU; see bench/embed.py).
+BATCH_TOKENS = 4096
+CHUNK_SIZE = 10_000  # inputs embed reads, sorts and writes at a time
+TOKEN_CHUNK_SIZE = 1000  # the same with --token-level (every token's vector is kept)
+
+
+@dataclass
+class DataOptions:
+    """How to read a table: format and which columns hold text, pair text, labels and ids."""
+
+    format: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str | None = None
+    label_sep: str | None = None
+    id_column: str | None = None

@@ -1,0 +1,132 @@
+"""The options of the commands that run a model: evaluate, predict, embed and tokenize."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bertcli.config.common import AGGREGATIONS, BERT_VOCAB_SIZE, LAYER_AGGS, POOLINGS, PRECISIONS, DataOptions
+from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, checked, required, validate
+from bertcli.errors import UsageError
+
+
+@dataclass
+class EvaluateConfig:
+    model_dir: str = required("MODEL_DIR")
+    input: str = required("DATA")
+    output: str | None = None
+    plots: str | None = None
+    errors: str | None = None
+    json: bool = False
+    batch_size: int = checked(64, POSITIVE)
+    precision: str = checked("auto", choices=PRECISIONS)
+    scheme: str | None = None
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def validate(self) -> None:
+        validate(self)
+
+
+@dataclass
+class PredictConfig:
+    model_dir: str = required("MODEL_DIR")
+    input: str | None = None  # None or '-': stdin
+    output: str | None = None  # None: stdout
+    output_format: str | None = checked(None, choices=("jsonl", "csv", "tsv"))  # None: from the -o suffix, else jsonl
+    top_k: int | None = checked(None, POSITIVE)
+    threshold: float | None = checked(None, OPEN_SHARE)  # None: the model's
+    include_text: bool = False
+    batch_size: int = checked(32, POSITIVE)
+    max_length: int | None = checked(None, POSITIVE)  # None: the model's
+    precision: str = checked("auto", choices=PRECISIONS)
+    aggregation: str = checked("first", choices=AGGREGATIONS)
+    stride: int | None = checked(None, NON_NEGATIVE)  # None: the model's
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def validate(self) -> None:
+        validate(self)
+
+    @property
+    def format(self) -> str:
+        """The output format: --output-format, else the -o suffix, else JSONL."""
+        if self.output_format:
+            return self.output_format
+        suffix = Path(self.output).suffix.lower().lstrip(".") if self.output else ""
+        return suffix if suffix in ("csv", "tsv") else "jsonl"
+
+
+@dataclass
+class EmbedOptions:
+    """How to turn a model's hidden states into vectors, and how to batch the forward passes."""
+
+    pooling: str = checked("mean", choices=POOLINGS)
+    layers: str = "-1"
+    layer_agg: str = checked("mean", choices=LAYER_AGGS)
+    normalize: bool = False
+    token_level: bool = False
+    max_length: int | None = checked(None, POSITIVE)  # None: the model's (or its sentence-transformers max_seq_length)
+    batch_size: int | None = checked(None, POSITIVE)  # None: batches of about BATCH_TOKENS padded tokens
+    precision: str = checked("auto", choices=PRECISIONS)
+
+    def validate(self) -> None:
+        validate(self)
+        if self.pooling == "pooler" and self.layers.strip() != "-1":
+            raise UsageError(
+                "--pooling pooler reads the pooler output and takes no --layers", hint="use --pooling mean, cls or max"
+            )
+        if self.pooling == "pooler" and self.token_level:
+            raise UsageError("--token-level exports token vectors; it takes no --pooling pooler")
+
+
+@dataclass
+class VectorOptions:
+    """Where and how the vectors are written."""
+
+    output_format: str | None = checked(None, choices=("npy", "parquet", "jsonl"))  # None: from the -o suffix
+    dtype: str = checked("float32", choices=("float32", "float16"))
+    include_text: bool = False
+    chunk_size: int | None = checked(None, POSITIVE)  # None: CHUNK_SIZE, or TOKEN_CHUNK_SIZE with --token-level
+    resume: bool = False
+
+
+@dataclass
+class EmbedConfig:
+    input: str | None = None  # None or '-': stdin
+    output: str = required("--output")
+    model: str | None = None
+    embed: EmbedOptions = field(default_factory=EmbedOptions)
+    vectors: VectorOptions = field(default_factory=VectorOptions)
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def validate(self) -> None:
+        validate(self)
+        self.embed.validate()
+
+
+@dataclass
+class TokenizeConfig:
+    input: str | None = None  # a text, a file, or None / '-' for stdin
+    model: str | None = None
+    stats: bool = False
+    train_vocab: bool = False
+    output_format: str | None = checked(
+        None, choices=("table", "jsonl", "json")
+    )  # None: table on a terminal, else jsonl
+    max_length: int | None = checked(None, POSITIVE)
+    output: str | None = None
+    vocab_size: int = checked(BERT_VOCAB_SIZE, POSITIVE)
+    lowercase: bool = True
+    min_frequency: int = checked(2, POSITIVE)
+    overwrite: bool = False
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def validate(self) -> None:
+        validate(self)
+        if self.stats and self.train_vocab:
+            raise UsageError("--stats and --train-vocab are separate modes; pass one")
+        if self.output is not None and not self.train_vocab:
+            raise UsageError(
+                "-o names the --train-vocab output directory", hint="redirect stdout to save tokens or stats"
+            )
+        if self.train_vocab and self.output is None:
+            raise UsageError("--train-vocab needs -o DIR for the tokenizer")
