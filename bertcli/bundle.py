@@ -7,6 +7,7 @@ only JSON (the ONNX path and the CLI's routing import no torch or transformers).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ BUNDLE_FILE = "bertcli.json"
 _HUB_FILES = ["*.json", "*.txt", "*.safetensors", "*.model", "1_Pooling/*"]
 # the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64, feed-forward = 4 x hidden
 PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
+TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 _UNBOUNDED = 100_000  # tokenizer configs without a limit say 1e30
 
 
@@ -98,10 +100,22 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A model directory's config.json as plain data (no transformers)."""
+    return _json(Path(path) / "config.json")
+
+
 def model_max_length(path: str | Path) -> int:
-    """The longest input a model directory accepts: its position embeddings, tightened by the tokenizer's limit."""
+    """The longest input a model directory accepts: its position embeddings, tightened by the tokenizer's limit.
+
+    RoBERTa-style models number positions from padding_idx + 1, so that many positions are never a token's.
+    """
     directory = Path(path)
-    limits = [_json(directory / "config.json").get("max_position_embeddings", 512)]
+    config = _json(directory / "config.json")
+    positions = config.get("max_position_embeddings", 512)
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
+        positions -= config.get("pad_token_id", 1) + 1
+    limits = [positions]
     tokenizer_limit = _json(directory / "tokenizer_config.json").get("model_max_length")
     if isinstance(tokenizer_limit, (int, float)) and 0 < tokenizer_limit < _UNBOUNDED:
         limits.append(int(tokenizer_limit))
@@ -168,6 +182,20 @@ def bundle_dir(path: str) -> Path:
     return directory
 
 
+def weights_fingerprint(directory: Path) -> dict[str, Any] | None:
+    """Size and SHA-256 of the first and last MiB of the torch weights: enough to tell another model's export."""
+    weights = next((directory / name for name in TORCH_WEIGHTS if (directory / name).is_file()), None)
+    if weights is None:
+        return None
+    size = weights.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(weights, "rb") as handle:
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return {"file": weights.name, "bytes": size, "sample_sha256": digest.hexdigest()}
+
+
 def save_bundle(
     model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], weights: dict[str, Any] | None = None
 ) -> None:
@@ -177,6 +205,7 @@ def save_bundle(
     """
     from bertcli.io import write_json
 
+    quiet_transformers()
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory), state_dict=weights, safe_serialization=True)
     tokenizer.save_pretrained(str(directory))

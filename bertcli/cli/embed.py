@@ -9,6 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     RUNTIME,
+    BackendOpt,
     ConfigOpt,
     FormatOpt,
     IdColumnOpt,
@@ -16,6 +17,7 @@ from bertcli.cli.options import (
     ModelOpt,
     PrecisionOpt,
     TextColumnOpt,
+    ThreadsOpt,
     batch_size_option,
     default,
     max_length_option,
@@ -129,6 +131,8 @@ def command(
     ] = None,
     max_length: MaxLengthOpt = None,
     precision: PrecisionOpt = None,
+    backend: BackendOpt = None,
+    threads: ThreadsOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,
     id_column: IdColumnOpt = None,

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from bertcli.cli.options import (
+    BackendOpt,
     ConfigOpt,
     FormatOpt,
     LabelColumnOpt,
@@ -19,6 +20,7 @@ from bertcli.cli.options import (
     SchemeOpt,
     TextColumnOpt,
     TextPairColumnOpt,
+    ThreadsOpt,
     batch_size_option,
     default,
 )
@@ -73,6 +75,8 @@ def command(
     config: ConfigOpt = None,
     batch_size: BatchSizeOpt = None,
     precision: PrecisionOpt = None,
+    backend: BackendOpt = None,
+    threads: ThreadsOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,
     text_pair_column: TextPairColumnOpt = None,

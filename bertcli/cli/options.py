@@ -7,7 +7,16 @@ from typing import Annotated, Any
 
 import typer
 
-from bertcli.config import AGGREGATIONS, PRECISIONS, TASKS, TRACKERS, FinetuneConfig, PredictConfig, TrainOptions
+from bertcli.config import (
+    AGGREGATIONS,
+    BACKENDS,
+    PRECISIONS,
+    TASKS,
+    TRACKERS,
+    FinetuneConfig,
+    PredictConfig,
+    TrainOptions,
+)
 from bertcli.tasks import classification, ner
 
 DATA = "Data"
@@ -86,6 +95,19 @@ PrecisionOpt = Annotated[
         help=f"{listed(PRECISIONS[1:])} or auto (bf16 where the hardware runs it fast). {default(TrainOptions.precision)}",
         rich_help_panel=RUNTIME,
     ),
+]
+
+
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"{listed(BACKENDS)}: auto runs the model's ONNX export (bertcli export) when it has one. {default(PredictConfig.backend)}",
+        rich_help_panel=RUNTIME,
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(help="CPU threads for the model. [default: the cores this process may use]", rich_help_panel=RUNTIME),
 ]
 
 

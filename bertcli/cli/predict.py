@@ -9,6 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     AggregationOpt,
+    BackendOpt,
     ConfigOpt,
     FormatOpt,
     IdColumnOpt,
@@ -18,6 +19,7 @@ from bertcli.cli.options import (
     StrideOpt,
     TextColumnOpt,
     TextPairColumnOpt,
+    ThreadsOpt,
     batch_size_option,
     default,
     max_length_option,
@@ -62,6 +64,8 @@ def command(
     batch_size: BatchSizeOpt = None,
     max_length: MaxLengthOpt = None,
     precision: PrecisionOpt = None,
+    backend: BackendOpt = None,
+    threads: ThreadsOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,
     text_pair_column: TextPairColumnOpt = None,

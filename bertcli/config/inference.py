@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bertcli.config.common import AGGREGATIONS, BERT_VOCAB_SIZE, LAYER_AGGS, POOLINGS, PRECISIONS, DataOptions
+from bertcli.config.common import AGGREGATIONS, BACKENDS, BERT_VOCAB_SIZE, LAYER_AGGS, POOLINGS, PRECISIONS, DataOptions
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, checked, required, validate
 from bertcli.errors import UsageError
 
@@ -20,7 +20,10 @@ class EvaluateConfig:
     json: bool = False
     batch_size: int = checked(64, POSITIVE)
     precision: str = checked("auto", choices=PRECISIONS)
+    backend: str = checked("auto", choices=BACKENDS)  # auto: the ONNX export when there is one
+    threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use
     scheme: str | None = None
+    onnx_file: str | None = None  # an export's other model file (export's int8 check); no command-line option
     data: DataOptions = field(default_factory=DataOptions)
 
     def validate(self) -> None:
@@ -39,6 +42,8 @@ class PredictConfig:
     batch_size: int = checked(32, POSITIVE)
     max_length: int | None = checked(None, POSITIVE)  # None: the model's
     precision: str = checked("auto", choices=PRECISIONS)
+    backend: str = checked("auto", choices=BACKENDS)  # auto: the ONNX export when there is one
+    threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use
     aggregation: str = checked("first", choices=AGGREGATIONS)
     stride: int | None = checked(None, NON_NEGATIVE)  # None: the model's
     data: DataOptions = field(default_factory=DataOptions)
@@ -67,6 +72,8 @@ class EmbedOptions:
     max_length: int | None = checked(None, POSITIVE)  # None: the model's (or its sentence-transformers max_seq_length)
     batch_size: int | None = checked(None, POSITIVE)  # None: batches of about BATCH_TOKENS padded tokens
     precision: str = checked("auto", choices=PRECISIONS)
+    backend: str = checked("auto", choices=BACKENDS)
+    threads: int | None = checked(None, POSITIVE)
 
     def validate(self) -> None:
         validate(self)

@@ -19,6 +19,9 @@ class Backend(Protocol):
 
     inputs: frozenset[str]
 
+    def provides(self, output: str) -> bool:
+        """Whether `forward` can return this output."""
+
     def forward(self, features: Features, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         """Run the model on one padded batch; return the requested outputs as float32 arrays."""
 

@@ -1,18 +1,115 @@
-"""Open a model directory for inference: its backend and its text encoder."""
+"""Open a model directory for inference: pick the backend (torch, or the ONNX export), and its text encoder.
+
+An export (`bertcli export`) is a directory of its own, MODEL_DIR/onnx by default: the ONNX model(s), the
+tokenizer and configs, and a bertcli.json whose `onnx` section names the model file. It serves alone, so a
+deployment can ship it without the torch weights.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertcli.errors import ModelError, UsageError
 from bertcli.inference.encoding import TOKENIZER_FILE, TextEncoder
 
+log = logging.getLogger("bertcli")
+EXPORT_DIR = "onnx"
 
-def open_backend(directory: str | Path, head: str, precision: str = "auto", keep_pooler: bool = False) -> Any:
-    """The model with `head` (see torch_backend.HEADS), ready to run batches."""
+
+@dataclass(frozen=True)
+class Export:
+    directory: Path
+    meta: dict[str, Any]  # bertcli.json's `onnx` section: file, opset, exporter, parity, outputs, int8 check
+
+    def file(self, name: str | None = None) -> Path:
+        return self.directory / (name or self.meta["file"])
+
+
+def find_export(directory: str | Path) -> Export | None:
+    """The directory itself when it is an export, else its onnx/ subdirectory when that is one."""
+    from bertcli.bundle import read_meta
+
+    for candidate in (Path(directory), Path(directory) / EXPORT_DIR):
+        if (candidate / "bertcli.json").is_file():
+            section = read_meta(candidate).get("onnx")
+            if section and (candidate / section["file"]).is_file():
+                return Export(candidate, section)
+    return None
+
+
+def choose_backend(
+    directory: str | Path, backend: str, precision: str = "auto", needs: tuple[str, ...] = ()
+) -> Export | None:
+    """The export to run, or None for torch. `auto` takes the export when there is one and the options need nothing
+    it lacks (an autocast precision; `needs`: outputs such as pooler_output)."""
+    export = find_export(directory)
+    from bertcli.bundle import TORCH_WEIGHTS
+
+    if backend == "torch":
+        if not any((Path(directory) / name).is_file() for name in TORCH_WEIGHTS):
+            raise ModelError(
+                "no torch weights here: this directory is an ONNX export", file=directory, hint="drop --backend torch"
+            )
+        return None
+    if backend == "onnx":
+        if export is None:
+            raise ModelError("this model has no ONNX export", file=directory, hint=f"run: bertcli export {directory}")
+        if precision not in ("auto", "no"):
+            raise UsageError(
+                f"--precision {precision} runs on torch; the ONNX export is fp32 (or int8)",
+                hint="drop --precision or --backend onnx",
+            )
+        lacking = [name for name in needs if name not in export.meta["outputs"]]
+        if lacking:
+            raise UsageError(f"the ONNX export has no {lacking[0]} output", hint="use --backend torch, or re-export")
+        return export
+    usable = (
+        export is not None and precision in ("auto", "no") and all(name in export.meta["outputs"] for name in needs)
+    )
+    if export is not None and usable:
+        log.info(
+            "running the ONNX export %s (%s; --backend torch for torch)",
+            export.file(),
+            export.meta.get("quantized") or "fp32",
+        )
+    return export if usable else None
+
+
+def open_model(
+    directory: str | Path, head: str, max_length: int, backend: str = "auto", precision: str = "auto",
+    threads: int | None = None, needs: tuple[str, ...] = (), onnx_file: str | None = None,
+) -> tuple[Any, TextEncoder]:  # fmt: skip
+    """The backend running `head` (see torch_backend.HEADS) and the encoder for its inputs."""
+    export = choose_backend(directory, "onnx" if onnx_file else backend, precision, needs)
+    if export is not None:
+        from bertcli.inference.onnx_backend import OnnxBackend
+
+        _check_source(export, Path(directory))
+        return OnnxBackend(export.file(onnx_file), threads), text_encoder(export.directory, max_length)
     from bertcli.inference.torch_backend import TorchBackend, load_model
 
-    return TorchBackend(load_model(str(directory), head, keep_pooler), precision)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = load_model(str(directory), head, keep_pooler="pooler_output" in needs)
+    return TorchBackend(model, precision), text_encoder(directory, max_length)
+
+
+def _check_source(export: Export, directory: Path) -> None:
+    """An export inside a model directory must come from that directory's weights (not an older or another model's)."""
+    if export.directory == directory or not export.meta.get("source"):
+        return
+    from bertcli.bundle import weights_fingerprint
+
+    if weights_fingerprint(directory) != export.meta["source"]:
+        raise ModelError(
+            "the ONNX export here was made from other weights than this model's", file=export.directory,
+            hint=f"export again: bertcli export {directory} --overwrite",
+        )  # fmt: skip
 
 
 def text_encoder(directory: str | Path, max_length: int) -> TextEncoder:

@@ -33,6 +33,10 @@ class TorchBackend:
         self.model = model.to(self.device).eval()
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
 
+    def provides(self, output: str) -> bool:
+        """Whether the model computes `output` (an encoder without a trained pooler has no pooler_output)."""
+        return output != "pooler_output" or getattr(self.model, "pooler", None) is not None
+
     def forward(self, features: Features, outputs: Sequence[str] = ("logits",)) -> dict[str, np.ndarray]:
         import torch
 
@@ -49,9 +53,9 @@ class TorchBackend:
         return arrays
 
 
-def load_model(path: str, head: str, keep_pooler: bool = False) -> Any:
-    """A model directory with one of the HEADS. An encoder's pooler is dropped unless asked for, and never used
-    when the checkpoint has no trained one (it would be random)."""
+def load_model(path: str, head: str, keep_pooler: bool = False, **options: Any) -> Any:
+    """A model directory with one of the HEADS (`options` go to from_pretrained). An encoder's pooler is dropped
+    unless asked for, and never used when the checkpoint has no trained one (it would be random)."""
     import transformers
 
     from bertcli.bundle import quiet_transformers
@@ -59,7 +63,7 @@ def load_model(path: str, head: str, keep_pooler: bool = False) -> Any:
     quiet_transformers()
     auto = getattr(transformers, HEADS[head])
     try:
-        model, info = auto.from_pretrained(path, output_loading_info=True)
+        model, info = auto.from_pretrained(path, output_loading_info=True, **options)
     except Exception as exc:
         raise ModelError(f"cannot load model: {exc}", file=path) from None
     if head == "encoder" and getattr(model, "pooler", None) is not None:

@@ -1,16 +1,31 @@
 """Where inference runs: this process's device and its place in a launch, without a training Accelerator.
 
 Accelerate's `PartialState` knows the launch (rank, world size, the local device, the process group) and holds
-no precision, so any number of models, each with its own precision, can share it.
+no precision, so any number of models, each with its own precision, can share it. A plain run (no launcher)
+needs none of it, and imports no torch for it: the ONNX path stays torch-free.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from bertcli.runtime.accelerator import launched_processes
+
+
+@dataclass(frozen=True)
+class OneProcess:
+    """The launch of a plain run: this process alone."""
+
+    num_processes: int = 1
+    process_index: int = 0
+    is_main_process: bool = True
 
 
 def processes() -> Any:
-    """This process's view of the launch: `num_processes`, `process_index`, `is_main_process`, `device`."""
+    """This process's view of the launch: `num_processes`, `process_index`, `is_main_process`."""
+    if launched_processes() == 1:
+        return OneProcess()
     import torch
     from accelerate import PartialState
 
@@ -19,4 +34,7 @@ def processes() -> Any:
 
 def inference_device() -> Any:
     """The local accelerator of this process (its rank's GPU under a launch), else the CPU."""
-    return processes().device
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.accelerator.is_available()).device

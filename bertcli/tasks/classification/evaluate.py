@@ -17,7 +17,9 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Score a saved model on labelled data. Under a launch the examples are dealt out and each is scored once."""
     from bertcli.reports.metrics import report_for_task
 
-    classifier = Classifier(cfg.model_dir, cfg.precision, cfg.batch_size)
+    classifier = Classifier(
+        cfg.model_dir, cfg.precision, cfg.batch_size, backend=cfg.backend, threads=cfg.threads, onnx_file=cfg.onnx_file
+    )
     spec = classifier.spec
     options = cfg.data
     if options.label_sep is None and classifier.meta.get("label_sep"):

@@ -11,7 +11,7 @@ from bertcli.bundle import bundle_dir, model_max_length, read_meta
 from bertcli.data.labels import LabelSpec
 from bertcli.errors import UsageError
 from bertcli.inference.batching import length_sorted_batches, run_batches
-from bertcli.inference.loading import open_backend, text_encoder
+from bertcli.inference.loading import open_model
 from bertcli.tasks.classification.scores import probabilities
 
 
@@ -19,7 +19,14 @@ class Classifier:
     """Tokenizes, batches and turns logits into scores; `predict` gives one record per text, in order."""
 
     def __init__(
-        self, model_dir: str, precision: str = "auto", batch_size: int = 32, max_length: int | None = None
+        self,
+        model_dir: str,
+        precision: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        onnx_file: str | None = None,
     ) -> None:
         directory = bundle_dir(model_dir)
         self.meta = read_meta(directory)
@@ -29,8 +36,9 @@ class Classifier:
             raise UsageError(f"--max-length {max_length} exceeds the model's limit of {limit}")
         self.max_length = max_length or limit
         self.batch_size = batch_size
-        self.encoder = text_encoder(directory, self.max_length)
-        self.backend = open_backend(directory, "sequence-classification", precision)
+        self.backend, self.encoder = open_model(
+            directory, "sequence-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
+        )
         self.threshold = self.meta.get("threshold") or 0.5
 
     def scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> tuple[np.ndarray, list[bool]]:

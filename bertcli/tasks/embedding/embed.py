@@ -110,7 +110,7 @@ def _open_writer(cfg: EmbedConfig, fmt: str, embedder: Embedder, name: str, laun
         "max_length": embedder.max_length,
         "text_column": cfg.data.text_column,
         "id_column": cfg.data.id_column,
-        **{k: v for k, v in asdict(cfg.embed).items() if k not in ("batch_size", "precision", "max_length")},
+        **{k: v for k, v in asdict(cfg.embed).items() if k not in ("batch_size", "precision", "max_length", "threads")},
     }
     writer = (
         WRITERS[fmt](cfg.output, fingerprint, cfg.vectors.dtype, cfg.vectors.resume) if launch.is_main_process else None

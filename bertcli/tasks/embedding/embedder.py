@@ -74,9 +74,11 @@ class Embedder:
     `Embedder(model, pooling="cls", normalize=True)` takes the options `bertcli embed` takes, or one EmbedOptions.
     """
 
-    def __init__(self, model: str | None = None, opts: EmbedOptions | None = None, **options: Any) -> None:
+    def __init__(
+        self, model: str | None = None, opts: EmbedOptions | None = None, onnx_file: str | None = None, **options: Any
+    ) -> None:
         from bertcli.bundle import model_max_length, resolve_model
-        from bertcli.inference.loading import open_backend, text_encoder
+        from bertcli.inference.loading import open_model
 
         self.opts = opts = opts or EmbedOptions(**options)
         opts.validate()
@@ -86,9 +88,11 @@ class Embedder:
         if opts.max_length is not None and opts.max_length > limit:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {limit}")
         self.max_length = opts.max_length or default_max_length(self.path)
-        self.encoder = text_encoder(self.path, self.max_length)
-        self.backend = open_backend(self.path, "encoder", opts.precision, keep_pooler=opts.pooling == "pooler")
-        if opts.pooling == "pooler" and getattr(self.backend.model, "pooler", None) is None:
+        needs = ("pooler_output",) if opts.pooling == "pooler" else ()
+        self.backend, self.encoder = open_model(
+            self.path, "encoder", self.max_length, opts.backend, opts.precision, opts.threads, needs, onnx_file
+        )
+        if opts.pooling == "pooler" and not self.backend.provides("pooler_output"):
             raise ModelError(
                 "this model has no trained pooler layer", file=self.path, hint="use --pooling mean (or cls, max)"
             )

@@ -16,7 +16,9 @@ log = logging.getLogger("bertcli")
 
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Under a launch the sentences are dealt out among the processes and each is tagged once."""
-    tagger = Tagger(cfg.model_dir, cfg.precision, cfg.batch_size)
+    tagger = Tagger(
+        cfg.model_dir, cfg.precision, cfg.batch_size, backend=cfg.backend, threads=cfg.threads, onnx_file=cfg.onnx_file
+    )
     corpus = read_corpus(cfg.input, format_name(cfg.data.format), cfg.scheme)
     gold = in_scheme(corpus.sentences, corpus.scheme, tagger.scheme)
     known = {label[2:] for label in tagger.labels if label != "O"}

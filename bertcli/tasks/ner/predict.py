@@ -29,7 +29,16 @@ def predict(cfg: PredictConfig) -> Prediction:
     if cfg.output_format not in (None, "jsonl"):
         raise UsageError("NER predictions are JSONL (CoNLL for CoNLL input)", hint="drop --output-format")
     fmt = _input_format(cfg.input, cfg.data.format)
-    tagger = Tagger(cfg.model_dir, cfg.precision, cfg.batch_size, cfg.max_length, cfg.stride, cfg.aggregation)
+    tagger = Tagger(
+        cfg.model_dir,
+        cfg.precision,
+        cfg.batch_size,
+        cfg.max_length,
+        cfg.stride,
+        cfg.aggregation,
+        cfg.backend,
+        cfg.threads,
+    )
     if fmt == "conll":
         return Prediction("conll", _conll(tagger, cfg))
     return Prediction("jsonl", _records(tagger, cfg, fmt))

@@ -9,7 +9,7 @@ from typing import Any
 from bertcli.bundle import bundle_dir, model_max_length, read_meta
 from bertcli.config import AGGREGATIONS
 from bertcli.errors import ModelError, UsageError
-from bertcli.inference.loading import open_backend, text_encoder
+from bertcli.inference.loading import open_model
 from bertcli.tasks.ner.entities import entity_records
 from bertcli.tasks.ner.formats import Sentence, split_words
 from bertcli.tasks.ner.windows import (
@@ -31,6 +31,9 @@ class Tagger:
         max_length: int | None = None,
         stride: int | None = None,
         aggregation: str = "first",
+        backend: str = "auto",
+        threads: int | None = None,
+        onnx_file: str | None = None,
     ) -> None:
         if aggregation not in AGGREGATIONS:
             raise UsageError(f"unknown --aggregation {aggregation!r}", hint=f"choose {', '.join(AGGREGATIONS)}")
@@ -44,10 +47,11 @@ class Tagger:
         self.max_length = min(max_length or self.meta.get("max_length") or cap, cap)
         self.stride = check_stride(stride, self.max_length, default=self.meta.get("stride"))
         self.batch_size, self.aggregation = batch_size, aggregation
-        self.encoder = text_encoder(directory, self.max_length)
+        self.backend, self.encoder = open_model(
+            directory, "token-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
+        )
         if self.encoder.specials.cls is None or self.encoder.specials.sep is None:
             raise ModelError("NER needs a tokenizer with [CLS] and [SEP] tokens", file=model_dir)
-        self.backend = open_backend(directory, "token-classification", precision)
 
     def tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
         windows = make_windows(self.encoder, sentences, self.max_length, self.stride)

@@ -1,0 +1,317 @@
+"""bertcli export and the ONNX backend: parity with torch on real text, the torch-free path, the int8 gate, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import sentiment_rows, toy_corpus, write_conll, write_csv
+from typer.testing import CliRunner
+
+from bertcli.cli.main import app
+
+runner = CliRunner()
+HEAVY = ("torch", "transformers", "datasets", "accelerate")
+
+
+def invoke(*args: str, input: str | None = None):
+    result = runner.invoke(app, list(args), input=input)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def real_text(tmp_path_factory) -> Path:
+    """Rotten Tomatoes snippets (real text, many lengths), with an empty line and a long one among them."""
+    from bertcli.corpora import rotten_tomatoes
+
+    texts = rotten_tomatoes()[1]["text"].tolist()[:150]
+    texts[7] = ""
+    texts[20] = " ".join(texts[:12])  # past the tiny models' 128 positions: truncated (NER: windowed)
+    path = tmp_path_factory.mktemp("real") / "texts.txt"
+    path.write_text("".join(t.replace("\n", " ") + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model, tmp_path_factory):
+    """A tiny classifier (exported fp32) and a tiny tagger (exported with int8), trained once."""
+    root = tmp_path_factory.mktemp("export")
+    clf_data = write_csv(root / "train.csv", sentiment_rows(96))
+    ner_data = write_conll(root / "train.conll", toy_corpus(160, seed=0))
+    ner_test = write_conll(root / "test.conll", toy_corpus(30, seed=1))
+    for data, name in ((clf_data, "clf"), (ner_data, "ner")):
+        invoke(
+            "finetune",
+            str(data),
+            "-o",
+            str(root / name),
+            "-m",
+            str(tiny_model),
+            "--epochs",
+            "3",
+            "--lr",
+            "5e-3",
+            "-b",
+            "16",
+        )
+    invoke("export", str(root / "clf"))
+    invoke("export", str(root / "ner"), "--quantize", "int8", "--check", str(ner_test))
+    return root
+
+
+def records(result) -> list[dict]:
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_an_export_is_a_directory_that_serves_alone(exported):
+    onnx = exported / "clf" / "onnx"
+    assert {"model.onnx", "bertcli.json", "config.json", "tokenizer.json"} <= {p.name for p in onnx.iterdir()}
+    assert not (onnx / "model.safetensors").exists() and not list(exported.glob(".*partial*"))
+    section = json.loads((onnx / "bertcli.json").read_text())["onnx"]
+    assert section["file"] == "model.onnx" and section["outputs"] == ["logits"] and section["opset"] >= 17
+    assert section["parity_max_abs_diff"] <= 1e-4 and section["exporter"].startswith("torch.onnx.export(dynamo=True)")
+    assert section["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+
+
+def test_classifier_parity_on_real_text(exported, real_text):
+    torch_run = records(
+        invoke("predict", str(exported / "clf"), str(real_text), "--backend", "torch", "--precision", "no")
+    )
+    onnx_run = records(invoke("predict", str(exported / "clf"), str(real_text), "--backend", "onnx"))
+    assert [r["label"] for r in onnx_run] == [r["label"] for r in torch_run] and onnx_run[7]["label"] is None
+    assert onnx_run[20].get("truncated") is True and torch_run[20].get("truncated") is True
+    for a, b in zip(onnx_run, torch_run):
+        if a["scores"] is not None:
+            assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
+
+
+def test_ner_parity_on_real_text(exported, real_text):
+    """The fp32 export tags like torch: the same entities at the same character offsets."""
+    directory = str(exported / "ner")
+    onnx_file = ["--backend", "onnx"]
+    torch_run = records(invoke("predict", directory, str(real_text), "--backend", "torch", "--precision", "no"))
+    from bertcli import load
+
+    fp32 = load(directory, backend="onnx", onnx_file="model.onnx")
+    texts = real_text.read_text(encoding="utf-8").splitlines()
+    for got, want in zip(fp32.predict(texts), torch_run):
+        assert [(e["label"], e["start"], e["end"], e["text"]) for e in got["entities"]] == [
+            (e["label"], e["start"], e["end"], e["text"]) for e in want["entities"]
+        ]
+        assert [e["score"] for e in got["entities"]] == pytest.approx([e["score"] for e in want["entities"]], abs=1e-3)
+    assert sum(len(r["entities"]) for r in torch_run) > 0
+    assert len(records(invoke("predict", directory, str(real_text), *onnx_file))) == len(texts)
+
+
+def test_int8_kept_behind_the_gate_is_recorded(exported):
+    section = json.loads((exported / "ner" / "onnx" / "bertcli.json").read_text())["onnx"]
+    check = section["int8"]
+    assert section["file"] == "model.int8.onnx" and (exported / "ner" / "onnx" / "model.int8.onnx").is_file()
+    assert check["kept"] and check["metric"] == "f1" and check["drop"] == pytest.approx(check["fp32"] - check["int8"])
+    assert check["drop"] <= check["max_drop"] == 0.01 and check["examples"] == 30 and len(check["data"]["sha256"]) == 64
+
+
+def test_encoder_parity_and_every_pooling_on_the_real_model(tmp_path, real_text):
+    """all-MiniLM-L6-v2 exported: vectors equal torch's (cosine >= 0.9999) for mean, cls, max, several layers, tokens."""
+    from bertcli import Embedder
+    from bertcli.bundle import default_model
+
+    out = tmp_path / "minilm"
+    invoke("export", default_model(), "-o", str(out))
+    texts = real_text.read_text(encoding="utf-8").splitlines()
+    for options in (
+        {"normalize": True},
+        {"pooling": "cls"},
+        {"pooling": "max", "layers": "-2:"},
+        {"layers": "0,-1", "layer_agg": "concat"},
+    ):
+        torch_vectors = Embedder(None, backend="torch", precision="no", **options).embed(texts).vectors
+        onnx_vectors = Embedder(str(out), backend="onnx", **options).embed(texts).vectors
+        cosine = (torch_vectors * onnx_vectors).sum(1) / (
+            np.linalg.norm(torch_vectors, axis=1) * np.linalg.norm(onnx_vectors, axis=1)
+        )
+        assert cosine.min() >= 0.9999, (options, cosine.min())
+    tokens = Embedder(str(out), token_level=True).embed(texts[:5])
+    reference = Embedder(None, token_level=True, backend="torch", precision="no").embed(texts[:5])
+    assert tokens.tokens == reference.tokens and tokens.offsets == reference.offsets
+    assert max(float(np.abs(a - b).max()) for a, b in zip(tokens.vectors, reference.vectors)) < 1e-4
+
+
+def test_the_onnx_path_imports_no_torch(exported, tmp_path, real_text):
+    """predict (classifier and tagger) on an export, in fresh processes: torch, transformers, datasets and accelerate
+    stay unloaded."""
+    code = (
+        "import sys\nfrom bertcli.cli.main import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        f"print('loaded:', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
+    )
+    for args in (
+        ["predict", str(exported / "clf"), str(real_text)],
+        ["predict", str(exported / "ner"), str(real_text)],
+    ):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "loaded: []" in done.stderr, done.stderr[-2000:]
+        assert len(done.stdout.splitlines()) == len(real_text.read_text().splitlines())
+
+
+def test_the_onnx_embed_path_imports_no_torch(tiny_model, tmp_path, real_text):
+    invoke("export", str(tiny_model), "-o", str(tmp_path / "enc"))
+    code = (
+        "import sys\nfrom bertcli.cli.main import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        f"print('loaded:', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)"
+    )
+    args = ["embed", str(real_text), "-m", str(tmp_path / "enc"), "-o", str(tmp_path / "v.npy"), "--normalize"]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "loaded: []" in done.stderr, done.stderr[-2000:]
+    assert np.load(tmp_path / "v.npy").shape == (len(real_text.read_text().splitlines()), 32)
+
+
+def test_the_int8_gate_refuses_a_model_that_drops_too_far(tiny_model, tmp_path, real_text):
+    """An encoder's int8 vectors are never identical to fp32: with --max-drop 0 the gate must refuse them, keep the
+    fp32 export, record both numbers, and say so in one line."""
+    out = tmp_path / "enc"
+    result = runner.invoke(
+        app,
+        ["export", str(tiny_model), "-o", str(out), "--quantize", "int8", "--check", str(real_text), "--max-drop", "0"],
+    )
+    assert (
+        result.exit_code == 1
+        and "int8 model refused: cosine to fp32 drops" in result.stderr
+        and "--force" in result.stderr
+    )
+    section = json.loads((out / "bertcli.json").read_text())["onnx"]
+    assert section["file"] == "model.onnx" and not (out / "model.int8.onnx").exists()
+    assert section["int8"]["kept"] is False and 0.9 < section["int8"]["int8"] < 1.0 == section["int8"]["fp32"]
+    forced = runner.invoke(
+        app,
+        [
+            "export",
+            str(tiny_model),
+            "-o",
+            str(out),
+            "--quantize",
+            "int8",
+            "--check",
+            str(real_text),
+            "--max-drop",
+            "0",
+            "--force",
+            "--overwrite",
+        ],
+    )
+    assert forced.exit_code == 0, forced.stderr
+    section = json.loads((out / "bertcli.json").read_text())["onnx"]
+    assert section["file"] == "model.int8.onnx" and section["int8"]["kept"] and section["int8"]["forced"]
+
+
+def test_auto_uses_the_export_and_says_so_torch_stays_the_default_without_one(exported, tmp_path):
+    line = "a great film\n"
+    used = runner.invoke(app, ["predict", str(exported / "clf")], input=line)
+    assert used.exit_code == 0 and used.stderr.count("running the ONNX export") == 1
+    plain = tmp_path / "plain"
+    shutil.copytree(exported / "clf", plain, ignore=shutil.ignore_patterns("onnx"))
+    torch_only = runner.invoke(app, ["predict", str(plain)], input=line)
+    assert torch_only.exit_code == 0 and "ONNX" not in torch_only.stderr
+    missing = runner.invoke(app, ["predict", str(plain), "--backend", "onnx"], input=line)
+    assert (
+        missing.exit_code == 1 and f"run: bertcli export {plain}" in missing.stderr and missing.stderr.count("\n") == 1
+    )
+    bf16 = runner.invoke(
+        app, ["predict", str(exported / "clf"), "--precision", "bf16", "--backend", "onnx"], input=line
+    )
+    assert bf16.exit_code == 2 and "runs on torch" in bf16.stderr
+
+
+def test_threads_reach_onnx_runtime(exported):
+    from bertcli import load
+
+    classifier = load(str(exported / "clf"), backend="onnx", threads=1)
+    assert classifier.backend.session.get_session_options().intra_op_num_threads == 1
+
+
+def test_a_corrupt_model_onnx_is_one_clear_line(exported, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(exported / "clf" / "onnx", broken)
+    (broken / "model.onnx").write_bytes(b"not a protobuf" * 10)
+    result = runner.invoke(app, ["predict", str(broken)], input="hi\n")
+    assert result.exit_code == 1 and "cannot load the ONNX model" in result.stderr and "bertcli export" in result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 2  # the backend line, then the error
+
+
+def test_an_export_of_another_model_is_refused(exported, tmp_path, tiny_model):
+    other = tmp_path / "other"
+    shutil.copytree(exported / "clf", other, ignore=shutil.ignore_patterns("onnx"))
+    invoke(
+        "finetune",
+        str(write_csv(tmp_path / "t.csv", sentiment_rows(64, seed=3))),
+        "-o",
+        str(tmp_path / "b"),
+        "-m",
+        str(tiny_model),
+        "--epochs",
+        "1",
+    )
+    shutil.copytree(exported / "clf" / "onnx", tmp_path / "b" / "onnx")  # A's export inside B
+    result = runner.invoke(app, ["predict", str(tmp_path / "b")], input="hi\n")
+    assert result.exit_code == 1 and "made from other weights" in result.stderr and "--overwrite" in result.stderr
+
+
+def test_an_unsupported_architecture_is_named(tmp_path):
+    from transformers import AlbertConfig, AlbertModel
+
+    directory = tmp_path / "albert"
+    AlbertModel(
+        AlbertConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            embedding_size=8,
+        )
+    ).save_pretrained(directory)
+    result = runner.invoke(app, ["export", str(directory), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1 and "exporting a 'albert' model to ONNX is not supported" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_onnxruntime_names_the_install(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    result = runner.invoke(app, ["predict", str(exported / "clf"), "--backend", "onnx"], input="hi\n")
+    assert result.exit_code == 2 and "needs onnxruntime" in result.stderr and "pip install" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "usage, message", [(["--quantize", "int8"], "needs --check DATA"), (["--check", "x.csv"], "needs --quantize int8")]
+)
+def test_export_usage_errors(exported, usage, message):
+    result = runner.invoke(app, ["export", str(exported / "clf"), "--overwrite", *usage])
+    assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize("model_type", ["distilbert", "roberta", "electra"])
+def test_every_supported_family_exports_with_parity(tiny_model, tmp_path, model_type):
+    """The families bertcli claims: a tiny random encoder of each (with the tiny BERT's tokenizer) exports and matches torch."""
+    import transformers
+
+    from bertcli.export.graph import SUPPORTED
+
+    assert model_type in SUPPORTED
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tiny_model))
+    config = transformers.AutoConfig.for_model(model_type, vocab_size=len(tokenizer), pad_token_id=0, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                              intermediate_size=37, max_position_embeddings=64, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
+                                              embedding_size=32)  # fmt: skip
+    transformers.AutoModel.from_config(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    result = runner.invoke(app, ["export", str(tmp_path / "model"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.stderr
+    section = json.loads((tmp_path / "out" / "bertcli.json").read_text())["onnx"]
+    assert section["parity_max_abs_diff"] <= 1e-4 and section["outputs"][0] == "hidden_states.0"
+    assert ("token_type_ids" in section["inputs"]) == (model_type != "distilbert")
