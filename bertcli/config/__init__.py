@@ -15,7 +15,7 @@ from bertcli.config.common import (
     TRACKERS,
     DataOptions,
 )
-from bertcli.config.deploy import QUANTIZATIONS, ExportConfig
+from bertcli.config.deploy import QUANTIZATIONS, ExportConfig, ServeConfig
 from bertcli.config.fields import build_config, read_recipe, to_dict, validate
 from bertcli.config.inference import (
     EmbedConfig,
@@ -39,5 +39,5 @@ __all__ = [
     "AGGREGATIONS", "BACKENDS", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "POOLINGS", "PRECISIONS",
     "PRETRAIN_LR", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
     "FinetuneConfig", "NerOptions", "PredictConfig", "PretrainConfig", "PretrainOptions", "TokenizeConfig", "TrainOptions",
-    "VectorOptions", "QUANTIZATIONS", "ExportConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults",
+    "VectorOptions", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults",
 ]  # fmt: skip

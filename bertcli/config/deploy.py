@@ -1,10 +1,11 @@
-"""The options of the commands that deploy a model: export."""
+"""The options of the commands that deploy a model: export and serve."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bertcli.config.fields import POSITIVE, SHARE, checked, required, validate
+from bertcli.config.common import BACKENDS, PRECISIONS
+from bertcli.config.fields import NON_NEGATIVE, POSITIVE, SHARE, checked, required, validate
 from bertcli.errors import UsageError
 
 QUANTIZATIONS = ("none", "int8")
@@ -31,3 +32,27 @@ class ExportConfig:
             )
         if self.check is not None and self.quantize == "none":
             raise UsageError("--check measures the int8 model; it needs --quantize int8")
+
+
+@dataclass
+class ServeConfig:
+    models: list[str] = required("MODEL_DIR")  # DIR or NAME=DIR; served under NAME (default: the directory's name)
+    host: str = "127.0.0.1"
+    port: int = checked(8080, POSITIVE)
+    api_key: str | None = None  # None: $BERTCLI_API_KEY, else no key
+    backend: str = checked("auto", choices=BACKENDS)
+    precision: str = checked("auto", choices=PRECISIONS)
+    threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use (one forward at a time)
+    max_batch_tokens: int = checked(8192, POSITIVE)  # tokens of the inputs merged into one forward batch
+    max_wait_ms: float = checked(5.0, NON_NEGATIVE)  # how long a batch waits to fill once it has its first input
+    max_queue: int = checked(1024, POSITIVE)  # inputs waiting per model; beyond: 503 with Retry-After
+    max_inputs: int = checked(256, POSITIVE)  # inputs per request; beyond: 413
+    max_body_bytes: int = checked(2_000_000, POSITIVE)  # request body; beyond: 413
+    log_format: str = checked("text", choices=("text", "json"))
+
+    def validate(self) -> None:
+        validate(self)
+        names = [spec.split("=", 1)[0] if "=" in spec else spec.rstrip("/").split("/")[-1] for spec in self.models]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise UsageError(f"two models would both be served as {duplicated[0]!r}", hint="name them: NAME=DIR")

@@ -83,6 +83,8 @@ def _graph(source: Path, staging: Path, head: str, opset: int | None) -> dict[st
     for file in source.iterdir():
         if file.is_file() and file.name not in SKIPPED:
             shutil.copy2(file, staging / file.name)
+    if (source / "1_Pooling").is_dir():  # a sentence-transformers model's pooling, which the server reads
+        shutil.copytree(source / "1_Pooling", staging / "1_Pooling")
     model = load_for_export(str(source), head)
     log.info("exporting %s (%s) to ONNX", source, head)
     info = export_graph(model, head, staging / FP32, opset)

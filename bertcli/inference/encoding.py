@@ -101,6 +101,10 @@ class TextEncoder:
         )
         return [(e.ids, e.word_ids) for e in encodings]
 
+    def encodings(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[Any]:
+        """The full `tokenizers` encodings (tokens, offsets, special-token mask), without truncation."""
+        return self.whole.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+
     def tokens(self, ids: Sequence[int]) -> list[str]:
         return [self.whole.id_to_token(i) for i in ids]
 

@@ -55,6 +55,7 @@ class OnnxBackend:
                 f"cannot load the ONNX model: {reason}", file=path, hint="export it again with bertcli export"
             ) from None
         self.inputs = frozenset(i.name for i in self.session.get_inputs())
+        self.name = f"onnxruntime {Path(path).name}"
         self.names = [o.name for o in self.session.get_outputs()]
         self.layers = sorted(int(n.split(".")[1]) for n in self.names if n.startswith("hidden_states."))
 

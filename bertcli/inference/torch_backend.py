@@ -32,6 +32,7 @@ class TorchBackend:
         self.dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
+        self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
 
     def provides(self, output: str) -> bool:
         """Whether the model computes `output` (an encoder without a trained pooler has no pooler_output)."""

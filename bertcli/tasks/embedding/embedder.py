@@ -58,6 +58,31 @@ def default_max_length(path: str | Path) -> int:
     return limit
 
 
+def sentence_transformers_pooling(path: str | Path) -> dict[str, Any]:
+    """The pooling and normalisation a sentence-transformers model was trained with (1_Pooling, modules.json)."""
+    options: dict[str, Any] = {}
+    pooling = Path(path, "1_Pooling", "config.json")
+    if pooling.is_file():
+        modes = json.loads(pooling.read_text(encoding="utf-8"))
+        chosen = [
+            mode
+            for key, mode in (
+                ("pooling_mode_cls_token", "cls"),
+                ("pooling_mode_max_tokens", "max"),
+                ("pooling_mode_mean_tokens", "mean"),
+            )
+            if modes.get(key)
+        ]
+        if len(chosen) == 1:
+            options["pooling"] = chosen[0]
+    modules = Path(path, "modules.json")
+    if modules.is_file():
+        options["normalize"] = any(
+            m.get("type", "").endswith("Normalize") for m in json.loads(modules.read_text(encoding="utf-8"))
+        )
+    return options
+
+
 @dataclass
 class Embedded:
     """One call's results in input order: pooled `vectors` (n, dim), or per-token arrays with their tokens and offsets."""

@@ -1,0 +1,241 @@
+"""The HTTP API: OpenAI-compatible /v1/embeddings, TEI-shaped /predict and /tokenize, /health, /info, /metrics.
+
+Every error is one JSON body in OpenAI's shape with a 4xx (or 503 when overloaded or shutting down); an internal
+failure is logged and answered with one JSON 500, and the server stays up. /docs is left out: its assets come
+from a CDN, and the server is offline; the schema is at /openapi.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from bertcli import __version__
+from bertcli.config import ServeConfig
+from bertcli.serve.batcher import Batcher, Overloaded
+from bertcli.serve.metrics import Metrics
+from bertcli.serve.models import CLASSIFIER, ENCODER, TAGGER, ServedModel
+from bertcli.serve.schemas import EmbeddingsRequest, PredictRequest, TokenizeRequest
+
+log = logging.getLogger("bertcli")
+RETRY_AFTER_SECONDS = "1"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+
+
+@dataclass
+class ServerState:
+    models: dict[str, ServedModel]
+    cfg: ServeConfig
+    api_key: str | None
+    metrics: Metrics = field(default_factory=Metrics)
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+    ready: bool = False
+    draining: bool = False
+
+    def model(self, name: str | None, kinds: tuple[str, ...], route: str) -> ServedModel:
+        """The model a request names (or the only one that serves this route)."""
+        if name is None:
+            serving = [m for m in self.models.values() if m.kind in kinds]
+            if len(serving) != 1:
+                names = ", ".join(m.name for m in serving) or "none"
+                raise ApiError(422, f"name the model: {route} is served by {names}", "model_required")
+            return serving[0]
+        if name not in self.models:
+            raise ApiError(
+                404, f"model {name!r} is not served here (served: {', '.join(self.models)})", "model_not_found"
+            )
+        model = self.models[name]
+        if model.kind not in kinds:
+            raise ApiError(
+                422,
+                f"model {name!r} is a {model.kind}; {route} needs a{'n' if kinds[0][0] in 'aeio' else ''} {' or '.join(kinds)}",
+                "wrong_model_kind",
+            )
+        return model
+
+    async def run(self, model: ServedModel, inputs: list[tuple[str, str | None]]) -> tuple[list[Any], list[int]]:
+        """The inputs' results through the model's batcher, in order, and their token counts."""
+        if not inputs:
+            raise ApiError(422, "no input: send at least one text", "empty_input")
+        if any(not text.strip() for text, _ in inputs):
+            raise ApiError(422, "an input is empty text", "empty_input")
+        if len(inputs) > self.cfg.max_inputs:
+            raise ApiError(
+                413, f"{len(inputs)} inputs in one request; the limit is {self.cfg.max_inputs}", "too_many_inputs"
+            )
+        tokens = model.tokens([t for t, _ in inputs], [p for _, p in inputs])
+        batcher = self.batchers[model.name]
+        try:
+            futures = batcher.submit(inputs, tokens)
+        except Overloaded as exc:
+            raise ApiError(
+                503, f"overloaded: {exc}; retry later", "overloaded", {"Retry-After": RETRY_AFTER_SECONDS}
+            ) from None
+        self.metrics.queue.labels(model.name).set(batcher.depth)
+        results = await asyncio.gather(*futures)
+        self.metrics.inputs.labels(model.name).inc(len(inputs))
+        self.metrics.tokens.labels(model.name).inc(sum(tokens))
+        return list(results), tokens
+
+
+def create_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | None = None) -> Any:
+    from bertcli.serve.middleware import Guard, install_error_handlers
+
+    state = ServerState(models, cfg, api_key)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertcli-forward")  # one forward at a time
+        for name, model in models.items():
+            state.batchers[name] = Batcher(
+                model.run, executor, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name)
+            )
+            state.batchers[name].start()
+        state.ready = True
+        yield
+        state.ready = False
+        for batcher in state.batchers.values():
+            await batcher.stop()
+        executor.shutdown(wait=True)
+
+    app = FastAPI(title="bertcli", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.server = state
+    install_error_handlers(app)
+    _routes(app, state)
+    return Guard(app, state)
+
+
+def _observer(state: ServerState, name: str):
+    def observe(batch: int, queued: int) -> None:
+        state.metrics.batches.labels(name).observe(batch)
+        state.metrics.queue.labels(name).set(queued)
+
+    return observe
+
+
+def _routes(app: Any, state: ServerState) -> None:
+    @app.post("/v1/embeddings")
+    async def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+        model = state.model(body.model, (ENCODER,), "/v1/embeddings")
+        texts = [body.input] if isinstance(body.input, str) else body.input
+        if texts and not isinstance(texts[0], str):
+            raise ApiError(
+                422,
+                "token-id input is not supported: send text (LangChain: check_embedding_ctx_length=False)",
+                "unsupported_input",
+            )
+        if body.dimensions is not None and body.dimensions != model.predictor.dim:
+            raise ApiError(
+                422,
+                f"this model's vectors have {model.predictor.dim} dimensions, not {body.dimensions}",
+                "unsupported_dimensions",
+            )
+        request.state.inputs = len(texts)
+        results, tokens = await state.run(model, [(text, None) for text in texts])
+        encode = _base64 if body.encoding_format == "base64" else lambda v: v.tolist()
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode(vector)} for i, (vector, _) in enumerate(results)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": model.name,
+            "usage": {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)},
+        }
+
+    @app.post("/predict")
+    async def predict(body: PredictRequest, request: Request) -> Any:
+        model = state.model(body.model, (CLASSIFIER, TAGGER), "/predict")
+        single = isinstance(body.inputs, str)
+        inputs = _predict_inputs(body.inputs, model)
+        if model.kind == TAGGER and (body.top_k is not None or body.threshold is not None):
+            raise ApiError(
+                422, "top_k and threshold are for classifiers; this model tags entities", "unsupported_option"
+            )
+        request.state.inputs = len(inputs)
+        results, _ = await state.run(model, inputs)
+        if model.kind == CLASSIFIER:
+            results = [model.predictor.record(p, truncated, body.top_k, body.threshold) for p, truncated in results]
+        return results[0] if single else results
+
+    @app.post("/tokenize")
+    async def tokenize(body: TokenizeRequest, request: Request) -> Any:
+        model = state.model(body.model, (CLASSIFIER, TAGGER, ENCODER), "/tokenize")
+        texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+        if not texts:
+            raise ApiError(422, "no input: send at least one text", "empty_input")
+        if len(texts) > state.cfg.max_inputs:
+            raise ApiError(
+                413, f"{len(texts)} inputs in one request; the limit is {state.cfg.max_inputs}", "too_many_inputs"
+            )
+        request.state.inputs = len(texts)
+        tokens = [_tokens(e) for e in model.encoder.encodings(texts, body.add_special_tokens)]
+        return tokens[0] if isinstance(body.inputs, str) else tokens
+
+    @app.get("/health")
+    async def health() -> Any:
+        if state.ready and not state.draining:
+            return {"status": "ok"}
+        return JSONResponse({"status": "draining" if state.draining else "loading"}, status_code=503)
+
+    @app.get("/info")
+    async def info() -> dict[str, Any]:
+        return {"version": __version__, "models": [m.info() for m in state.models.values()]}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": m.name, "object": "model", "owned_by": "bertcli"} for m in state.models.values()],
+        }
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
+
+
+def _predict_inputs(inputs: str | list, model: ServedModel) -> list[tuple[str, str | None]]:
+    if isinstance(inputs, str):
+        return [(inputs, None)]
+    pairs = [item for item in inputs if isinstance(item, list)]
+    if pairs and len(pairs) != len(inputs):
+        raise ApiError(422, "inputs mix texts and [text, pair] pairs", "mixed_inputs")
+    if any(len(pair) != 2 for pair in pairs):
+        raise ApiError(422, "a pair is [text, second text]", "bad_pair")
+    if pairs and model.kind == TAGGER:
+        raise ApiError(422, "this model tags entities in single texts; pairs are for classifiers", "unsupported_input")
+    return [(pair[0], pair[1]) for pair in pairs] if pairs else [(text, None) for text in inputs]
+
+
+def _base64(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _tokens(encoding: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i,
+            "text": token,
+            "special": bool(special),
+            "start": None if special else start,
+            "stop": None if special else stop,
+        }
+        for i, token, special, (start, stop) in zip(
+            encoding.ids, encoding.tokens, encoding.special_tokens_mask, encoding.offsets
+        )
+    ]

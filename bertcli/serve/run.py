@@ -1,0 +1,89 @@
+"""`bertcli serve`'s core: load and warm up the models, then run uvicorn on loopback (by default) until a signal.
+
+SIGTERM or SIGINT drains: the server stops accepting connections, answers requests on open connections with
+503, lets every accepted request finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from typing import Any
+
+from bertcli.config import ServeConfig
+from bertcli.errors import UsageError
+
+log = logging.getLogger("bertcli")
+API_KEY_ENV = "BERTCLI_API_KEY"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(cfg: ServeConfig) -> None:
+    import uvicorn
+
+    from bertcli.serve.app import create_app
+    from bertcli.serve.models import load_model
+
+    cfg.validate()
+    api_key = cfg.api_key or os.environ.get(API_KEY_ENV) or None
+    if cfg.host not in LOOPBACK and not api_key:
+        log.warning(
+            "serving on %s without an API key: anyone who reaches this port can use the models (--api-key or $%s)",
+            cfg.host,
+            API_KEY_ENV,
+        )
+    models = {}
+    for spec in cfg.models:
+        model = load_model(spec, cfg)
+        if model.name in models:
+            raise UsageError(f"two models would both be served as {model.name!r}", hint="name them: NAME=DIR")
+        models[model.name] = model
+        log.info(
+            "serving %s as %r: %s, %s, max length %d",
+            model.directory,
+            model.name,
+            model.kind,
+            model.predictor.backend.name,
+            model.max_length,
+        )
+    app = create_app(models, cfg, api_key)
+    config = uvicorn.Config(
+        app,
+        host=cfg.host,
+        port=cfg.port,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=30,
+        lifespan="on",
+    )
+    server = draining_server(config, app.state)
+    log.info(
+        "listening on http://%s:%d (POST /v1/embeddings /predict /tokenize; GET /health /info /metrics)",
+        cfg.host,
+        cfg.port,
+    )
+    server.run()
+    log.info("stopped: every accepted request was answered")
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """What to say when the server is reachable beyond this machine with no key."""
+    if host in LOOPBACK or api_key:
+        return None
+    return f"serving on {host} without an API key: anyone who reaches this port can use the models (--api-key or ${API_KEY_ENV})"
+
+
+def draining_server(config: Any, state: Any) -> Any:
+    """uvicorn's Server that sets the drain flag on the first SIGTERM/SIGINT and does not raise the signal again
+    after shutting down (uvicorn does, which would end the process with 143 instead of 0)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            state.draining = True
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for open requests
+            self.should_exit = True
+
+    return DrainingServer(config)

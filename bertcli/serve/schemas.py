@@ -1,0 +1,43 @@
+"""Request bodies (pydantic), and errors in OpenAI's shape: {"error": {"message", "type", "code"}}."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI's embeddings request; token-id inputs (what clients send after tokenizing with tiktoken) are refused."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    user: str | None = None
+
+
+class PredictRequest(BaseModel):
+    """TEI's predict request: one text, several, or [text, pair] pairs; `model` may be left out when one is served."""
+
+    model_config = ConfigDict(extra="forbid")
+    inputs: str | list[str] | list[list[str]]
+    model: str | None = None
+    top_k: int | None = Field(default=None, ge=1)
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: str | list[str]
+    model: str | None = None
+    add_special_tokens: bool = True
+
+
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               413: "request_too_large", 422: "invalid_request_error", 503: "overloaded_error"}  # fmt: skip
+
+
+def error_body(status: int, message: str, code: str) -> dict:
+    return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": code}}
