@@ -176,7 +176,7 @@ def bench_bertcli_predict(work: Path, model_dir: Path, texts: list[str], gold: l
     load = time.perf_counter() - start
     classifier.scores(texts[:8])  # warm-up, as for the pipelines
     start = time.perf_counter()
-    probs, _ = classifier.scores(texts)
+    probs = classifier.scores(texts).probs
     seconds = time.perf_counter() - start
     predicted = [classifier.spec.names[i] for i in probs.argmax(-1)]
     note = f"batch {classifier.batch_size}; model load {load:.1f}s apart"

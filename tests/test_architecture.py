@@ -69,7 +69,7 @@ def test_the_cli_never_picks_between_classification_and_ner():
     only their declared defaults (for --help), never their modules."""
     reached = {name for path in modules("cli") for name in imported(path)}
     assert not {name for name in reached if name.startswith(("bertcli.tasks.classification.", "bertcli.tasks.ner."))}
-    assert {"bertcli.tasks.finetune", "bertcli.tasks.evaluate", "bertcli.tasks.predict"} <= reached
+    assert {"bertcli.tasks.predict", "bertcli.tuning.seeds.finetune", "bertcli.tuning.seeds.evaluate"} <= reached
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))

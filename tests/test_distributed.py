@@ -123,7 +123,7 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
     assert (
         len(bertcli_lines(result.stderr, "batch 8 x 1 accumulation x 2 process(es) = 16, 8 steps (2 epochs)")) == 1
     )  # 4 per epoch: each process has half
-    assert len(bertcli_lines(result.stderr, "64 training and 21 validation examples")) == 1
+    assert len(bertcli_lines(result.stderr, "64 training and 21 validation texts (64 and 21 model inputs)")) == 1
     meta = json.loads((out / "bertcli.json").read_text())
     assert [h["examples"] for h in meta["history"]] == [21, 21]  # every validation example once, none repeated
     best = next(h for h in meta["history"] if h["step"] == meta["best"]["step"])

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
-from bertcli.tasks.tokenization.tokenize import suggest_max_length
+from bertcli.inference.encoding import suggest_max_length
 
 runner = CliRunner()
 

@@ -10,14 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from bertcli.cli.options import (
+    AggregateOpt,
     BackendOpt,
     ConfigOpt,
     FormatOpt,
     LabelColumnOpt,
     LabelSepOpt,
-    ModelDirArg,
+    LongTextOpt,
     PrecisionOpt,
     SchemeOpt,
+    StrideOpt,
     TextColumnOpt,
     TextPairColumnOpt,
     ThreadsOpt,
@@ -40,15 +42,14 @@ Examples:
 
 
 def command(
-    model_dir: ModelDirArg,
-    input: Annotated[
-        str | None,
+    paths: Annotated[
+        list[str],
         typer.Argument(
-            metavar="DATA",
-            help="Labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.",
+            metavar="MODEL_DIR... DATA",
+            help="One model directory or several (e.g. the runs of several seeds: mean +- std), then the labelled data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.",
             show_default=False,
         ),
-    ] = None,
+    ],
     output: Annotated[
         str | None,
         typer.Option(
@@ -83,19 +84,26 @@ def command(
     label_column: LabelColumnOpt = None,
     label_sep: LabelSepOpt = None,
     scheme: SchemeOpt = None,
+    long_text: LongTextOpt = None,
+    stride: StrideOpt = None,
+    aggregate: AggregateOpt = None,
 ) -> None:
     """Evaluate a fine-tuned model: accuracy, precision/recall/F1, MCC, per-class table and confusion matrix.
 
     For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
     """
-    values = {k: v for k, v in locals().items() if k != "config"}
+    values = {k: v for k, v in locals().items() if k not in ("config", "paths")}
     from bertcli.config import build_config
+    from bertcli.errors import UsageError
     from bertcli.io import write_json
     from bertcli.runtime.accelerator import is_main_process
-    from bertcli.tasks import evaluate
+    from bertcli.tuning.seeds import evaluate
 
-    cfg = build_config(EvaluateConfig, config, **values)
-    report = evaluate(cfg)
+    models, data = (paths[:-1], paths[-1]) if len(paths) > 1 else (paths, None)
+    cfg = build_config(EvaluateConfig, config, model_dir=models[0], input=data, **values)
+    if len(models) > 1 and (cfg.errors or cfg.plots):
+        raise UsageError("--errors and --plots are for one model", hint="evaluate the models one by one for them")
+    report = evaluate(cfg, models)
     if not is_main_process():
         return  # under a launch, one report: the main process writes and prints it
     output, plots = cfg.output, cfg.plots
@@ -108,8 +116,46 @@ def command(
         _write_plots(report, plots)
     if cfg.json:
         typer.echo(dumps(report, indent=2))
+    elif "models" in report:
+        render_many(report)
     else:
         render(report)
+
+
+def render_many(report: dict[str, Any]) -> None:
+    """One row per model, then mean +- std (sample std) of every metric."""
+    from rich.console import Console
+    from rich.table import Table
+
+    wanted = (
+        "accuracy",
+        "f1_macro",
+        "f1_micro",
+        "subset_accuracy",
+        "mcc",
+        "f1",
+        "strict_f1",
+        "precision",
+        "recall",
+        "mse",
+        "mae",
+        "pearson",
+    )
+    keys = [k for k in wanted if k in report["summary"]][:5]
+    table = Table(
+        title=f"{len(report['models'])} models on {report['data']} ({report['n']} examples)", title_justify="left"
+    )
+    table.add_column("model")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for model in report["models"]:
+        table.add_row(Path(model["model"]).name, *(f"{model[k]:.4f}" for k in keys))
+    table.add_row(
+        "mean +- std",
+        *(f"{report['summary'][k]['mean']:.4f} +- {report['summary'][k]['std']:.4f}" for k in keys),
+        style="bold",
+    )
+    Console().print(table)
 
 
 def _write_plots(report: dict[str, Any], directory: str) -> None:

@@ -9,6 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     NER,
+    AggregateOpt,
     ClassWeightsOpt,
     ConfigOpt,
     EpochsOpt,
@@ -19,6 +20,7 @@ from bertcli.cli.options import (
     GradientCheckpointingOpt,
     LabelColumnOpt,
     LabelSepOpt,
+    LongTextOpt,
     LrOpt,
     MaxStepsOpt,
     MetricOpt,
@@ -31,6 +33,8 @@ from bertcli.cli.options import (
     SaveStepsOpt,
     SchemeOpt,
     SeedOpt,
+    SeedsOpt,
+    SplitSeedOpt,
     StrideOpt,
     TaskOpt,
     TextColumnOpt,
@@ -86,6 +90,8 @@ def command(
     class_weights: ClassWeightsOpt = None,
     precision: PrecisionOpt = None,
     seed: SeedOpt = None,
+    seeds: SeedsOpt = None,
+    split_seed: SplitSeedOpt = None,
     gradient_checkpointing: GradientCheckpointingOpt = None,
     resume: ResumeOpt = None,
     report_to: ReportToOpt = None,
@@ -97,6 +103,8 @@ def command(
     label_sep: LabelSepOpt = None,
     scheme: SchemeOpt = None,
     stride: StrideOpt = None,
+    long_text: LongTextOpt = None,
+    aggregate: AggregateOpt = None,
     label_all_tokens: Annotated[
         bool | None,
         typer.Option(
@@ -111,11 +119,40 @@ def command(
     values = {k: v for k, v in locals().items() if k != "config"}
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.runtime.accelerator import is_main_process
-    from bertcli.tasks import finetune
+    from bertcli.tuning.seeds import finetune
 
     result = finetune(build_config(FinetuneConfig, config, **values))
     if is_main_process():
         _summary(result.meta, str(result.output))
+        if "seeds" in result.meta:
+            seeds_table(result.meta["seeds"])
+
+
+def seeds_table(seeds: dict) -> None:
+    """Every validation metric per seed, then mean +- std (on stderr: progress and logs; stdout is for data)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    keys = [k for k in dict.fromkeys((seeds["metric"], "loss", "f1_macro", "accuracy", "f1")) if k in seeds["summary"]]
+    table = Table(
+        title=f"{len(seeds['runs'])} seeds (split seed {seeds['split_seed']}); kept: seed {seeds['best_seed']}",
+        title_justify="left",
+    )
+    table.add_column("seed", justify="right")
+    for key in keys:
+        table.add_column(key, justify="right")
+    for run in seeds["runs"]:
+        table.add_row(
+            str(run["seed"]),
+            *(f"{run[k]:.4f}" for k in keys),
+            style="bold green" if run["seed"] == seeds["best_seed"] else None,
+        )
+    table.add_row(
+        "mean +- std",
+        *(f"{seeds['summary'][k]['mean']:.4f} +- {seeds['summary'][k]['std']:.4f}" for k in keys),
+        style="bold",
+    )
+    Console(stderr=True).print(table)
 
 
 def _summary(meta: dict, output: str) -> None:

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 import typer
 
 from bertcli.config import (
+    AGGREGATES,
     AGGREGATIONS,
     BACKENDS,
+    LONG_TEXT,
     PRECISIONS,
     TASKS,
     TRACKERS,
@@ -170,6 +172,16 @@ SeedOpt = Annotated[
         rich_help_panel=TRAINING,
     ),
 ]
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Train once per seed (N: --seed, --seed + 1, ...; or a list 1,2,3) on the same split; report every validation metric's mean +- std and keep the best run.",
+        rich_help_panel=TRAINING,
+    ),
+]
+SplitSeedOpt = Annotated[
+    int | None, typer.Option(help="Seed of the validation split alone. [default: --seed]", rich_help_panel=TRAINING)
+]
 MaxStepsOpt = Annotated[
     int | None,
     typer.Option(help="Stop after this many optimizer steps (overrides --epochs).", rich_help_panel=TRAINING),
@@ -226,11 +238,26 @@ SchemeOpt = Annotated[
         help="Tagging scheme of the input: IO, BIO (IOB2), IOB1 or BIOES. [default: detected]", rich_help_panel=NER
     ),
 ]
+LONG = "Long texts"
 StrideOpt = Annotated[
     int | None,
     typer.Option(
-        help="Sub-tokens shared by the overlapping windows of sentences longer than --max-length. [default: max length / 4]",
-        rich_help_panel=NER,
+        help="Tokens shared by the overlapping windows of inputs longer than --max-length (NER sentences, --long-text window). [default: max length / 4]",
+        rich_help_panel=LONG,
+    ),
+]
+LongTextOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Classifiers, inputs past --max-length: {listed(LONG_TEXT)} (every token read, in overlapping windows). [default: the model's; finetune: chosen from the data's lengths]",
+        rich_help_panel=LONG,
+    ),
+]
+AggregateOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"How a windowed input's window logits decide: {listed(AGGREGATES)}. [default: the model's; finetune: mean]",
+        rich_help_panel=LONG,
     ),
 ]
 AggregationOpt = Annotated[

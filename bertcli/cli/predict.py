@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import (
+    AggregateOpt,
     AggregationOpt,
     BackendOpt,
     ConfigOpt,
     FormatOpt,
     IdColumnOpt,
     IncludeTextOpt,
+    LongTextOpt,
     ModelDirArg,
     PrecisionOpt,
     StrideOpt,
@@ -72,6 +74,8 @@ def command(
     id_column: IdColumnOpt = None,
     aggregation: AggregationOpt = None,
     stride: StrideOpt = None,
+    long_text: LongTextOpt = None,
+    aggregate: AggregateOpt = None,
 ) -> None:
     """Predict labels for each input record, one output record per input, in input order, as they arrive.
 

@@ -2,12 +2,14 @@
 help shows. `fields` says how a configuration is declared, checked and built from a recipe and the command line."""
 
 from bertcli.config.common import (
+    AGGREGATES,
     AGGREGATIONS,
     BACKENDS,
     BATCH_TOKENS,
     BERT_VOCAB_SIZE,
     CHUNK_SIZE,
     LAYER_AGGS,
+    LONG_TEXT,
     POOLINGS,
     PRECISIONS,
     TASKS,
@@ -32,12 +34,16 @@ from bertcli.config.training import (
     PretrainConfig,
     PretrainOptions,
     TrainOptions,
+    TuneConfig,
+    WindowOptions,
+    budget_seconds,
+    seed_list,
     with_defaults,
 )
 
 __all__ = [
-    "AGGREGATIONS", "BACKENDS", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "POOLINGS", "PRECISIONS",
+    "AGGREGATES", "AGGREGATIONS", "BACKENDS", "LONG_TEXT", "WindowOptions", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "POOLINGS", "PRECISIONS",
     "PRETRAIN_LR", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
     "FinetuneConfig", "NerOptions", "PredictConfig", "PretrainConfig", "PretrainOptions", "TokenizeConfig", "TrainOptions",
-    "VectorOptions", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults",
+    "VectorOptions", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults", "seed_list", "TuneConfig", "budget_seconds",
 ]  # fmt: skip

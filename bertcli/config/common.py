@@ -10,7 +10,9 @@ BACKENDS = ("auto", "torch", "onnx")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 POOLINGS = ("mean", "cls", "max", "pooler")
 LAYER_AGGS = ("mean", "concat")
-AGGREGATIONS = ("first", "average", "max")
+AGGREGATIONS = ("first", "average", "max")  # how a word's sub-tokens decide its tag (NER)
+LONG_TEXT = ("truncate", "window")  # what classification does with inputs past --max-length
+AGGREGATES = ("mean", "max")  # how a document's window logits become its own
 BERT_VOCAB_SIZE = 30522
 # Padded tokens per inference batch when no batch size is given: batches of short inputs hold more of them, which
 # keeps the matrix products large (measured fastest on CPU; see bench/embed.py).

@@ -5,7 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bertcli.config.common import AGGREGATIONS, BACKENDS, BERT_VOCAB_SIZE, LAYER_AGGS, POOLINGS, PRECISIONS, DataOptions
+from bertcli.config.common import (
+    AGGREGATES,
+    AGGREGATIONS,
+    BACKENDS,
+    BERT_VOCAB_SIZE,
+    LAYER_AGGS,
+    LONG_TEXT,
+    POOLINGS,
+    PRECISIONS,
+    DataOptions,
+)
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, checked, required, validate
 from bertcli.errors import UsageError
 
@@ -23,6 +33,9 @@ class EvaluateConfig:
     backend: str = checked("auto", choices=BACKENDS)  # auto: the ONNX export when there is one
     threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use
     scheme: str | None = None
+    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's (classifiers)
+    stride: int | None = checked(None, NON_NEGATIVE)
+    aggregate: str | None = checked(None, choices=AGGREGATES)
     onnx_file: str | None = None  # an export's other model file (export's int8 check); no command-line option
     data: DataOptions = field(default_factory=DataOptions)
 
@@ -46,6 +59,8 @@ class PredictConfig:
     threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use
     aggregation: str = checked("first", choices=AGGREGATIONS)
     stride: int | None = checked(None, NON_NEGATIVE)  # None: the model's
+    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's (classifiers)
+    aggregate: str | None = checked(None, choices=AGGREGATES)  # None: the model's
     data: DataOptions = field(default_factory=DataOptions)
 
     def validate(self) -> None:

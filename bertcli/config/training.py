@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertcli.config.common import PRECISIONS, TASKS, TRACKERS, DataOptions
+from bertcli.config.common import AGGREGATES, LONG_TEXT, PRECISIONS, TASKS, TRACKERS, DataOptions
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, SHARE, checked, required, validate
 from bertcli.errors import UsageError
 
@@ -43,11 +43,22 @@ def with_defaults(opts: TrainOptions, defaults: dict[str, Any]) -> TrainOptions:
 
 @dataclass
 class NerOptions:
-    """Token classification only: the input's tagging scheme, window overlap for long sentences, sub-token labels."""
+    """Token classification only: the input's tagging scheme and sub-token labels."""
 
     scheme: str | None = None
-    stride: int | None = checked(None, NON_NEGATIVE)
     label_all_tokens: bool = False
+
+
+@dataclass
+class WindowOptions:
+    """Inputs longer than --max-length: cut (truncate) or read in overlapping windows (NER always windows).
+
+    None leaves the choice to the data: the tokens' real lengths decide max length and mode (LongTextPolicy).
+    """
+
+    long_text: str | None = checked(None, choices=LONG_TEXT)
+    stride: int | None = checked(None, NON_NEGATIVE)  # tokens shared by neighbouring windows (None: a quarter)
+    aggregate: str | None = checked(None, choices=AGGREGATES)  # a document's windows: mean (default) or max logits
 
 
 @dataclass
@@ -58,13 +69,34 @@ class FinetuneConfig:
     task: str | None = checked(None, choices=TASKS)
     validation: str | None = None
     val_split: float = checked(0.1, SHARE)
+    split_seed: int | None = None  # the validation split's seed (None: --seed); --seeds keeps it fixed
+    seeds: str | None = None  # N runs (--seed, --seed + 1, ...) or a list "1,2,3": mean +- std, the best one kept
     overwrite: bool = False
     data: DataOptions = field(default_factory=DataOptions)
     training: TrainOptions = field(default_factory=TrainOptions)
     ner: NerOptions = field(default_factory=NerOptions)
+    windows: WindowOptions = field(default_factory=WindowOptions)
 
     def validate(self) -> None:
         validate(self)
+        if self.seeds is not None:
+            seed_list(str(self.seeds), self.training.seed)
+
+    @property
+    def validation_seed(self) -> int:
+        return self.training.seed if self.split_seed is None else self.split_seed
+
+
+def seed_list(spec: str, first: int) -> list[int]:
+    """--seeds N (first, first + 1, ...) or --seeds 1,2,3."""
+    text = str(spec).strip()
+    try:
+        seeds = [int(part) for part in text.split(",")] if "," in text else list(range(first, first + int(text)))
+    except ValueError:
+        raise UsageError(f"--seeds takes a count or a list such as 1,2,3, got {spec!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds needs at least one seed and no repeats, got {spec!r}")
+    return seeds
 
 
 @dataclass
@@ -130,3 +162,34 @@ class PretrainConfig:
             raise UsageError("--streaming needs --max-steps (the length of a stream is not known in advance)")
         if self.training.max_length < 8:
             raise UsageError("--max-length must be at least 8")
+
+
+@dataclass
+class TuneConfig(FinetuneConfig):
+    """finetune's options, and the search: every trial is a finetune with the space's options set."""
+
+    trials: int = checked(20, POSITIVE)
+    timeout: str | None = None  # a time budget: 600, 90s, 30m, 2h (None: until --trials)
+    space: str | None = None  # None: the task's default (bertcli.tuning.space.DEFAULT_SPACES)
+    resume: bool = False  # continue the search stored in OUT/study.db
+
+    def validate(self) -> None:
+        super().validate()
+        if self.seeds is not None:
+            raise UsageError("--seeds is for finetune; tune a search, then run its best parameters with --seeds")
+        budget_seconds(self.timeout)
+
+
+def budget_seconds(text: str | None) -> float | None:
+    """600, 90s, 30m, 2h -> seconds."""
+    if text is None:
+        return None
+    value = str(text).strip().lower()
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], None)
+    try:
+        seconds = float(value[:-1] if scale else value) * (scale or 1)
+    except ValueError:
+        raise UsageError(f"--timeout takes seconds or a duration such as 90s, 30m, 2h; got {text!r}") from None
+    if seconds <= 0:
+        raise UsageError(f"--timeout must be positive, got {text!r}")
+    return seconds

@@ -58,6 +58,7 @@ class TextEncoder:
         self.whole = Tokenizer.from_str(tokenizer.to_str())
         self.whole.no_padding()
         self.whole.no_truncation()
+        self._windowing: dict[tuple[int, bool], Any] = {}
 
     @classmethod
     def of(cls, tokenizer: Any, max_length: int) -> TextEncoder:
@@ -94,6 +95,50 @@ class TextEncoder:
             offsets=[e.offsets for e in encodings] if offsets else None,
         )
 
+    def windows(self, texts: Sequence[str], pairs: Sequence[str] | None, stride: int) -> tuple[Encoded, list[int]]:
+        """Every input as overlapping windows of max_length with `stride` tokens shared and special tokens on each,
+        and the input each window comes from. With pairs the second text is windowed and the first kept whole;
+        a pair whose first text leaves the second no more than `stride` tokens is cut instead (flagged truncated)."""
+        inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        windowed = list(range(len(inputs)))
+        if pairs is not None:  # tokenizers panics (uncatchably) when a window has no room beyond the stride
+            firsts = self.whole.encode_batch(list(texts), add_special_tokens=False)
+            windowed = [i for i, first in enumerate(firsts) if self.max_length - 3 - len(first.ids) > stride]
+        kept = set(windowed)
+        cut = [i for i in range(len(inputs)) if i not in kept]
+        parts: dict[int, list[Any]] = {}
+        if windowed:
+            cutter = self._windower(stride, pairs is not None)
+            for i, encoding in zip(
+                windowed, cutter.encode_batch([inputs[i] for i in windowed], add_special_tokens=True)
+            ):
+                parts[i] = [encoding, *encoding.overflowing]
+        for i, encoding in zip(cut, self.truncating.encode_batch([inputs[i] for i in cut], add_special_tokens=True)):
+            parts[i] = [encoding]
+        ids, types, source = [], [], []
+        for index in range(len(inputs)):
+            ids += [e.ids for e in parts[index]]
+            types += [e.type_ids for e in parts[index]]
+            source += [index] * len(parts[index])
+        return Encoded(ids, types, [i not in kept for i in range(len(inputs))]), source
+
+    def _windower(self, stride: int, pairs: bool) -> Any:
+        from tokenizers import Tokenizer
+
+        key = (stride, pairs)
+        if key not in self._windowing:
+            cutter = Tokenizer.from_str(self.whole.to_str())
+            cutter.enable_truncation(
+                self.max_length, stride=stride, strategy="only_second" if pairs else "longest_first"
+            )
+            self._windowing[key] = cutter
+        return self._windowing[key]
+
+    def lengths(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[int]:
+        """The inputs' real lengths in tokens (special tokens included), before any truncation."""
+        inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
+        return [len(e.ids) for e in self.whole.encode_batch(inputs, add_special_tokens=True)]
+
     def encode_words(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[int], list[int]]]:
         """Each sentence's sub-token ids and the word each comes from, without special tokens or truncation."""
         encodings = self.whole.encode_batch(
@@ -107,6 +152,20 @@ class TextEncoder:
 
     def tokens(self, ids: Sequence[int]) -> list[str]:
         return [self.whole.id_to_token(i) for i in ids]
+
+
+LENGTH_STEP = 32  # suggested max lengths are multiples of this (friendly to matrix kernels)
+
+
+def percentiles(lengths: Sequence[int], quantiles: Sequence[int] = (50, 90, 95, 99)) -> dict[str, int]:
+    """Nearest-rank percentiles of token lengths: p90 is the length 90% of inputs do not exceed."""
+    values = np.asarray(lengths)
+    return {f"p{q}": int(np.percentile(values, q, method="inverted_cdf")) for q in quantiles}
+
+
+def suggest_max_length(p99: int, limit: int) -> int:
+    """The smallest multiple of 32 that keeps 99% of inputs whole, within `limit`."""
+    return int(min(limit, max(LENGTH_STEP, -(-p99 // LENGTH_STEP) * LENGTH_STEP)))
 
 
 def _special_token_names(directory: Path) -> dict[str, str]:

@@ -144,10 +144,53 @@ def render_card(meta: dict[str, Any], name: str, curves: bool = False) -> str:
         + _data(meta)
         + _hyperparameters(meta)
         + _evaluation(meta, curves)
+        + _seeds(meta)
+        + _search(meta)
         + _reproduce(meta)
         + _usage(meta, task)
     )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _seeds(meta: dict[str, Any]) -> list[str]:
+    """--seeds: every seed's validation metrics at its best step, and mean +- std (sample std)."""
+    seeds = meta.get("seeds")
+    if not seeds:
+        return []
+    keys = list(seeds["summary"])[:6]
+    lines = [
+        "## Seeds",
+        "",
+        f"{len(seeds['runs'])} runs on the same validation split (split seed {seeds['split_seed']}); this bundle is seed"
+        f" {seeds['best_seed']}'s, the best by `{seeds['metric']}`.",
+        "",
+        "| seed | " + " | ".join(keys) + " |",
+        "|---:|" + "---:|" * len(keys),
+    ]
+    for run in seeds["runs"]:
+        lines.append(f"| {run['seed']} | " + " | ".join(_number(run.get(k)) for k in keys) + " |")
+    lines.append(
+        "| mean +- std | "
+        + " | ".join(f"{seeds['summary'][k]['mean']:.4f} +- {seeds['summary'][k]['std']:.4f}" for k in keys)
+        + " |"
+    )
+    return lines + [""]
+
+
+def _search(meta: dict[str, Any]) -> list[str]:
+    """bertcli tune: the space, the trials and the best parameters."""
+    search = meta.get("search")
+    if not search:
+        return []
+    states = ", ".join(f"{count} {state.lower()}" for state, count in search["states"].items())
+    best = ", ".join(f"{k} {_number(v)}" for k, v in search["best_params"].items())
+    return [
+        "## Hyperparameter search",
+        "",
+        f"`bertcli tune`: {search['trials']} trials ({states}) over `{search['space']}`, Optuna {search['sampler']}"
+        f" with a {search['pruner']}, by `{search['metric']}`. Best: {best} ({search['metric']} {_number(search['best_value'])}).",
+        "",
+    ]
 
 
 def _labels(meta: dict[str, Any]) -> list[str]:
@@ -281,7 +324,14 @@ def _usage(meta: dict[str, Any], task: str) -> list[str]:
         "languages or text styles. The scores above come from its validation data, not an independent test set:"
         " evaluate on held-out data of your own before relying on it (`bertcli evaluate`).",
     ]
-    if meta.get("max_length"):
+    policy = meta.get("long_text") or {}
+    if policy.get("mode") == "window":
+        lines.append(
+            f"It reads long inputs whole, in windows of {policy['max_length']} tokens ({policy['stride']} shared), and decides"
+            f" from the {policy['aggregate']} of the windows' logits: `bertcli predict`, `evaluate` and `serve` do this."
+            f" A plain `pipeline()` truncates at {policy['max_length']} tokens and sees only the start of longer inputs."
+        )
+    elif meta.get("max_length"):
         lines.append(
             f"Inputs longer than {meta['max_length']} tokens are truncated"
             + (" (NER: split into overlapping windows)." if task == "ner" else ".")

@@ -16,7 +16,7 @@ CONFUSION_MATRIX = "confusion_matrix.png"
 F1_BARS = "f1_per_type.png"
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -25,12 +25,12 @@ def _pyplot():
     return plt
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
     from bertcli.io import atomic_write
 
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
@@ -55,7 +55,7 @@ def training_curves(meta: dict[str, Any], path: str | Path) -> Path | None:
     history = meta.get("history") or []
     if not train_log and not history:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     metric = _quality_metric(meta)
     panels = 3 if metric else 2
     fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.6))
@@ -89,14 +89,14 @@ def training_curves(meta: dict[str, Any], path: str | Path) -> Path | None:
         ax.set(title=f"validation {metric}", xlabel="step")
         ax.grid(alpha=0.3)
     fig.suptitle(f"{meta.get('task', 'training')}: {meta.get('steps', '?')} steps", fontsize=10, y=1.04)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path) -> Path:
     """Counts with rows gold and columns predicted, shaded by each gold row's share (so rare classes show too)."""
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix, dtype=float)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.6 * len(labels) + 2)
@@ -117,12 +117,12 @@ def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], pat
                     color="white" if shares[i, j] > 0.5 else "black",
                 )
     fig.colorbar(image, ax=ax, fraction=0.046)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def f1_bars(per_type: dict[str, dict[str, Any]], path: str | Path, title: str) -> Path:
     """Horizontal F1 bars per entity type (or label), sorted, each annotated with its support."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = sorted(per_type.items(), key=lambda item: item[1]["f1"])
     fig, ax = plt.subplots(figsize=(6.5, max(2.5, 0.4 * len(rows) + 1)))
     names = [name for name, _ in rows]
@@ -132,7 +132,7 @@ def f1_bars(per_type: dict[str, dict[str, Any]], path: str | Path, title: str) -
         ax.text(min(value + 0.01, 0.9), y, f"{value:.2f} (n={row['support']})", va="center", fontsize=8)
     ax.set(xlim=(0, 1), xlabel="F1", title=title)
     ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def report_plots(report: dict[str, Any], directory: str | Path) -> list[Path]:

@@ -116,6 +116,7 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | 
     app.state.server = state
     install_error_handlers(app)
     _routes(app, state)
+    _status_routes(app, state)
     return Guard(app, state)
 
 
@@ -169,7 +170,9 @@ def _routes(app: Any, state: ServerState) -> None:
         request.state.inputs = len(inputs)
         results, _ = await state.run(model, inputs)
         if model.kind == CLASSIFIER:
-            results = [model.predictor.record(p, truncated, body.top_k, body.threshold) for p, truncated in results]
+            results = [
+                model.predictor.record(p, cut, windows, body.top_k, body.threshold) for p, cut, windows in results
+            ]
         return results[0] if single else results
 
     @app.post("/tokenize")
@@ -186,6 +189,8 @@ def _routes(app: Any, state: ServerState) -> None:
         tokens = [_tokens(e) for e in model.encoder.encodings(texts, body.add_special_tokens)]
         return tokens[0] if isinstance(body.inputs, str) else tokens
 
+
+def _status_routes(app: Any, state: ServerState) -> None:
     @app.get("/health")
     async def health() -> Any:
         if state.ready and not state.draining:

@@ -43,8 +43,8 @@ class ServedModel:
         texts = [text for text, _ in inputs]
         if self.kind == CLASSIFIER:
             pairs = [pair or "" for _, pair in inputs] if any(pair is not None for _, pair in inputs) else None
-            probs, truncated = self.predictor.scores(texts, pairs)
-            return list(zip(probs, truncated))
+            scored = self.predictor.scores(texts, pairs)
+            return list(zip(scored.probs, scored.truncated, scored.windows))
         if self.kind == TAGGER:
             return self.predictor.predict(texts)
         embedded = self.predictor.embed(texts)

@@ -18,7 +18,15 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     from bertcli.reports.metrics import report_for_task
 
     classifier = Classifier(
-        cfg.model_dir, cfg.precision, cfg.batch_size, backend=cfg.backend, threads=cfg.threads, onnx_file=cfg.onnx_file
+        cfg.model_dir,
+        cfg.precision,
+        cfg.batch_size,
+        backend=cfg.backend,
+        threads=cfg.threads,
+        onnx_file=cfg.onnx_file,
+        long_text=cfg.long_text,
+        stride=cfg.stride,
+        aggregate=cfg.aggregate,
     )
     spec = classifier.spec
     options = cfg.data
@@ -28,7 +36,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     columns = table.columns(options, need_label=True, saved=classifier.meta.get("columns"))
     texts, pairs = table.texts(columns)
     labels = encode_labels(table, columns.label, spec, options)
-    probs, truncated = classifier.shared_scores(texts, pairs)
+    scored = classifier.shared_scores(texts, pairs)
+    probs, truncated = scored.probs, scored.truncated
     refs = np.asarray(labels).astype(float if spec.task == "regression" else int).tolist()
     preds = decisions(spec.task, probs, classifier.threshold)
     report = report_for_task(spec.task, refs, preds, spec.names)
@@ -39,6 +48,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
             "data": cfg.input,
             "columns": columns.describe(),
             "truncated": int(sum(truncated)),
+            "windows": int(sum(scored.windows)),
         }
     )
     if cfg.errors:

@@ -17,6 +17,7 @@ from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import Encoded, TextEncoder
 from bertcli.tasks.classification import DEFAULT_METRIC, DEFAULTS
 from bertcli.tasks.classification.scores import references_and_predictions
+from bertcli.tasks.classification.windows import Documents, LongTextPolicy, aggregate, choose_policy, read_documents
 from bertcli.training.finetune import FinetuneResult, Prepared, inverse_frequency
 from bertcli.training.finetune import finetune as run_finetune
 
@@ -78,56 +79,64 @@ class ClassificationTask:
         cap = model_max_length(model.name_or_path)
         if opts.max_length is not None and opts.max_length > cap:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {cap}")
-        encoded = TextEncoder.of(tokenizer, opts.max_length or cap).encode(data.texts, data.pairs)
-        lengths = encoded.lengths
-        max_length = opts.max_length or min(cap, int(np.ceil(max(lengths) / 8) * 8))
+        lengths = TextEncoder.of(tokenizer, cap).lengths(data.texts, data.pairs)
+        policy = choose_policy(lengths, cfg.windows, opts.max_length, cap)
+        encoder = TextEncoder.of(tokenizer, policy.max_length)
+        (train_texts, train_pairs, train_labels), validation = self._split(cfg, data)
+        train = _examples(read_documents(encoder, train_texts, train_pairs, policy), train_labels)
+        val_docs = read_documents(encoder, validation[0], validation[1], policy) if validation[0] else None
         log.info(
-            "tokens per example: p50 %d, p95 %d, max %d; max length %d (%d truncated)",
-            np.percentile(lengths, 50),
-            np.percentile(lengths, 95),
-            max(lengths),
-            max_length,
-            sum(encoded.truncated),
+            "%d training and %d validation texts (%d and %d model inputs)",
+            len(train_labels),
+            len(validation[2]),
+            len(train),
+            0 if val_docs is None else len(val_docs.encoded),
         )
-        train, val = self._split(cfg, data, encoded, TextEncoder.of(tokenizer, max_length))
-        log.info("%d training and %d validation examples", len(train), len(val))
         weights = None
         if opts.class_weights == "auto":
-            weights = class_weights(spec.task, [e["label"] for e in train], spec.num_labels).to(accelerator.device)
+            weights = class_weights(spec.task, train_labels, spec.num_labels).to(accelerator.device)
         loss_of = _loss_fn(spec.task, weights)
         collate = _collate(spec.task, tokenizer.pad_token_id or 0)
 
         def loss(model: Any, batch: dict[str, Any]) -> Any:
-            labels = batch.pop("labels")
-            return loss_of(model(**batch).logits, labels)
+            labels, weight = batch.pop("labels"), batch.pop("weight")
+            return loss_of(model(**batch).logits, labels, weight)
 
         meta = {
             "task": spec.task,
             "labels": spec.names,
             "columns": {"text": data.columns.text, "pair": data.columns.pair, "label": data.columns.label},
             "label_sep": cfg.data.label_sep,
-            "max_length": max_length,
+            "max_length": policy.max_length,
+            "long_text": policy.meta(),
             "threshold": 0.5 if spec.task == "multi_label" else None,
             "train_data": {"rows": len(data.table.dataset)},
         }
-        evaluate = _evaluator(val, spec, collate, loss_of, opts.batch_size * 2, accelerator) if val else None
+        evaluate = None
+        if val_docs is not None:
+            evaluate = _evaluator(
+                val_docs, validation[2], spec, collate, loss_of, opts.batch_size * 2, accelerator, policy
+            )
         return Prepared(train, collate, loss, evaluate, opts.metric or DEFAULT_METRIC[spec.task], meta)
 
-    def _split(self, cfg: FinetuneConfig, data: TrainingData, encoded: Encoded, encoder: TextEncoder):
-        """Training and validation examples: --validation's file, else a seeded (stratified) share of the data."""
+    def _split(self, cfg: FinetuneConfig, data: TrainingData) -> tuple[tuple, tuple]:
+        """(texts, pairs, labels) for training and validation: --validation's file, else a seeded (stratified)
+        share of the texts. Texts are split, then windowed: every window of a text stays on its side."""
+        everything = (data.texts, data.pairs, data.labels)
         if cfg.validation:
             table = load_table(cfg.validation, cfg.data)
             columns = table.columns(cfg.data, need_label=True, saved={"label": data.columns.label})
-            labels = encode_labels(table, columns.label, data.spec, cfg.data)
-            val_encoded = encoder.encode(*table.texts(columns))
-            return _examples(encoded, data.labels, range(len(data.labels))), _examples(
-                val_encoded, labels, range(len(labels))
-            )
-        if cfg.val_split > 0:
-            stratify = data.spec.task == "single_label"
-            train, val = split_validation(data.labels, cfg.val_split, cfg.training.seed, stratify=stratify)
-            return _examples(encoded, data.labels, train), _examples(encoded, data.labels, val)
-        return _examples(encoded, data.labels, range(len(data.labels))), []
+            return everything, (*table.texts(columns), encode_labels(table, columns.label, data.spec, cfg.data))
+        if cfg.val_split <= 0:
+            return everything, ([], None, [])
+        stratify = data.spec.task == "single_label"
+        train, val = split_validation(data.labels, cfg.val_split, cfg.validation_seed, stratify=stratify)
+
+        def pick(indices: list[int]) -> tuple:
+            pairs = [data.pairs[i] for i in indices] if data.pairs is not None else None
+            return [data.texts[i] for i in indices], pairs, [data.labels[i] for i in indices]
+
+        return pick(train), pick(val)
 
 
 def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
@@ -135,10 +144,12 @@ def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
     return run_finetune(cfg, ClassificationTask(), callbacks)
 
 
-def _examples(encoded: Encoded, labels: Sequence[Any], indices: Sequence[int]) -> list[dict[str, Any]]:
+def _examples(documents: Documents, labels: Sequence[Any]) -> list[dict[str, Any]]:
+    """One example per model input, with its text's label; each text weighs 1 in all, shared by its windows."""
+    encoded, counts = documents.encoded, documents.counts
     return [
-        {"input_ids": encoded.input_ids[i], "token_type_ids": encoded.token_type_ids[i], "label": labels[i]}
-        for i in indices
+        {"input_ids": ids, "token_type_ids": types, "label": labels[doc], "weight": 1.0 / counts[doc]}
+        for ids, types, doc in zip(encoded.input_ids, encoded.token_type_ids, documents.source)
     ]
 
 
@@ -155,21 +166,31 @@ def _collate(task: str, pad_id: int):
         batch["labels"] = torch.tensor(
             [e["label"] for e in examples], dtype=torch.long if task == "single_label" else torch.float
         )
+        batch["weight"] = torch.tensor([e["weight"] for e in examples], dtype=torch.float)
         return batch
 
     return collate
 
 
 def _loss_fn(task: str, weights: Any):
+    import torch
     import torch.nn.functional as F
 
-    def loss_from_logits(logits, labels):
+    def loss_from_logits(logits, labels, weight=None):
+        """The mean loss, each example counted by `weight` (its text's share) and, single-label, by its class weight."""
         logits = logits.float()
         if task == "single_label":
-            return F.cross_entropy(logits, labels, weight=weights)
-        if task == "multi_label":
-            return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights)
-        return F.mse_loss(logits.squeeze(-1), labels)
+            each = F.cross_entropy(logits, labels, reduction="none")
+            scale = weights[labels] if weights is not None else torch.ones_like(each)
+        elif task == "multi_label":
+            each = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights, reduction="none").mean(-1)
+            scale = torch.ones_like(each)
+        else:
+            each, scale = F.mse_loss(logits.squeeze(-1), labels, reduction="none"), None
+            scale = torch.ones_like(each)
+        if weight is not None:
+            scale = scale * weight.to(scale.device)
+        return (each * scale).sum() / scale.sum()
 
     return loss_from_logits
 
@@ -184,34 +205,43 @@ def class_weights(task: str, labels: Sequence[Any], num_labels: int) -> Any:
     return torch.tensor((len(labels) - positives) / np.maximum(positives, 1), dtype=torch.float)
 
 
-def _evaluator(examples: list[dict[str, Any]], spec: LabelSpec, collate, loss_of, batch_size: int, accelerator: Any):
-    """Validation metrics of the model being trained: every example scored once across the launch's processes."""
+def _evaluator(
+    documents: Documents,
+    labels: list[Any],
+    spec: LabelSpec,
+    collate,
+    loss_of,
+    batch_size: int,
+    accelerator: Any,
+    policy: LongTextPolicy,
+):
+    """Validation metrics of the model being trained, per text (its windows' logits aggregated as at predict time);
+    every model input is scored once across the launch's processes."""
     import torch
 
     from bertcli.reports.metrics import report_for_task
     from bertcli.runtime.distributed import gather_in_order, shard_batches
 
-    batches = shard_batches(
-        [len(e["input_ids"]) for e in examples], batch_size, accelerator.process_index, accelerator.num_processes
-    )
-    refs = np.asarray([e["label"] for e in examples])
+    rows = _examples(documents, [0] * len(documents))  # the inputs; the targets are per text, below
+    batches = shard_batches(documents.encoded.lengths, batch_size, accelerator.process_index, accelerator.num_processes)
+    refs = np.asarray(labels)
 
     def evaluate(model: Any, accelerator: Any) -> dict[str, float]:
         model.eval()
-        indices, rows = [], []
+        indices, outputs = [], []
         with torch.inference_mode(), accelerator.autocast():
             for batch in batches:
-                inputs = {k: v.to(accelerator.device) for k, v in collate([examples[i] for i in batch.indices]).items()}
-                inputs.pop("labels")
+                inputs = {k: v.to(accelerator.device) for k, v in collate([rows[i] for i in batch.indices]).items()}
+                inputs.pop("labels"), inputs.pop("weight")
                 logits = model(**inputs).logits.float().cpu().numpy()
                 if batch.real:
                     indices.extend(batch.indices)
-                    rows.extend(logits)
-        logits = np.stack(gather_in_order(accelerator, indices, rows))
-        targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float).to(
-            accelerator.device
-        )
-        loss = loss_of(torch.from_numpy(logits).to(accelerator.device), targets).item()
+                    outputs.extend(logits)
+        logits = np.stack(gather_in_order(accelerator, indices, outputs))
+        if policy.mode == "window":
+            logits = aggregate(logits, documents, policy.aggregate).astype(np.float32)
+        targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float)
+        loss = loss_of(torch.from_numpy(logits).to(accelerator.device), targets.to(accelerator.device)).item()
         report = report_for_task(spec.task, *references_and_predictions(spec.task, refs, logits, 0.5), spec.names)
         flat = {k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and k != "n" and v is not None}
         return {"loss": loss, **flat, "examples": len(logits)}

@@ -21,7 +21,17 @@ def predict(cfg: PredictConfig) -> Prediction:
 def _stream(cfg: PredictConfig) -> Iterator[list[dict[str, Any]]]:
     """Micro-batches of output records in input order. Under a multi-process launch every process reads the file in
     the same fixed chunks and scores its share; only the main process yields records (the others empty lists)."""
-    classifier = Classifier(cfg.model_dir, cfg.precision, cfg.batch_size, cfg.max_length, cfg.backend, cfg.threads)
+    classifier = Classifier(
+        cfg.model_dir,
+        cfg.precision,
+        cfg.batch_size,
+        cfg.max_length,
+        cfg.backend,
+        cfg.threads,
+        long_text=cfg.long_text,
+        stride=cfg.stride,
+        aggregate=cfg.aggregate,
+    )
     launch = processes()
     source = cfg.input or "<stdin>"
     columns: Columns | None = None

@@ -77,7 +77,9 @@ class NerTask:
         elif cfg.val_split > 0:
             from bertcli.data.labels import split_validation
 
-            train, val_idx = split_validation(list(range(len(words))), cfg.val_split, cfg.training.seed, stratify=False)
+            train, val_idx = split_validation(
+                list(range(len(words))), cfg.val_split, cfg.validation_seed, stratify=False
+            )
             val_words, val_gold = [words[i] for i in val_idx], [gold[i] for i in val_idx]
         else:
             train, val_words, val_gold = list(range(len(words))), [], []
@@ -101,7 +103,7 @@ class NerTask:
         words = [s.words for s in data.corpus.sentences]
         pieces = [len(w.input_ids) for w in make_windows(encoder, words, 10**9, 0)]
         max_length = opts.max_length or min(cap, int(math.ceil(max(pieces) / 8) * 8))
-        stride = check_stride(cfg.ner.stride, max_length)
+        stride = check_stride(cfg.windows.stride, max_length)
         index = {name: i for i, name in enumerate(data.labels)}
         examples = _train_examples(encoder, data, index, max_length, stride, cfg.ner.label_all_tokens)
         log.info(

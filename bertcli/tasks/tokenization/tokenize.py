@@ -19,10 +19,9 @@ from bertcli.data.columns import Columns, cell_text, record_columns
 from bertcli.data.formats import FORMATS
 from bertcli.data.records import chunked, iter_records
 from bertcli.errors import DataError, UsageError
+from bertcli.inference.encoding import percentiles, suggest_max_length
 
-PERCENTILES = (50, 90, 95, 99)
 COMMON_LENGTHS = (128, 256, 512)
-SUGGESTION_STEP = 32  # suggested max lengths are multiples of this (friendly to matrix kernels)
 CHUNK = 2000
 
 
@@ -93,11 +92,6 @@ def inspect_tokens(cfg: TokenizeConfig) -> Iterator[dict[str, Any]]:
             yield out
 
 
-def suggest_max_length(p99: int, limit: int) -> int:
-    """The smallest multiple of 32 that keeps 99% of examples whole, within the model's limit."""
-    return int(min(limit, -(-p99 // SUGGESTION_STEP) * SUGGESTION_STEP))
-
-
 def length_stats(cfg: TokenizeConfig) -> dict[str, Any]:
     """Token-length distribution, truncation shares and [UNK] rate of a dataset (streamed; 4 bytes per example held)."""
     from bertcli.bundle import DEFAULT_HUB_ID
@@ -122,9 +116,9 @@ def length_stats(cfg: TokenizeConfig) -> dict[str, Any]:
     n = np.frombuffer(lengths, dtype=np.int32)
     unk = np.frombuffer(unk_counts, dtype=np.int32)
     # nearest-rank percentiles: p90 = the length that 90% of examples do not exceed
-    percentiles = {f"p{q}": int(np.percentile(n, q, method="inverted_cdf")) for q in PERCENTILES}
+    spread = percentiles(n)
     cutoffs = sorted({*COMMON_LENGTHS, *([max_length] if max_length else [])})
-    suggested = suggest_max_length(percentiles["p99"], limit)
+    suggested = suggest_max_length(spread["p99"], limit)
     real_tokens = int(n.sum()) - tokenizer.num_special_tokens_to_add(pair=columns.pair is not None) * len(n)
     return {
         "source": name,
@@ -132,7 +126,7 @@ def length_stats(cfg: TokenizeConfig) -> dict[str, Any]:
         "text_column": columns.text,
         "count": len(n),
         "tokens": int(n.sum()),
-        "length": {"mean": round(float(n.mean()), 2), "min": int(n.min()), **percentiles, "max": int(n.max())},
+        "length": {"mean": round(float(n.mean()), 2), "min": int(n.min()), **spread, "max": int(n.max())},
         "truncated": {str(c): round(float((n > c).mean()), 6) for c in cutoffs},
         "unk_rate": round(float(unk.sum()) / real_tokens, 6) if real_tokens else 0.0,
         "examples_with_unk": round(float((unk > 0).mean()), 6),

@@ -1,0 +1,1 @@
+"""Runs over several seeds or a search space: mean +- std (`--seeds`) and `bertcli tune` (Optuna)."""

@@ -1,0 +1,277 @@
+"""`bertcli tune`: an Optuna search over finetune's options, within a number of trials and a time budget.
+
+TPE sampling (seeded) and a median pruner on the validation metric the training loop reports at every
+evaluation: a trial worse than the median of earlier trials at the same evaluation stops there. Trials run
+in-process, one at a time, through the same finetune core as `bertcli finetune`. The study lives in
+OUT/study.db (SQLite), so --resume continues an interrupted search with its finished trials; at the end OUT
+holds the best trial's model as a normal bundle, with trials.csv and tuning.png beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bertcli.config import TuneConfig, budget_seconds
+from bertcli.errors import BertcliError, Interrupted, UsageError
+from bertcli.tuning.space import DEFAULT_SPACES, Dimension, parse_space
+
+log = logging.getLogger("bertcli")
+STUDY_FILE, TRIALS_DIR, TRIALS_CSV, PLOT = "study.db", "trials", "trials.csv", "tuning.png"
+PRUNER = {
+    "n_startup_trials": 2,
+    "n_warmup_steps": 0,
+}  # two finished trials give the median; prune from the first evaluation
+FAILURES = (RuntimeError, MemoryError, FloatingPointError, ValueError)  # a trial's own failure (e.g. out of memory)
+
+
+@dataclass
+class TuneResult:
+    output: Path
+    meta: dict[str, Any]
+    trials: list[dict[str, Any]]
+
+
+def tune(cfg: TuneConfig) -> TuneResult:
+    import optuna
+
+    cfg.validate()
+    space_text = cfg.space or DEFAULT_SPACES[_task(cfg)]
+    space = parse_space(space_text)
+    metric, higher = _metric(cfg)
+    out = _output(cfg)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name="bertcli-tune", storage=f"sqlite:///{out / STUDY_FILE}", load_if_exists=cfg.resume,
+        direction="maximize" if higher else "minimize", sampler=optuna.samplers.TPESampler(seed=cfg.training.seed),
+        pruner=optuna.pruners.MedianPruner(**PRUNER),
+    )  # fmt: skip
+    done = len([t for t in study.trials if t.state.is_finished()])
+    log.info(
+        "tuning %s over %s (%d trials%s%s)",
+        metric,
+        space_text,
+        cfg.trials,
+        f", {cfg.timeout} budget" if cfg.timeout else "",
+        f", {done} already done" if done else "",
+    )
+    budget = budget_seconds(cfg.timeout)
+    deadline = time.monotonic() + budget if budget else None
+    objective = _Objective(cfg, out, space, metric, deadline)
+    try:
+        study.optimize(
+            objective, n_trials=max(0, cfg.trials - done), timeout=budget, catch=FAILURES, gc_after_trial=True
+        )
+    except Interrupted:
+        raise Interrupted(
+            f"search interrupted after {len(study.trials)} trials (kept in {out / STUDY_FILE})",
+            hint="continue with the same command and --resume",
+        ) from None
+    return _finish(cfg, out, study, space_text, metric)
+
+
+def _output(cfg: TuneConfig) -> Path:
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise UsageError("-o names a file; a tuned model is saved as a directory", file=out)
+    if cfg.resume and not (out / STUDY_FILE).is_file():
+        raise UsageError("no search to resume here (no study.db)", file=out, hint="start it without --resume")
+    if not cfg.resume and out.exists() and any(out.iterdir()):
+        if not cfg.overwrite:
+            raise UsageError(
+                "output directory already exists",
+                file=out,
+                hint="--resume continues its search; --overwrite starts over",
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _task(cfg: TuneConfig) -> str:
+    from bertcli import tasks
+
+    return tasks.training_task(cfg)
+
+
+def _metric(cfg: TuneConfig) -> tuple[str, bool]:
+    """The validation metric to optimise and whether higher is better: --metric, else the task's default."""
+    from bertcli.reports.metrics import greater_is_better
+
+    if cfg.training.metric:
+        return cfg.training.metric, greater_is_better(cfg.training.metric)
+    if _task(cfg) == "ner":
+        return "f1", True
+    from bertcli.data.labels import infer_labels
+    from bertcli.data.tables import load_table
+    from bertcli.tasks.classification import DEFAULT_METRIC
+
+    table = load_table(cfg.train, cfg.data)
+    columns = table.columns(cfg.data, need_label=True)
+    metric = DEFAULT_METRIC[infer_labels(table, columns.label, cfg.data, cfg.task).task]
+    return metric, greater_is_better(metric)
+
+
+class _Objective:
+    """One trial: finetune with the sampled options into OUT/trials/trial-N; its evaluations feed the pruner."""
+
+    def __init__(self, cfg: TuneConfig, out: Path, space: list[Dimension], metric: str, deadline: float | None) -> None:
+        self.cfg, self.out, self.space, self.metric, self.deadline = cfg, out, space, metric, deadline
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        from bertcli.training.loop import Callbacks
+        from bertcli.tuning.seeds import finetune
+
+        params = {d.name: d.suggest(trial) for d in self.space}
+        directory = self.out / TRIALS_DIR / f"trial-{trial.number:04d}"
+        run = _trial_config(self.cfg, params, directory)
+        evaluations = {"n": 0}
+
+        def on_evaluate(step: int, metrics: dict[str, float]) -> None:
+            value = metrics.get(self.metric)
+            if value is None:
+                raise UsageError(f"--metric {self.metric!r} is not among the validation metrics: {', '.join(metrics)}")
+            trial.report(float(value), evaluations["n"])
+            evaluations["n"] += 1
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"{self.metric} {value:.4f} below the median at evaluation {evaluations['n']}")
+
+        def on_step(step: int) -> None:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise optuna.TrialPruned("the time budget ran out")
+
+        start = time.perf_counter()
+        quiet = log.level
+        log.setLevel(logging.WARNING)  # each trial's own log would drown the search's
+        try:
+            result = finetune(run, Callbacks(on_step=on_step, on_evaluate=on_evaluate))
+        except BaseException as exc:
+            _clean(directory)
+            log.setLevel(quiet)
+            state = "pruned" if isinstance(exc, optuna.TrialPruned) else "failed"
+            log.info(
+                "trial %d %s: %s (%s) %.0fs",
+                trial.number,
+                state,
+                _shown(params),
+                exc if state == "pruned" else type(exc).__name__,
+                time.perf_counter() - start,
+            )
+            raise
+        log.setLevel(quiet)
+        value = _best_value(result.meta, self.metric)
+        _keep_best(trial.study, self.out, directory, value)
+        log.info(
+            "trial %d: %s -> %s %.4f, %.0fs",
+            trial.number,
+            _shown(params),
+            self.metric,
+            value,
+            time.perf_counter() - start,
+        )
+        return value
+
+
+def _trial_config(cfg: TuneConfig, params: dict[str, Any], directory: Path) -> Any:
+    from bertcli.config import FinetuneConfig
+
+    base = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(FinetuneConfig)}
+    training = dataclasses.replace(cfg.training, resume=None, **params)
+    return FinetuneConfig(**{**base, "output": str(directory), "overwrite": True, "training": training, "seeds": None})
+
+
+def _shown(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+
+
+def _best_value(meta: dict[str, Any], metric: str) -> float:
+    value = meta["best"].get(metric)
+    if value is None:
+        raise BertcliError(
+            f"the run has no validation {metric}", hint="tune needs validation data: --validation or --val-split > 0"
+        )
+    return float(value)
+
+
+def _clean(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(directory.with_name(directory.name + ".incomplete"), ignore_errors=True)
+
+
+def _keep_best(study: Any, out: Path, directory: Path, value: float) -> None:
+    """Keep only the best finished trial's bundle (disk stays one model's size)."""
+    finished = [t for t in study.trials if t.state.name == "COMPLETE" and t.value is not None]
+    better = not finished or (
+        value > max(t.value for t in finished)
+        if study.direction.name == "MAXIMIZE"
+        else value < min(t.value for t in finished)
+    )
+    for other in (out / TRIALS_DIR).glob("trial-*"):
+        if other != directory and (better or other.name.endswith(".incomplete")):
+            shutil.rmtree(other, ignore_errors=True)
+    if not better:
+        _clean(directory)
+
+
+def _place_best(out: Path, number: int) -> None:
+    """The best trial's bundle into OUT: from its trial directory, or already there from the search this one resumed."""
+    import json
+
+    source = out / TRIALS_DIR / f"trial-{number:04d}"
+    if source.is_dir():
+        for item in source.iterdir():
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            shutil.move(str(item), target)
+    elif (
+        not (out / "bertcli.json").is_file()
+        or json.loads((out / "bertcli.json").read_text()).get("search", {}).get("best_trial") != number
+    ):
+        raise BertcliError(
+            f"the best trial's model (trial {number}) is gone from {out}",
+            hint="rerun it: bertcli finetune with its parameters",
+        )
+    shutil.rmtree(out / TRIALS_DIR, ignore_errors=True)
+
+
+def _finish(cfg: TuneConfig, out: Path, study: Any, space: str, metric: str) -> TuneResult:
+    """The best trial's bundle into OUT, its bertcli.json and card telling the search; trials.csv; tuning.png."""
+    import json
+
+    from bertcli.io import write_json
+    from bertcli.reports.model_card import document_run
+    from bertcli.tuning.report import plot_search, trial_rows
+
+    rows = trial_rows(study)
+    frame_path = out / TRIALS_CSV
+    study.trials_dataframe().to_csv(frame_path, index=False)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    if not complete:
+        raise BertcliError(
+            f"no trial finished ({len(study.trials)} pruned or failed)",
+            file=out,
+            hint="widen --space or raise --timeout; --resume continues",
+        )
+    best = study.best_trial
+    _place_best(out, best.number)
+    meta = json.loads((out / "bertcli.json").read_text(encoding="utf-8"))
+    states = {}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    meta["search"] = {
+        "space": space, "trials": len(rows), "states": states, "metric": metric, "direction": study.direction.name.lower(),
+        "best_trial": best.number, "best_params": best.params, "best_value": best.value, "sampler": "TPE",
+        "pruner": "median pruner", "study": STUDY_FILE, "table": TRIALS_CSV, "plot": PLOT if plot_search(study, metric, out / PLOT) else None,
+    }  # fmt: skip
+    meta["config"]["output"] = str(cfg.output)
+    write_json(out / "bertcli.json", meta)
+    document_run(out, out.name)
+    return TuneResult(out, meta, rows)

@@ -1,0 +1,118 @@
+"""Results you can trust: one finetune per seed on the same split, mean +- std of every validation metric, the best
+run kept as the bundle; and several bundles evaluated on the same data, with mean +- std.
+
+Fine-tuning small models on small data is noisy: a point between two runs is often the seed. The standard
+deviation is the sample one (n - 1), as papers report it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertcli.config import EvaluateConfig, FinetuneConfig, seed_list, to_dict
+
+log = logging.getLogger("bertcli")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """mean +- std of every numeric metric the records share."""
+    keys = [
+        k
+        for k, v in records[0].items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in ("step", "epoch", "seed", "examples", "n")
+    ]
+    return {
+        k: spread([r[k] for r in records]) for k in keys if all(isinstance(r.get(k), (int, float)) for r in records)
+    }
+
+
+def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> Any:
+    """`bertcli finetune`: one run, or with --seeds one per seed and the best kept (its bertcli.json records all)."""
+    from bertcli import tasks
+
+    if cfg.seeds is None:
+        return tasks.finetune(cfg, callbacks)
+    from bertcli.reports.metrics import greater_is_better
+    from bertcli.training.run import check_output
+
+    cfg.validate()
+    out = check_output(cfg.output, cfg.overwrite)
+    seeds = seed_list(str(cfg.seeds), cfg.training.seed)
+    area = out.with_name(out.name + ".seeds")
+    runs: list[tuple[int, Any, dict[str, Any]]] = []
+    for number, seed in enumerate(seeds, 1):
+        run = dataclasses.replace(
+            cfg, output=str(area / f"seed-{seed}"), seeds=None, overwrite=True, split_seed=cfg.validation_seed,
+            training=dataclasses.replace(cfg.training, seed=seed),
+        )  # fmt: skip
+        result = tasks.finetune(run, callbacks)
+        best = _best_record(result.meta)
+        runs.append((seed, result, best))
+        shown = ", ".join(
+            f"{k} {best[k]:.4f}" for k in (result.meta["metric"], "loss") if isinstance(best.get(k), float)
+        )
+        log.info("seed %d (%d of %d): %s, %.0fs", seed, number, len(seeds), shown, result.meta["train_seconds"])
+    metric = runs[0][1].meta["metric"]
+    higher = greater_is_better(metric)
+    chosen = (max if higher else min)(
+        runs, key=lambda run: run[2].get(metric, float("-inf") if higher else float("inf"))
+    )
+    record = {
+        "seeds": seeds, "split_seed": cfg.validation_seed, "metric": metric, "best_seed": chosen[0],
+        "runs": [{"seed": seed, **best} for seed, _, best in runs], "summary": summarize([best for _, _, best in runs]),
+    }  # fmt: skip
+    meta = _keep(chosen[1].output, out, record, cfg)
+    shutil.rmtree(area, ignore_errors=True)
+    return dataclasses.replace(chosen[1], output=out, meta=meta)
+
+
+def _best_record(meta: dict[str, Any]) -> dict[str, Any]:
+    """The validation metrics at the run's best step (the weights it keeps)."""
+    history = meta.get("history") or []
+    step = meta["best"]["step"]
+    return next((dict(h) for h in history if h["step"] == step), dict(history[-1]) if history else {})
+
+
+def _keep(directory: Path, out: Path, record: dict[str, Any], cfg: FinetuneConfig) -> dict[str, Any]:
+    """Move the best seed's bundle to `out`, its bertcli.json and model card telling every seed's results."""
+    from bertcli.io import replace_dir, write_json
+    from bertcli.reports.model_card import document_run
+
+    meta = json.loads((directory / "bertcli.json").read_text(encoding="utf-8"))
+    meta["seeds"] = record
+    meta["config"]["output"] = str(cfg.output)
+    write_json(directory / "bertcli.json", meta)
+    document_run(directory, out.name)
+    replace_dir(directory, out)
+    return meta
+
+
+def evaluate(cfg: EvaluateConfig, model_dirs: list[str]) -> dict[str, Any]:
+    """The report of one model; for several, every model's report and mean +- std of their metrics."""
+    from bertcli import tasks
+
+    reports = [tasks.evaluate(dataclasses.replace(cfg, model_dir=directory)) for directory in model_dirs]
+    if len(reports) == 1:
+        return reports[0]
+    return {
+        "models": reports,
+        "summary": summarize(reports),
+        "data": cfg.input,
+        "n": reports[0]["n"],
+        "config": to_dict(cfg),
+    }
