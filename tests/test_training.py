@@ -124,3 +124,20 @@ def test_a_hook_that_raises_stops_the_run_at_that_evaluation(tmp_path):
             Callbacks(on_step=steps.append, on_evaluate=prune),
         )
     assert steps == list(range(1, 9))
+
+
+def test_per_group_sampling_takes_at_most_k_of_each_text_afresh_every_epoch():
+    from bertcli.training.batches import LengthGroupedBatches
+
+    groups = [0] * 5 + [1] * 3 + [2]  # texts of 5, 3 and 1 windows
+    sampler = LengthGroupedBatches([10] * 9, batch_size=2, seed=3, groups=groups, per_group=2)
+    picks = []
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        chosen = sorted(i for batch in sampler for i in batch)
+        assert [sum(groups[i] == g for i in chosen) for g in (0, 1, 2)] == [2, 2, 1]  # at most 2 of each text
+        assert len(list(sampler)) == len(sampler) == 3  # 5 examples in batches of 2: the schedule's length holds
+        picks.append(tuple(chosen))
+    sampler.set_epoch(1)
+    assert tuple(sorted(i for batch in sampler for i in batch)) == picks[1]  # deterministic per (seed, epoch)
+    assert len(set(picks)) > 1  # the windows take turns

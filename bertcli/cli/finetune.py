@@ -39,6 +39,7 @@ from bertcli.cli.options import (
     TaskOpt,
     TextColumnOpt,
     TextPairColumnOpt,
+    TrainWindowsOpt,
     ValidationOpt,
     ValSplitOpt,
     WarmupOpt,
@@ -105,6 +106,7 @@ def command(
     stride: StrideOpt = None,
     long_text: LongTextOpt = None,
     aggregate: AggregateOpt = None,
+    train_windows: TrainWindowsOpt = None,
     label_all_tokens: Annotated[
         bool | None,
         typer.Option(

@@ -253,6 +253,13 @@ LongTextOpt = Annotated[
         rich_help_panel=LONG,
     ),
 ]
+TrainWindowsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Windows of a long text trained on per epoch, drawn afresh every epoch (fewer steps; prediction reads them all). [default: all]",
+        rich_help_panel=LONG,
+    ),
+]
 AggregateOpt = Annotated[
     str | None,
     typer.Option(

@@ -33,6 +33,7 @@ from bertcli.cli.options import (
     TaskOpt,
     TextColumnOpt,
     TextPairColumnOpt,
+    TrainWindowsOpt,
     ValidationOpt,
     ValSplitOpt,
     WarmupOpt,
@@ -123,6 +124,7 @@ def command(
     long_text: LongTextOpt = None,
     stride: StrideOpt = None,
     aggregate: AggregateOpt = None,
+    train_windows: TrainWindowsOpt = None,
     scheme: SchemeOpt = None,
     label_all_tokens: Annotated[
         bool | None,

@@ -59,6 +59,9 @@ class WindowOptions:
     long_text: str | None = checked(None, choices=LONG_TEXT)
     stride: int | None = checked(None, NON_NEGATIVE)  # tokens shared by neighbouring windows (None: a quarter)
     aggregate: str | None = checked(None, choices=AGGREGATES)  # a document's windows: mean (default) or max logits
+    train_windows: int | None = checked(
+        None, POSITIVE
+    )  # windows of a text trained on per epoch, drawn afresh (None: all)
 
 
 @dataclass

@@ -13,21 +13,44 @@ class LengthGroupedBatches:
 
     Examples are shuffled, cut into mega-batches of 50 batches, sorted by length inside each,
     split into batches, and the batch order is shuffled; deterministic for (seed, epoch).
+    With `groups` (the text each example comes from) and `per_group`, an epoch takes at most that many
+    examples of each text, drawn afresh every epoch (a long text's windows take turns).
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50) -> None:
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, mega: int = 50,
+        groups: Sequence[int] | None = None, per_group: int | None = None,
+    ) -> None:  # fmt: skip
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.mega = mega
         self.epoch = 0
+        self.groups = None if groups is None or per_group is None else np.asarray(groups)
+        self.per_group = per_group
+        counts = np.bincount(self.groups) if self.groups is not None else None
+        self.size = len(self.lengths) if counts is None else int(np.minimum(counts, per_group).sum())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _pool(self, rng: np.random.Generator) -> np.ndarray:
+        """This epoch's examples: all, or up to per_group of each text."""
+        if self.groups is None:
+            return np.arange(len(self.lengths))
+        shuffled = rng.permutation(len(self.lengths))
+        rank = np.zeros(len(shuffled), dtype=np.int64)
+        seen: dict[int, int] = {}
+        for position, index in enumerate(shuffled):
+            group = int(self.groups[index])
+            rank[position] = seen.get(group, 0)
+            seen[group] = rank[position] + 1
+        return np.sort(shuffled[rank < self.per_group])
+
     def _batches(self) -> list[list[int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(len(self.lengths))
+        pool = self._pool(rng)
+        order = pool[rng.permutation(len(pool))]
         size = self.batch_size * self.mega
         batches: list[list[int]] = []
         for start in range(0, len(order), size):
@@ -41,6 +64,5 @@ class LengthGroupedBatches:
 
     def __len__(self) -> int:
         size = self.batch_size * self.mega
-        n = len(self.lengths)
-        full, rest = divmod(n, size)
+        full, rest = divmod(self.size, size)
         return full * self.mega + math.ceil(rest / self.batch_size)

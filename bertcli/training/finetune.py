@@ -28,6 +28,8 @@ class Prepared:
     metric: str
     meta: dict[str, Any]
     unit: str = "ex"
+    groups: list[int] | None = None  # see TrainJob
+    per_group: int | None = None
 
 
 class FinetuneTask(Protocol):
@@ -82,6 +84,8 @@ def finetune(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -> 
         metric=metric,
         unit=prepared.unit,
         config=to_dict(cfg),
+        groups=prepared.groups,
+        per_group=prepared.per_group,
     )
     run_dir = prepare_run_dir(cfg.output, opts.resume, accelerator)
     result = train(job, opts, accelerator, run_dir, callbacks)

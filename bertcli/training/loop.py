@@ -58,6 +58,8 @@ class TrainJob:
     size: Callable[[dict[str, torch.Tensor]], int] | None = None
     stats: Callable[[], dict[str, float]] | None = None
     config: dict[str, Any] = field(default_factory=dict)  # the run's resolved configuration, logged to --report-to
+    groups: Sequence[int] | None = None  # the text each example comes from (windows of long texts)
+    per_group: int | None = None  # at most this many examples of a text per epoch, drawn afresh each epoch
 
 
 @dataclass
@@ -224,7 +226,7 @@ def _loader(job: TrainJob, opts: TrainOptions) -> tuple[Any, Any]:
         return DataLoader(
             job.dataset, batch_size=opts.batch_size, collate_fn=job.collate, generator=generator
         ), job.dataset
-    sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed)
+    sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed, groups=job.groups, per_group=job.per_group)
     return DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=generator), sampler
 
 
@@ -235,9 +237,15 @@ def _log_plan(job: TrainJob, opts: TrainOptions, accelerator: Any, schedule: Sch
         if job.lengths is None
         else f"{schedule.total_steps / schedule.steps_per_epoch:.3g} epochs"
     )
+    if job.lengths is None:
+        examples = "a stream"
+    elif job.per_group:
+        examples = f"{len(job.lengths)} examples ({job.per_group} of each text per epoch)"
+    else:
+        examples = f"{len(job.lengths)} examples"
     log.info(
         "training on %s: batch %d x %d accumulation x %d process(es) = %d, %d steps (%s), warmup %d, lr %.3g, %s precision",
-        "a stream" if job.lengths is None else f"{len(job.lengths)} examples",
+        examples,
         opts.batch_size,
         opts.grad_accum,
         accelerator.num_processes,

@@ -83,7 +83,9 @@ class ClassificationTask:
         policy = choose_policy(lengths, cfg.windows, opts.max_length, cap)
         encoder = TextEncoder.of(tokenizer, policy.max_length)
         (train_texts, train_pairs, train_labels), validation = self._split(cfg, data)
-        train = _examples(read_documents(encoder, train_texts, train_pairs, policy), train_labels)
+        train_docs = read_documents(encoder, train_texts, train_pairs, policy)
+        per_text = cfg.windows.train_windows if policy.mode == "window" else None
+        train = _examples(train_docs, train_labels, per_text)
         val_docs = read_documents(encoder, validation[0], validation[1], policy) if validation[0] else None
         log.info(
             "%d training and %d validation texts (%d and %d model inputs)",
@@ -117,7 +119,9 @@ class ClassificationTask:
             evaluate = _evaluator(
                 val_docs, validation[2], spec, collate, loss_of, opts.batch_size * 2, accelerator, policy
             )
-        return Prepared(train, collate, loss, evaluate, opts.metric or DEFAULT_METRIC[spec.task], meta)
+        metric = opts.metric or DEFAULT_METRIC[spec.task]
+        groups = train_docs.source.tolist() if per_text else None
+        return Prepared(train, collate, loss, evaluate, metric, meta, groups=groups, per_group=per_text)
 
     def _split(self, cfg: FinetuneConfig, data: TrainingData) -> tuple[tuple, tuple]:
         """(texts, pairs, labels) for training and validation: --validation's file, else a seeded (stratified)
@@ -144,11 +148,13 @@ def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
     return run_finetune(cfg, ClassificationTask(), callbacks)
 
 
-def _examples(documents: Documents, labels: Sequence[Any]) -> list[dict[str, Any]]:
-    """One example per model input, with its text's label; each text weighs 1 in all, shared by its windows."""
-    encoded, counts = documents.encoded, documents.counts
+def _examples(documents: Documents, labels: Sequence[Any], per_text: int | None = None) -> list[dict[str, Any]]:
+    """One example per model input, with its text's label; each text weighs 1 in an epoch, shared by the windows
+    the epoch trains on (all of them, or `per_text` drawn from them)."""
+    encoded = documents.encoded
+    used = np.minimum(documents.counts, per_text) if per_text else documents.counts
     return [
-        {"input_ids": ids, "token_type_ids": types, "label": labels[doc], "weight": 1.0 / counts[doc]}
+        {"input_ids": ids, "token_type_ids": types, "label": labels[doc], "weight": 1.0 / used[doc]}
         for ids, types, doc in zip(encoded.input_ids, encoded.token_type_ids, documents.source)
     ]
 
