@@ -231,7 +231,7 @@ def bench_pipeline_script(model_dir: Path, work: Path, gold: list[str]) -> Row:
     )
 
 
-def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work: Path) -> Row:
+def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work: Path, seed: int = SEED) -> Row:
     """HF Trainer, same model/data/epochs: run_classification defaults, or tuned (dynamic padding, length groups)."""
     import datasets
     import numpy as np
@@ -253,7 +253,7 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
     train_texts, train_labels, test_texts, test_labels = data
     names = sorted(set(train_labels))
     start = time.perf_counter()
-    set_seed(SEED)
+    set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     id2label = dict(enumerate(names))
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -273,7 +273,7 @@ def bench_trainer(base_model: str, data: tuple, epochs: float, tuned: bool, work
     args = TrainingArguments(
         output_dir=str(work / ("trainer-tuned" if tuned else "trainer-default")),
         num_train_epochs=epochs,
-        seed=SEED,
+        seed=seed,
         use_cpu=True,
         report_to=[],
         save_strategy="no",

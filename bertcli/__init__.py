@@ -17,7 +17,8 @@ __all__ = ["Embedder", "load"]
 def load(model_dir: str, **options: Any) -> Any:
     """A predictor for a fine-tuned model directory (classifier or NER): `predict(texts)` gives `bertcli predict`'s records.
 
-    Options: precision, batch_size, max_length (and for NER stride, aggregation), as the predict command takes them.
+    Options, as the predict command takes them: precision, batch_size, max_length, backend (auto, torch, onnx),
+    threads; classifiers long_text, stride, aggregate (else the model's saved policy); NER stride, aggregation.
     """
     from bertcli.tasks import load as load_task
 

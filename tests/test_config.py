@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from bertcli.cli.main import app
 from bertcli.config import (
+    TASK_DEFAULTS,
     EmbedConfig,
     EvaluateConfig,
     FinetuneConfig,
@@ -15,10 +16,11 @@ from bertcli.config import (
     TokenizeConfig,
     TrainOptions,
     build_config,
+    classification_batch_size,
+    train_windows,
     with_defaults,
 )
 from bertcli.errors import UsageError
-from bertcli.tasks import classification, ner
 
 runner = CliRunner()
 
@@ -29,12 +31,27 @@ def test_unset_training_options_are_left_to_the_task():
     assert cfg.training.lr is None and cfg.training.batch_size is None
 
 
-@pytest.mark.parametrize("defaults", [classification.DEFAULTS, ner.DEFAULTS], ids=["classification", "ner"])
-def test_task_defaults_fill_only_what_the_user_left_unset(defaults):
+@pytest.mark.parametrize("task", ["classification", "ner"])
+def test_task_defaults_fill_only_what_the_user_left_unset(task):
+    defaults = TASK_DEFAULTS[task]
     filled = with_defaults(TrainOptions(), defaults)
-    assert (filled.lr, filled.batch_size) == (defaults["lr"], defaults["batch_size"])
-    given = with_defaults(TrainOptions(lr=2e-5), defaults)
-    assert given.lr == 2e-5 and given.batch_size == defaults["batch_size"]
+    assert (filled.lr, filled.batch_size) == (defaults["lr"], defaults.get("batch_size"))
+    given = with_defaults(TrainOptions(lr=2e-5, batch_size=8), defaults)
+    assert (given.lr, given.batch_size) == (2e-5, 8)
+
+
+def test_small_data_gets_the_smaller_batch():
+    # 1,800 texts x 3 epochs in batches of 32: 171 steps, enough; 760 texts: 72 steps, too few
+    assert classification_batch_size(1800, 3.0, 1, 1) == 32
+    assert classification_batch_size(760, 3.0, 1, 1) == 16
+    assert classification_batch_size(1800, 3.0, 1, 2) == 16  # two processes halve the steps
+    assert classification_batch_size(760, 10.0, 1, 1) == 32
+
+
+def test_training_windows_per_text():
+    assert train_windows(None, 1135, 844) is None  # 1.3 windows per text: all of them
+    assert train_windows(None, 2227, 248) == 1  # 9 per text: one per epoch
+    assert (train_windows(0, 2227, 248), train_windows(3, 2227, 248)) == (None, 3)
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".yaml"])
@@ -156,7 +173,7 @@ def test_help_shows_the_defaults_the_commands_use():
     }
     assert f"[default: {EvaluateConfig.batch_size}]" in shown["evaluate"]
     assert f"[default: {PredictConfig.batch_size}]" in shown["predict"]
-    assert f"[default: {classification.DEFAULTS['batch_size']}; NER {ner.DEFAULTS['batch_size']}]" in shown["finetune"]
+    assert "[default: 32, or 16 when that gives under 150 steps; NER 16]" in shown["finetune"]
     assert "[default: 1e-4; NER 3e-4]" in shown["finetune"] and "[default: 32]" in shown["pretrain"]
 
 

@@ -246,6 +246,18 @@ def test_txt_input_from_file_or_stdin_to_stdout(tiny_model, tmp_path, expected, 
     np.testing.assert_allclose(np.array([r["vector"] for r in records], dtype=np.float32), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("recipe", [False, True])
+def test_piped_stdout_is_the_default_output_with_or_without_a_recipe(tiny_model, tmp_path, expected, recipe):
+    args = ["embed", "-m", str(tiny_model), "--normalize", "--precision", "no"]
+    if recipe:  # a recipe without an output: still JSONL on the pipe
+        (tmp_path / "r.toml").write_text(f'model = "{tiny_model}"\nnormalize = true\n')
+        args = ["embed", "--config", str(tmp_path / "r.toml"), "--precision", "no"]
+    result = runner.invoke(app, args, input="\n".join(TEXTS) + "\n")
+    assert result.exit_code == 0, result.stderr
+    vectors = [json.loads(line)["vector"] for line in result.stdout.splitlines()]
+    np.testing.assert_allclose(np.array(vectors, dtype=np.float32), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_token_level_export(tiny_model, corpus_csv, tmp_path, fmt):
     out = tmp_path / f"tokens.{fmt}"

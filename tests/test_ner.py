@@ -405,6 +405,15 @@ def test_evaluate_equals_seqeval_on_predicted_conll(trained, tmp_path):
         assert all(record["text"][e["start"] : e["end"]] == e["text"] for e in record["gold"] + record["predicted"])
 
 
+def test_evaluate_applies_stride(trained):
+    """evaluate's --stride reaches the tagger: an impossible one is refused, a small one scores as predict does."""
+    model_dir, test = trained
+    refused = runner.invoke(app, ["evaluate", str(model_dir), str(test), "--stride", "10000"])
+    assert refused.exit_code == 2 and "--stride must be at least 0 and below max length" in refused.stderr
+    report = json.loads(runner.invoke(app, ["evaluate", str(model_dir), str(test), "--stride", "0", "--json"]).stdout)
+    assert report["n"] == 40 and report["f1"] >= 0.9
+
+
 def test_evaluate_tables_show_entity_types(trained):
     model_dir, test = trained
     result = runner.invoke(app, ["evaluate", str(model_dir), str(test)])

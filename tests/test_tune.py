@@ -129,6 +129,22 @@ def test_a_resumed_search_keeps_its_finished_trials(data, tiny_model, tmp_path):
     assert tune(train, tiny_model, out, "--trials", "3", "--resume").exit_code == 0
     after = optuna.load_study(study_name="bertcli-tune", storage=f"sqlite:///{out / 'study.db'}")
     assert [(t.number, t.params, t.value) for t in after.trials][:2] == before and len(after.trials) == 3
+    meta = json.loads((out / "bertcli.json").read_text())
+    assert meta["search"]["trials"] == 3 and meta["search"]["best_value"] == after.best_value
+    assert not (tmp_path / "tuned.incomplete").exists()
+
+
+def test_overwrite_keeps_the_earlier_model_until_the_new_search_finishes(data, tiny_model, tmp_path):
+    train, _ = data
+    out = tmp_path / "tuned"
+    assert tune(train, tiny_model, out, "--trials", "2").exit_code == 0
+    before = (out / "bertcli.json").read_text()
+    failed = tune(train, tiny_model, out, "--trials", "5", "--timeout", "2s", "--epochs", "200", "--overwrite")
+    assert failed.exit_code == 1 and "no trial finished" in failed.stderr
+    assert (out / "bertcli.json").read_text() == before and (out / "model.safetensors").is_file()
+    assert (tmp_path / "tuned.incomplete" / "study.db").is_file()  # the failed search, resumable
+    refused = tune(train, tiny_model, out, "--trials", "2")
+    assert refused.exit_code == 2 and "an interrupted search is in" in refused.stderr
 
 
 def test_a_failing_trial_is_recorded_and_the_search_goes_on(data, tiny_model, tmp_path, monkeypatch):
@@ -160,6 +176,7 @@ def test_the_time_budget_is_honoured(data, tiny_model, tmp_path):
     assert time.monotonic() - start < 60  # 200 epochs would take minutes: the budget stopped the trial
     assert result.exit_code == 1 and "no trial finished" in result.stderr and "--resume continues" in result.stderr
     assert "pruned" in result.stderr and "the time budget ran out" in result.stderr
+    assert (tmp_path / "t.incomplete" / "study.db").is_file() and not (tmp_path / "t").exists()
 
 
 @pytest.mark.parametrize(

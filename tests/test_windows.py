@@ -81,18 +81,22 @@ def test_choose_policy_from_the_real_lengths(caplog):
         short = choose_policy([20] * 90 + [60] * 10, WindowOptions(), None, 512)
         longer = choose_policy([20] * 50 + [900] * 50, WindowOptions(), None, 512)
         given = choose_policy([20] * 50 + [900] * 50, WindowOptions(long_text="truncate", stride=3), 128, 512)
+        tail = choose_policy([20] * 980 + [900] * 20, WindowOptions(), None, 512)
+        rare = choose_policy([20] * 995 + [900] * 5, WindowOptions(), None, 512)
     finally:
         logger.removeHandler(caplog.handler)
     assert short == LongTextPolicy("truncate", 64, 16, "mean")  # p99 60 -> 64: nothing past it worth a window
-    assert longer.mode == "window" and longer.max_length == 256 and longer.stride == 64  # capped, half past it
+    assert longer == LongTextPolicy("window", 128, 32, "mean")  # capped at 128, half of the texts past it
     assert given == LongTextPolicy("truncate", 128, 3, "mean")
+    assert tail == LongTextPolicy("window", 128, 32, "mean")  # 2% past the cap: windows
+    assert rare == LongTextPolicy("truncate", 32, 8, "mean")  # 99% fit in 32: the 0.5% past it are cut
     lines = [r.getMessage() for r in caplog.records]
     assert (
         "long text: truncate at 64 tokens (chosen from the lengths); real lengths p50 20, p95 60, max 60 tokens, 0.0% longer than 64"
         in lines
     )
     assert any(
-        "windows of 256 tokens, 64 shared, mean of window logits" in line and "50.0% longer than 256" in line
+        "windows of 128 tokens, 32 shared, mean of window logits" in line and "50.0% longer than 128" in line
         for line in lines
     )
 
@@ -122,7 +126,22 @@ def windowed(tiny_model, tmp_path_factory):
         "window",
     ]
     result = runner.invoke(
-        app, [*args, "--stride", "8", "--epochs", "4", "--lr", "5e-3", "-b", "16", "--precision", "no"]
+        app,
+        [
+            *args,
+            "--stride",
+            "8",
+            "--epochs",
+            "4",
+            "--lr",
+            "5e-3",
+            "-b",
+            "16",
+            "--precision",
+            "no",
+            "--train-windows",
+            "0",
+        ],
     )
     assert result.exit_code == 0, result.stderr
     return root / "m", train, test, result.stderr
@@ -175,14 +194,23 @@ def test_every_document_weighs_one_in_training(tiny_model, tmp_path):
                        model=str(tiny_model), max_length=32, long_text="window", stride=8, val_split=0.0)  # fmt: skip
     task = ClassificationTask()
     data = task.read(cfg)
-    prepared = task.prepare(
-        cfg, data, load_tokenizer(str(tiny_model)), task.load_model(str(tiny_model), data), make_accelerator("no")
-    )
-    assert len(prepared.examples) > 30 and sum(e["weight"] for e in prepared.examples) == pytest.approx(12)
-    assert [e["weight"] for e in prepared.examples[-2:]] == [1.0, 1.0]
+
+    def prepared(windows: int | None):
+        cfg.windows.train_windows = windows
+        model = task.load_model(str(tiny_model), data)
+        return task.prepare(cfg, data, load_tokenizer(str(tiny_model)), model, make_accelerator("no"))
+
+    every = prepared(0)  # every window each epoch: a text's windows share its weight of 1
+    assert every.per_group is None and len(every.examples) > 30
+    assert sum(e["weight"] for e in every.examples) == pytest.approx(12)
+    assert [e["weight"] for e in every.examples[-2:]] == [1.0, 1.0]
+    one = prepared(None)  # 3.7 windows per text: one per epoch by default, which then weighs the whole text
+    assert one.per_group == 1 and {e["weight"] for e in one.examples} == {1.0}
+    assert len(one.groups) == len(one.examples) and sorted(set(one.groups)) == list(range(12))
 
 
-def test_resume_with_windows_ends_with_identical_weights(tiny_model, tmp_path):
+@pytest.mark.parametrize("train_windows", [None, 1])
+def test_resume_with_windows_ends_with_identical_weights(tiny_model, tmp_path, train_windows):
     from safetensors.numpy import load_file
 
     from bertcli.config import FinetuneConfig, build_config
@@ -194,7 +222,8 @@ def test_resume_with_windows_ends_with_identical_weights(tiny_model, tmp_path):
 
     def config(out: str, **extra):
         return build_config(FinetuneConfig, None, train=str(train), output=str(tmp_path / out), model=str(tiny_model),
-                            max_length=32, long_text="window", stride=8, epochs=2, lr=5e-3, batch_size=16, **extra)  # fmt: skip
+                            max_length=32, long_text="window", stride=8, epochs=2, lr=5e-3, batch_size=16,
+                            train_windows=train_windows, **extra)  # fmt: skip
 
     whole = finetune(config("whole"))
 

@@ -146,8 +146,6 @@ def command(
     from bertcli.tasks.embedding.embed import embed
     from bertcli.tasks.embedding.vectors import ids_path
 
-    if values["output"] is None and config is None and not sys.stdout.isatty():
-        values["output"] = "-"  # piped: JSONL on stdout
     cfg = build_config(EmbedConfig, config, **values)
     if cfg.input in (None, "-") and sys.stdin.isatty():
         raise UsageError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from json import dumps
 from pathlib import Path
 from typing import Annotated, Any
@@ -94,26 +93,16 @@ def command(
     """
     values = {k: v for k, v in locals().items() if k not in ("config", "paths")}
     from bertcli.config import build_config
-    from bertcli.errors import UsageError
-    from bertcli.io import write_json
+    from bertcli.reports.evaluation import write_report
     from bertcli.runtime.accelerator import is_main_process
-    from bertcli.tuning.seeds import evaluate
+    from bertcli.tasks import evaluate
 
     models, data = (paths[:-1], paths[-1]) if len(paths) > 1 else (paths, None)
-    cfg = build_config(EvaluateConfig, config, model_dir=models[0], input=data, **values)
-    if len(models) > 1 and (cfg.errors or cfg.plots):
-        raise UsageError("--errors and --plots are for one model", hint="evaluate the models one by one for them")
-    report = evaluate(cfg, models)
+    cfg = build_config(EvaluateConfig, config, model_dir=models[0], others=models[1:], input=data, **values)
+    report = evaluate(cfg)
     if not is_main_process():
         return  # under a launch, one report: the main process writes and prints it
-    output, plots = cfg.output, cfg.plots
-    if output and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
-        plots = plots or output
-        output = str(Path(output) / "report.json")
-    if output:
-        write_json(output, report)
-    if plots:
-        _write_plots(report, plots)
+    write_report(cfg, report)
     if cfg.json:
         typer.echo(dumps(report, indent=2))
     elif "models" in report:
@@ -143,7 +132,8 @@ def render_many(report: dict[str, Any]) -> None:
     )
     keys = [k for k in wanted if k in report["summary"]][:5]
     table = Table(
-        title=f"{len(report['models'])} models on {report['data']} ({report['n']} examples)", title_justify="left"
+        title=f"{len(report['models'])} models on {report['data']} ({report['n']} {report['unit']})",
+        title_justify="left",
     )
     table.add_column("model")
     for key in keys:
@@ -158,28 +148,15 @@ def render_many(report: dict[str, Any]) -> None:
     Console().print(table)
 
 
-def _write_plots(report: dict[str, Any], directory: str) -> None:
-    import logging
-
-    from bertcli.reports.plots import report_plots
-
-    written = report_plots(report, directory)
-    log = logging.getLogger("bertcli")
-    for path in written:
-        log.info("wrote %s", path)
-    if not written:
-        log.info("no plot for a %s report (plots: confusion matrix, F1 per type or label)", report.get("task"))
-
-
 def render(report: dict[str, Any]) -> None:
     """The report as rich tables on stdout (it is this command's result)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    unit = "sentences" if report.get("task") == "ner" else "examples"
     console.print(
-        f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} {unit}", highlight=False
+        f"[bold]{report['model']}[/bold] on [bold]{report['data']}[/bold]: {report['n']} {report['unit']}",
+        highlight=False,
     )
     summary = Table()
     summary.add_column("metric")

@@ -8,16 +8,17 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import (
-    NER,
     AggregateOpt,
     ClassWeightsOpt,
     ConfigOpt,
     EpochsOpt,
     EvalStepsOpt,
     FinetuneBatchSizeOpt,
+    FinetuneMaxLengthOpt,
     FormatOpt,
     GradAccumOpt,
     GradientCheckpointingOpt,
+    LabelAllTokensOpt,
     LabelColumnOpt,
     LabelSepOpt,
     LongTextOpt,
@@ -44,13 +45,9 @@ from bertcli.cli.options import (
     ValSplitOpt,
     WarmupOpt,
     WeightDecayOpt,
-    max_length_option,
 )
 
 NAME = "finetune"
-MaxLengthOpt = max_length_option(
-    "longer ones are truncated (NER: split into overlapping windows). [default: from the data, within the model's limit]"
-)
 EXAMPLES = """\b
 Examples:
   bertcli finetune train.csv -o runs/sentiment
@@ -82,7 +79,7 @@ def command(
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
-    max_length: MaxLengthOpt = None,
+    max_length: FinetuneMaxLengthOpt = None,
     max_steps: MaxStepsOpt = None,
     eval_steps: EvalStepsOpt = None,
     save_steps: SaveStepsOpt = None,
@@ -107,15 +104,7 @@ def command(
     long_text: LongTextOpt = None,
     aggregate: AggregateOpt = None,
     train_windows: TrainWindowsOpt = None,
-    label_all_tokens: Annotated[
-        bool | None,
-        typer.Option(
-            "--label-all-tokens",
-            help="Train on every sub-token of a word, not only the first.",
-            rich_help_panel=NER,
-            show_default=False,
-        ),
-    ] = None,
+    label_all_tokens: LabelAllTokensOpt = None,
 ) -> None:
     """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
     values = {k: v for k, v in locals().items() if k != "config"}

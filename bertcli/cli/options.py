@@ -1,5 +1,5 @@
-"""Options shared by several commands, each declared once. The defaults their help shows come from bertcli.config
-(and the tasks' declared defaults); the CLI itself holds none: an option left out arrives as None."""
+"""Options shared by several commands, each declared once. The defaults their help shows come from bertcli.config;
+an option left out arrives as None and the configuration fills it in."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ from bertcli.config import (
     AGGREGATES,
     AGGREGATIONS,
     BACKENDS,
+    BATCH_SIZE,
+    BERT_VOCAB_SIZE,
+    LENGTH_CAP,
     LONG_TEXT,
+    MIN_STEPS,
     PRECISIONS,
+    SMALL_DATA_BATCH_SIZE,
+    TASK_DEFAULTS,
     TASKS,
     TRACKERS,
+    WINDOWS_PER_TEXT,
     FinetuneConfig,
     PredictConfig,
     TrainOptions,
 )
-from bertcli.tasks import classification, ner
 
 DATA = "Data"
 TRAINING = "Training"
@@ -123,14 +129,41 @@ def batch_size_option(note: str) -> Any:
     ]
 
 
+def vocab_size_option(panel: str) -> Any:
+    """--vocab-size: the WordPiece vocabulary a command trains (tokenize train-vocab, pretrain from scratch)."""
+    return Annotated[
+        int | None,
+        typer.Option(
+            help=f"Size of the WordPiece vocabulary trained on the texts, special tokens included. {default(BERT_VOCAB_SIZE)}",
+            rich_help_panel=panel,
+        ),
+    ]
+
+
+LabelAllTokensOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--label-all-tokens",
+        help="NER: train on every sub-token of a word, not only the first.",
+        rich_help_panel=NER,
+        show_default=False,
+    ),
+]
+
+
 def max_length_option(what: str) -> Any:
     """--max-length: the longest input in tokens; `what` says what happens past it and the command's default."""
     return Annotated[int | None, typer.Option(help=f"Longest input in tokens; {what}", rich_help_panel=RUNTIME)]
 
 
 # training (finetune and pretrain)
-_CLS, _NER = classification.DEFAULTS, ner.DEFAULTS
-FinetuneBatchSizeOpt = batch_size_option(f"[default: {_CLS['batch_size']}; NER {_NER['batch_size']}]")
+FinetuneMaxLengthOpt = max_length_option(
+    f"longer ones are truncated or windowed (--long-text; NER: windows). [default: from the data; classification: at most {LENGTH_CAP}]"
+)
+_CLS, _NER = TASK_DEFAULTS["classification"], TASK_DEFAULTS["ner"]
+FinetuneBatchSizeOpt = batch_size_option(
+    f"[default: {BATCH_SIZE}, or {SMALL_DATA_BATCH_SIZE} when that gives under {MIN_STEPS} steps; NER {_NER['batch_size']}]"
+)
 TaskOpt = Annotated[
     str | None,
     typer.Option(help=f"{listed(TASKS)}. [default: inferred from the labels / input format]", rich_help_panel=TRAINING),
@@ -256,7 +289,7 @@ LongTextOpt = Annotated[
 TrainWindowsOpt = Annotated[
     int | None,
     typer.Option(
-        help="Windows of a long text trained on per epoch, drawn afresh every epoch (fewer steps; prediction reads them all). [default: all]",
+        help=f"Windows of a long text trained on per epoch, drawn afresh every epoch; 0: all (prediction always reads them all). [default: all when the texts average at most {WINDOWS_PER_TEXT} windows, else 1]",
         rich_help_panel=LONG,
     ),
 ]

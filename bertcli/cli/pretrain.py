@@ -31,8 +31,9 @@ from bertcli.cli.options import (
     default,
     max_length_option,
     shown,
+    vocab_size_option,
 )
-from bertcli.config import BERT_VOCAB_SIZE, PRETRAIN_LR, PretrainConfig, PretrainOptions
+from bertcli.config import PRETRAIN_LR, PretrainConfig, PretrainOptions
 
 NAME = "pretrain"
 BatchSizeOpt = batch_size_option(default(PretrainOptions.batch_size))
@@ -88,13 +89,7 @@ def command(
             rich_help_panel=MODEL,
         ),
     ] = None,
-    vocab_size: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Size of the WordPiece vocabulary trained on the corpus. {default(BERT_VOCAB_SIZE)}",
-            rich_help_panel=MODEL,
-        ),
-    ] = None,
+    vocab_size: vocab_size_option(MODEL) = None,
     config: ConfigOpt = None,
     mlm_probability: Annotated[
         float | None,

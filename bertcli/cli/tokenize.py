@@ -18,6 +18,7 @@ from bertcli.cli.options import (
     TextPairColumnOpt,
     default,
     max_length_option,
+    vocab_size_option,
 )
 from bertcli.config import TokenizeConfig
 
@@ -72,13 +73,7 @@ def command(
             "--output", "-o", help="Directory for the trained tokenizer.", show_default=False, rich_help_panel=VOCAB
         ),
     ] = None,
-    vocab_size: Annotated[
-        int | None,
-        typer.Option(
-            help=f"Vocabulary size, special tokens included. {default(TokenizeConfig.vocab_size)}",
-            rich_help_panel=VOCAB,
-        ),
-    ] = None,
+    vocab_size: vocab_size_option(VOCAB) = None,
     lowercase: Annotated[
         bool | None,
         typer.Option(

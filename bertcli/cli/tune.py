@@ -8,16 +8,17 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import (
-    NER,
     AggregateOpt,
     ClassWeightsOpt,
     ConfigOpt,
     EpochsOpt,
     EvalStepsOpt,
     FinetuneBatchSizeOpt,
+    FinetuneMaxLengthOpt,
     FormatOpt,
     GradAccumOpt,
     GradientCheckpointingOpt,
+    LabelAllTokensOpt,
     LabelColumnOpt,
     LabelSepOpt,
     LongTextOpt,
@@ -39,14 +40,11 @@ from bertcli.cli.options import (
     WarmupOpt,
     WeightDecayOpt,
     default,
-    max_length_option,
 )
-from bertcli.config import TuneConfig
-from bertcli.tuning.space import DEFAULT_SPACES
+from bertcli.config import DEFAULT_SPACES, TuneConfig
 
 NAME = "tune"
 SEARCH = "Search"
-MaxLengthOpt = max_length_option("longer ones are truncated or windowed (--long-text). [default: from the data]")
 EXAMPLES = f"""\b
 Examples:
   bertcli tune train.csv -o runs/tuned --timeout 30m
@@ -109,7 +107,7 @@ def command(
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
-    max_length: MaxLengthOpt = None,
+    max_length: FinetuneMaxLengthOpt = None,
     eval_steps: EvalStepsOpt = None,
     class_weights: ClassWeightsOpt = None,
     precision: PrecisionOpt = None,
@@ -126,15 +124,7 @@ def command(
     aggregate: AggregateOpt = None,
     train_windows: TrainWindowsOpt = None,
     scheme: SchemeOpt = None,
-    label_all_tokens: Annotated[
-        bool | None,
-        typer.Option(
-            "--label-all-tokens",
-            help="NER: train on every sub-token of a word.",
-            rich_help_panel=NER,
-            show_default=False,
-        ),
-    ] = None,
+    label_all_tokens: LabelAllTokensOpt = None,
 ) -> None:
     """Search finetune's options (Optuna: TPE sampling, median pruning) and keep the best trial's model."""
     values = {k: v for k, v in locals().items() if k != "config"}

@@ -15,7 +15,7 @@ LONG_TEXT = ("truncate", "window")  # what classification does with inputs past 
 AGGREGATES = ("mean", "max")  # how a document's window logits become its own
 BERT_VOCAB_SIZE = 30522
 # Padded tokens per inference batch when no batch size is given: batches of short inputs hold more of them, which
-# keeps the matrix products large (measured fastest on CPU; see bench/embed.py).
+# keeps the matrix products large on CPU.
 BATCH_TOKENS = 4096
 CHUNK_SIZE = 10_000  # inputs embed reads, sorts and writes at a time
 TOKEN_CHUNK_SIZE = 1000  # the same with --token-level (every token's vector is kept)

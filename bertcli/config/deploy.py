@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from bertcli.config.common import BACKENDS, PRECISIONS
 from bertcli.config.fields import NON_NEGATIVE, POSITIVE, SHARE, checked, required, validate
@@ -52,7 +53,13 @@ class ServeConfig:
 
     def validate(self) -> None:
         validate(self)
-        names = [spec.split("=", 1)[0] if "=" in spec else spec.rstrip("/").split("/")[-1] for spec in self.models]
+        names = [served_name(spec)[0] for spec in self.models]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise UsageError(f"two models would both be served as {duplicated[0]!r}", hint="name them: NAME=DIR")
+
+
+def served_name(spec: str) -> tuple[str, str]:
+    """(name, model) of a served model: NAME=DIR_OR_HUB_ID, or the directory (hub id) under its last part's name."""
+    name, _, model = spec.partition("=") if "=" in spec else ("", "", spec)
+    return name or Path(model).resolve().name, model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from bertcli.errors import UsageError
 @dataclass
 class EvaluateConfig:
     model_dir: str = required("MODEL_DIR")
+    others: list[str] = field(default_factory=list)  # more models on the same data: their mean +- std (seeds)
     input: str = required("DATA")
     output: str | None = None
     plots: str | None = None
@@ -41,6 +44,16 @@ class EvaluateConfig:
 
     def validate(self) -> None:
         validate(self)
+        if self.others and (self.errors or self.plots):
+            raise UsageError("--errors and --plots are for one model", hint="evaluate the models one by one for them")
+
+    @property
+    def report_paths(self) -> tuple[str | None, str | None]:
+        """(report JSON, plots directory): -o DIR/ (a directory) means DIR/report.json and the plots in DIR."""
+        output, plots = self.output, self.plots
+        if output and (output.endswith(("/", os.sep)) or Path(output).is_dir()):
+            return str(Path(output) / "report.json"), plots or output
+        return output, plots
 
 
 @dataclass
@@ -114,7 +127,7 @@ class VectorOptions:
 @dataclass
 class EmbedConfig:
     input: str | None = None  # None or '-': stdin
-    output: str = required("--output")
+    output: str | None = None  # None: '-' (JSONL on stdout) when stdout is piped; a terminal needs -o
     model: str | None = None
     embed: EmbedOptions = field(default_factory=EmbedOptions)
     vectors: VectorOptions = field(default_factory=VectorOptions)
@@ -123,6 +136,10 @@ class EmbedConfig:
     def validate(self) -> None:
         validate(self)
         self.embed.validate()
+        if self.output is None:
+            if sys.stdout.isatty():
+                raise UsageError("missing --output", hint="-o vectors.npy, or pipe stdout for JSONL")
+            self.output = "-"
 
 
 @dataclass

@@ -231,3 +231,23 @@ def report_for_task(task: str, references, predictions, label_names: list[str] |
     if task == "regression":
         return regression_report(references, predictions)
     raise ValueError(f"unknown task {task!r}; use single_label, multi_label or regression")
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    array = np.asarray(values, dtype=np.float64)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """mean +- std of every numeric metric the records share."""
+    keys = [
+        k
+        for k, v in records[0].items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and k not in ("step", "epoch", "seed", "examples", "n")
+    ]
+    return {
+        k: spread([r[k] for r in records]) for k in keys if all(isinstance(r.get(k), (int, float)) for r in records)
+    }

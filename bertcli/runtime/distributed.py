@@ -38,13 +38,6 @@ def shard_batches(lengths: Sequence[int], batch_size: int, rank: int = 0, world:
     return batches
 
 
-def split_rows(count: int, rank: int, world: int) -> range:
-    """A contiguous, near-equal share of `count` rows (the first `count % world` processes take one more)."""
-    base, extra = divmod(count, world)
-    start = rank * base + min(rank, extra)
-    return range(start, start + base + (rank < extra))
-
-
 def gather_in_order(accelerator: Any, indices: Sequence[int], rows: Sequence[Any]) -> list[Any]:
     """Every process's (index, row) results merged into index order, on every process."""
     pairs = list(zip(indices, rows))

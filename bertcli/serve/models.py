@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.config import EmbedOptions, ServeConfig
+from bertcli.config.deploy import served_name
 from bertcli.errors import UsageError
 
 CLASSIFIER, TAGGER, ENCODER = "classifier", "tagger", "encoder"
@@ -57,21 +58,14 @@ class ServedModel:
         }  # fmt: skip
 
 
-def parse_spec(spec: str) -> tuple[str, Path]:
-    """NAME=DIR, or DIR served under its directory's name."""
-    name, _, directory = spec.partition("=") if "=" in spec else ("", "", spec)
-    path = Path(directory)
-    return name or path.resolve().name, path
-
-
 def load_model(spec: str, cfg: ServeConfig) -> ServedModel:
     """The predictor for one served directory, warmed up."""
     from bertcli import tasks
     from bertcli.bundle import read_meta, resolve_model
     from bertcli.tasks.embedding.embedder import Embedder, sentence_transformers_pooling
 
-    name, given = parse_spec(spec)
-    directory = Path(resolve_model(str(given)))
+    name, given = served_name(spec)
+    directory = Path(resolve_model(given))
     task = read_meta(directory).get("task")
     runtime = {"backend": cfg.backend, "precision": cfg.precision, "threads": cfg.threads}
     if task == "ner" or task in tasks.CLASSIFICATION_TASKS:

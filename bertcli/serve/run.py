@@ -12,7 +12,6 @@ import signal
 from typing import Any
 
 from bertcli.config import ServeConfig
-from bertcli.errors import UsageError
 
 log = logging.getLogger("bertcli")
 API_KEY_ENV = "BERTCLI_API_KEY"
@@ -27,17 +26,12 @@ def serve(cfg: ServeConfig) -> None:
 
     cfg.validate()
     api_key = cfg.api_key or os.environ.get(API_KEY_ENV) or None
-    if cfg.host not in LOOPBACK and not api_key:
-        log.warning(
-            "serving on %s without an API key: anyone who reaches this port can use the models (--api-key or $%s)",
-            cfg.host,
-            API_KEY_ENV,
-        )
+    warning = exposure_warning(cfg.host, api_key)
+    if warning:
+        log.warning(warning)
     models = {}
     for spec in cfg.models:
-        model = load_model(spec, cfg)
-        if model.name in models:
-            raise UsageError(f"two models would both be served as {model.name!r}", hint="name them: NAME=DIR")
+        model = load_model(spec, cfg)  # the names are distinct: ServeConfig.validate checked them
         models[model.name] = model
         log.info(
             "serving %s as %r: %s, %s, max length %d",

@@ -24,6 +24,18 @@ def training_task(cfg: Any) -> str:
     return "classification"
 
 
+def label_task(cfg: Any) -> str:
+    """What a finetune configuration learns: ner, or single_label, multi_label or regression from its labels."""
+    if training_task(cfg) == "ner":
+        return "ner"
+    from bertcli.data.labels import infer_labels
+    from bertcli.data.tables import load_table
+
+    table = load_table(cfg.train, cfg.data)
+    columns = table.columns(cfg.data, need_label=True)
+    return infer_labels(table, columns.label, cfg.data, cfg.task).task
+
+
 def bundle_task(model_dir: str) -> str:
     """The task package that evaluates and predicts with a saved model directory."""
     task = read_meta(bundle_dir(model_dir)).get("task")
@@ -51,11 +63,29 @@ def finetune(cfg: Any, callbacks: Any = None) -> Any:
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:
-    """The metrics report of a saved model on labelled data."""
+    """The metrics report of a saved model on labelled data; with `cfg.others`, every model's report and the
+    mean +- std (sample std) of their metrics."""
+    import dataclasses
+
+    from bertcli.config import to_dict
+    from bertcli.reports.metrics import summarize
     from bertcli.runtime.distributed import require_file_under_launch
 
     require_file_under_launch(cfg.input, "evaluate")
-    return _entry(bundle_task(cfg.model_dir), "evaluate")(cfg)
+    models = [cfg.model_dir, *cfg.others]
+    reports = [
+        _entry(bundle_task(model), "evaluate")(dataclasses.replace(cfg, model_dir=model, others=[])) for model in models
+    ]
+    if len(reports) == 1:
+        return reports[0]
+    return {
+        "models": reports,
+        "summary": summarize(reports),
+        "data": cfg.input,
+        "n": reports[0]["n"],
+        "unit": reports[0]["unit"],
+        "config": to_dict(cfg),
+    }
 
 
 def predict(cfg: Any) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertcli.errors import BertcliError
+from bertcli.errors import UsageError
 
 log = logging.getLogger("bertcli")
 STATE_FILE = "trainer_state.json"
@@ -59,7 +59,7 @@ def find_checkpoint(resume: str | None, run_dir: Path) -> Path | None:
         return found[-1] if found else None
     path = Path(resume)
     if not (path / STATE_FILE).is_file():
-        raise BertcliError(
+        raise UsageError(
             "not a bertcli checkpoint (no trainer_state.json)",
             file=resume,
             hint="pass a checkpoints/step-N directory or 'auto'",

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from bertcli.config import TrainOptions
-from bertcli.errors import BertcliError, Interrupted, UsageError
+from bertcli.errors import DataError, Interrupted, UsageError
 from bertcli.progress import Progress
 from bertcli.reports.metrics import greater_is_better
 from bertcli.training.batches import LengthGroupedBatches
@@ -222,7 +222,7 @@ def _loader(job: TrainJob, opts: TrainOptions) -> tuple[Any, Any]:
     generator = torch.Generator().manual_seed(opts.seed)
     if job.lengths is None:
         if not opts.max_steps:
-            raise BertcliError("a streamed dataset needs --max-steps (its length is not known in advance)")
+            raise UsageError("a streamed dataset needs --max-steps (its length is not known in advance)")
         return DataLoader(
             job.dataset, batch_size=opts.batch_size, collate_fn=job.collate, generator=generator
         ), job.dataset
@@ -367,7 +367,7 @@ class _Steps:
                 return finished
         self.clock.stop()
         if self.job.lengths is None and not seen:
-            raise BertcliError("the training stream yielded no batches", hint="check the input files")
+            raise DataError("the training stream yielded no batches", hint="check the input files")
         return False
 
     def _record(self, loss: float, lr: float, counted: int, progress: Progress) -> None:

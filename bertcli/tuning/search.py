@@ -2,9 +2,10 @@
 
 TPE sampling (seeded) and a median pruner on the validation metric the training loop reports at every
 evaluation: a trial worse than the median of earlier trials at the same evaluation stops there. Trials run
-in-process, one at a time, through the same finetune core as `bertcli finetune`. The study lives in
-OUT/study.db (SQLite), so --resume continues an interrupted search with its finished trials; at the end OUT
-holds the best trial's model as a normal bundle, with trials.csv and tuning.png beside it.
+in-process, one at a time, through the same finetune core as `bertcli finetune`. A search works in
+OUT.incomplete/ (study.db, SQLite, and the best trial's bundle so far), so --resume continues an interrupted
+search with its finished trials and an earlier OUT stays whole until the new one replaces it: at the end OUT is the
+best trial's model as a normal bundle, with study.db (resumable for more trials), trials.csv and tuning.png.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertcli.config import TuneConfig, budget_seconds
-from bertcli.errors import BertcliError, Interrupted, UsageError
-from bertcli.tuning.space import DEFAULT_SPACES, Dimension, parse_space
+from bertcli.config import DEFAULT_METRICS, DEFAULT_SPACES, TuneConfig, budget_seconds
+from bertcli.errors import BertcliError, Interrupted, ModelError, UsageError
+from bertcli.tuning.space import Dimension, parse_space
 
 log = logging.getLogger("bertcli")
 STUDY_FILE, TRIALS_DIR, TRIALS_CSV, PLOT = "study.db", "trials", "trials.csv", "tuning.png"
@@ -44,7 +45,8 @@ def tune(cfg: TuneConfig) -> TuneResult:
     space_text = cfg.space or DEFAULT_SPACES[_task(cfg)]
     space = parse_space(space_text)
     metric, higher = _metric(cfg)
-    out = _output(cfg)
+    target = Path(cfg.output)
+    out = _workspace(cfg, target)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name="bertcli-tune", storage=f"sqlite:///{out / STUDY_FILE}", load_if_exists=cfg.resume,
@@ -72,25 +74,44 @@ def tune(cfg: TuneConfig) -> TuneResult:
             f"search interrupted after {len(study.trials)} trials (kept in {out / STUDY_FILE})",
             hint="continue with the same command and --resume",
         ) from None
-    return _finish(cfg, out, study, space_text, metric)
+    return _finish(cfg, out, target, study, space_text, metric)
 
 
-def _output(cfg: TuneConfig) -> Path:
-    out = Path(cfg.output)
-    if out.exists() and not out.is_dir():
-        raise UsageError("-o names a file; a tuned model is saved as a directory", file=out)
-    if cfg.resume and not (out / STUDY_FILE).is_file():
-        raise UsageError("no search to resume here (no study.db)", file=out, hint="start it without --resume")
-    if not cfg.resume and out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise UsageError(
-                "output directory already exists",
-                file=out,
-                hint="--resume continues its search; --overwrite starts over",
-            )
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def _workspace(cfg: TuneConfig, target: Path) -> Path:
+    """OUT.incomplete/, where the search works: new, the interrupted one --resume continues, or one seeded from a
+    finished OUT (its study and best bundle) that --resume extends with more trials."""
+    work = target.with_name(target.name + ".incomplete")
+    if target.exists() and not target.is_dir():
+        raise UsageError("-o names a file; a tuned model is saved as a directory", file=target)
+    finished = (target / STUDY_FILE).is_file()
+    if cfg.resume:
+        if not (work / STUDY_FILE).is_file() and not finished:
+            raise UsageError("no search to resume here (no study.db)", file=target, hint="start it without --resume")
+        if not (work / STUDY_FILE).is_file():
+            _seed_from_finished(target, work)
+        return work
+    if (work.exists() or (target.exists() and any(target.iterdir()))) and not cfg.overwrite:
+        raise UsageError(
+            "an interrupted search is in " + str(work) if work.exists() else "output directory already exists",
+            file=target,
+            hint="--resume continues its search; --overwrite starts over",
+        )
+    shutil.rmtree(work, ignore_errors=True)  # an earlier OUT stays until the new search replaces it
+    work.mkdir(parents=True)
+    return work
+
+
+def _seed_from_finished(target: Path, work: Path) -> None:
+    """A finished search resumed for more trials: its study, and its bundle as the best trial's so far."""
+    import json
+
+    best = json.loads((target / "bertcli.json").read_text(encoding="utf-8"))["search"]["best_trial"]
+    staging = work.with_name(work.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    bundle = staging / TRIALS_DIR / f"trial-{best:04d}"
+    shutil.copytree(target, bundle, ignore=shutil.ignore_patterns(STUDY_FILE, TRIALS_CSV, PLOT))
+    shutil.copy2(target / STUDY_FILE, staging / STUDY_FILE)
+    staging.rename(work)
 
 
 def _task(cfg: TuneConfig) -> str:
@@ -105,15 +126,9 @@ def _metric(cfg: TuneConfig) -> tuple[str, bool]:
 
     if cfg.training.metric:
         return cfg.training.metric, greater_is_better(cfg.training.metric)
-    if _task(cfg) == "ner":
-        return "f1", True
-    from bertcli.data.labels import infer_labels
-    from bertcli.data.tables import load_table
-    from bertcli.tasks.classification import DEFAULT_METRIC
+    from bertcli import tasks
 
-    table = load_table(cfg.train, cfg.data)
-    columns = table.columns(cfg.data, need_label=True)
-    metric = DEFAULT_METRIC[infer_labels(table, columns.label, cfg.data, cfg.task).task]
+    metric = DEFAULT_METRICS[tasks.label_task(cfg)]
     return metric, greater_is_better(metric)
 
 
@@ -194,7 +209,7 @@ def _shown(params: dict[str, Any]) -> str:
 def _best_value(meta: dict[str, Any], metric: str) -> float:
     value = meta["best"].get(metric)
     if value is None:
-        raise BertcliError(
+        raise UsageError(
             f"the run has no validation {metric}", hint="tune needs validation data: --validation or --val-split > 0"
         )
     return float(value)
@@ -220,39 +235,26 @@ def _keep_best(study: Any, out: Path, directory: Path, value: float) -> None:
         _clean(directory)
 
 
-def _place_best(out: Path, number: int) -> None:
-    """The best trial's bundle into OUT: from its trial directory, or already there from the search this one resumed."""
-    import json
-
+def _best_bundle(out: Path, number: int) -> Path:
     source = out / TRIALS_DIR / f"trial-{number:04d}"
-    if source.is_dir():
-        for item in source.iterdir():
-            target = out / item.name
-            if target.is_dir():
-                shutil.rmtree(target)
-            shutil.move(str(item), target)
-    elif (
-        not (out / "bertcli.json").is_file()
-        or json.loads((out / "bertcli.json").read_text()).get("search", {}).get("best_trial") != number
-    ):
-        raise BertcliError(
-            f"the best trial's model (trial {number}) is gone from {out}",
+    if not (source / "bertcli.json").is_file():
+        raise ModelError(
+            f"the best trial's model (trial {number}) is gone from {source}",
             hint="rerun it: bertcli finetune with its parameters",
         )
-    shutil.rmtree(out / TRIALS_DIR, ignore_errors=True)
+    return source
 
 
-def _finish(cfg: TuneConfig, out: Path, study: Any, space: str, metric: str) -> TuneResult:
-    """The best trial's bundle into OUT, its bertcli.json and card telling the search; trials.csv; tuning.png."""
+def _finish(cfg: TuneConfig, out: Path, target: Path, study: Any, space: str, metric: str) -> TuneResult:
+    """The best trial's bundle, with the search in its bertcli.json and card, trials.csv, tuning.png and the
+    study, replaces OUT in one rename; the workspace goes."""
     import json
 
-    from bertcli.io import write_json
+    from bertcli.io import atomic_write, replace_dir, write_json
     from bertcli.reports.model_card import document_run
     from bertcli.tuning.report import plot_search, trial_rows
 
     rows = trial_rows(study)
-    frame_path = out / TRIALS_CSV
-    study.trials_dataframe().to_csv(frame_path, index=False)
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     if not complete:
         raise BertcliError(
@@ -261,17 +263,22 @@ def _finish(cfg: TuneConfig, out: Path, study: Any, space: str, metric: str) -> 
             hint="widen --space or raise --timeout; --resume continues",
         )
     best = study.best_trial
-    _place_best(out, best.number)
-    meta = json.loads((out / "bertcli.json").read_text(encoding="utf-8"))
+    bundle = _best_bundle(out, best.number)
+    with atomic_write(bundle / TRIALS_CSV) as handle:
+        study.trials_dataframe().to_csv(handle, index=False)
+    shutil.copy2(out / STUDY_FILE, bundle / STUDY_FILE)
+    meta = json.loads((bundle / "bertcli.json").read_text(encoding="utf-8"))
     states = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
     meta["search"] = {
         "space": space, "trials": len(rows), "states": states, "metric": metric, "direction": study.direction.name.lower(),
         "best_trial": best.number, "best_params": best.params, "best_value": best.value, "sampler": "TPE",
-        "pruner": "median pruner", "study": STUDY_FILE, "table": TRIALS_CSV, "plot": PLOT if plot_search(study, metric, out / PLOT) else None,
+        "pruner": "median pruner", "study": STUDY_FILE, "table": TRIALS_CSV, "plot": PLOT if plot_search(study, metric, bundle / PLOT) else None,
     }  # fmt: skip
     meta["config"]["output"] = str(cfg.output)
-    write_json(out / "bertcli.json", meta)
-    document_run(out, out.name)
-    return TuneResult(out, meta, rows)
+    write_json(bundle / "bertcli.json", meta)
+    document_run(bundle, target.name)
+    replace_dir(bundle, target)
+    shutil.rmtree(out, ignore_errors=True)
+    return TuneResult(target, meta, rows)

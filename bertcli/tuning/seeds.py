@@ -1,5 +1,5 @@
 """Results you can trust: one finetune per seed on the same split, mean +- std of every validation metric, the best
-run kept as the bundle; and several bundles evaluated on the same data, with mean +- std.
+run kept as the bundle (`bertcli evaluate A B C data` gives the same summary on test data).
 
 Fine-tuning small models on small data is noisy: a point between two runs is often the seed. The standard
 deviation is the sample one (n - 1), as papers report it.
@@ -14,31 +14,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bertcli.config import EvaluateConfig, FinetuneConfig, seed_list, to_dict
+from bertcli.config import FinetuneConfig, seed_list
+from bertcli.reports.metrics import summarize
 
 log = logging.getLogger("bertcli")
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    array = np.asarray(values, dtype=np.float64)
-    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0}
-
-
-def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """mean +- std of every numeric metric the records share."""
-    keys = [
-        k
-        for k, v in records[0].items()
-        if isinstance(v, (int, float))
-        and not isinstance(v, bool)
-        and k not in ("step", "epoch", "seed", "examples", "n")
-    ]
-    return {
-        k: spread([r[k] for r in records]) for k in keys if all(isinstance(r.get(k), (int, float)) for r in records)
-    }
 
 
 def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> Any:
@@ -100,19 +79,3 @@ def _keep(directory: Path, out: Path, record: dict[str, Any], cfg: FinetuneConfi
     document_run(directory, out.name)
     replace_dir(directory, out)
     return meta
-
-
-def evaluate(cfg: EvaluateConfig, model_dirs: list[str]) -> dict[str, Any]:
-    """The report of one model; for several, every model's report and mean +- std of their metrics."""
-    from bertcli import tasks
-
-    reports = [tasks.evaluate(dataclasses.replace(cfg, model_dir=directory)) for directory in model_dirs]
-    if len(reports) == 1:
-        return reports[0]
-    return {
-        "models": reports,
-        "summary": summarize(reports),
-        "data": cfg.input,
-        "n": reports[0]["n"],
-        "config": to_dict(cfg),
-    }

@@ -9,13 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bertcli.config import DEFAULT_SPACES
 from bertcli.errors import UsageError
 
-# Around bertcli's own defaults (lr 1e-4 / 3e-4, batch 32 / 16, 3 epochs, 10% warmup), wide enough to matter
-DEFAULT_SPACES = {
-    "classification": "lr=1e-5..5e-4:log,epochs=1..5,batch_size=16|32|64,warmup_ratio=0..0.2",
-    "ner": "lr=5e-5..1e-3:log,epochs=1..6,batch_size=8|16|32,warmup_ratio=0..0.2",
-}
 # the numeric training options a trial may set
 TUNABLE = ("lr", "epochs", "batch_size", "grad_accum", "warmup_ratio", "weight_decay", "max_grad_norm", "max_length")
 
@@ -35,11 +31,6 @@ class Dimension:
         if self.integer:
             return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
         return trial.suggest_float(self.name, self.low, self.high, log=self.log)
-
-    def describe(self) -> str:
-        if self.choices is not None:
-            return f"{self.name}={'|'.join(map(str, self.choices))}"
-        return f"{self.name}={self.low:g}..{self.high:g}{':log' if self.log else ''}"
 
 
 def _number(text: str) -> int | float:

@@ -44,6 +44,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     report.update(
         {
             "task": spec.task,
+            "unit": "examples",
             "model": str(cfg.model_dir),
             "data": cfg.input,
             "columns": columns.describe(),

@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import FinetuneConfig
+from bertcli.config import DEFAULT_METRICS, TASK_DEFAULTS, FinetuneConfig, classification_batch_size, train_windows
 from bertcli.data.columns import Columns
 from bertcli.data.labels import LabelSpec, encode_labels, infer_labels, split_validation
 from bertcli.data.tables import Table, load_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import Encoded, TextEncoder
-from bertcli.tasks.classification import DEFAULT_METRIC, DEFAULTS
 from bertcli.tasks.classification.scores import references_and_predictions
 from bertcli.tasks.classification.windows import Documents, LongTextPolicy, aggregate, choose_policy, read_documents
 from bertcli.training.finetune import FinetuneResult, Prepared, inverse_frequency
@@ -40,7 +39,7 @@ class TrainingData:
 
 
 class ClassificationTask:
-    defaults = DEFAULTS
+    defaults = TASK_DEFAULTS["classification"]
 
     def read(self, cfg: FinetuneConfig) -> TrainingData:
         table = load_table(cfg.train, cfg.data)
@@ -84,7 +83,7 @@ class ClassificationTask:
         encoder = TextEncoder.of(tokenizer, policy.max_length)
         (train_texts, train_pairs, train_labels), validation = self._split(cfg, data)
         train_docs = read_documents(encoder, train_texts, train_pairs, policy)
-        per_text = cfg.windows.train_windows if policy.mode == "window" else None
+        per_text = _epoch_plan(cfg, policy, train_docs, accelerator.num_processes)
         train = _examples(train_docs, train_labels, per_text)
         val_docs = read_documents(encoder, validation[0], validation[1], policy) if validation[0] else None
         log.info(
@@ -119,7 +118,7 @@ class ClassificationTask:
             evaluate = _evaluator(
                 val_docs, validation[2], spec, collate, loss_of, opts.batch_size * 2, accelerator, policy
             )
-        metric = opts.metric or DEFAULT_METRIC[spec.task]
+        metric = opts.metric or DEFAULT_METRICS[spec.task]
         groups = train_docs.source.tolist() if per_text else None
         return Prepared(train, collate, loss, evaluate, metric, meta, groups=groups, per_group=per_text)
 
@@ -146,6 +145,24 @@ class ClassificationTask:
 def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
     """Fine-tune a sequence classifier on a table and save a model bundle to cfg.output."""
     return run_finetune(cfg, ClassificationTask(), callbacks)
+
+
+def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processes: int) -> int | None:
+    """Windows each text trains on per epoch (None: all), and the batch size when none was given."""
+    per_text = None
+    if policy.mode == "window":
+        per_text = train_windows(cfg.windows.train_windows, len(documents.encoded), len(documents))
+        log.info(
+            "training on %s of each text per epoch (%.1f windows per text)",
+            f"{per_text} window(s), drawn afresh," if per_text else "every window",
+            len(documents.encoded) / max(1, len(documents)),
+        )
+    opts = cfg.training
+    if opts.batch_size is None:
+        per_epoch = int(np.minimum(documents.counts, per_text).sum()) if per_text else len(documents.encoded)
+        opts.batch_size = classification_batch_size(per_epoch, opts.epochs, opts.grad_accum, processes)
+        log.info("batch size %d (%d inputs per epoch)", opts.batch_size, per_epoch)
+    return per_text
 
 
 def _examples(documents: Documents, labels: Sequence[Any], per_text: int | None = None) -> list[dict[str, Any]]:
@@ -192,7 +209,7 @@ def _loss_fn(task: str, weights: Any):
             each = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=weights, reduction="none").mean(-1)
             scale = torch.ones_like(each)
         else:
-            each, scale = F.mse_loss(logits.squeeze(-1), labels, reduction="none"), None
+            each = F.mse_loss(logits.squeeze(-1), labels, reduction="none")
             scale = torch.ones_like(each)
         if weight is not None:
             scale = scale * weight.to(scale.device)

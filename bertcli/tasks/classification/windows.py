@@ -14,13 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import WindowOptions
+from bertcli.config import LENGTH_CAP, WINDOW_SHARE, WindowOptions
 from bertcli.errors import UsageError
 from bertcli.inference.encoding import Encoded, TextEncoder, percentiles, suggest_max_length
 
 log = logging.getLogger("bertcli")
-LENGTH_CAP = 256  # measured: past it, long-tail accuracy stops improving while training time keeps growing
-WINDOW_SHARE = 0.2  # window when more than this share of the training texts is longer than the max length
 
 
 @dataclass(frozen=True)
@@ -63,14 +61,15 @@ def choose_policy(lengths: list[int], options: WindowOptions, max_length: int | 
     """The training policy: the options given, the rest from the real token lengths of the training texts.
 
     Max length: `tokenize --stats`' suggestion (the smallest multiple of 32 that keeps 99% of the texts whole), at
-    most LENGTH_CAP. Mode: window when more than WINDOW_SHARE of the texts are longer than that, else truncate.
+    most LENGTH_CAP. Mode: window when more than WINDOW_SHARE of the texts are longer than that, else truncate
+    (the measurements are in bertcli.config.training).
     """
     spread = percentiles(lengths)
     length = max_length or suggest_max_length(spread["p99"], min(cap, LENGTH_CAP))
     longer = float(np.mean(np.asarray(lengths) > length))
     mode = options.long_text or ("window" if longer > WINDOW_SHARE else "truncate")
     stride = options.stride if options.stride is not None else length // 4
-    policy = checked(LongTextPolicy(mode, length, stride, options.aggregate or "mean"))
+    policy = checked(LongTextPolicy(mode, length, stride, options.aggregate))
     how = (
         f"windows of {length} tokens, {stride} shared, {policy.aggregate} of window logits"
         if mode == "window"

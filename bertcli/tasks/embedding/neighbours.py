@@ -58,7 +58,7 @@ def read_vectors(path: str | Path) -> Vectors:
 def search(corpus: Vectors, queries: Vectors, k: int) -> list[dict[str, Any]]:
     """For each query, the k most cosine-similar corpus rows, best first."""
     if corpus.matrix.shape[1] != queries.matrix.shape[1]:
-        raise BertcliError(
+        raise DataError(
             f"dimensions differ: corpus {corpus.matrix.shape[1]}, queries {queries.matrix.shape[1]}",
             hint="embed both with the same model",
         )

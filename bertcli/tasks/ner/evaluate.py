@@ -17,7 +17,13 @@ log = logging.getLogger("bertcli")
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Under a launch the sentences are dealt out among the processes and each is tagged once."""
     tagger = Tagger(
-        cfg.model_dir, cfg.precision, cfg.batch_size, backend=cfg.backend, threads=cfg.threads, onnx_file=cfg.onnx_file
+        cfg.model_dir,
+        cfg.precision,
+        cfg.batch_size,
+        stride=cfg.stride,
+        backend=cfg.backend,
+        threads=cfg.threads,
+        onnx_file=cfg.onnx_file,
     )
     corpus = read_corpus(cfg.input, format_name(cfg.data.format), cfg.scheme)
     gold = in_scheme(corpus.sentences, corpus.scheme, tagger.scheme)
@@ -30,6 +36,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     report.update(
         {
             "task": "ner",
+            "unit": "sentences",
             "model": str(cfg.model_dir),
             "data": cfg.input,
             "words": sum(len(t) for t in gold),

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import FinetuneConfig
+from bertcli.config import DEFAULT_METRICS, TASK_DEFAULTS, FinetuneConfig
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
-from bertcli.tasks.ner import DEFAULTS, METRICS
+from bertcli.tasks.ner import METRICS
 from bertcli.tasks.ner.entities import entity_report
 from bertcli.tasks.ner.formats import Corpus, format_name, read_corpus
 from bertcli.tasks.ner.schemes import entities, in_scheme, label_names
@@ -44,10 +44,10 @@ class TaggedData:
 
 
 class NerTask:
-    defaults = DEFAULTS
+    defaults = TASK_DEFAULTS["ner"]
 
     def read(self, cfg: FinetuneConfig) -> TaggedData:
-        if (cfg.training.metric or "f1") not in METRICS:
+        if (cfg.training.metric or DEFAULT_METRICS["ner"]) not in METRICS:
             raise UsageError(f"unknown --metric {cfg.training.metric!r} for NER", hint=f"choose {', '.join(METRICS)}")
         corpus = read_corpus(cfg.train, format_name(cfg.data.format), cfg.ner.scheme)
         scheme = (
@@ -134,7 +134,7 @@ class NerTask:
             "label_all_tokens": cfg.ner.label_all_tokens,
             "train_data": {"sentences": len(words)},
         }
-        collate, metric = _collate(encoder.specials.pad), opts.metric or "f1"
+        collate, metric = _collate(encoder.specials.pad), opts.metric or DEFAULT_METRICS["ner"]
         return Prepared(examples, collate, _loss(weights), evaluate, metric, meta, unit="windows")
 
 
