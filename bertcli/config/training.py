@@ -214,8 +214,8 @@ class TuneConfig(FinetuneConfig):
 
     trials: int = checked(20, POSITIVE)
     timeout: str | None = None  # a time budget: 600, 90s, 30m, 2h (None: until --trials)
-    space: str | None = None  # None: the task's default (bertcli.tuning.space.DEFAULT_SPACES)
-    resume: bool = False  # continue the search stored in OUT/study.db
+    space: str | None = None  # None: the task's default (DEFAULT_SPACES)
+    resume: bool = False  # continue the search in OUT.incomplete/study.db, or add trials to a finished OUT
 
     def validate(self) -> None:
         super().validate()
