@@ -5,7 +5,7 @@ Clients: 1, 8 and 64 concurrent, sending single texts or batches of 16, a fixed 
 request goes to 127.0.0.1 and the loops are bounded in count and time. Reported: requests/s, inputs/s and
 p50/p95/p99 latency. The model is all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes (or --model).
 
-    python bench/serve.py               # about 10 minutes on 2 idle cores
+    python bench/serve.py               # about 6 minutes on 2 idle cores
     python bench/serve.py --quick       # fewer requests: checks that everything runs
 """
 
