@@ -235,6 +235,17 @@ def test_every_error_is_one_json_body(server, body, status, code):
     assert httpx.get(server.url + "/health").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "route, body",
+    [("/tokenize", {"model": "enc", "inputs": []}), ("/v1/embeddings", {"model": "enc", "input": []})],
+)
+def test_every_route_checks_the_input_count(server, route, body):
+    assert server.post(route, body).json()["error"]["code"] == "empty_input"
+    key = "inputs" if route == "/tokenize" else "input"
+    over = server.post(route, {**body, key: ["x"] * 300})
+    assert over.status_code == 413 and over.json()["error"]["code"] == "too_many_inputs"
+
+
 def test_embeddings_errors(server):
     tokens = server.post("/v1/embeddings", {"model": "enc", "input": [[1, 2, 3]]})
     assert tokens.status_code == 422 and "token-id input" in tokens.json()["error"]["message"]

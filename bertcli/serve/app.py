@@ -24,10 +24,9 @@ from bertcli.config import ServeConfig
 from bertcli.serve.batcher import Batcher, Overloaded
 from bertcli.serve.metrics import Metrics
 from bertcli.serve.models import CLASSIFIER, ENCODER, TAGGER, ServedModel
-from bertcli.serve.schemas import EmbeddingsRequest, PredictRequest, TokenizeRequest
+from bertcli.serve.schemas import RETRY_AFTER_SECONDS, EmbeddingsRequest, PredictRequest, TokenizeRequest
 
 log = logging.getLogger("bertcli")
-RETRY_AFTER_SECONDS = "1"
 
 
 class ApiError(Exception):
@@ -67,16 +66,18 @@ class ServerState:
             )
         return model
 
+    def check_count(self, count: int) -> None:
+        """At least one input, and at most --max-inputs."""
+        if not count:
+            raise ApiError(422, "no input: send at least one text", "empty_input")
+        if count > self.cfg.max_inputs:
+            raise ApiError(413, f"{count} inputs in one request; the limit is {self.cfg.max_inputs}", "too_many_inputs")
+
     async def run(self, model: ServedModel, inputs: list[tuple[str, str | None]]) -> tuple[list[Any], list[int]]:
         """The inputs' results through the model's batcher, in order, and their token counts."""
-        if not inputs:
-            raise ApiError(422, "no input: send at least one text", "empty_input")
+        self.check_count(len(inputs))
         if any(not text.strip() for text, _ in inputs):
             raise ApiError(422, "an input is empty text", "empty_input")
-        if len(inputs) > self.cfg.max_inputs:
-            raise ApiError(
-                413, f"{len(inputs)} inputs in one request; the limit is {self.cfg.max_inputs}", "too_many_inputs"
-            )
         tokens = model.tokens([t for t, _ in inputs], [p for _, p in inputs])
         batcher = self.batchers[model.name]
         try:
@@ -179,12 +180,7 @@ def _routes(app: Any, state: ServerState) -> None:
     async def tokenize(body: TokenizeRequest, request: Request) -> Any:
         model = state.model(body.model, (CLASSIFIER, TAGGER, ENCODER), "/tokenize")
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
-        if not texts:
-            raise ApiError(422, "no input: send at least one text", "empty_input")
-        if len(texts) > state.cfg.max_inputs:
-            raise ApiError(
-                413, f"{len(texts)} inputs in one request; the limit is {state.cfg.max_inputs}", "too_many_inputs"
-            )
+        state.check_count(len(texts))
         request.state.inputs = len(texts)
         tokens = [_tokens(e) for e in model.encoder.encodings(texts, body.add_special_tokens)]
         return tokens[0] if isinstance(body.inputs, str) else tokens

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from bertcli.serve.schemas import error_body
+from bertcli.serve.schemas import RETRY_AFTER_SECONDS, error_body
 
 log = logging.getLogger("bertcli")
 OPEN = ("/health",)  # answered without the API key (load balancers probe it)
@@ -62,7 +62,12 @@ class Guard:
 
     def _refusal(self, scope: dict) -> tuple | None:
         if self.state.draining:
-            return 503, "the server is shutting down", "shutting_down", {"Retry-After": "1", "Connection": "close"}
+            return (
+                503,
+                "the server is shutting down",
+                "shutting_down",
+                {"Retry-After": RETRY_AFTER_SECONDS, "Connection": "close"},
+            )
         if self.state.api_key and scope["path"] not in OPEN:
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
             given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+RETRY_AFTER_SECONDS = "1"  # what a 503 (a full queue, or shutting down) tells the client to wait
+
 
 class EmbeddingsRequest(BaseModel):
     """OpenAI's embeddings request; token-id inputs (what clients send after tokenizing with tiktoken) are refused."""
