@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -84,6 +85,12 @@ def test_evaluate_several_bundles_reports_mean_and_std(data, tiny_model, tmp_pat
     assert both["summary"]["accuracy"]["std"] == pytest.approx(np.std([s["accuracy"] for s in single], ddof=1))
     table = invoke("evaluate", str(tmp_path / "1"), str(tmp_path / "2"), str(test))
     assert "mean +- std" in table.stdout and "2 models on" in table.stdout
+    tagger = tmp_path / "tagger"  # a bundle of another task: its metrics cannot be averaged with a classifier's
+    shutil.copytree(tmp_path / "2", tagger)
+    meta = json.loads((tagger / "bertcli.json").read_text())
+    (tagger / "bertcli.json").write_text(json.dumps({**meta, "task": "ner"}))
+    mixed = runner.invoke(app, ["evaluate", str(tmp_path / "1"), str(tagger), str(test)])
+    assert mixed.exit_code == 2 and "models of different tasks cannot be averaged" in mixed.stderr
 
 
 def tune(train, tiny_model, out, *extra: str):
@@ -193,3 +200,12 @@ def test_bad_spaces_are_usage_errors(data, tiny_model, tmp_path, space, message)
         app, ["tune", str(train), "-o", str(tmp_path / "t"), "-m", str(tiny_model), "--space", space]
     )
     assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.parametrize("command", [["tune"], ["finetune", "--seeds", "2"]])
+def test_runs_compared_on_validation_need_validation_data(data, tiny_model, tmp_path, command):
+    train, _ = data
+    out = tmp_path / "t"
+    result = runner.invoke(app, [*command, str(train), "-o", str(out), "-m", str(tiny_model), "--val-split", "0"])
+    assert result.exit_code == 2 and "on validation data, and there is none" in result.stderr
+    assert not out.exists() and not out.with_name("t.incomplete").exists()  # refused before anything ran

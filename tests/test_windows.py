@@ -63,6 +63,10 @@ def test_pairs_keep_the_first_text_whole_and_window_the_second(encoder):
     assert all(set(types[: len(next(iter(firsts)))]) == {0} and types[-1] == 1 for types in windows.token_type_ids)
     alone, _ = encoder.windows([" ".join(["first"] * 40)], ["second"], 4)  # no room for the second text: cut
     assert alone.truncated == [True] and len(alone.input_ids) == 1
+    first = " ".join(["a"] * 17)  # 17 + 3 special tokens leave the second text 4 = stride tokens: not windowed
+    assert encoder.lengths([first], ["b"]) == [21]
+    whole, _ = encoder.windows([first], ["b"], 4)  # ... but its 21 tokens fit in 24: not cut either
+    assert whole.truncated == [False] and len(whole.input_ids) == 1 and len(whole.input_ids[0]) == 21
 
 
 def test_aggregation_on_a_hand_computed_example(encoder):
@@ -241,3 +245,19 @@ def test_resume_with_windows_ends_with_identical_weights(tiny_model, tmp_path, t
     )
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+
+
+def test_a_texts_windows_share_its_weight_in_the_batch_loss():
+    """Within a batch a text's windows share its weight (two halves count as one whole text); every batch counts the
+    same in the mean (the scheme bench/long.py measured best)."""
+    import torch
+
+    from bertcli.tasks.classification.finetune import _loss_fn
+
+    logits, labels = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 0.0]]), torch.tensor([0, 1, 0, 1])
+    each = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    loss = _loss_fn("single_label", None)
+    assert loss(logits, labels) == pytest.approx(each.mean().item())
+    shares = torch.tensor([0.5, 0.5, 1.0, 1.0])  # two windows of one text, then two whole texts
+    assert loss(logits, labels, shares) == pytest.approx(((each * shares).sum() / 3).item())
+    assert loss(logits, labels, torch.full((4,), 0.25)) == pytest.approx(each.mean().item())  # one text's 4 windows

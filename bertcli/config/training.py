@@ -125,6 +125,14 @@ class FinetuneConfig:
         validate(self)
         if self.seeds is not None:
             seed_list(str(self.seeds), self.training.seed)
+            self.require_validation("--seeds compares its runs")
+
+    def require_validation(self, what: str) -> None:
+        """Runs compared on validation metrics need validation data: say so before the first run, not after it."""
+        if not self.validation and self.val_split <= 0:
+            raise UsageError(
+                f"{what} on validation data, and there is none", hint="--validation FILE or --val-split > 0"
+            )
 
     @property
     def validation_seed(self) -> int:
@@ -222,6 +230,7 @@ class TuneConfig(FinetuneConfig):
         if self.seeds is not None:
             raise UsageError("--seeds is for finetune; tune a search, then run its best parameters with --seeds")
         budget_seconds(self.timeout)
+        self.require_validation("tune ranks its trials")
 
 
 def budget_seconds(text: str | None) -> float | None:

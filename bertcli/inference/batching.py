@@ -18,6 +18,7 @@ class Backend(Protocol):
     """What runs a model: torch or ONNX Runtime. `inputs` are the feature names the model takes."""
 
     inputs: frozenset[str]
+    name: str  # what the logs, /info and bertcli.json say ran the model
 
     def provides(self, output: str) -> bool:
         """Whether `forward` can return this output."""

@@ -98,14 +98,16 @@ class TextEncoder:
     def windows(self, texts: Sequence[str], pairs: Sequence[str] | None, stride: int) -> tuple[Encoded, list[int]]:
         """Every input as overlapping windows of max_length with `stride` tokens shared and special tokens on each,
         and the input each window comes from. With pairs the second text is windowed and the first kept whole;
-        a pair whose first text leaves the second no more than `stride` tokens is cut instead (flagged truncated)."""
+        a pair whose first text leaves the second no more than `stride` tokens is cut instead (flagged when it was)."""
         inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
         windowed = list(range(len(inputs)))
         if pairs is not None:  # tokenizers panics (uncatchably) when a window has no room beyond the stride
             firsts = self.whole.encode_batch(list(texts), add_special_tokens=False)
-            windowed = [i for i, first in enumerate(firsts) if self.max_length - 3 - len(first.ids) > stride]
+            specials = self.whole.num_special_tokens_to_add(True)  # BERT: 3, RoBERTa/XLM-R: 4
+            windowed = [i for i, first in enumerate(firsts) if self.max_length - specials - len(first.ids) > stride]
         kept = set(windowed)
         cut = [i for i in range(len(inputs)) if i not in kept]
+        truncated = [False] * len(inputs)
         parts: dict[int, list[Any]] = {}
         if windowed:
             cutter = self._windower(stride, pairs is not None)
@@ -114,13 +116,13 @@ class TextEncoder:
             ):
                 parts[i] = [encoding, *encoding.overflowing]
         for i, encoding in zip(cut, self.truncating.encode_batch([inputs[i] for i in cut], add_special_tokens=True)):
-            parts[i] = [encoding]
+            parts[i], truncated[i] = [encoding], bool(encoding.overflowing)
         ids, types, source = [], [], []
         for index in range(len(inputs)):
             ids += [e.ids for e in parts[index]]
             types += [e.type_ids for e in parts[index]]
             source += [index] * len(parts[index])
-        return Encoded(ids, types, [i not in kept for i in range(len(inputs))]), source
+        return Encoded(ids, types, truncated), source
 
     def _windower(self, stride: int, pairs: bool) -> Any:
         from tokenizers import Tokenizer

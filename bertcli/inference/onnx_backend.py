@@ -37,8 +37,6 @@ def import_onnxruntime():
 
 
 class OnnxBackend:
-    precision = "no"
-
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         ort = import_onnxruntime()
         options = ort.SessionOptions()

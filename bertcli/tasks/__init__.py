@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 from bertcli.bundle import bundle_dir, read_meta
-from bertcli.errors import ModelError
+from bertcli.errors import ModelError, UsageError
 
 CLASSIFICATION_TASKS = ("single_label", "multi_label", "regression")
 
@@ -73,9 +73,11 @@ def evaluate(cfg: Any) -> dict[str, Any]:
 
     require_file_under_launch(cfg.input, "evaluate")
     models = [cfg.model_dir, *cfg.others]
-    reports = [
-        _entry(bundle_task(model), "evaluate")(dataclasses.replace(cfg, model_dir=model, others=[])) for model in models
-    ]
+    kinds = [bundle_task(model) for model in models]
+    if len(set(kinds)) > 1:
+        mixed = ", ".join(f"{model} ({kind})" for model, kind in zip(models, kinds))
+        raise UsageError(f"models of different tasks cannot be averaged: {mixed}", hint="evaluate them separately")
+    reports = [_entry(kinds[0], "evaluate")(dataclasses.replace(cfg, model_dir=model, others=[])) for model in models]
     if len(reports) == 1:
         return reports[0]
     return {

@@ -110,7 +110,13 @@ def _open_writer(cfg: EmbedConfig, fmt: str, embedder: Embedder, name: str, laun
         "max_length": embedder.max_length,
         "text_column": cfg.data.text_column,
         "id_column": cfg.data.id_column,
-        **{k: v for k, v in asdict(cfg.embed).items() if k not in ("batch_size", "precision", "max_length", "threads")},
+        # what ran, not what was asked: torch and an fp32 export agree to 1e-4 (as precisions do), int8 does not
+        "int8": "int8" in embedder.backend.name,
+        **{
+            k: v
+            for k, v in asdict(cfg.embed).items()
+            if k not in ("batch_size", "precision", "max_length", "threads", "backend")
+        },
     }
     writer = (
         WRITERS[fmt](cfg.output, fingerprint, cfg.vectors.dtype, cfg.vectors.resume) if launch.is_main_process else None
