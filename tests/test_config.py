@@ -46,6 +46,7 @@ def test_small_data_gets_the_smaller_batch():
     assert classification_batch_size(760, 3.0, 1, 1) == 16
     assert classification_batch_size(1800, 3.0, 1, 2) == 16  # two processes halve the steps
     assert classification_batch_size(760, 10.0, 1, 1) == 32
+    assert classification_batch_size(760, 3.0, 1, 1, max_steps=500) == 32  # --max-steps says how many steps
 
 
 def test_training_windows_per_text():

@@ -227,6 +227,11 @@ def test_auto_uses_the_export_and_says_so_torch_stays_the_default_without_one(ex
         app, ["predict", str(exported / "clf"), "--precision", "bf16", "--backend", "onnx"], input=line
     )
     assert bf16.exit_code == 2 and "runs on torch" in bf16.stderr
+    alone = exported / "clf" / "onnx"  # an export's own directory has no torch to fall back to: the same clear line
+    bf16_alone = runner.invoke(app, ["predict", str(alone), "--precision", "bf16"], input=line)
+    assert bf16_alone.exit_code == 2 and "runs on torch" in bf16_alone.stderr
+    served = runner.invoke(app, ["predict", str(alone)], input=line)
+    assert served.exit_code == 0 and served.stderr.count("running the ONNX export") == 1
 
 
 def test_threads_reach_onnx_runtime(exported):

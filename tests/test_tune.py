@@ -57,6 +57,7 @@ def test_seeds_record_every_run_and_the_mean_and_std(data, tiny_model, tmp_path)
         accuracies[seeds["best_seed"]] == max(accuracies.values())
         and meta["config"]["training"]["seed"] == seeds["best_seed"]
     )
+    assert meta["config"]["split_seed"] == 7  # the kept run, whatever its seed, validated on the first seed's split
     assert meta["config"]["output"] == str(tmp_path / "m") and not (tmp_path / "m.seeds").exists()
     assert "## Seeds" in (tmp_path / "m" / "README.md").read_text() and "mean +- std" in result.stderr
     assert result.stderr.count("bertcli: seed ") == 3

@@ -48,13 +48,14 @@ def choose_backend(
     export = find_export(directory)
     from bertcli.bundle import TORCH_WEIGHTS
 
+    has_torch = any((Path(directory) / name).is_file() for name in TORCH_WEIGHTS)
     if backend == "torch":
-        if not any((Path(directory) / name).is_file() for name in TORCH_WEIGHTS):
+        if not has_torch:
             raise ModelError(
                 "no torch weights here: this directory is an ONNX export", file=directory, hint="drop --backend torch"
             )
         return None
-    if backend == "onnx":
+    if backend == "onnx" or (export is not None and not has_torch):  # an export's own directory runs only on ONNX
         if export is None:
             raise ModelError("this model has no ONNX export", file=directory, hint=f"run: bertcli export {directory}")
         if precision not in ("auto", "no"):
@@ -65,17 +66,15 @@ def choose_backend(
         lacking = [name for name in needs if name not in export.meta["outputs"]]
         if lacking:
             raise UsageError(f"the ONNX export has no {lacking[0]} output", hint="use --backend torch, or re-export")
-        return export
-    usable = (
-        export is not None and precision in ("auto", "no") and all(name in export.meta["outputs"] for name in needs)
-    )
-    if export is not None and usable:
+    elif export is None or precision not in ("auto", "no") or any(n not in export.meta["outputs"] for n in needs):
+        return None
+    if backend == "auto":
         log.info(
             "running the ONNX export %s (%s; --backend torch for torch)",
             export.file(),
             export.meta.get("quantized") or "fp32",
         )
-    return export if usable else None
+    return export
 
 
 def open_model(

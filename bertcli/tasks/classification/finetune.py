@@ -160,7 +160,7 @@ def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processe
     opts = cfg.training
     if opts.batch_size is None:
         per_epoch = int(np.minimum(documents.counts, per_text).sum()) if per_text else len(documents.encoded)
-        opts.batch_size = classification_batch_size(per_epoch, opts.epochs, opts.grad_accum, processes)
+        opts.batch_size = classification_batch_size(per_epoch, opts.epochs, opts.grad_accum, processes, opts.max_steps)
         log.info("batch size %d (%d inputs per epoch)", opts.batch_size, per_epoch)
     return per_text
 
