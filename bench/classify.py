@@ -422,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     env = environment()
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     base_model = default_model()
     keep = contextlib.nullcontext(args.keep) if args.keep else None

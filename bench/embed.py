@@ -80,9 +80,9 @@ def main() -> None:
     import transformers
     from sentence_transformers import SentenceTransformer
 
-    from bertcli.bundle import default_model
     from bertcli.config import EmbedOptions
     from bertcli.corpora import rotten_tomatoes
+    from bertcli.hub import default_model
     from bertcli.runtime.precision import fast_bf16_available
     from bertcli.tasks.embedding.embedder import Embedder
 

@@ -126,7 +126,7 @@ def embed_rows(exports: dict[str, Path], texts: list[str], threads: int) -> list
     from sentence_transformers import SentenceTransformer
 
     from bertcli import Embedder
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     reference = Embedder(None, normalize=True, backend="torch", precision="no")
     reference.embed(texts[:8])
@@ -175,7 +175,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     import pandas as pd
 
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     classifier, train, test = prepare(work, args.model, 400 if args.quick else 2000, n)
     frame = pd.read_csv(test)

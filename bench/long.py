@@ -63,8 +63,9 @@ def default_policy(train: Path) -> dict:
     """What `bertcli finetune` without flags picks for this data (the same function, in-process)."""
     import pandas as pd
 
-    from bertcli.bundle import default_model, model_max_length
+    from bertcli.bundle import model_max_length
     from bertcli.config import WindowOptions
+    from bertcli.hub import default_model
     from bertcli.inference.encoding import TextEncoder
     from bertcli.tasks.classification.windows import choose_policy
 
@@ -86,8 +87,8 @@ def main() -> None:
     parser.add_argument("--keep", help="work in this directory and keep it")
     args = parser.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="bertcli-bench-long-"))
-    from bertcli.bundle import default_model
     from bertcli.corpora import debates, movie_documents
+    from bertcli.hub import default_model
 
     epochs = 1.0 if args.quick else TRAINER_EPOCHS
     settings = dict(list(SETTINGS.items())[::2]) if args.quick else SETTINGS

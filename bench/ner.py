@@ -77,7 +77,7 @@ def run_command(model_dir: Path, text_file: Path) -> tuple[float, list[set]]:
 def run_core(model_dir: Path, text_file: Path) -> tuple[float, list[set]]:
     """The NER predict core in-process: reading, micro-batching, tagging and records, model load included."""
     from bertcli.config import PredictConfig
-    from bertcli.tasks.ner.predict import predict
+    from bertcli.tasks import predict
 
     start = time.perf_counter()
     records = [

@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--val-lines", type=int, default=400)
     args = parser.parse_args()
 
-    from bertcli.bundle import default_model, load_tokenizer
+    from bertcli.hub import default_model, load_tokenizer
     from bertcli.tasks.pretraining.pretrain import evaluate_mlm
 
     env = environment()

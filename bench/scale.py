@@ -67,7 +67,7 @@ def write_data(work: Path, n_train: int, n_val: int) -> str:
 
 def model_dir(work: Path) -> tuple[str, str]:
     """all-MiniLM-L6-v2 when installed, else a random BERT of its shape (speed does not depend on the weights)."""
-    from bertcli.bundle import resolve_model
+    from bertcli.hub import resolve_model
 
     try:
         return resolve_model(None), "all-MiniLM-L6-v2"

@@ -10,8 +10,9 @@ Importing bertcli imports nothing heavy: torch and transformers load when a mode
 
 from typing import Any
 
-__version__ = "0.1.0"
-__all__ = ["Embedder", "load"]
+from bertcli.version import __version__
+
+__all__ = ["Embedder", "__version__", "load"]
 
 
 def load(model_dir: str, **options: Any) -> Any:

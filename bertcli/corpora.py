@@ -173,7 +173,7 @@ def movie_documents(test_share: float = 0.25, seed: int = 0, min_tokens: int = 5
     import numpy as np
     import pandas as pd
 
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
     from bertcli.inference.encoding import TextEncoder
 
     train, test = rotten_tomatoes(test_share, seed)

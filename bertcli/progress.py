@@ -1,9 +1,12 @@
-"""Progress on stderr: a rich bar on a terminal, nothing otherwise (logs and pipes stay clean)."""
+"""Progress on stderr: a rich bar on a terminal, nothing otherwise (logs and pipes stay clean); the log quietened."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -58,3 +61,14 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2e}" if 0 < abs(value) < 1e-3 else f"{value:.4f}"
     return str(value)
+
+
+@contextlib.contextmanager
+def quieter(logger: logging.Logger, level: int) -> Iterator[None]:
+    """`logger` at `level` or above for the block (a tuning trial's own log would drown the search's), then as it was."""
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

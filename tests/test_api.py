@@ -60,14 +60,24 @@ def test_load_predict_gives_the_records_predict_writes(models, kind, flags, kwar
     assert cli.exit_code == 0, cli.stderr
     written = [json.loads(line) for line in cli.stdout.splitlines()]
     assert len(written) == len(TEXTS) and written[1] == empty
-    assert bertcli.load(str(models[kind]), precision="no").predict(TEXTS, **kwargs) == written
+    assert bertcli.load(str(models[kind]), precision="no", **kwargs).predict(TEXTS) == written
 
 
-def test_load_refuses_a_bare_encoder(tiny_model):
-    from bertcli.errors import ModelError
+def test_load_of_an_encoder_gives_its_embedder(tiny_model):
+    """An encoder's task loads an Embedder: the same contract (`predict`, `run`) as classifiers and taggers."""
+    import numpy as np
 
-    with pytest.raises(ModelError, match="has no classification head"):
-        bertcli.load(str(tiny_model))
+    encoder = bertcli.load(str(tiny_model), precision="no")
+    vectors = bertcli.Embedder(str(tiny_model), precision="no").embed(TEXTS).vectors
+    assert encoder.routes == {"embeddings"} and not encoder.takes_pairs
+    np.testing.assert_allclose(np.stack(encoder.predict(TEXTS)), vectors, rtol=1e-6, atol=1e-6)
+
+
+def test_evaluate_refuses_a_bare_encoder(tiny_model, tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\ngood,pos\n", encoding="utf-8")
+    result = runner.invoke(app, ["evaluate", str(tiny_model), str(data)])
+    assert result.exit_code == 1 and "has no classification head" in result.stderr
 
 
 def test_embedder_gives_the_vectors_embed_writes(tiny_model, tmp_path):

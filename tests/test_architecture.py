@@ -69,7 +69,7 @@ def test_the_cli_never_picks_between_classification_and_ner():
     tasks (their defaults, --help's included, live in config/)."""
     reached = {name for path in modules("cli") for name in imported(path)}
     assert not {name for name in reached if name.startswith(("bertcli.tasks.classification", "bertcli.tasks.ner"))}
-    assert {"bertcli.tasks.predict", "bertcli.tasks.evaluate", "bertcli.tuning.seeds.finetune"} <= reached
+    assert {"bertcli.tasks.predict", "bertcli.tasks.evaluate", "bertcli.tuning.seeds.finetune_seeds"} <= reached
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -82,3 +82,72 @@ def test_modules_and_functions_stay_small(path):
             assert node.end_lineno - body[0].lineno + 1 <= 60, (
                 f"{node.name} is {node.end_lineno - body[0].lineno + 1} lines"
             )
+
+
+def _calls(path: Path):
+    return [node for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Call)]
+
+
+def _name(node: ast.AST) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def test_no_task_is_looked_up_by_a_module_path_string():
+    """The task table names each task's object in code a reader (and an IDE) can follow."""
+    dynamic = {
+        (str(path.relative_to(PACKAGE)), call.lineno)
+        for path in modules()
+        for call in _calls(path)
+        if _name(call.func) in ("import_module", "__import__")
+    }
+    assert not dynamic
+
+
+KINDS = {"single_label", "multi_label", "regression", "ner", "encoder", "pretraining", "classifier", "tagger"}
+
+
+@pytest.mark.parametrize("part", ["serve", "export", "tuning"])
+def test_serve_export_and_tuning_never_compare_a_task_kind(part):
+    """They ask the task (routes, head, gate metric, default space and metric) instead of branching on what it is.
+    (The exported graph's shape follows the head the task names: comparing a `head` is not asking for a kind.)"""
+    branches = set()
+    for path in modules(part):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                constants = {o.value for o in operands if isinstance(o, ast.Constant)}
+                names = {_name(o) for o in operands}
+                by_name = names & {"task", "kind"} and constants != {None}  # `task is None` is no branch on a kind
+                if "head" not in names and (constants & KINDS or by_name):
+                    branches.add((path.name, node.lineno))
+            if isinstance(node, ast.Dict) and any(isinstance(k, ast.Constant) and k.value in KINDS for k in node.keys):
+                branches.add((path.name, node.lineno))  # a table keyed by kind is a branch too
+    assert not branches
+
+
+def test_only_the_bundle_module_writes_bertcli_json():
+    def names_the_file(node: ast.AST) -> bool:
+        return any(
+            (isinstance(n, ast.Constant) and n.value == "bertcli.json") or _name(n) == "BUNDLE_FILE"
+            for n in ast.walk(node)
+        )
+
+    writers = {
+        (str(path.relative_to(PACKAGE)), call.lineno)
+        for path in modules()
+        if path.name != "bundle.py"
+        for call in _calls(path)
+        if ("write" in _name(call.func) or _name(call.func) == "open") and any(map(names_the_file, call.args))
+    }
+    assert not writers
+
+
+def test_every_task_in_the_table_has_its_package_and_contract():
+    from bertcli.tasks import TABLE
+
+    assert {entry.name for entry in TABLE} == {"classification", "ner", "embedding"}
+    for entry in TABLE:
+        task = entry.task()
+        assert task.name == entry.name and (PACKAGE / "tasks" / entry.name / "__init__.py").is_file()
+        for method in ("trains", "gate_metric", "evaluate", "predict", "load"):
+            assert callable(getattr(task, method))

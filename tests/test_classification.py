@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bertcli.cli.main import app
 from bertcli.config import FinetuneConfig, build_config
 from bertcli.errors import Interrupted
-from bertcli.tasks.classification.finetune import finetune
+from bertcli.tasks.classification.finetune import train_classifier as finetune
 from bertcli.training.loop import Callbacks
 
 runner = CliRunner()
@@ -167,7 +167,7 @@ def test_multi_label_bundle_and_predictions(tmp_path, tiny_model):
         for i, r in enumerate(sentiment_rows(120))
     ]
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
-    assert result.meta["task"] == "multi_label" and result.meta["labels"] == ["neg", "pos", "sport"]
+    assert result.meta.task == "multi_label" and result.meta.labels == ["neg", "pos", "sport"]
     model = AutoModelForSequenceClassification.from_pretrained(str(result.output))
     assert model.config.problem_type == "multi_label_classification"
     out = runner.invoke(app, ["predict", str(result.output)], input="great movie sports\n")
@@ -184,8 +184,8 @@ def test_regression_bundle_and_predictions(tmp_path, tiny_model):
         for i, r in enumerate(sentiment_rows(120))
     ]
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
-    assert result.meta["task"] == "regression" and result.meta["labels"] == []
-    assert result.meta["metric"] == "mse" and result.meta["history"][-1]["mse"] < result.meta["history"][0]["mse"]
+    assert result.meta.task == "regression" and result.meta.labels == []
+    assert result.meta.metric == "mse" and result.meta.history[-1]["mse"] < result.meta.history[0]["mse"]
     out = runner.invoke(app, ["predict", str(result.output)], input="great movie\n")
     assert isinstance(json.loads(out.stdout)["score"], float)
 
@@ -207,13 +207,13 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model):
     assert not (tmp_path / "split").exists()  # nothing that looks finished
     assert (tmp_path / "split.incomplete" / "checkpoints" / "step-0000008").is_dir()
     resumed = finetune(_config(train, tmp_path / "split", tiny_model, resume="auto", **settings))
-    assert resumed.meta["steps"] == whole.meta["steps"] == 18
+    assert resumed.meta.run["steps"] == whole.meta.run["steps"] == 18
     a = load_file(str(tmp_path / "whole" / "model.safetensors"))
     b = load_file(str(tmp_path / "split" / "model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
-    assert [h["accuracy"] for h in resumed.meta["history"]] == [h["accuracy"] for h in whole.meta["history"]]
+    assert [h["accuracy"] for h in resumed.meta.history] == [h["accuracy"] for h in whole.meta.history]
 
 
 def test_existing_output_needs_overwrite(tmp_path, tiny_model, sentiment_csv):
@@ -273,8 +273,8 @@ def test_sentence_pairs_train_and_evaluate(tmp_path, tiny_model):
         for i, r in enumerate(sentiment_rows(120))
     ]
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=8)
-    assert result.meta["columns"] == {"text": "sentence1", "pair": "sentence2", "label": "label"}
-    assert result.meta["labels"] == ["0", "1"]
+    assert result.meta.columns == {"text": "sentence1", "pair": "sentence2", "label": "label"}
+    assert result.meta.labels == ["0", "1"]
     test = tmp_path / "test.jsonl"
     test.write_text("".join(json.dumps(r) + "\n" for r in rows[:40]))
     out = runner.invoke(app, ["evaluate", str(result.output), str(test), "--json"])
@@ -297,9 +297,9 @@ def test_class_weights_reach_the_training_loss(tmp_path, tiny_model, class_weigh
     import torch
     import torch.nn.functional as F
 
-    from bertcli.bundle import load_tokenizer
+    from bertcli.hub import load_tokenizer
     from bertcli.runtime.accelerator import make_accelerator
-    from bertcli.tasks.classification.finetune import ClassificationTask
+    from bertcli.tasks.classification.finetune import ClassifierTraining
 
     rows = [r for i, r in enumerate(sentiment_rows(120)) if r["label"] == "pos" or i % 4 == 1]  # 60 pos : 30 neg
     cfg = _config(
@@ -310,7 +310,7 @@ def test_class_weights_reach_the_training_loss(tmp_path, tiny_model, class_weigh
         class_weights=class_weights,
         precision="no",
     )
-    task = ClassificationTask()
+    task = ClassifierTraining()
     data = task.read(cfg)
     model = task.load_model(str(tiny_model), data)
     prepared = task.prepare(cfg, data, load_tokenizer(str(tiny_model)), model, make_accelerator("no"))
@@ -329,4 +329,4 @@ def test_class_weights_auto_is_recorded_and_trains(tmp_path, tiny_model):
     rows = sentiment_rows(120)
     rows = [r for i, r in enumerate(rows) if r["label"] == "pos" or i % 4 == 1]  # 3:1 imbalance
     result = _tiny_task(tmp_path, tiny_model, rows, epochs=2, class_weights="auto")
-    assert result.meta["config"]["training"]["class_weights"] == "auto" and result.meta["steps"] > 0
+    assert result.meta.run["config"]["training"]["class_weights"] == "auto" and result.meta.run["steps"] > 0

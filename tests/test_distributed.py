@@ -137,8 +137,8 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
 
 
 def test_two_process_pretrain_validates_each_held_out_block_once(tmp_path, tiny_model):
-    from bertcli.bundle import load_tokenizer
     from bertcli.config import DataOptions
+    from bertcli.hub import load_tokenizer
     from bertcli.runtime.accelerator import make_accelerator
     from bertcli.tasks.pretraining.data import example_source, split_examples
     from bertcli.tasks.pretraining.models import load_pretraining_model

@@ -371,8 +371,8 @@ def test_matches_sentence_transformers_all_minilm():
     """all-MiniLM-L6-v2, mean pooling + normalize, equals SentenceTransformer.encode on real sentences (incl. truncated ones)."""
     from sentence_transformers import SentenceTransformer
 
-    from bertcli.bundle import default_model
     from bertcli.corpora import rotten_tomatoes
+    from bertcli.hub import default_model
 
     texts = rotten_tomatoes()[1]["text"].tolist()[:300]
     texts += [" ".join(texts[i : i + 25]) for i in range(0, 100, 25)]  # several hundred tokens: cut at 256

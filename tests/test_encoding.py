@@ -25,7 +25,7 @@ def real_texts():
 def test_single_texts_and_pairs_match_transformers(tiny_model, real_texts, which, max_length):
     from transformers import AutoTokenizer
 
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     directory = str(tiny_model) if which == "tiny" else default_model()
     reference = AutoTokenizer.from_pretrained(directory)

@@ -120,7 +120,7 @@ def test_int8_kept_behind_the_gate_is_recorded(exported):
 def test_encoder_parity_and_every_pooling_on_the_real_model(tmp_path, real_text):
     """all-MiniLM-L6-v2 exported: vectors equal torch's (cosine >= 0.9999) for mean, cls, max, several layers, tokens."""
     from bertcli import Embedder
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     out = tmp_path / "minilm"
     invoke("export", default_model(), "-o", str(out))

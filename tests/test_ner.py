@@ -295,7 +295,7 @@ def test_entity_report_equals_seqeval_on_a_hand_made_case():
 def trained(tiny_model, tmp_path_factory):
     """One tiny NER model shared by the end-to-end tests (trained once, a few seconds)."""
     from bertcli.config import FinetuneConfig, build_config
-    from bertcli.tasks.ner.finetune import finetune
+    from bertcli.tasks.ner.finetune import train_tagger as finetune
 
     root = tmp_path_factory.mktemp("ner")
     train = write_conll(root / "train.conll", toy_corpus(240, seed=0))
@@ -478,7 +478,7 @@ def test_predict_answers_each_line_before_the_input_ends(trained, monkeypatch):
     import os
 
     from bertcli.config import PredictConfig
-    from bertcli.tasks.ner.predict import predict
+    from bertcli.tasks import predict
 
     model_dir, _ = trained
     read_end, write_end = os.pipe()

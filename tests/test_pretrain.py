@@ -38,7 +38,7 @@ DOCS = [
 
 
 def _tokenizer(model_dir: Path):
-    from bertcli.bundle import load_tokenizer
+    from bertcli.hub import load_tokenizer
 
     return load_tokenizer(str(model_dir))
 
@@ -354,7 +354,7 @@ def test_continued_pretraining_initialises_a_tied_head_and_finetunes(tmp_path, t
 
 def test_minilm_without_mlm_head(tmp_path):
     """all-MiniLM-L6-v2 ships only the encoder: the head is created, tied, and the model trains."""
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 10)
     result = runner.invoke(
@@ -498,9 +498,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
-    assert [h["loss"] for h in resumed.meta["history"]] == pytest.approx(
-        [h["loss"] for h in whole.meta["history"]], abs=1e-6
-    )
+    assert [h["loss"] for h in resumed.meta.history] == pytest.approx([h["loss"] for h in whole.meta.history], abs=1e-6)
 
 
 @pytest.mark.parametrize(

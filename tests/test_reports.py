@@ -143,7 +143,7 @@ def test_card_records_the_exact_launch_command(monkeypatch):
 
 
 def test_base_model_only_for_hub_ids(tmp_path):
-    from bertcli.bundle import DEFAULT_HUB_ID
+    from bertcli.hub import DEFAULT_HUB_ID
     from bertcli.reports.model_card import front_matter as matter
 
     assert matter({"task": "ner", "base_model": DEFAULT_HUB_ID})["base_model"] == DEFAULT_HUB_ID

@@ -159,20 +159,20 @@ def test_a_failing_trial_is_recorded_and_the_search_goes_on(data, tiny_model, tm
     from bertcli.config import TuneConfig, build_config
     from bertcli.tuning import search, seeds
 
-    real = seeds.finetune
+    real = seeds.finetune_seeds
 
     def out_of_memory_at_tiny_lr(cfg, callbacks=None):
         if cfg.training.lr < 1e-6:
             raise RuntimeError("CPU out of memory (a stand-in)")
         return real(cfg, callbacks)
 
-    monkeypatch.setattr(seeds, "finetune", out_of_memory_at_tiny_lr)
+    monkeypatch.setattr(seeds, "finetune_seeds", out_of_memory_at_tiny_lr)
     train, _ = data
     cfg = build_config(TuneConfig, None, train=str(train), output=str(tmp_path / "t"), model=str(tiny_model), space="lr=0.005|1e-9",
                        epochs=2.0, batch_size=16, precision="no", seed=0, trials=3)  # fmt: skip
     result = search.tune(cfg)
     assert [row["state"] for row in result.trials] == ["fail", "complete", "fail"]
-    assert result.meta["search"]["best_params"] == {"lr": 0.005}
+    assert result.meta.search["best_params"] == {"lr": 0.005}
 
 
 def test_the_time_budget_is_honoured(data, tiny_model, tmp_path):

@@ -188,15 +188,15 @@ def test_windowed_evaluate_equals_windowed_predict(windowed):
 
 
 def test_every_document_weighs_one_in_training(tiny_model, tmp_path):
-    from bertcli.bundle import load_tokenizer
     from bertcli.config import FinetuneConfig, build_config
+    from bertcli.hub import load_tokenizer
     from bertcli.runtime.accelerator import make_accelerator
-    from bertcli.tasks.classification.finetune import ClassificationTask
+    from bertcli.tasks.classification.finetune import ClassifierTraining
 
     rows = long_rows(10, seed=2) + [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}]
     cfg = build_config(FinetuneConfig, None, train=str(write_csv(tmp_path / "t.csv", rows)), output=str(tmp_path / "o"),
                        model=str(tiny_model), max_length=32, long_text="window", stride=8, val_split=0.0)  # fmt: skip
-    task = ClassificationTask()
+    task = ClassifierTraining()
     data = task.read(cfg)
 
     def prepared(windows: int | None):
@@ -219,7 +219,7 @@ def test_resume_with_windows_ends_with_identical_weights(tiny_model, tmp_path, t
 
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.errors import Interrupted
-    from bertcli.tasks.classification.finetune import finetune
+    from bertcli.tasks.classification.finetune import train_classifier as finetune
     from bertcli.training.loop import Callbacks
 
     train = write_csv(tmp_path / "train.csv", long_rows(40, seed=3))
@@ -238,7 +238,7 @@ def test_resume_with_windows_ends_with_identical_weights(tiny_model, tmp_path, t
     with pytest.raises(Interrupted):
         finetune(config("split"), Callbacks(on_step=stop))
     resumed = finetune(config("split", resume="auto"))
-    assert resumed.meta["steps"] == whole.meta["steps"] > 5
+    assert resumed.meta.run["steps"] == whole.meta.run["steps"] > 5
     a, b = (
         load_file(str(tmp_path / "whole" / "model.safetensors")),
         load_file(str(tmp_path / "split" / "model.safetensors")),

@@ -110,13 +110,13 @@ def command(
     values = {k: v for k, v in locals().items() if k != "config"}
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.runtime.accelerator import is_main_process
-    from bertcli.tuning.seeds import finetune
+    from bertcli.tuning.seeds import finetune_seeds
 
-    result = finetune(build_config(FinetuneConfig, config, **values))
+    result = finetune_seeds(build_config(FinetuneConfig, config, **values))
     if is_main_process():
-        _summary(result.meta, str(result.output))
-        if "seeds" in result.meta:
-            seeds_table(result.meta["seeds"])
+        _summary(result.meta.to_json(), str(result.output))
+        if result.meta.seeds:
+            seeds_table(result.meta.seeds)
 
 
 def seeds_table(seeds: dict) -> None:

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from bertcli.bundle import PRESETS
 from bertcli.cli.options import (
     DATA,
     TRAINING,
@@ -33,7 +32,7 @@ from bertcli.cli.options import (
     shown,
     vocab_size_option,
 )
-from bertcli.config import PRETRAIN_LR, PretrainConfig, PretrainOptions
+from bertcli.config import PRESETS, PRETRAIN_LR, PretrainConfig, PretrainOptions
 
 NAME = "pretrain"
 BatchSizeOpt = batch_size_option(default(PretrainOptions.batch_size))
@@ -177,7 +176,7 @@ def command(
 
     values["inputs"] = values["inputs"] or None
     result = pretrain(build_config(PretrainConfig, config, **values))
-    _summary(result.meta, str(result.output))
+    _summary(result.meta.to_json(), str(result.output))
 
 
 def _summary(meta: dict, output: str) -> None:

@@ -142,7 +142,7 @@ def _summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    search = result.meta["search"]
+    search = result.meta.search
     table = Table(title=f"tune: {result.output} ({search['metric']}, {search['direction']})", title_justify="left")
     names = list(search["best_params"])
     for column in ("trial", *names, search["metric"], "state"):

@@ -33,9 +33,11 @@ from bertcli.config.training import (
     DEFAULT_SPACES,
     LENGTH_CAP,
     MIN_STEPS,
+    PRESETS,
     PRETRAIN_LR,
     SMALL_DATA_BATCH_SIZE,
     TASK_DEFAULTS,
+    VALIDATION_METRICS,
     WINDOW_SHARE,
     WINDOWS_PER_TEXT,
     FinetuneConfig,
@@ -54,7 +56,7 @@ from bertcli.config.training import (
 
 __all__ = [
     "AGGREGATES", "AGGREGATIONS", "BACKENDS", "LONG_TEXT", "WindowOptions", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "POOLINGS", "PRECISIONS",
-    "PRETRAIN_LR", "TASK_DEFAULTS", "DEFAULT_METRICS", "DEFAULT_SPACES", "LENGTH_CAP", "WINDOW_SHARE", "BATCH_SIZE", "SMALL_DATA_BATCH_SIZE", "MIN_STEPS", "WINDOWS_PER_TEXT", "train_windows", "classification_batch_size", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
+    "PRESETS", "PRETRAIN_LR", "TASK_DEFAULTS", "VALIDATION_METRICS", "DEFAULT_METRICS", "DEFAULT_SPACES", "LENGTH_CAP", "WINDOW_SHARE", "BATCH_SIZE", "SMALL_DATA_BATCH_SIZE", "MIN_STEPS", "WINDOWS_PER_TEXT", "train_windows", "classification_batch_size", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
     "FinetuneConfig", "NerOptions", "PredictConfig", "PretrainConfig", "PretrainOptions", "TokenizeConfig", "TrainOptions",
     "VectorOptions", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults", "seed_list", "TuneConfig", "budget_seconds",
 ]  # fmt: skip

@@ -20,6 +20,19 @@ TASK_DEFAULTS = {"classification": {"lr": 1e-4}, "ner": {"lr": 3e-4, "batch_size
 BATCH_SIZE, SMALL_DATA_BATCH_SIZE, MIN_STEPS = 32, 16, 150
 # the validation metric that picks the best model when --metric is not given, by kind of labels
 DEFAULT_METRICS = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse", "ner": "f1"}
+# what each kind of model's validation reports during training (reports/metrics.py, tasks/ner/entities.py): --metric
+# names one of them, checked before any training
+VALIDATION_METRICS = {
+    "single_label": ("loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "recall_micro",
+                     "f1_micro", "precision_weighted", "recall_weighted", "f1_weighted", "mcc"),
+    "multi_label": ("loss", "subset_accuracy", "hamming_loss", "f1_micro", "precision_micro", "recall_micro", "f1_macro",
+                    "precision_macro", "recall_macro", "f1_weighted"),
+    "regression": ("loss", "mse", "rmse", "mae", "r2", "pearson", "spearman"),
+    "ner": ("loss", "f1", "precision", "recall", "accuracy", "strict_f1"),
+}  # fmt: skip
+# pretrain --preset: the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64,
+# feed-forward = 4 x hidden
+PRESETS = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512), "medium": (8, 512), "base": (12, 768)}
 # `bertcli tune`'s search spaces: around the defaults above (and 3 epochs, 10% warmup), wide enough to matter
 DEFAULT_SPACES = {
     "classification": "lr=1e-5..5e-4:log,epochs=1..5,batch_size=16|32|64,warmup_ratio=0..0.2",
@@ -186,8 +199,6 @@ class PretrainConfig:
     training: PretrainOptions = field(default_factory=PretrainOptions)
 
     def validate(self) -> None:
-        from bertcli.bundle import PRESETS
-
         validate(self)
         starts = [
             flag

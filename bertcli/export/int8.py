@@ -19,8 +19,6 @@ from bertcli.config import EmbedOptions, EvaluateConfig, ExportConfig
 
 log = logging.getLogger("bertcli")
 SCHEME = "int8: dynamic, per-channel QInt8 weights"
-# what the gate compares per task; NER: entity F1, regression: Pearson correlation, encoders: cosine to fp32
-GATE_METRIC = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson", "ner": "f1"}
 
 
 def quantize(fp32: Path, int8: Path) -> None:
@@ -43,9 +41,10 @@ class Check:
         return self.fp32 - self.int8
 
 
-def measure(cfg: ExportConfig, export_dir: Path, task: str, int8_file: str) -> Check:
-    """The task's metric on --check for the fp32 and the int8 model (encoders: cosine of int8 to fp32 vectors)."""
-    if task in GATE_METRIC:
+def measure(cfg: ExportConfig, export_dir: Path, metric: str | None, int8_file: str) -> Check:
+    """The task's gate metric on --check for the fp32 and the int8 model; None (encoders): the cosine of the int8 to
+    the fp32 vectors."""
+    if metric is not None:
         from bertcli import tasks
 
         scores = {}
@@ -54,7 +53,6 @@ def measure(cfg: ExportConfig, export_dir: Path, task: str, int8_file: str) -> C
                 model_dir=str(export_dir), input=cfg.check, backend="onnx", onnx_file=name, batch_size=cfg.batch_size
             )
             scores[name] = tasks.evaluate(evaluation)
-        metric = GATE_METRIC[task]
         fp32, int8 = scores["model.onnx"][metric], scores[int8_file][metric]
         return Check(metric, float(fp32 or 0.0), float(int8 or 0.0), int(scores[int8_file]["n"]))
     texts = _texts(cfg.check)

@@ -6,6 +6,7 @@ finished, and an export that fails its parity check is never written.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -13,64 +14,63 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertcli.bundle import TORCH_WEIGHTS, weights_fingerprint
+from bertcli.bundle import TORCH_WEIGHTS, Bundle, BundleMeta, weights_fingerprint
 from bertcli.config import ExportConfig
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.loading import EXPORT_DIR
 
 log = logging.getLogger("bertcli")
 FP32, INT8 = "model.onnx", "model.int8.onnx"
-HEADS = {"ner": "token-classification", "single_label": "sequence-classification", "multi_label": "sequence-classification",
-         "regression": "sequence-classification"}  # fmt: skip
 SKIPPED = {*TORCH_WEIGHTS, "training_curves.png", "bertcli.json"}  # files an export does not need
 
 
 @dataclass
-class ExportResult:
+class OnnxExport:
     output: Path
     onnx: dict[str, Any]
 
 
-def export(cfg: ExportConfig) -> ExportResult:
+def export(cfg: ExportConfig) -> OnnxExport:
     """Export cfg.model_dir to ONNX in cfg.output (default MODEL_DIR/onnx)."""
-    from bertcli.bundle import read_meta
-    from bertcli.io import replace_dir, write_json
+    from bertcli.bundle import write_meta
+    from bertcli.io import replace_dir
+    from bertcli.tasks import bundle_task
 
     cfg.validate()
     source, out = _paths(cfg)
-    meta = read_meta(source)
-    head = HEADS.get(meta.get("task"), "encoder")
+    task = bundle_task(source)  # the head to export and the metric the int8 gate holds
+    meta = source.meta
     staging = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        section = _graph(source, staging, head, cfg.opset)
+        section = _graph(source.directory, staging, task.head, cfg.opset)
         refused = None
         if cfg.quantize == "int8":
-            refused = _int8(cfg, staging, meta, section)
-        write_json(staging / "bertcli.json", {**meta, "onnx": section})
+            refused = _int8(cfg, staging, meta, section, task.gate_metric(source))
+        write_meta(staging, dataclasses.replace(meta, onnx=section))
         replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     if refused:
         raise ModelError(refused, file=out, hint="--force keeps it anyway, or a larger --max-drop")
-    return ExportResult(out, section)
+    return OnnxExport(out, section)
 
 
-def _paths(cfg: ExportConfig) -> tuple[Path, Path]:
-    from bertcli.bundle import read_meta, resolve_model
+def _paths(cfg: ExportConfig) -> tuple[Bundle, Path]:
+    from bertcli.hub import resolve_model
 
-    source = Path(resolve_model(cfg.model_dir))
+    source = Bundle.open(resolve_model(cfg.model_dir))
     if cfg.output is None and not Path(cfg.model_dir).is_dir():
         raise UsageError(f"{cfg.model_dir} is not a model directory of yours", hint="give -o DIR for the export")
-    out = Path(cfg.output) if cfg.output else source / EXPORT_DIR
+    out = Path(cfg.output) if cfg.output else source.directory / EXPORT_DIR
     if out.exists() and not out.is_dir():
         raise UsageError("-o names a file; an export is a directory", file=out)
     if out.exists() and any(out.iterdir()) and not cfg.overwrite:
         raise UsageError("the export directory exists", file=out, hint="pass --overwrite to replace it")
-    if "onnx" in read_meta(source):
-        raise UsageError("this directory is an ONNX export; export the model it came from", file=source)
+    if source.meta.onnx is not None:
+        raise UsageError("this directory is an ONNX export; export the model it came from", file=source.directory)
     return source, out
 
 
@@ -105,11 +105,13 @@ def _graph(source: Path, staging: Path, head: str, opset: int | None) -> dict[st
     }
 
 
-def _int8(cfg: ExportConfig, staging: Path, meta: dict[str, Any], section: dict[str, Any]) -> str | None:
-    """Quantize, measure on --check, keep or drop; the reason when the gate refuses it."""
+def _int8(
+    cfg: ExportConfig, staging: Path, meta: BundleMeta, section: dict[str, Any], gate_metric: str | None
+) -> str | None:
+    """Quantize, measure on --check (the task's gate metric), keep or drop; the reason when the gate refuses it."""
+    from bertcli.bundle import write_meta
     from bertcli.data.formats import file_fingerprint
     from bertcli.export.int8 import SCHEME, measure, quantize, record
-    from bertcli.io import write_json
 
     quantize(staging / FP32, staging / INT8)
     if cfg.check is None:
@@ -118,8 +120,8 @@ def _int8(cfg: ExportConfig, staging: Path, meta: dict[str, Any], section: dict[
             file=INT8, quantized=SCHEME, int8={"scheme": SCHEME, "kept": True, "forced": True, "measured": False}
         )
         return None
-    write_json(staging / "bertcli.json", {**meta, "onnx": section})  # the checks load the export being made
-    check = measure(cfg, staging, meta.get("task"), INT8)
+    write_meta(staging, dataclasses.replace(meta, onnx=section))  # the checks load the export being made
+    check = measure(cfg, staging, gate_metric, INT8)
     kept = check.drop <= cfg.max_drop or cfg.force
     section["int8"] = record(check, kept, cfg, file_fingerprint(cfg.check))
     log.info(

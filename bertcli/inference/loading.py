@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertcli.bundle import Bundle
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.encoding import TOKENIZER_FILE, TextEncoder
 
@@ -28,27 +29,25 @@ class Export:
         return self.directory / (name or self.meta["file"])
 
 
-def find_export(directory: str | Path) -> Export | None:
-    """The directory itself when it is an export, else its onnx/ subdirectory when that is one."""
-    from bertcli.bundle import read_meta
+def find_export(bundle: Bundle) -> Export | None:
+    """The bundle itself when it is an export, else its onnx/ subdirectory when that is one."""
+    from bertcli.bundle import has_meta, read_meta
 
-    for candidate in (Path(directory), Path(directory) / EXPORT_DIR):
-        if (candidate / "bertcli.json").is_file():
-            section = read_meta(candidate).get("onnx")
-            if section and (candidate / section["file"]).is_file():
-                return Export(candidate, section)
+    if bundle.meta.onnx and (bundle.directory / bundle.meta.onnx["file"]).is_file():
+        return Export(bundle.directory, bundle.meta.onnx)
+    candidate = bundle.directory / EXPORT_DIR
+    if has_meta(candidate):
+        section = read_meta(candidate).onnx
+        if section and (candidate / section["file"]).is_file():
+            return Export(candidate, section)
     return None
 
 
-def choose_backend(
-    directory: str | Path, backend: str, precision: str = "auto", needs: tuple[str, ...] = ()
-) -> Export | None:
+def choose_backend(bundle: Bundle, backend: str, precision: str = "auto", needs: tuple[str, ...] = ()) -> Export | None:
     """The export to run, or None for torch. `auto` takes the export when there is one and the options need nothing
     it lacks (an autocast precision; `needs`: outputs such as pooler_output)."""
-    export = find_export(directory)
-    from bertcli.bundle import TORCH_WEIGHTS
-
-    has_torch = any((Path(directory) / name).is_file() for name in TORCH_WEIGHTS)
+    export = find_export(bundle)
+    directory, has_torch = bundle.directory, bundle.has_torch_weights
     if backend == "torch":
         if not has_torch:
             raise ModelError(
@@ -78,24 +77,22 @@ def choose_backend(
 
 
 def open_model(
-    directory: str | Path, head: str, max_length: int, backend: str = "auto", precision: str = "auto",
+    model: Bundle | str | Path, head: str, max_length: int, backend: str = "auto", precision: str = "auto",
     threads: int | None = None, needs: tuple[str, ...] = (), onnx_file: str | None = None,
 ) -> tuple[Any, TextEncoder]:  # fmt: skip
-    """The backend running `head` (see torch_backend.HEADS) and the encoder for its inputs."""
-    export = choose_backend(directory, "onnx" if onnx_file else backend, precision, needs)
+    """The backend running `head` (see torch_backend.HEADS) and the encoder for its inputs. `threads` sizes ONNX
+    Runtime's session; torch's thread pool is the process's, set once by the command (runtime.device.set_threads)."""
+    bundle = model if isinstance(model, Bundle) else Bundle.open(model)
+    export = choose_backend(bundle, "onnx" if onnx_file else backend, precision, needs)
     if export is not None:
         from bertcli.inference.onnx_backend import OnnxBackend
 
-        _check_source(export, Path(directory))
+        _check_source(export, bundle.directory)
         return OnnxBackend(export.file(onnx_file), threads), text_encoder(export.directory, max_length)
     from bertcli.inference.torch_backend import TorchBackend, load_model
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    model = load_model(str(directory), head, keep_pooler="pooler_output" in needs)
-    return TorchBackend(model, precision), text_encoder(directory, max_length)
+    torch_model = load_model(str(bundle.directory), head, keep_pooler="pooler_output" in needs)
+    return TorchBackend(torch_model, precision), text_encoder(bundle.directory, max_length)
 
 
 def _check_source(export: Export, directory: Path) -> None:
@@ -115,6 +112,6 @@ def text_encoder(directory: str | Path, max_length: int) -> TextEncoder:
     """The directory's tokenizer.json read by `tokenizers` itself; transformers only for a tokenizer without one."""
     if (Path(directory) / TOKENIZER_FILE).is_file():
         return TextEncoder.load(directory, max_length)
-    from bertcli.bundle import load_tokenizer
+    from bertcli.hub import load_tokenizer
 
     return TextEncoder.of(load_tokenizer(str(directory)), max_length)

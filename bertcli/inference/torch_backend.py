@@ -59,7 +59,7 @@ def load_model(path: str, head: str, keep_pooler: bool = False, **options: Any) 
     unless asked for, and never used when the checkpoint has no trained one (it would be random)."""
     import transformers
 
-    from bertcli.bundle import quiet_transformers
+    from bertcli.hub import quiet_transformers
 
     quiet_transformers()
     auto = getattr(transformers, HEADS[head])

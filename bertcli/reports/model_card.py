@@ -344,14 +344,12 @@ def _usage(meta: dict[str, Any], task: str) -> list[str]:
 
 def document_run(directory: Path, name: str) -> None:
     """Write training_curves.png and the README.md card into a bundle directory, from its bertcli.json."""
-    import json
-
-    from bertcli.bundle import BUNDLE_FILE
+    from bertcli.bundle import read_meta
     from bertcli.io import atomic_write
     from bertcli.reports.plots import TRAINING_CURVES, training_curves
 
     directory = Path(directory)
-    meta = json.loads((directory / BUNDLE_FILE).read_text(encoding="utf-8"))
+    meta = read_meta(directory).to_json()  # the card renders the record as bertcli.json holds it
     curves = training_curves(meta, directory / TRAINING_CURVES) is not None
     with atomic_write(directory / CARD_FILE) as handle:
         handle.write(render_card(meta, name, curves))

@@ -38,3 +38,12 @@ def inference_device() -> Any:
     from accelerate import PartialState
 
     return PartialState(cpu=not torch.accelerator.is_available()).device
+
+
+def use_threads(threads: int | None) -> None:
+    """--threads for torch, whose thread pool belongs to the whole process: set once by the command, after its models
+    load (ONNX Runtime sizes each session itself). Only a process already running torch imports it here."""
+    import sys
+
+    if threads and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)

@@ -67,3 +67,11 @@ def require_file_under_launch(source: str | None, command: str) -> None:
         raise UsageError(
             f"under a multi-process launch {command} reads a file, not stdin (each process reads the input)"
         )
+
+
+def across_processes(compute: Callable[[list[Any]], Sequence[Any]], items: Sequence[Any]) -> list[Any]:
+    """`compute` over `items` dealt out among this launch's processes (see `shared_map`); a plain run computes them
+    all here. The one way predict, evaluate and embed share work under `accelerate launch`."""
+    from bertcli.runtime.device import processes
+
+    return shared_map(processes(), items, compute)

@@ -75,8 +75,8 @@ def describe_environment() -> dict[str, Any]:
     """Everything as plain data (JSON-ready); imports torch, so this is the slow part of `bertcli env`."""
     import torch
 
-    from bertcli import __version__
     from bertcli.runtime.precision import fast_bf16_available, resolve_precision
+    from bertcli.version import __version__
 
     accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
     devices: list[dict[str, Any]] = []

@@ -19,20 +19,21 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from bertcli import __version__
 from bertcli.config import ServeConfig
 from bertcli.serve.batcher import Batcher, Overloaded
 from bertcli.serve.metrics import Metrics
-from bertcli.serve.models import CLASSIFIER, ENCODER, TAGGER, ServedModel
-from bertcli.serve.schemas import RETRY_AFTER_SECONDS, EmbeddingsRequest, PredictRequest, TokenizeRequest
+from bertcli.serve.models import ServedModel
+from bertcli.serve.schemas import (
+    RETRY_AFTER_SECONDS,
+    ApiError,
+    EmbeddingsRequest,
+    PredictRequest,
+    TokenizeRequest,
+)
+from bertcli.version import __version__
 
 log = logging.getLogger("bertcli")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.headers = status, message, code, headers or {}
+ROUTES = {"embeddings": "/v1/embeddings", "predict": "/predict"}
 
 
 @dataclass
@@ -45,25 +46,23 @@ class ServerState:
     ready: bool = False
     draining: bool = False
 
-    def model(self, name: str | None, kinds: tuple[str, ...], route: str) -> ServedModel:
-        """The model a request names (or the only one that serves this route)."""
+    def model(self, name: str | None, route: str | None) -> ServedModel:
+        """The model a request names (or the only one that serves this route; None: any model)."""
+        path = ROUTES.get(route, "/tokenize")
         if name is None:
-            serving = [m for m in self.models.values() if m.kind in kinds]
+            serving = [m for m in self.models.values() if route is None or route in m.predictor.routes]
             if len(serving) != 1:
                 names = ", ".join(m.name for m in serving) or "none"
-                raise ApiError(422, f"name the model: {route} is served by {names}", "model_required")
+                raise ApiError(422, f"name the model: {path} is served by {names}", "model_required")
             return serving[0]
         if name not in self.models:
             raise ApiError(
                 404, f"model {name!r} is not served here (served: {', '.join(self.models)})", "model_not_found"
             )
         model = self.models[name]
-        if model.kind not in kinds:
-            raise ApiError(
-                422,
-                f"model {name!r} is a {model.kind}; {route} needs a{'n' if kinds[0][0] in 'aeio' else ''} {' or '.join(kinds)}",
-                "wrong_model_kind",
-            )
+        if route is not None and route not in model.predictor.routes:
+            serves = " and ".join(ROUTES[r] for r in sorted(model.predictor.routes))
+            raise ApiError(422, f"model {name!r} does not answer {path}; it answers {serves}", "wrong_model_kind")
         return model
 
     def check_count(self, count: int) -> None:
@@ -132,7 +131,7 @@ def _observer(state: ServerState, name: str):
 def _routes(app: Any, state: ServerState) -> None:
     @app.post("/v1/embeddings")
     async def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
-        model = state.model(body.model, (ENCODER,), "/v1/embeddings")
+        model = state.model(body.model, "embeddings")
         texts = [body.input] if isinstance(body.input, str) else body.input
         if texts and not isinstance(texts[0], str):
             raise ApiError(
@@ -161,24 +160,23 @@ def _routes(app: Any, state: ServerState) -> None:
 
     @app.post("/predict")
     async def predict(body: PredictRequest, request: Request) -> Any:
-        model = state.model(body.model, (CLASSIFIER, TAGGER), "/predict")
+        model = state.model(body.model, "predict")
         single = isinstance(body.inputs, str)
         inputs = _predict_inputs(body.inputs, model)
-        if model.kind == TAGGER and (body.top_k is not None or body.threshold is not None):
+        options = {k: v for k, v in (("top_k", body.top_k), ("threshold", body.threshold)) if v is not None}
+        unsupported = sorted(set(options) - model.predictor.request_options)
+        if unsupported:
             raise ApiError(
-                422, "top_k and threshold are for classifiers; this model tags entities", "unsupported_option"
+                422, f"{' and '.join(unsupported)}: not options of model {model.name!r}", "unsupported_option"
             )
         request.state.inputs = len(inputs)
         results, _ = await state.run(model, inputs)
-        if model.kind == CLASSIFIER:
-            results = [
-                model.predictor.record(p, cut, windows, body.top_k, body.threshold) for p, cut, windows in results
-            ]
-        return results[0] if single else results
+        records = model.predictor.records(results, **options)
+        return records[0] if single else records
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest, request: Request) -> Any:
-        model = state.model(body.model, (CLASSIFIER, TAGGER, ENCODER), "/tokenize")
+        model = state.model(body.model, None)
         texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
         state.check_count(len(texts))
         request.state.inputs = len(texts)
@@ -218,8 +216,8 @@ def _predict_inputs(inputs: str | list, model: ServedModel) -> list[tuple[str, s
         raise ApiError(422, "inputs mix texts and [text, pair] pairs", "mixed_inputs")
     if any(len(pair) != 2 for pair in pairs):
         raise ApiError(422, "a pair is [text, second text]", "bad_pair")
-    if pairs and model.kind == TAGGER:
-        raise ApiError(422, "this model tags entities in single texts; pairs are for classifiers", "unsupported_input")
+    if pairs and not model.predictor.takes_pairs:
+        raise ApiError(422, f"model {model.name!r} reads single texts, not pairs", "unsupported_input")
     return [(pair[0], pair[1]) for pair in pairs] if pairs else [(text, None) for text in inputs]
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from bertcli.serve.schemas import RETRY_AFTER_SECONDS, error_body
+from bertcli.serve.schemas import RETRY_AFTER_SECONDS, ApiError, error_body
 
 log = logging.getLogger("bertcli")
 OPEN = ("/health",)  # answered without the API key (load balancers probe it)
@@ -154,8 +154,6 @@ def install_error_handlers(app: Any) -> None:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
-
-    from bertcli.serve.app import ApiError
 
     def reply(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)

@@ -1,5 +1,6 @@
-"""A model the server serves: its predictor from the shared inference path, and the one batch function its
-batcher calls (off the event loop) with the inputs of many requests at once."""
+"""A model the server serves: the predictor its task loads, and the one batch function its batcher calls (off the
+event loop) with the inputs of many requests at once. What a model answers comes from its predictor (`routes`,
+`takes_pairs`, `request_options`), so the server never asks what kind of model it holds."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertcli.config import EmbedOptions, ServeConfig
+from bertcli.config import ServeConfig
 from bertcli.config.deploy import served_name
-from bertcli.errors import UsageError
 
-CLASSIFIER, TAGGER, ENCODER = "classifier", "tagger", "encoder"
 WARM_UP = ["A warm-up sentence, so the first request does not pay for lazy initialisation.", "ok"]
 
 
@@ -20,10 +19,8 @@ WARM_UP = ["A warm-up sentence, so the first request does not pay for lazy initi
 class ServedModel:
     name: str
     directory: Path
-    kind: str  # classifier (POST /predict), tagger (POST /predict: entities) or encoder (POST /v1/embeddings)
-    task: str
-    predictor: Any  # Classifier, Tagger or Embedder
-    labels: list[str]
+    task: str  # the bundle's task (bertcli.json), shown by /info
+    predictor: Any  # a tasks.contract.Predictor
 
     @property
     def encoder(self) -> Any:
@@ -41,41 +38,24 @@ class ServedModel:
 
     def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[Any]:
         """One forward over many requests' inputs: a result per input, in order (the thread's only work)."""
-        texts = [text for text, _ in inputs]
-        if self.kind == CLASSIFIER:
-            pairs = [pair or "" for _, pair in inputs] if any(pair is not None for _, pair in inputs) else None
-            scored = self.predictor.scores(texts, pairs)
-            return list(zip(scored.probs, scored.truncated, scored.windows))
-        if self.kind == TAGGER:
-            return self.predictor.predict(texts)
-        embedded = self.predictor.embed(texts)
-        return list(zip(embedded.vectors, embedded.truncated))
+        return self.predictor.run(inputs)
 
     def info(self) -> dict[str, Any]:
         return {
-            "id": self.name, "object": "model", "task": self.task, "kind": self.kind, "labels": self.labels,
-            "max_length": self.max_length, "backend": self.predictor.backend.name, "directory": str(self.directory),
+            "id": self.name, "object": "model", "task": self.task, "kind": self.predictor.kind,
+            "labels": list(self.predictor.labels), "max_length": self.max_length,
+            "backend": self.predictor.backend.name, "directory": str(self.directory),
         }  # fmt: skip
 
 
 def load_model(spec: str, cfg: ServeConfig) -> ServedModel:
-    """The predictor for one served directory, warmed up."""
-    from bertcli import tasks
-    from bertcli.bundle import read_meta, resolve_model
-    from bertcli.tasks.embedding.embedder import Embedder, sentence_transformers_pooling
+    """The predictor for one served directory, from its task, warmed up."""
+    from bertcli.hub import resolve_model
+    from bertcli.tasks import open_bundle
 
     name, given = served_name(spec)
-    directory = Path(resolve_model(given))
-    task = read_meta(directory).get("task")
-    runtime = {"backend": cfg.backend, "precision": cfg.precision, "threads": cfg.threads}
-    if task == "ner" or task in tasks.CLASSIFICATION_TASKS:
-        predictor = tasks.load(str(directory), **runtime)
-        kind, labels = (TAGGER, predictor.labels) if task == "ner" else (CLASSIFIER, predictor.spec.names)
-    elif task in ("encoder", "pretraining", None):
-        options = EmbedOptions(**sentence_transformers_pooling(directory), **runtime)
-        predictor, kind, labels = Embedder(str(directory), options), ENCODER, []
-    else:
-        raise UsageError(f"cannot serve a {task} model", file=directory)
-    model = ServedModel(name, directory, kind, task or "encoder", predictor, list(labels))
+    bundle, task = open_bundle(resolve_model(given))
+    predictor = task.load(bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads)
+    model = ServedModel(name, bundle.directory, bundle.meta.task or "encoder", predictor)
     model.run([(text, None) for text in WARM_UP])
     return model

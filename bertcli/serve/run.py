@@ -37,7 +37,7 @@ def serve(cfg: ServeConfig) -> None:
             "serving %s as %r: %s, %s, max length %d",
             model.directory,
             model.name,
-            model.kind,
+            model.predictor.kind,
             model.predictor.backend.name,
             model.max_length,
         )

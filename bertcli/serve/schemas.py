@@ -43,3 +43,11 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "
 
 def error_body(status: int, message: str, code: str) -> dict:
     return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": code}}
+
+
+class ApiError(Exception):
+    """A request the server refuses: answered as one JSON error body (`error_body`) with this status."""
+
+    def __init__(self, status: int, message: str, code: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code, headers or {}

@@ -1,83 +1,100 @@
-"""The tasks, and the registry that maps training data and model bundles to them, so no command branches on a task.
+"""The task table: every task bertcli knows, the models it saves, and the one way commands reach it.
 
-Each fine-tuning task package has the same modules, each with its function of the same name: `finetune`,
-`evaluate`, `predict`, and `predictor.load` (the Python API). They are imported only when called.
+A command asks this module, never a task by name: `finetune` picks the task from the data, `evaluate`, `predict`,
+`load`, `serve` and `export` from the bundle's `task`. Each entry's task object is imported on first use, so
+`--help` and the ONNX path stay light. Adding a task is one package with a `TASK` (see `contract.Task`) and one
+entry in `TABLE`.
 """
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from bertcli.bundle import bundle_dir, read_meta
+from bertcli.bundle import Bundle, bundle_dir
 from bertcli.errors import ModelError, UsageError
-
-CLASSIFICATION_TASKS = ("single_label", "multi_label", "regression")
-
-
-def training_task(cfg: Any) -> str:
-    """The task package for a finetune configuration: NER for --task ner or tagged input, else classification."""
-    from bertcli.tasks.ner.formats import ner_format
-
-    if cfg.task == "ner" or (cfg.task is None and ner_format(cfg.train, cfg.data.format)):
-        return "ner"
-    return "classification"
+from bertcli.tasks.contract import Task
 
 
-def label_task(cfg: Any) -> str:
-    """What a finetune configuration learns: ner, or single_label, multi_label or regression from its labels."""
-    if training_task(cfg) == "ner":
-        return "ner"
-    from bertcli.data.labels import infer_labels
-    from bertcli.data.tables import load_table
+def _classification() -> Task:
+    from bertcli.tasks.classification import TASK
 
-    table = load_table(cfg.train, cfg.data)
-    columns = table.columns(cfg.data, need_label=True)
-    return infer_labels(table, columns.label, cfg.data, cfg.task).task
+    return TASK
 
 
-def bundle_task(model_dir: str) -> str:
-    """The task package that evaluates and predicts with a saved model directory."""
-    task = read_meta(bundle_dir(model_dir)).get("task")
-    if task == "ner":
-        return "ner"
-    if task in CLASSIFICATION_TASKS:
-        return "classification"
-    raise ModelError(
-        f"a {task} model has no classification head",
-        file=model_dir,
-        hint="fine-tune it first (bertcli finetune --model DIR), or use bertcli embed for its vectors",
-    )
+def _ner() -> Task:
+    from bertcli.tasks.ner import TASK
+
+    return TASK
 
 
-def _entry(task: str, name: str) -> Any:
-    return getattr(importlib.import_module(f"bertcli.tasks.{task}.{name}"), name)
+def _embedding() -> Task:
+    from bertcli.tasks.embedding import TASK
+
+    return TASK
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    name: str
+    saves: tuple[str, ...]  # the `task` values of the bundles it writes and loads (bertcli.json)
+    task: Callable[[], Task]  # the task object, imported on first use
+
+
+# the first task whose `trains` claims a finetune configuration trains it: NER claims tagged data, classification
+# any table, so NER comes first
+TABLE = (
+    TaskEntry("ner", ("ner",), _ner),
+    TaskEntry("classification", ("single_label", "multi_label", "regression"), _classification),
+    TaskEntry("embedding", ("encoder", "pretraining"), _embedding),
+)
+
+
+def training_task(cfg: Any) -> Task:
+    """The task a finetune configuration trains: the one --task names, else the first whose data reader claims it."""
+    for entry in TABLE:
+        task = entry.task()
+        if task.trains(cfg):
+            return task
+    raise UsageError(f"nothing trains from {cfg.train}")  # classification claims every table
+
+
+def bundle_task(bundle: Bundle) -> Task:
+    """The task that loads, evaluates and predicts with a saved model directory."""
+    kind = bundle.meta.task or "encoder"
+    for entry in TABLE:
+        if kind in entry.saves:
+            return entry.task()
+    raise ModelError(f"a {kind} model is not one bertcli knows", file=bundle.directory)
+
+
+def open_bundle(model_dir: str) -> tuple[Bundle, Task]:
+    bundle = Bundle.open(bundle_dir(model_dir))
+    return bundle, bundle_task(bundle)
 
 
 def finetune(cfg: Any, callbacks: Any = None) -> Any:
-    """Fine-tune a classifier or tagger, whichever the data and --task call for."""
-    task = training_task(cfg)
-    if task == "ner":
-        cfg.task = "ner"
-    return _entry(task, "finetune")(cfg, callbacks)
+    """Fine-tune a model for whichever task the data and --task call for."""
+    return training_task(cfg).finetune(cfg, callbacks)
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:
     """The metrics report of a saved model on labelled data; with `cfg.others`, every model's report and the
     mean +- std (sample std) of their metrics."""
-    import dataclasses
-
     from bertcli.config import to_dict
     from bertcli.reports.metrics import summarize
     from bertcli.runtime.distributed import require_file_under_launch
 
     require_file_under_launch(cfg.input, "evaluate")
     models = [cfg.model_dir, *cfg.others]
-    kinds = [bundle_task(model) for model in models]
-    if len(set(kinds)) > 1:
-        mixed = ", ".join(f"{model} ({kind})" for model, kind in zip(models, kinds))
+    opened = [open_bundle(model) for model in models]
+    if len({id(task) for _, task in opened}) > 1 or len({b.meta.task for b, _ in opened}) > 1:
+        mixed = ", ".join(f"{model} ({b.meta.task})" for model, (b, _) in zip(models, opened))
         raise UsageError(f"models of different tasks cannot be averaged: {mixed}", hint="evaluate them separately")
-    reports = [_entry(kinds[0], "evaluate")(dataclasses.replace(cfg, model_dir=model, others=[])) for model in models]
+    task = opened[0][1]
+    reports = [task.evaluate(dataclasses.replace(cfg, model_dir=model, others=[])) for model in models]
     if len(reports) == 1:
         return reports[0]
     return {
@@ -95,10 +112,11 @@ def predict(cfg: Any) -> Any:
     from bertcli.runtime.distributed import require_file_under_launch
 
     require_file_under_launch(cfg.input, "predict")
-    return _entry(bundle_task(cfg.model_dir), "predict")(cfg)
+    bundle, task = open_bundle(cfg.model_dir)
+    return task.predict(cfg, bundle)
 
 
 def load(model_dir: str, **options: Any) -> Any:
-    """A predictor for a saved model directory: `predict(texts)` gives the records `bertcli predict` writes."""
-    task = bundle_task(model_dir)
-    return importlib.import_module(f"bertcli.tasks.{task}.predictor").load(model_dir, **options)
+    """The predictor of a saved model directory (see `contract.Predictor`)."""
+    bundle, task = open_bundle(model_dir)
+    return task.load(bundle, **options)

@@ -66,3 +66,38 @@ class LengthGroupedBatches:
         size = self.batch_size * self.mega
         full, rest = divmod(self.size, size)
         return full * self.mega + math.ceil(rest / self.batch_size)
+
+
+def collate_examples(pad_id: int, label_dtype: str = "long", token_labels: bool = False):
+    """The one collate of every fine-tuning task: input ids padded to the batch's longest, with the attention mask
+    (and token type ids when the examples carry them); `labels` as they are (`label_dtype`), or per token and padded
+    with IGNORE (`token_labels`); per-example `weight` when the examples carry one."""
+    import torch
+
+    from bertcli.training import IGNORE
+
+    dtype = getattr(torch, label_dtype)
+
+    def collate(examples: list[dict]) -> dict:
+        width = max(len(e["input_ids"]) for e in examples)
+        shape = (len(examples), width)
+        ids, mask = torch.full(shape, pad_id, dtype=torch.long), torch.zeros(shape, dtype=torch.long)
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in examples[0]:
+            batch["token_type_ids"] = torch.zeros(shape, dtype=torch.long)
+        if token_labels:
+            batch["labels"] = torch.full(shape, IGNORE, dtype=dtype)
+        for row, example in enumerate(examples):
+            n = len(example["input_ids"])
+            ids[row, :n], mask[row, :n] = torch.as_tensor(example["input_ids"]), 1
+            if "token_type_ids" in batch:
+                batch["token_type_ids"][row, :n] = torch.as_tensor(example["token_type_ids"])
+            if token_labels:
+                batch["labels"][row, :n] = torch.as_tensor(example["labels"])
+        if not token_labels:
+            batch["labels"] = torch.tensor([e["label"] for e in examples], dtype=dtype)
+        if "weight" in examples[0]:
+            batch["weight"] = torch.tensor([e["weight"] for e in examples], dtype=torch.float)
+        return batch
+
+    return collate

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bertcli.config import TrainOptions
@@ -304,7 +303,8 @@ class _Steps:
         self.job, self.opts, self.accelerator, self.run_dir = run.job, run.opts, run.accelerator, run.run_dir
         self.schedule, self.state, self.callbacks = run.schedule, state, run.callbacks
         self.size = run.job.size or (lambda batch: len(batch["input_ids"]))
-        self.interval_loss: list[float] = []
+        self.interval_loss: list[Any] = []  # this log interval's step losses, on the device: read once per interval
+        self.shown: dict[str, float] = {}  # the last interval's mean loss, for the progress bar
         self.clock = Stopwatch(state)
 
     def run(
@@ -354,7 +354,7 @@ class _Steps:
             scheduler.step()
             state.global_step += 1
             state.batches_done = index + 1
-            self._record(loss.item(), scheduler.get_last_lr()[0], counted, progress)
+            self._record(loss.detach(), scheduler.get_last_lr()[0], counted, progress)
             finished = state.global_step >= self.schedule.total_steps
             with self.clock.paused():
                 if evaluator.due(state, epoch_ended=False, finished=finished):
@@ -370,16 +370,19 @@ class _Steps:
             raise DataError("the training stream yielded no batches", hint="check the input files")
         return False
 
-    def _record(self, loss: float, lr: float, counted: int, progress: Progress) -> None:
-        """Progress, the loss curve (mean loss per log interval), trackers and the step hook."""
+    def _record(self, loss: Any, lr: float, counted: int, progress: Progress) -> None:
+        """The loss curve (mean loss per log interval), trackers, progress and the step hook. The loss stays on the
+        device until the interval ends: reading it every step would wait for a GPU every step."""
         state = self.state
-        extra = self.job.stats() if self.job.stats is not None else {}
-        progress.advance(1, examples=counted, loss=loss, **extra, lr=lr)
         self.interval_loss.append(loss)
         if state.global_step % self.schedule.log_every == 0:
-            point = {"step": state.global_step, "loss": round(float(np.mean(self.interval_loss)), 5), "lr": lr}
+            mean = torch.stack(self.interval_loss).double().mean().item()
+            point = {"step": state.global_step, "loss": round(mean, 5), "lr": lr}
             state.train_log.append(point)
             self.accelerator.log({"train/loss": point["loss"], "train/lr": lr}, step=state.global_step)
             self.interval_loss.clear()
+            self.shown = {"loss": mean}
+        extra = self.job.stats() if self.job.stats is not None else {}
+        progress.advance(1, examples=counted, **self.shown, **extra, lr=lr)
         if self.callbacks.on_step is not None:
             self.callbacks.on_step(state.global_step)

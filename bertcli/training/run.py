@@ -56,17 +56,22 @@ def prepare_run_dir(output: str | Path, resume: str | None, accelerator: Any = N
     return run_dir
 
 
-def run_record(state: TrainState, metric: str) -> dict[str, Any]:
-    """The training-history part of a bundle's bertcli.json, the same for every fine-tuning task."""
+def run_record(
+    state: TrainState, metric: str, unit: str = "examples", initial: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The training-history part of a bundle's bertcli.json, the same for every task that trains (`unit`: what the
+    loop counts, examples or tokens; `initial`: the validation before the first step, as step 0)."""
+    counted = {f"train_{unit}": state.examples_seen} if unit != "examples" else {}
     return {
         "metric": metric,
         "best": {"step": state.best_step, metric: state.best_metric},
-        "history": state.history,
+        "history": ([{"step": 0, "epoch": 0.0, **initial}] if initial else []) + state.history,
         "train_log": state.train_log,
         "steps": state.global_step,
         "stopped_early": state.stopped_early,
         "train_seconds": round(state.train_seconds, 2),
-        "train_examples_per_second": round(state.examples_per_second, 2),
+        **counted,
+        f"train_{unit}_per_second": round(state.examples_per_second, 2),
     }
 
 
@@ -116,3 +121,11 @@ def finish_run(accelerator: Any, run_dir: Path, out: Path, write: Callable[[Path
         replace_dir(staging, out)
         shutil.rmtree(run_dir, ignore_errors=True)
     accelerator.wait_for_everyone()
+
+
+def provenance() -> dict[str, Any]:
+    """How a bundle was made, the same for every trained bundle: the exact command and the library versions."""
+    from bertcli.bundle import library_versions
+    from bertcli.reports.model_card import launch_command
+
+    return {"command": launch_command(), "versions": library_versions()}

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertcli.config import DEFAULT_METRICS, DEFAULT_SPACES, TuneConfig, budget_seconds
+from bertcli.bundle import BundleMeta, has_meta
+from bertcli.config import TuneConfig, budget_seconds
 from bertcli.errors import BertcliError, Interrupted, ModelError, UsageError
+from bertcli.progress import quieter
 from bertcli.tuning.space import Dimension, parse_space
 
 log = logging.getLogger("bertcli")
@@ -34,7 +36,7 @@ FAILURES = (RuntimeError, MemoryError, FloatingPointError, ValueError)  # a tria
 @dataclass
 class TuneResult:
     output: Path
-    meta: dict[str, Any]
+    meta: BundleMeta
     trials: list[dict[str, Any]]
 
 
@@ -42,9 +44,12 @@ def tune(cfg: TuneConfig) -> TuneResult:
     import optuna
 
     cfg.validate()
-    space_text = cfg.space or DEFAULT_SPACES[_task(cfg)]
+    from bertcli.tasks import training_task
+
+    task = training_task(cfg)
+    space_text = cfg.space or task.default_space
     space = parse_space(space_text)
-    metric, higher = _metric(cfg)
+    metric, higher = _metric(cfg, task)
     target = Path(cfg.output)
     out = _workspace(cfg, target)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -103,9 +108,9 @@ def _workspace(cfg: TuneConfig, target: Path) -> Path:
 
 def _seed_from_finished(target: Path, work: Path) -> None:
     """A finished search resumed for more trials: its study, and its bundle as the best trial's so far."""
-    import json
+    from bertcli.bundle import read_meta
 
-    best = json.loads((target / "bertcli.json").read_text(encoding="utf-8"))["search"]["best_trial"]
+    best = read_meta(target).search["best_trial"]
     staging = work.with_name(work.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     bundle = staging / TRIALS_DIR / f"trial-{best:04d}"
@@ -114,21 +119,11 @@ def _seed_from_finished(target: Path, work: Path) -> None:
     staging.rename(work)
 
 
-def _task(cfg: TuneConfig) -> str:
-    from bertcli import tasks
-
-    return tasks.training_task(cfg)
-
-
-def _metric(cfg: TuneConfig) -> tuple[str, bool]:
+def _metric(cfg: TuneConfig, task: Any) -> tuple[str, bool]:
     """The validation metric to optimise and whether higher is better: --metric, else the task's default."""
     from bertcli.reports.metrics import greater_is_better
 
-    if cfg.training.metric:
-        return cfg.training.metric, greater_is_better(cfg.training.metric)
-    from bertcli import tasks
-
-    metric = DEFAULT_METRICS[tasks.label_task(cfg)]
+    metric = cfg.training.metric or task.default_metric(cfg)
     return metric, greater_is_better(metric)
 
 
@@ -142,7 +137,7 @@ class _Objective:
         import optuna
 
         from bertcli.training.loop import Callbacks
-        from bertcli.tuning.seeds import finetune
+        from bertcli.tuning.seeds import finetune_seeds
 
         params = {d.name: d.suggest(trial) for d in self.space}
         directory = self.out / TRIALS_DIR / f"trial-{trial.number:04d}"
@@ -163,13 +158,11 @@ class _Objective:
                 raise optuna.TrialPruned("the time budget ran out")
 
         start = time.perf_counter()
-        quiet = log.level
-        log.setLevel(logging.WARNING)  # each trial's own log would drown the search's
         try:
-            result = finetune(run, Callbacks(on_step=on_step, on_evaluate=on_evaluate))
+            with quieter(log, logging.WARNING):  # each trial's own log would drown the search's
+                result = finetune_seeds(run, Callbacks(on_step=on_step, on_evaluate=on_evaluate))
         except BaseException as exc:
             _clean(directory)
-            log.setLevel(quiet)
             state = "pruned" if isinstance(exc, optuna.TrialPruned) else "failed"
             log.info(
                 "trial %d %s: %s (%s) %.0fs",
@@ -180,7 +173,6 @@ class _Objective:
                 time.perf_counter() - start,
             )
             raise
-        log.setLevel(quiet)
         value = _best_value(result.meta, self.metric)
         _keep_best(trial.study, self.out, directory, value)
         log.info(
@@ -206,8 +198,8 @@ def _shown(params: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
 
 
-def _best_value(meta: dict[str, Any], metric: str) -> float:
-    value = meta["best"].get(metric)
+def _best_value(meta: BundleMeta, metric: str) -> float:
+    value = meta.best.get(metric)
     if value is None:
         raise UsageError(
             f"the run has no validation {metric}", hint="tune needs validation data: --validation or --val-split > 0"
@@ -237,7 +229,7 @@ def _keep_best(study: Any, out: Path, directory: Path, value: float) -> None:
 
 def _best_bundle(out: Path, number: int) -> Path:
     source = out / TRIALS_DIR / f"trial-{number:04d}"
-    if not (source / "bertcli.json").is_file():
+    if not has_meta(source):
         raise ModelError(
             f"the best trial's model (trial {number}) is gone from {source}",
             hint="rerun it: bertcli finetune with its parameters",
@@ -248,9 +240,8 @@ def _best_bundle(out: Path, number: int) -> Path:
 def _finish(cfg: TuneConfig, out: Path, target: Path, study: Any, space: str, metric: str) -> TuneResult:
     """The best trial's bundle, with the search in its bertcli.json and card, trials.csv, tuning.png and the
     study, replaces OUT in one rename; the workspace goes."""
-    import json
-
-    from bertcli.io import atomic_write, replace_dir, write_json
+    from bertcli.bundle import read_meta, write_meta
+    from bertcli.io import atomic_write, replace_dir
     from bertcli.reports.model_card import document_run
     from bertcli.tuning.report import plot_search, trial_rows
 
@@ -267,17 +258,16 @@ def _finish(cfg: TuneConfig, out: Path, target: Path, study: Any, space: str, me
     with atomic_write(bundle / TRIALS_CSV) as handle:
         study.trials_dataframe().to_csv(handle, index=False)
     shutil.copy2(out / STUDY_FILE, bundle / STUDY_FILE)
-    meta = json.loads((bundle / "bertcli.json").read_text(encoding="utf-8"))
-    states = {}
+    states: dict[str, int] = {}
     for row in rows:
         states[row["state"]] = states.get(row["state"], 0) + 1
-    meta["search"] = {
+    search = {
         "space": space, "trials": len(rows), "states": states, "metric": metric, "direction": study.direction.name.lower(),
         "best_trial": best.number, "best_params": best.params, "best_value": best.value, "sampler": "TPE",
         "pruner": "median pruner", "study": STUDY_FILE, "table": TRIALS_CSV, "plot": PLOT if plot_search(study, metric, bundle / PLOT) else None,
     }  # fmt: skip
-    meta["config"]["output"] = str(cfg.output)
-    write_json(bundle / "bertcli.json", meta)
+    meta = dataclasses.replace(read_meta(bundle), search=search).moved_to(cfg.output)
+    write_meta(bundle, meta)
     document_run(bundle, target.name)
     replace_dir(bundle, target)
     shutil.rmtree(out, ignore_errors=True)

@@ -8,19 +8,19 @@ deviation is the sample one (n - 1), as papers report it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
+from bertcli.bundle import BundleMeta
 from bertcli.config import FinetuneConfig, seed_list
 from bertcli.reports.metrics import summarize
 
 log = logging.getLogger("bertcli")
 
 
-def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> Any:
+def finetune_seeds(cfg: FinetuneConfig, callbacks: Any = None) -> Any:
     """`bertcli finetune`: one run, or with --seeds one per seed and the best kept (its bertcli.json records all)."""
     from bertcli import tasks
 
@@ -42,11 +42,9 @@ def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> Any:
         result = tasks.finetune(run, callbacks)
         best = _best_record(result.meta)
         runs.append((seed, result, best))
-        shown = ", ".join(
-            f"{k} {best[k]:.4f}" for k in (result.meta["metric"], "loss") if isinstance(best.get(k), float)
-        )
-        log.info("seed %d (%d of %d): %s, %.0fs", seed, number, len(seeds), shown, result.meta["train_seconds"])
-    metric = runs[0][1].meta["metric"]
+        shown = ", ".join(f"{k} {best[k]:.4f}" for k in (result.meta.metric, "loss") if isinstance(best.get(k), float))
+        log.info("seed %d (%d of %d): %s, %.0fs", seed, number, len(seeds), shown, result.meta.run["train_seconds"])
+    metric = runs[0][1].meta.metric
     higher = greater_is_better(metric)
     chosen = (max if higher else min)(
         runs, key=lambda run: run[2].get(metric, float("-inf") if higher else float("inf"))
@@ -60,22 +58,21 @@ def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> Any:
     return dataclasses.replace(chosen[1], output=out, meta=meta)
 
 
-def _best_record(meta: dict[str, Any]) -> dict[str, Any]:
+def _best_record(meta: BundleMeta) -> dict[str, Any]:
     """The validation metrics at the run's best step (the weights it keeps)."""
-    history = meta.get("history") or []
-    step = meta["best"]["step"]
+    history = meta.history
+    step = meta.best["step"]
     return next((dict(h) for h in history if h["step"] == step), dict(history[-1]) if history else {})
 
 
-def _keep(directory: Path, out: Path, record: dict[str, Any], cfg: FinetuneConfig) -> dict[str, Any]:
+def _keep(directory: Path, out: Path, record: dict[str, Any], cfg: FinetuneConfig) -> BundleMeta:
     """Move the best seed's bundle to `out`, its bertcli.json and model card telling every seed's results."""
-    from bertcli.io import replace_dir, write_json
+    from bertcli.bundle import read_meta, write_meta
+    from bertcli.io import replace_dir
     from bertcli.reports.model_card import document_run
 
-    meta = json.loads((directory / "bertcli.json").read_text(encoding="utf-8"))
-    meta["seeds"] = record
-    meta["config"]["output"] = str(cfg.output)
-    write_json(directory / "bertcli.json", meta)
+    meta = dataclasses.replace(read_meta(directory), seeds=record).moved_to(cfg.output)
+    write_meta(directory, meta)
     document_run(directory, out.name)
     replace_dir(directory, out)
     return meta

@@ -9,35 +9,30 @@ import numpy as np
 from bertcli.config import DataOptions, EvaluateConfig
 from bertcli.data.labels import LabelSpec, encode_labels
 from bertcli.data.tables import load_table
+from bertcli.runtime.device import use_threads
+from bertcli.runtime.distributed import across_processes
 from bertcli.tasks.classification.predictor import Classifier
 from bertcli.tasks.classification.scores import decisions
+from bertcli.tasks.contract import options_for
 
 
-def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_classifier(cfg: EvaluateConfig) -> dict[str, Any]:
     """Score a saved model on labelled data. Under a launch the examples are dealt out and each is scored once."""
     from bertcli.reports.metrics import report_for_task
 
-    classifier = Classifier(
-        cfg.model_dir,
-        cfg.precision,
-        cfg.batch_size,
-        backend=cfg.backend,
-        threads=cfg.threads,
-        onnx_file=cfg.onnx_file,
-        long_text=cfg.long_text,
-        stride=cfg.stride,
-        aggregate=cfg.aggregate,
-    )
+    classifier = Classifier(cfg.model_dir, **options_for(Classifier, cfg))
+    use_threads(cfg.threads)
     spec = classifier.spec
     options = cfg.data
-    if options.label_sep is None and classifier.meta.get("label_sep"):
-        options = DataOptions(**{**options.__dict__, "label_sep": classifier.meta["label_sep"]})
+    if options.label_sep is None and classifier.meta.label_sep:
+        options = DataOptions(**{**options.__dict__, "label_sep": classifier.meta.label_sep})
     table = load_table(cfg.input, options)
-    columns = table.columns(options, need_label=True, saved=classifier.meta.get("columns"))
+    columns = table.columns(options, need_label=True, saved=classifier.meta.columns)
     texts, pairs = table.texts(columns)
     labels = encode_labels(table, columns.label, spec, options)
-    scored = classifier.shared_scores(texts, pairs)
-    probs, truncated = scored.probs, scored.truncated
+    rows = across_processes(classifier.score_rows, list(zip(texts, pairs or [None] * len(texts))))
+    probs = np.stack([p for p, _, _ in rows]) if rows else np.zeros((0, spec.num_labels), dtype=np.float32)
+    truncated, windows = [t for _, t, _ in rows], [w for _, _, w in rows]
     refs = np.asarray(labels).astype(float if spec.task == "regression" else int).tolist()
     preds = decisions(spec.task, probs, classifier.threshold)
     report = report_for_task(spec.task, refs, preds, spec.names)
@@ -49,7 +44,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
             "data": cfg.input,
             "columns": columns.describe(),
             "truncated": int(sum(truncated)),
-            "windows": int(sum(scored.windows)),
+            "windows": int(sum(windows)),
         }
     )
     if cfg.errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,16 +10,23 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import DEFAULT_METRICS, TASK_DEFAULTS, FinetuneConfig, classification_batch_size, train_windows
+from bertcli.config import TASK_DEFAULTS, FinetuneConfig, classification_batch_size, train_windows
 from bertcli.data.columns import Columns
-from bertcli.data.labels import LabelSpec, encode_labels, infer_labels, split_validation
+from bertcli.data.labels import LabelSpec, encode_labels, infer_labels
 from bertcli.data.tables import Table, load_table
 from bertcli.errors import DataError, UsageError
-from bertcli.inference.encoding import Encoded, TextEncoder
+from bertcli.inference.encoding import TextEncoder
 from bertcli.tasks.classification.scores import references_and_predictions
 from bertcli.tasks.classification.windows import Documents, LongTextPolicy, aggregate, choose_policy, read_documents
-from bertcli.training.finetune import FinetuneResult, Prepared, inverse_frequency
-from bertcli.training.finetune import finetune as run_finetune
+from bertcli.training.batches import collate_examples
+from bertcli.training.finetune import (
+    FinetuneResult,
+    Prepared,
+    held_out,
+    inverse_frequency,
+    train_task,
+    validation_logits,
+)
 
 log = logging.getLogger("bertcli")
 PROBLEM_TYPES = {
@@ -32,13 +40,14 @@ PROBLEM_TYPES = {
 class TrainingData:
     table: Table
     columns: Columns
-    texts: list[str]
-    pairs: list[str] | None
     spec: LabelSpec
-    labels: list[Any]
+    texts: list[str]  # the whole training file's, whose token lengths choose the long-text policy
+    pairs: list[str] | None
+    train: tuple[list[str], list[str] | None, list[Any]]  # texts, pairs, labels
+    validation: tuple[list[str], list[str] | None, list[Any]]
 
 
-class ClassificationTask:
+class ClassifierTraining:
     defaults = TASK_DEFAULTS["classification"]
 
     def read(self, cfg: FinetuneConfig) -> TrainingData:
@@ -57,12 +66,26 @@ class ClassificationTask:
             )
         if cfg.training.class_weights == "auto" and spec.task == "regression":
             raise UsageError("--class-weights auto needs a classification task, not regression")
-        return TrainingData(table, columns, texts, pairs, spec, labels)
+        train, val = held_out(cfg, len(labels), labels if spec.task == "single_label" else None)
+
+        def pick(indices: list[int]) -> tuple:
+            chosen_pairs = [pairs[i] for i in indices] if pairs is not None else None
+            return [texts[i] for i in indices], chosen_pairs, [labels[i] for i in indices]
+
+        validation = pick(val)
+        if cfg.validation:  # texts are split, then windowed: every window of a text stays on its side
+            val_table = load_table(cfg.validation, cfg.data)
+            val_columns = val_table.columns(cfg.data, need_label=True, saved={"label": columns.label})
+            validation = (*val_table.texts(val_columns), encode_labels(val_table, val_columns.label, spec, cfg.data))
+        return TrainingData(table, columns, spec, texts, pairs, pick(train), validation)
+
+    def kind(self, data: TrainingData) -> str:
+        return data.spec.task
 
     def load_model(self, path: str, data: TrainingData) -> Any:
         import transformers
 
-        from bertcli.bundle import load_with_head
+        from bertcli.training.heads import load_with_head
 
         auto = transformers.AutoModelForSequenceClassification
         return load_with_head(
@@ -78,18 +101,19 @@ class ClassificationTask:
         cap = model_max_length(model.name_or_path)
         if opts.max_length is not None and opts.max_length > cap:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {cap}")
+        (train_texts, train_pairs, train_labels), (val_texts, val_pairs, val_labels) = data.train, data.validation
         lengths = TextEncoder.of(tokenizer, cap).lengths(data.texts, data.pairs)
         policy = choose_policy(lengths, cfg.windows, opts.max_length, cap)
         encoder = TextEncoder.of(tokenizer, policy.max_length)
-        (train_texts, train_pairs, train_labels), validation = self._split(cfg, data)
         train_docs = read_documents(encoder, train_texts, train_pairs, policy)
-        per_text = _epoch_plan(cfg, policy, train_docs, accelerator.num_processes)
+        per_text, batch_size = _epoch_plan(cfg, policy, train_docs, accelerator.num_processes)
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(opts, batch_size=batch_size))
         train = _examples(train_docs, train_labels, per_text)
-        val_docs = read_documents(encoder, validation[0], validation[1], policy) if validation[0] else None
+        val_docs = read_documents(encoder, val_texts, val_pairs, policy) if val_texts else None
         log.info(
             "%d training and %d validation texts (%d and %d model inputs)",
             len(train_labels),
-            len(validation[2]),
+            len(val_labels),
             len(train),
             0 if val_docs is None else len(val_docs.encoded),
         )
@@ -97,13 +121,13 @@ class ClassificationTask:
         if opts.class_weights == "auto":
             weights = class_weights(spec.task, train_labels, spec.num_labels).to(accelerator.device)
         loss_of = _loss_fn(spec.task, weights)
-        collate = _collate(spec.task, tokenizer.pad_token_id or 0)
+        collate = collate_examples(tokenizer.pad_token_id or 0, "long" if spec.task == "single_label" else "float")
 
         def loss(model: Any, batch: dict[str, Any]) -> Any:
             labels, weight = batch.pop("labels"), batch.pop("weight")
             return loss_of(model(**batch).logits, labels, weight)
 
-        meta = {
+        facts = {
             "task": spec.task,
             "labels": spec.names,
             "columns": {"text": data.columns.text, "pair": data.columns.pair, "label": data.columns.label},
@@ -111,44 +135,24 @@ class ClassificationTask:
             "max_length": policy.max_length,
             "long_text": policy.meta(),
             "threshold": 0.5 if spec.task == "multi_label" else None,
-            "train_data": {"rows": len(data.table.dataset)},
         }
         evaluate = None
         if val_docs is not None:
-            evaluate = _evaluator(
-                val_docs, validation[2], spec, collate, loss_of, opts.batch_size * 2, accelerator, policy
-            )
-        metric = opts.metric or DEFAULT_METRICS[spec.task]
+            evaluate = _evaluator(val_docs, val_labels, spec, collate, loss_of, batch_size * 2, policy)
         groups = train_docs.source.tolist() if per_text else None
-        return Prepared(train, collate, loss, evaluate, metric, meta, groups=groups, per_group=per_text)
-
-    def _split(self, cfg: FinetuneConfig, data: TrainingData) -> tuple[tuple, tuple]:
-        """(texts, pairs, labels) for training and validation: --validation's file, else a seeded (stratified)
-        share of the texts. Texts are split, then windowed: every window of a text stays on its side."""
-        everything = (data.texts, data.pairs, data.labels)
-        if cfg.validation:
-            table = load_table(cfg.validation, cfg.data)
-            columns = table.columns(cfg.data, need_label=True, saved={"label": data.columns.label})
-            return everything, (*table.texts(columns), encode_labels(table, columns.label, data.spec, cfg.data))
-        if cfg.val_split <= 0:
-            return everything, ([], None, [])
-        stratify = data.spec.task == "single_label"
-        train, val = split_validation(data.labels, cfg.val_split, cfg.validation_seed, stratify=stratify)
-
-        def pick(indices: list[int]) -> tuple:
-            pairs = [data.pairs[i] for i in indices] if data.pairs is not None else None
-            return [data.texts[i] for i in indices], pairs, [data.labels[i] for i in indices]
-
-        return pick(train), pick(val)
+        return Prepared(
+            train, collate, loss, evaluate, facts, {"rows": len(data.table.dataset)}, cfg, groups=groups,
+            per_group=per_text,
+        )  # fmt: skip
 
 
-def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
+def train_classifier(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
     """Fine-tune a sequence classifier on a table and save a model bundle to cfg.output."""
-    return run_finetune(cfg, ClassificationTask(), callbacks)
+    return train_task(cfg, ClassifierTraining(), callbacks)
 
 
-def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processes: int) -> int | None:
-    """Windows each text trains on per epoch (None: all), and the batch size when none was given."""
+def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processes: int) -> tuple[int | None, int]:
+    """Windows each text trains on per epoch (None: all), and the batch size (--batch-size, else from the data)."""
     per_text = None
     if policy.mode == "window":
         per_text = train_windows(cfg.windows.train_windows, len(documents.encoded), len(documents))
@@ -158,11 +162,12 @@ def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processe
             len(documents.encoded) / max(1, len(documents)),
         )
     opts = cfg.training
-    if opts.batch_size is None:
-        per_epoch = int(np.minimum(documents.counts, per_text).sum()) if per_text else len(documents.encoded)
-        opts.batch_size = classification_batch_size(per_epoch, opts.epochs, opts.grad_accum, processes, opts.max_steps)
-        log.info("batch size %d (%d inputs per epoch)", opts.batch_size, per_epoch)
-    return per_text
+    if opts.batch_size is not None:
+        return per_text, opts.batch_size
+    per_epoch = int(np.minimum(documents.counts, per_text).sum()) if per_text else len(documents.encoded)
+    batch_size = classification_batch_size(per_epoch, opts.epochs, opts.grad_accum, processes, opts.max_steps)
+    log.info("batch size %d (%d inputs per epoch)", batch_size, per_epoch)
+    return per_text, batch_size
 
 
 def _examples(documents: Documents, labels: Sequence[Any], per_text: int | None = None) -> list[dict[str, Any]]:
@@ -174,25 +179,6 @@ def _examples(documents: Documents, labels: Sequence[Any], per_text: int | None 
         {"input_ids": ids, "token_type_ids": types, "label": labels[doc], "weight": 1.0 / used[doc]}
         for ids, types, doc in zip(encoded.input_ids, encoded.token_type_ids, documents.source)
     ]
-
-
-def _collate(task: str, pad_id: int):
-    import torch
-
-    from bertcli.inference.encoding import pad
-
-    def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-        encoded = Encoded(
-            [e["input_ids"] for e in examples], [e["token_type_ids"] for e in examples], [False] * len(examples)
-        )
-        batch = {k: torch.from_numpy(v) for k, v in pad(encoded, range(len(examples)), pad_id).items()}
-        batch["labels"] = torch.tensor(
-            [e["label"] for e in examples], dtype=torch.long if task == "single_label" else torch.float
-        )
-        batch["weight"] = torch.tensor([e["weight"] for e in examples], dtype=torch.float)
-        return batch
-
-    return collate
 
 
 def _loss_fn(task: str, weights: Any):
@@ -232,38 +218,18 @@ def class_weights(task: str, labels: Sequence[Any], num_labels: int) -> Any:
 
 
 def _evaluator(
-    documents: Documents,
-    labels: list[Any],
-    spec: LabelSpec,
-    collate,
-    loss_of,
-    batch_size: int,
-    accelerator: Any,
-    policy: LongTextPolicy,
+    documents: Documents, labels: list[Any], spec: LabelSpec, collate, loss_of, batch_size: int, policy: LongTextPolicy
 ):
-    """Validation metrics of the model being trained, per text (its windows' logits aggregated as at predict time);
-    every model input is scored once across the launch's processes."""
+    """Validation metrics of the model being trained, per text (its windows' logits aggregated as at predict time)."""
     import torch
 
     from bertcli.reports.metrics import report_for_task
-    from bertcli.runtime.distributed import gather_in_order, shard_batches
 
     rows = _examples(documents, [0] * len(documents))  # the inputs; the targets are per text, below
-    batches = shard_batches(documents.encoded.lengths, batch_size, accelerator.process_index, accelerator.num_processes)
     refs = np.asarray(labels)
 
     def evaluate(model: Any, accelerator: Any) -> dict[str, float]:
-        model.eval()
-        indices, outputs = [], []
-        with torch.inference_mode(), accelerator.autocast():
-            for batch in batches:
-                inputs = {k: v.to(accelerator.device) for k, v in collate([rows[i] for i in batch.indices]).items()}
-                inputs.pop("labels"), inputs.pop("weight")
-                logits = model(**inputs).logits.float().cpu().numpy()
-                if batch.real:
-                    indices.extend(batch.indices)
-                    outputs.extend(logits)
-        logits = np.stack(gather_in_order(accelerator, indices, outputs))
+        logits = np.stack(validation_logits(model, accelerator, rows, collate, batch_size))
         if policy.mode == "window":
             logits = aggregate(logits, documents, policy.aggregate).astype(np.float32)
         targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float)

@@ -5,41 +5,35 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bertcli.bundle import Bundle
 from bertcli.config import PredictConfig
 from bertcli.data.columns import Columns, cell_text, record_columns
 from bertcli.data.records import iter_records
 from bertcli.inference.streaming import input_batches
 from bertcli.io import Prediction
-from bertcli.runtime.device import processes
+from bertcli.runtime.device import processes, use_threads
+from bertcli.runtime.distributed import across_processes
 from bertcli.tasks.classification.predictor import Classifier
+from bertcli.tasks.contract import options_for
 
 
-def predict(cfg: PredictConfig) -> Prediction:
-    return Prediction(cfg.format, _stream(cfg))
+def predict_labels(cfg: PredictConfig, bundle: Bundle) -> Prediction:
+    return Prediction(cfg.format, _stream(cfg, bundle))
 
 
-def _stream(cfg: PredictConfig) -> Iterator[list[dict[str, Any]]]:
+def _stream(cfg: PredictConfig, bundle: Bundle) -> Iterator[list[dict[str, Any]]]:
     """Micro-batches of output records in input order. Under a multi-process launch every process reads the file in
     the same fixed chunks and scores its share; only the main process yields records (the others empty lists)."""
-    classifier = Classifier(
-        cfg.model_dir,
-        cfg.precision,
-        cfg.batch_size,
-        cfg.max_length,
-        cfg.backend,
-        cfg.threads,
-        long_text=cfg.long_text,
-        stride=cfg.stride,
-        aggregate=cfg.aggregate,
-    )
+    classifier = Classifier(bundle, **options_for(Classifier, cfg))
+    use_threads(cfg.threads)
     launch = processes()
     source = cfg.input or "<stdin>"
     columns: Columns | None = None
     for batch in input_batches(iter_records(cfg.input, cfg.data), cfg.batch_size * 8, launch):
-        columns = columns or record_columns(batch[0], cfg.data, source, saved=classifier.meta.get("columns"))
+        columns = columns or record_columns(batch[0], cfg.data, source, saved=classifier.meta.columns)
         texts = [cell_text(r.get(columns.text)) for r in batch]
-        pairs = [cell_text(r.get(columns.pair)) for r in batch] if columns.pair else None
-        records = classifier.predict(texts, pairs, cfg.top_k, cfg.threshold, shared=True)
+        pairs = [cell_text(r.get(columns.pair)) for r in batch] if columns.pair else [None] * len(texts)
+        records = classifier.records(across_processes(classifier.run, list(zip(texts, pairs))))
         if not launch.is_main_process:
             yield []
             continue

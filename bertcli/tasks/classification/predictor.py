@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.bundle import bundle_dir, model_max_length, read_meta
+from bertcli.bundle import Bundle, bundle_dir
 from bertcli.config import WindowOptions
 from bertcli.data.labels import LabelSpec
 from bertcli.errors import UsageError
@@ -31,9 +31,15 @@ class Classifier:
     """Tokenizes (truncating or windowing, as the model's long-text policy says), batches, and turns logits into
     scores; `predict` gives one record per text, in order."""
 
+    kind = "classifier"  # what /info calls it
+    routes = frozenset({"predict"})
+    takes_pairs = True
+    request_options = frozenset({"top_k", "threshold"})
+
     def __init__(
         self,
-        model_dir: str,
+        model: Bundle | str,
+        *,
         precision: str = "auto",
         batch_size: int = 32,
         max_length: int | None = None,
@@ -43,20 +49,24 @@ class Classifier:
         long_text: str | None = None,
         stride: int | None = None,
         aggregate: str | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
     ) -> None:
-        directory = bundle_dir(model_dir)
-        self.meta = read_meta(directory)
-        self.spec = LabelSpec(self.meta["task"], list(self.meta.get("labels", [])))
-        limit = model_max_length(directory)
-        if max_length is not None and max_length > limit:
-            raise UsageError(f"--max-length {max_length} exceeds the model's limit of {limit}")
-        self.policy = saved_policy(self.meta, limit).overridden(WindowOptions(long_text, stride, aggregate), max_length)
-        self.max_length = self.policy.max_length
-        self.batch_size = batch_size
-        self.backend, self.encoder = open_model(
-            directory, "sequence-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
+        self.bundle = bundle = model if isinstance(model, Bundle) else Bundle.open(bundle_dir(model))
+        self.meta = bundle.meta
+        self.spec = LabelSpec(self.meta.task, list(self.meta.labels))
+        self.labels = self.spec.names
+        if max_length is not None and max_length > bundle.limit:
+            raise UsageError(f"--max-length {max_length} exceeds the model's limit of {bundle.limit}")
+        self.policy = saved_policy(self.meta.long_text, bundle.limit).overridden(
+            WindowOptions(long_text, stride, aggregate), max_length
         )
-        self.threshold = self.meta.get("threshold") or 0.5
+        self.max_length = self.policy.max_length
+        self.batch_size, self.top_k = batch_size, top_k
+        self.backend, self.encoder = open_model(
+            bundle, "sequence-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
+        )
+        self.threshold = (self.meta.threshold or 0.5) if threshold is None else threshold
 
     def scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> Scored:
         """Per input, in input order: its probabilities (windows: from the aggregated window logits)."""
@@ -68,40 +78,36 @@ class Classifier:
             logits = aggregate(logits, documents, self.policy.aggregate)
         return Scored(probabilities(logits, self.spec.task), documents.truncated, documents.counts.tolist())
 
-    def shared_scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> Scored:
-        """`scores` with the texts dealt out among a launch's processes; every process gets all scores, in input order."""
-        from bertcli.runtime.device import processes
-        from bertcli.runtime.distributed import shared_map
+    def score_rows(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool, int]]:
+        """Per (text, pair), in order: its probabilities, whether it was cut, and how many windows read it."""
+        has_pairs = any(pair is not None for _, pair in inputs)
+        scored = self.scores([t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None)
+        return list(zip(scored.probs, scored.truncated, scored.windows))
 
-        def score(items: list[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool, int]]:
-            scored = self.scores([t for t, _ in items], [p for _, p in items] if pairs else None)
-            return list(zip(scored.probs, scored.truncated, scored.windows))
+    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool, int] | None]:
+        """`score_rows`, with None for an empty text (nothing to classify: its record has null scores)."""
+        live = [i for i, (text, _) in enumerate(inputs) if text.strip()]
+        results: list[tuple[np.ndarray, bool, int] | None] = [None] * len(inputs)
+        for i, row in zip(live, self.score_rows([inputs[i] for i in live])):
+            results[i] = row
+        return results
 
-        rows = shared_map(processes(), list(zip(texts, pairs or [None] * len(texts))), score)
-        if not rows:
-            return Scored(np.zeros((0, self.spec.num_labels), dtype=np.float32), [], [])
-        return Scored(np.stack([p for p, _, _ in rows]), [t for _, t, _ in rows], [w for _, _, w in rows])
-
-    def predict(
-        self,
-        texts: Sequence[str],
-        pairs: Sequence[str] | None = None,
-        top_k: int | None = None,
+    def records(
+        self, results: Sequence[tuple[np.ndarray, bool, int] | None], top_k: int | None = None,
         threshold: float | None = None,
-        shared: bool = False,
-    ) -> list[dict[str, Any]]:
-        """One record per text: label and scores (multi-label: labels; regression: score); an empty text gets nulls."""
-        live = [i for i, text in enumerate(texts) if text.strip()]
-        score = self.shared_scores if shared else self.scores
-        scored = score([texts[i] for i in live], [pairs[i] for i in live] if pairs is not None else None)
-        records = [self.record(None, False, 1, top_k, threshold) for _ in texts]
-        for j, i in enumerate(live):
-            records[i] = self.record(scored.probs[j], scored.truncated[j], scored.windows[j], top_k, threshold)
-        return records
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """One record per result: label and scores (multi-label: labels; regression: score); an empty text gets nulls."""
+        top_k = self.top_k if top_k is None else top_k
+        return [self.record(*(result or (None, False, 1)), top_k, threshold) for result in results]
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One record per text, in order (the records `bertcli predict` writes)."""
+        return self.records(self.run(list(zip(texts, pairs if pairs is not None else [None] * len(texts)))))
 
     def record(
-        self, p: np.ndarray | None, truncated: bool, windows: int, top_k: int | None, threshold: float | None
-    ) -> dict[str, Any]:
+        self, p: np.ndarray | None, truncated: bool, windows: int, top_k: int | None = None,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
         task, names = self.spec.task, self.spec.names
         if task == "regression":
             record: dict[str, Any] = {"score": None if p is None else float(p[0])}
@@ -124,8 +130,3 @@ class Classifier:
         if windows > 1:
             record["windows"] = windows
         return record
-
-
-def load(model_dir: str, **options: Any) -> Classifier:
-    """The Python API's entry (`bertcli.load`): the options are the constructor's."""
-    return Classifier(model_dir, **options)

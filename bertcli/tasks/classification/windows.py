@@ -49,9 +49,8 @@ def checked(policy: LongTextPolicy) -> LongTextPolicy:
     return policy
 
 
-def saved_policy(meta: dict[str, Any], limit: int) -> LongTextPolicy:
+def saved_policy(saved: dict[str, Any] | None, limit: int) -> LongTextPolicy:
     """The policy a bundle recorded; a bundle from before windows (or from transformers) truncates at the model's limit."""
-    saved = meta.get("long_text")
     if saved:
         return LongTextPolicy(saved["mode"], saved["max_length"], saved["stride"], saved["aggregate"])
     return LongTextPolicy("truncate", limit, limit // 4, "mean")

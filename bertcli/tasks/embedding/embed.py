@@ -17,7 +17,7 @@ from bertcli.config import CHUNK_SIZE, TOKEN_CHUNK_SIZE, EmbedConfig
 from bertcli.data.columns import Columns, cell_text, record_columns
 from bertcli.data.records import chunked, iter_records
 from bertcli.errors import DataError, Interrupted, UsageError
-from bertcli.runtime.device import processes
+from bertcli.runtime.device import processes, use_threads
 from bertcli.tasks.embedding.embedder import Embedder, embed_shared
 from bertcli.tasks.embedding.vectors import WRITERS, FollowerWriter, output_format
 
@@ -25,7 +25,7 @@ log = logging.getLogger("bertcli")
 
 
 @dataclass
-class ExportResult:
+class EmbedResult:
     output: str
     format: str
     rows: int
@@ -59,9 +59,9 @@ def _output_records(
     return records, texts
 
 
-def embed(cfg: EmbedConfig, embedder: Embedder | None = None) -> ExportResult:
+def embed(cfg: EmbedConfig, embedder: Embedder | None = None) -> EmbedResult:
     """Embed every input record of cfg.input and write the vectors to cfg.output (resumable with --resume)."""
-    from bertcli.bundle import DEFAULT_HUB_ID
+    from bertcli.hub import DEFAULT_HUB_ID
 
     cfg.validate()
     fmt = output_format(cfg.output, cfg.vectors.output_format, cfg.embed.token_level)
@@ -70,6 +70,7 @@ def embed(cfg: EmbedConfig, embedder: Embedder | None = None) -> ExportResult:
     if launch.num_processes > 1 and name == "<stdin>":
         raise UsageError("under a multi-process launch embed reads a file, not stdin (each process reads the input)")
     embedder = embedder or Embedder(cfg.model, cfg.embed)
+    use_threads(cfg.embed.threads)
     writer = _open_writer(cfg, fmt, embedder, name, launch)
     skip = writer.rows
     log.info(
@@ -93,9 +94,7 @@ def embed(cfg: EmbedConfig, embedder: Embedder | None = None) -> ExportResult:
         log.warning("%d empty input(s) were embedded as empty text", empty)
     if truncated:
         log.info("%d input(s) longer than %d tokens were truncated", truncated, embedder.max_length)
-    return ExportResult(
-        cfg.output, fmt, writer.rows, embedder.dim, seconds, skip, truncated, empty, embedder.max_length
-    )
+    return EmbedResult(cfg.output, fmt, writer.rows, embedder.dim, seconds, skip, truncated, empty, embedder.max_length)
 
 
 def _open_writer(cfg: EmbedConfig, fmt: str, embedder: Embedder, name: str, launch: Any) -> Any:
@@ -144,7 +143,7 @@ def _write_all(
                 columns = columns or record_columns(chunk[0], cfg.data, name)
                 batch, texts = _output_records(chunk, columns, writer.rows, cfg.vectors.include_text, name)
                 empty += sum(not t.strip() for t in texts)
-                result = embed_shared(embedder, texts, launch, on_batch=lambda n: progress.advance(n, examples=n))
+                result = embed_shared(embedder, texts, on_batch=lambda n: progress.advance(n, examples=n))
                 truncated += sum(result.truncated)
                 if cfg.embed.token_level:
                     for out, tokens, offsets in zip(batch, result.tokens, result.offsets):

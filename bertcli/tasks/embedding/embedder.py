@@ -99,23 +99,30 @@ class Embedder:
     `Embedder(model, pooling="cls", normalize=True)` takes the options `bertcli embed` takes, or one EmbedOptions.
     """
 
+    labels: list[str] = []
+    kind = "encoder"  # what /info calls it
+    routes = frozenset({"embeddings"})
+    takes_pairs = False
+    request_options: frozenset[str] = frozenset()
+
     def __init__(
         self, model: str | None = None, opts: EmbedOptions | None = None, onnx_file: str | None = None, **options: Any
     ) -> None:
-        from bertcli.bundle import model_max_length, resolve_model
+        from bertcli.bundle import Bundle
+        from bertcli.hub import resolve_model
         from bertcli.inference.loading import open_model
 
         self.opts = opts = opts or EmbedOptions(**options)
         opts.validate()
         self.path = resolve_model(model)
-        config = json.loads(Path(self.path, "config.json").read_text(encoding="utf-8"))
-        limit = model_max_length(self.path)
+        bundle = Bundle.open(self.path)
+        config, limit = bundle.config, bundle.limit
         if opts.max_length is not None and opts.max_length > limit:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {limit}")
         self.max_length = opts.max_length or default_max_length(self.path)
         needs = ("pooler_output",) if opts.pooling == "pooler" else ()
         self.backend, self.encoder = open_model(
-            self.path, "encoder", self.max_length, opts.backend, opts.precision, opts.threads, needs, onnx_file
+            bundle, "encoder", self.max_length, opts.backend, opts.precision, opts.threads, needs, onnx_file
         )
         if opts.pooling == "pooler" and not self.backend.provides("pooler_output"):
             raise ModelError(
@@ -153,6 +160,20 @@ class Embedder:
         vectors = np.stack(results) if results else np.zeros((0, self.dim), dtype=np.float32)
         return Embedded(vectors, encoded.truncated)
 
+    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
+        """The batch entry: (vector, truncated) per input text, in order."""
+        embedded = self.embed([text for text, _ in inputs])
+        return list(zip(embedded.vectors, embedded.truncated))
+
+    def records(self, results: Sequence[tuple[np.ndarray, bool]]) -> list[np.ndarray]:
+        return [vector for vector, _ in results]
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[np.ndarray]:
+        """One vector per text (the contract every predictor shares; `embed` gives the batch as one array)."""
+        if pairs is not None:
+            raise UsageError("an encoder embeds single texts; pairs are for classifiers")
+        return self.records(self.run([(text, None) for text in texts]))
+
     def _token_states(self, out: dict[str, np.ndarray]) -> np.ndarray:
         """(batch, seq, dim) token vectors from the selected layers, averaged or concatenated."""
         if "last_hidden_state" in out:
@@ -189,16 +210,16 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
-def embed_shared(
-    embedder: Embedder, texts: Sequence[str], launch: Any, on_batch: Callable[[int], None] | None = None
-) -> Embedded:
-    """`embedder.embed` with the texts dealt out among the launch's processes; every process gets all results in input order."""
-    world = launch.num_processes
+def embed_shared(embedder: Embedder, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> Embedded:
+    """`embedder.embed` with the texts dealt out among a launch's processes (`across_processes`); every process gets
+    all results in input order. Progress counts every process's batches alike."""
+    from bertcli.runtime.device import processes
+    from bertcli.runtime.distributed import across_processes
+
+    world = processes().num_processes
     if world == 1:
         return embedder.embed(texts, on_batch)
-    from bertcli.runtime.distributed import shared_map
-
-    scaled = None if on_batch is None else lambda n: on_batch(n * world)  # the others advance alike
+    scaled = None if on_batch is None else lambda n: on_batch(n * world)
 
     def embed_rows(own: list[str]) -> list[tuple[Any, ...]]:
         if not own:
@@ -208,7 +229,7 @@ def embed_shared(
             return list(zip(part.vectors, part.truncated, part.tokens, part.offsets))
         return list(zip(part.vectors, part.truncated))
 
-    columns = list(zip(*shared_map(launch, list(texts), embed_rows)))
+    columns = list(zip(*across_processes(embed_rows, list(texts))))
     if embedder.opts.token_level:
         return Embedded(*(list(column) for column in columns))
     return Embedded(np.stack(columns[0]), list(columns[1]))

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.tasks.ner.formats import Sentence
 from bertcli.tasks.ner.schemes import convert, entities
+from bertcli.tasks.ner.sentence import Sentence
 
 STRICT_SCHEME = {"IO": "IOB2", "IOB1": "IOB1", "IOB2": "IOB2", "BIOES": "IOBES"}
 

@@ -6,32 +6,30 @@ import logging
 from typing import Any
 
 from bertcli.config import EvaluateConfig
+from bertcli.runtime.device import use_threads
+from bertcli.runtime.distributed import across_processes
+from bertcli.tasks.contract import options_for
 from bertcli.tasks.ner.entities import entity_records, entity_report, sentence_text
-from bertcli.tasks.ner.formats import Sentence, format_name, read_corpus
+from bertcli.tasks.ner.formats import format_name, read_corpus
 from bertcli.tasks.ner.predictor import Tagger
 from bertcli.tasks.ner.schemes import entities, in_scheme
+from bertcli.tasks.ner.sentence import Sentence
 
 log = logging.getLogger("bertcli")
 
 
-def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_tagger(cfg: EvaluateConfig) -> dict[str, Any]:
     """Under a launch the sentences are dealt out among the processes and each is tagged once."""
-    tagger = Tagger(
-        cfg.model_dir,
-        cfg.precision,
-        cfg.batch_size,
-        stride=cfg.stride,
-        backend=cfg.backend,
-        threads=cfg.threads,
-        onnx_file=cfg.onnx_file,
-    )
+    tagger = Tagger(cfg.model_dir, **options_for(Tagger, cfg))
+    use_threads(cfg.threads)
     corpus = read_corpus(cfg.input, format_name(cfg.data.format), cfg.scheme)
     gold = in_scheme(corpus.sentences, corpus.scheme, tagger.scheme)
     known = {label[2:] for label in tagger.labels if label != "O"}
     unknown = sorted({label for tags in gold for label, _, _ in entities(tags)} - known)
     if unknown:
         log.warning("entity types the model does not know (they count as missed): %s", ", ".join(unknown))
-    predicted, scores = tagger.shared_tag([s.words for s in corpus.sentences])
+    rows = across_processes(tagger.tag_rows, [s.words for s in corpus.sentences])
+    predicted, scores = [t for t, _ in rows], [sc for _, sc in rows]
     report = entity_report(gold, predicted, tagger.scheme)
     report.update(
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from dataclasses import dataclass
@@ -9,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import DEFAULT_METRICS, TASK_DEFAULTS, FinetuneConfig
+from bertcli.config import TASK_DEFAULTS, FinetuneConfig
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
-from bertcli.tasks.ner import METRICS
+from bertcli.inference.scores import softmax
 from bertcli.tasks.ner.entities import entity_report
 from bertcli.tasks.ner.formats import Corpus, format_name, read_corpus
 from bertcli.tasks.ner.schemes import entities, in_scheme, label_names
@@ -22,11 +23,17 @@ from bertcli.tasks.ner.windows import (
     decode,
     make_windows,
     window_labels,
-    window_probabilities,
     word_probabilities,
 )
-from bertcli.training.finetune import FinetuneResult, LiveBackend, Prepared, inverse_frequency
-from bertcli.training.finetune import finetune as run_finetune
+from bertcli.training.batches import collate_examples
+from bertcli.training.finetune import (
+    FinetuneResult,
+    Prepared,
+    held_out,
+    inverse_frequency,
+    train_task,
+    validation_logits,
+)
 
 log = logging.getLogger("bertcli")
 
@@ -43,12 +50,10 @@ class TaggedData:
     val_gold: list[list[str]]
 
 
-class NerTask:
+class TaggerTraining:
     defaults = TASK_DEFAULTS["ner"]
 
     def read(self, cfg: FinetuneConfig) -> TaggedData:
-        if (cfg.training.metric or DEFAULT_METRICS["ner"]) not in METRICS:
-            raise UsageError(f"unknown --metric {cfg.training.metric!r} for NER", hint=f"choose {', '.join(METRICS)}")
         corpus = read_corpus(cfg.train, format_name(cfg.data.format), cfg.ner.scheme)
         scheme = (
             "IOB2" if corpus.scheme == "IOB1" else corpus.scheme
@@ -67,28 +72,23 @@ class NerTask:
             ", ".join(types[:20]),
         )
         words = [s.words for s in corpus.sentences]
+        train, val_idx = held_out(cfg, len(words))
+        val_words, val_gold = [words[i] for i in val_idx], [gold[i] for i in val_idx]
         if cfg.validation:
             val = read_corpus(cfg.validation, format_name(cfg.data.format), cfg.ner.scheme)
             val_words, val_gold = [s.words for s in val.sentences], in_scheme(val.sentences, val.scheme, scheme)
             unknown = sorted({label for tags in val_gold for label, _, _ in entities(tags)} - set(types))
             if unknown:
                 log.warning("entity types in the validation data but not in training: %s", ", ".join(unknown))
-            train = list(range(len(words)))
-        elif cfg.val_split > 0:
-            from bertcli.data.labels import split_validation
-
-            train, val_idx = split_validation(
-                list(range(len(words))), cfg.val_split, cfg.validation_seed, stratify=False
-            )
-            val_words, val_gold = [words[i] for i in val_idx], [gold[i] for i in val_idx]
-        else:
-            train, val_words, val_gold = list(range(len(words))), [], []
         return TaggedData(corpus, scheme, gold, types, label_names(types, scheme), train, val_words, val_gold)
+
+    def kind(self, data: TaggedData) -> str:
+        return "ner"
 
     def load_model(self, path: str, data: TaggedData) -> Any:
         import transformers
 
-        from bertcli.bundle import load_with_head
+        from bertcli.training.heads import load_with_head
 
         return load_with_head(transformers.AutoModelForTokenClassification, path, data.labels, "token classification")
 
@@ -120,11 +120,12 @@ class NerTask:
         if opts.class_weights == "auto":
             tag_ids = [index[t] for i in data.train for t in data.gold[i]]
             weights = inverse_frequency(tag_ids, len(data.labels)).to(accelerator.device)
+        collate = collate_examples(encoder.specials.pad, token_labels=True)
         evaluate = None
         if data.val_words:
             val_windows = make_windows(encoder, data.val_words, max_length, stride)
-            evaluate = _evaluator(data, val_windows, index, encoder.specials.pad, opts.batch_size * 2)
-        meta = {
+            evaluate = _evaluator(data, val_windows, index, collate, opts.batch_size * 2)
+        facts = {
             "task": "ner",
             "labels": data.labels,
             "scheme": data.scheme,
@@ -132,10 +133,10 @@ class NerTask:
             "max_length": max_length,
             "stride": stride,
             "label_all_tokens": cfg.ner.label_all_tokens,
-            "train_data": {"sentences": len(words)},
         }
-        collate, metric = _collate(encoder.specials.pad), opts.metric or DEFAULT_METRICS["ner"]
-        return Prepared(examples, collate, _loss(weights), evaluate, metric, meta, unit="windows")
+        resolved = dataclasses.replace(cfg, task="ner")  # what the run trained, however it was picked
+        train_data = {"sentences": len(words)}
+        return Prepared(examples, collate, _loss(weights), evaluate, facts, train_data, resolved, unit="windows")
 
 
 def _train_examples(
@@ -153,25 +154,9 @@ def _train_examples(
     return examples
 
 
-def finetune(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
+def train_tagger(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
     """Fine-tune a token classifier on CoNLL/JSONL data and save a model bundle to cfg.output."""
-    return run_finetune(cfg, NerTask(), callbacks)
-
-
-def _collate(pad_id: int):
-    import torch
-
-    def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(e["input_ids"]) for e in examples)
-        ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, e in enumerate(examples):
-            n = len(e["input_ids"])
-            ids[row, :n], labels[row, :n], mask[row, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-    return collate
+    return train_task(cfg, TaggerTraining(), callbacks)
 
 
 def _loss(weights: Any):
@@ -185,13 +170,13 @@ def _loss(weights: Any):
     return loss
 
 
-def _evaluator(data: TaggedData, windows: list, index: dict[str, int], pad_id: int, batch_size: int):
+def _evaluator(data: TaggedData, windows: list, index: dict[str, int], collate, batch_size: int):
     """Entity-level validation metrics of the model being trained, and the mean loss of the first sub-tokens."""
     targets = [window_labels(w, [index.get(t, 0) for t in data.val_gold[w.sentence]], None) for w in windows]
+    rows = [{"input_ids": w.input_ids, "labels": t} for w, t in zip(windows, targets)]
 
     def evaluate(model: Any, accelerator: Any) -> dict[str, float]:
-        model.eval()
-        probs = window_probabilities(LiveBackend(model, accelerator), windows, pad_id, batch_size)
+        probs = [softmax(logits) for logits in validation_logits(model, accelerator, rows, collate, batch_size)]
         picked = [
             p[np.flatnonzero(np.asarray(t) != IGNORE), np.asarray(t)[np.asarray(t) != IGNORE]]
             for p, t in zip(probs, targets)

@@ -19,6 +19,7 @@ from typing import Any
 from bertcli.data.formats import json_record
 from bertcli.errors import DataError
 from bertcli.tasks.ner.schemes import detect_scheme, normalize_scheme, validate_scheme
+from bertcli.tasks.ner.sentence import Sentence
 
 CONLL_SUFFIXES = (".conll", ".iob", ".bio", ".iob1", ".iob2", ".bioes")
 SPAN_KEYS = ("entities", "spans", "label", "labels")
@@ -30,26 +31,6 @@ _WORD = re.compile(
     r"[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+"
     r"|[^\w\s](?:[\ufe0e\ufe0f\U0001f3fb-\U0001f3ff]|\u200d[^\w\s])*"
 )
-
-
-@dataclass
-class Sentence:
-    """One example: words and (when given) their tags.
-
-    `line` is the 1-based line of the first word (CoNLL: word i is on line + i) or of the JSONL record.
-    `text`/`offsets` are set when words were cut from raw text; `columns` keeps a CoNLL line's cells for predict.
-    """
-
-    words: list[str]
-    tags: list[str] | None
-    line: int
-    per_word_lines: bool = False
-    text: str | None = None
-    offsets: list[tuple[int, int]] | None = None
-    columns: list[list[str]] | None = None
-
-    def line_of(self, index: int) -> int:
-        return self.line + index if self.per_word_lines else self.line
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from bertcli.bundle import Bundle
 from bertcli.config import DataOptions, PredictConfig
 from bertcli.data.columns import Columns, cell_text, record_columns
 from bertcli.data.formats import detect_format
@@ -18,27 +19,22 @@ from bertcli.data.records import iter_records
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.streaming import input_batches
 from bertcli.io import Prediction
-from bertcli.runtime.device import processes
+from bertcli.runtime.device import processes, use_threads
+from bertcli.runtime.distributed import across_processes
+from bertcli.tasks.contract import options_for
 from bertcli.tasks.ner.entities import entity_records
-from bertcli.tasks.ner.formats import Sentence, iter_sentences, ner_format
+from bertcli.tasks.ner.formats import iter_sentences, ner_format
 from bertcli.tasks.ner.predictor import Tagger, text_sentence
 from bertcli.tasks.ner.schemes import convert
+from bertcli.tasks.ner.sentence import Sentence
 
 
-def predict(cfg: PredictConfig) -> Prediction:
+def predict_entities(cfg: PredictConfig, bundle: Bundle) -> Prediction:
     if cfg.output_format not in (None, "jsonl"):
         raise UsageError("NER predictions are JSONL (CoNLL for CoNLL input)", hint="drop --output-format")
     fmt = _input_format(cfg.input, cfg.data.format)
-    tagger = Tagger(
-        cfg.model_dir,
-        cfg.precision,
-        cfg.batch_size,
-        cfg.max_length,
-        cfg.stride,
-        cfg.aggregation,
-        cfg.backend,
-        cfg.threads,
-    )
+    tagger = Tagger(bundle, **options_for(Tagger, cfg))
+    use_threads(cfg.threads)
     if fmt == "conll":
         return Prediction("conll", _conll(tagger, cfg))
     return Prediction("jsonl", _records(tagger, cfg, fmt))
@@ -55,7 +51,7 @@ def _input_format(source: str | None, explicit: str | None) -> str:
 def _conll(tagger: Tagger, cfg: PredictConfig) -> Iterator[str]:
     launch = processes()
     for batch in input_batches(iter_sentences(cfg.input, "conll", need_tags=False), cfg.batch_size * 8, launch):
-        tags, _ = tagger.shared_tag([s.words for s in batch])
+        tags = [t for t, _ in across_processes(tagger.tag_rows, [s.words for s in batch])]
         if not launch.is_main_process:
             yield ""
             continue
@@ -75,7 +71,8 @@ def _records(tagger: Tagger, cfg: PredictConfig, fmt: str) -> Iterator[list[dict
         if columns is None and not _pretokenized(batch[0], cfg.data):
             columns = record_columns(batch[0] or {"text": ""}, cfg.data, where)
         sentences = [_sentence(record, columns, where) for record in batch]
-        tags, scores = tagger.shared_tag([s.words for s in sentences])
+        rows = across_processes(tagger.tag_rows, [s.words for s in sentences])
+        tags, scores = [t for t, _ in rows], [sc for _, sc in rows]
         if not launch.is_main_process:
             yield []
             continue

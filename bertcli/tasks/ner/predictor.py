@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bertcli.bundle import bundle_dir, model_max_length, read_meta
+from bertcli.bundle import Bundle, bundle_dir
 from bertcli.config import AGGREGATIONS
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.loading import open_model
 from bertcli.tasks.ner.entities import entity_records
-from bertcli.tasks.ner.formats import Sentence, split_words
+from bertcli.tasks.ner.formats import split_words
+from bertcli.tasks.ner.sentence import Sentence
 from bertcli.tasks.ner.windows import (
     check_stride,
     decode,
@@ -23,9 +24,17 @@ from bertcli.tasks.ner.windows import (
 
 
 class Tagger:
+    """Tags words (or raw texts, cut into words as training cuts them) in overlapping windows of sub-tokens."""
+
+    kind = "tagger"  # what /info calls it
+    routes = frozenset({"predict"})
+    takes_pairs = False
+    request_options: frozenset[str] = frozenset()
+
     def __init__(
         self,
-        model_dir: str,
+        model: Bundle | str,
+        *,
         precision: str = "auto",
         batch_size: int = 32,
         max_length: int | None = None,
@@ -37,48 +46,48 @@ class Tagger:
     ) -> None:
         if aggregation not in AGGREGATIONS:
             raise UsageError(f"unknown --aggregation {aggregation!r}", hint=f"choose {', '.join(AGGREGATIONS)}")
-        directory = bundle_dir(model_dir)
-        self.meta = read_meta(directory)
-        if self.meta["task"] != "ner":
-            raise ModelError(f"a {self.meta['task']} model, not a token classifier", file=model_dir)
-        self.labels = list(self.meta["labels"])
-        self.scheme = self.meta.get("scheme") or scheme_of_labels(self.labels)
-        cap = model_max_length(directory)
-        self.max_length = min(max_length or self.meta.get("max_length") or cap, cap)
-        self.stride = check_stride(stride, self.max_length, default=self.meta.get("stride"))
+        bundle = model if isinstance(model, Bundle) else Bundle.open(bundle_dir(model))
+        self.meta = bundle.meta
+        if self.meta.task != "ner":
+            raise ModelError(f"a {self.meta.task} model, not a token classifier", file=bundle.directory)
+        self.labels = list(self.meta.labels)
+        self.scheme = self.meta.scheme or scheme_of_labels(self.labels)
+        cap = bundle.limit
+        self.max_length = min(max_length or self.meta.max_length or cap, cap)
+        self.stride = check_stride(stride, self.max_length, default=self.meta.stride)
         self.batch_size, self.aggregation = batch_size, aggregation
         self.backend, self.encoder = open_model(
-            directory, "token-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
+            bundle, "token-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
         )
         if self.encoder.specials.cls is None or self.encoder.specials.sep is None:
-            raise ModelError("NER needs a tokenizer with [CLS] and [SEP] tokens", file=model_dir)
+            raise ModelError("NER needs a tokenizer with [CLS] and [SEP] tokens", file=bundle.directory)
 
     def tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
         windows = make_windows(self.encoder, sentences, self.max_length, self.stride)
         probs = window_probabilities(self.backend, windows, self.encoder.specials.pad, self.batch_size)
         return decode(word_probabilities(windows, probs, [len(s) for s in sentences], self.aggregation), self.labels)
 
-    def shared_tag(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        """`tag` with the sentences dealt out among a launch's processes; every process gets all tags, in input order."""
-        from bertcli.runtime.device import processes
-        from bertcli.runtime.distributed import shared_map
+    def tag_rows(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
+        """`tag` as one (tags, scores) row per sentence: the shape `across_processes` deals out."""
+        return list(zip(*self.tag(sentences))) if sentences else []
 
-        rows = shared_map(processes(), list(sentences), lambda own: list(zip(*self.tag(own))) if own else [])
-        return [tags for tags, _ in rows], [scores for _, scores in rows]
-
-    def predict(self, texts: Sequence[str], shared: bool = False) -> list[dict[str, Any]]:
+    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[dict[str, Any]]:
         """One record per raw text: its entities with character offsets and scores."""
-        sentences = [text_sentence(text) for text in texts]
-        tags, scores = (self.shared_tag if shared else self.tag)([s.words for s in sentences])
-        return [{"entities": entity_records(t, s, sc)} for t, s, sc in zip(tags, sentences, scores)]
+        if any(pair is not None for _, pair in inputs):
+            raise UsageError("a token classifier tags single texts; pairs are for classifiers")
+        sentences = [text_sentence(text) for text, _ in inputs]
+        rows = self.tag_rows([s.words for s in sentences])
+        return [{"entities": entity_records(t, s, sc)} for (t, sc), s in zip(rows, sentences)]
+
+    def records(self, results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(results)
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """One record per raw text (the records `bertcli predict` writes)."""
+        return self.run(list(zip(texts, pairs if pairs is not None else [None] * len(texts))))
 
 
 def text_sentence(text: str) -> Sentence:
     """Raw text cut into words the way training on text + spans cuts it."""
     offsets = split_words(text)
     return Sentence([text[s:e] for s, e in offsets], None, 0, text=text, offsets=offsets)
-
-
-def load(model_dir: str, **options: Any) -> Tagger:
-    """The Python API's entry (`bertcli.load`): the options are the constructor's."""
-    return Tagger(model_dir, **options)

@@ -7,12 +7,9 @@ entity spans, so it is exact except that IO cannot separate two adjacent entitie
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
 
 from bertcli.errors import DataError, UsageError
-
-if TYPE_CHECKING:
-    from bertcli.tasks.ner.formats import Sentence
+from bertcli.tasks.ner.sentence import Sentence
 
 SCHEMES = {
     "IO": "IO",

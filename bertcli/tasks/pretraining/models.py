@@ -7,8 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bertcli.bundle import PRESETS
-from bertcli.config import BERT_VOCAB_SIZE, PretrainConfig
+from bertcli.config import BERT_VOCAB_SIZE, PRESETS, PretrainConfig
 from bertcli.errors import ModelError
 from bertcli.tasks.pretraining.data import read_documents
 
@@ -75,7 +74,7 @@ def load_pretraining_model(path: str, nsp: bool) -> Any:
 
 def load_or_train_tokenizer(cfg: PretrainConfig, files: list[Path], run_dir: Path, model_path: str | None) -> Any:
     """The model's tokenizer, --tokenizer, or a WordPiece vocabulary trained on the corpus (kept for --resume)."""
-    from bertcli.bundle import load_tokenizer
+    from bertcli.hub import load_tokenizer
     from bertcli.vocab import train_wordpiece
 
     if model_path or cfg.tokenizer:

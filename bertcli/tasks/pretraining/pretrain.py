@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bertcli.bundle import BundleMeta
 from bertcli.config import PRETRAIN_LR, DataOptions, PretrainConfig, to_dict
 from bertcli.errors import DataError, UsageError
 from bertcli.tasks.pretraining.data import (
@@ -67,7 +68,7 @@ def evaluate_mlm(
     precision: str = "auto",
 ) -> dict[str, float]:
     """Score a model's masked-LM head on a corpus, through the same loading, masking and evaluation as pretrain."""
-    from bertcli.bundle import load_tokenizer, resolve_model
+    from bertcli.hub import load_tokenizer, resolve_model
     from bertcli.runtime.accelerator import make_accelerator
 
     path = resolve_model(model_dir)
@@ -90,7 +91,7 @@ def evaluate_mlm(
 @dataclass
 class PretrainResult:
     output: Path
-    meta: dict[str, Any]
+    meta: BundleMeta
 
 
 def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
@@ -98,7 +99,8 @@ def pretrain(cfg: PretrainConfig, callbacks=None) -> PretrainResult:
     from accelerate import DataLoaderConfiguration
     from accelerate.utils import set_seed
 
-    from bertcli.bundle import model_max_length, resolve_model
+    from bertcli.bundle import model_max_length
+    from bertcli.hub import resolve_model
     from bertcli.runtime.accelerator import make_accelerator
     from bertcli.training.loop import train
     from bertcli.training.run import check_output, finish_run, logs_dir, prepare_run_dir
@@ -215,10 +217,9 @@ def _meta(
     data: Datasets,
     state: Any,
     initial: dict | None,
-) -> dict[str, Any]:
+) -> BundleMeta:
     """bertcli.json: what was trained on what, how, and how validation went (step 0 is the untrained start)."""
-    from bertcli.bundle import library_versions
-    from bertcli.reports.model_card import launch_command
+    from bertcli.training.run import provenance, run_record
 
     config = model.config
     start = (
@@ -233,8 +234,7 @@ def _meta(
         "train_examples": data.train_examples,
         "validation_examples": len(data.validation),
     }
-    return {
-        "task": "pretraining",
+    run = {
         "objective": "mlm+nsp" if cfg.nsp else "mlm",
         "masking": {
             "mlm_probability": cfg.mlm_probability,
@@ -243,7 +243,6 @@ def _meta(
             "dynamic": True,
         },
         "examples": MODES[mode],
-        "max_length": opts.max_length,
         "start": start,
         "architecture": {
             "layers": config.num_hidden_layers,
@@ -256,18 +255,10 @@ def _meta(
         "corpus": {**corpus_fingerprint(files), **corpus},
         "lr": opts.lr,
         "config": to_dict(cfg),
-        "metric": "loss",
-        "best": {"step": state.best_step, "loss": state.best_metric},
-        "history": ([{"step": 0, "epoch": 0.0, **initial}] if initial else []) + state.history,
-        "train_log": state.train_log,
-        "command": launch_command(),
-        "steps": state.global_step,
-        "stopped_early": state.stopped_early,
-        "train_seconds": round(state.train_seconds, 2),
-        "train_tokens": state.examples_seen,
-        "train_tokens_per_second": round(state.examples_per_second, 1),
-        "versions": library_versions(),
+        **run_record(state, "loss", unit="tokens", initial=initial),
+        **provenance(),
     }
+    return BundleMeta("pretraining", max_length=opts.max_length, run=run)
 
 
 def _initial_evaluation(objective: PretrainingObjective, evaluate, accelerator: Any, run_dir: Path) -> dict | None:
@@ -286,11 +277,9 @@ def _initial_evaluation(objective: PretrainingObjective, evaluate, accelerator: 
     return metrics
 
 
-def _save(
-    model: Any, weights: dict[str, Any], tokenizer: Any, directory: Path, meta: dict[str, Any], nsp: bool
-) -> None:
+def _save(model: Any, weights: dict[str, Any], tokenizer: Any, directory: Path, meta: BundleMeta, nsp: bool) -> None:
     """A BertForMaskedLM directory (the pooler kept for fine-tuning), or BertForPreTraining when NSP was trained."""
-    from bertcli.bundle import BUNDLE_FILE
+    from bertcli.bundle import write_meta
     from bertcli.io import write_json
 
     state = {k: v for k, v in weights.items() if nsp or not k.startswith("cls.seq_relationship")}
@@ -301,4 +290,4 @@ def _save(
         directory / "config.json", {**config, "architectures": ["BertForPreTraining" if nsp else "BertForMaskedLM"]}
     )
     tokenizer.save_pretrained(str(directory))
-    write_json(directory / BUNDLE_FILE, meta)
+    write_meta(directory, meta)

@@ -27,7 +27,8 @@ CHUNK = 2000
 
 def _tokenizer(model: str | None) -> tuple[Any, int]:
     """The tokenizer of --model and the longest input its model accepts."""
-    from bertcli.bundle import load_tokenizer, model_max_length, resolve_model
+    from bertcli.bundle import model_max_length
+    from bertcli.hub import load_tokenizer, resolve_model
 
     given = Path(model).expanduser() if model else None
     # a tokenizer directory (e.g. from --train-vocab) is enough here; it has no model config.json
@@ -94,7 +95,7 @@ def inspect_tokens(cfg: TokenizeConfig) -> Iterator[dict[str, Any]]:
 
 def length_stats(cfg: TokenizeConfig) -> dict[str, Any]:
     """Token-length distribution, truncation shares and [UNK] rate of a dataset (streamed; 4 bytes per example held)."""
-    from bertcli.bundle import DEFAULT_HUB_ID
+    from bertcli.hub import DEFAULT_HUB_ID
 
     tokenizer, limit = _tokenizer(cfg.model)
     records, name = _records(cfg.input, cfg.data)
