@@ -21,7 +21,6 @@ from bertcli.config.common import (
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, checked, required, validate
 from bertcli.errors import UsageError
 
-
 REPORT_FORMATS = ("table", "json")  # how evaluate prints its report on stdout; the first is the default
 
 
