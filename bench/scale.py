@@ -6,8 +6,7 @@ with --precision no vs bf16 where torch sees one.
 
 On 2 cores two processes each get one thread, so expect little gain: the point of the CPU rows is that the
 2-process run trains on the same data with the same global batch and reaches a similar accuracy. The model is
-all-MiniLM-L6-v2 when installed (else a randomly initialised BERT of its shape); the data are Rotten Tomatoes
-snippets when available (else the toy sentiment sentences of the tests): the table says which.
+all-MiniLM-L6-v2 and the data are Rotten Tomatoes snippets, as in the other benches (the dev extra).
 Markdown table on stdout, progress on stderr.
 """
 
@@ -38,62 +37,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_data(work: Path, n_train: int, n_val: int) -> str:
-    """train.csv and val.csv; returns what the data are."""
+def write_data(work: Path, n_train: int, n_val: int) -> None:
+    """train.csv and val.csv: Rotten Tomatoes snippets (from the dev extra's corpus package, as every bench)."""
     import csv
 
-    try:
-        from bertcli.corpora import rotten_tomatoes
+    from bertcli.corpora import rotten_tomatoes
 
-        train, test = rotten_tomatoes()
-        rows = [(" ".join(t.split()), label) for t, label in zip(train["text"], train["label"])][:n_train]
-        val = [(" ".join(t.split()), label) for t, label in zip(test["text"], test["label"])][:n_val]
-        source = "Rotten Tomatoes"
-    except Exception as exc:  # the package holding the corpus is a dev extra
-        log(f"Rotten Tomatoes unavailable ({type(exc).__name__}); using toy sentences")
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import sentiment_rows
-
-        rows = [(r["text"], r["label"]) for r in sentiment_rows(n_train, seed=1)]
-        val = [(r["text"], r["label"]) for r in sentiment_rows(n_val, seed=2)]
-        source = "toy sentences"
+    train, test = rotten_tomatoes()
+    rows = [(" ".join(t.split()), label) for t, label in zip(train["text"], train["label"])][:n_train]
+    val = [(" ".join(t.split()), label) for t, label in zip(test["text"], test["label"])][:n_val]
     for name, data in (("train.csv", rows), ("val.csv", val)):
         with open(work / name, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["text", "label"])
             writer.writerows(data)
-    return source
-
-
-def model_dir(work: Path) -> tuple[str, str]:
-    """all-MiniLM-L6-v2 when installed, else a random BERT of its shape (speed does not depend on the weights)."""
-    from bertcli.hub import resolve_model
-
-    try:
-        return resolve_model(None), "all-MiniLM-L6-v2"
-    except Exception as exc:
-        log(f"all-MiniLM-L6-v2 unavailable ({type(exc).__name__}); using a random BERT of its shape")
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import write_vocab
-
-    directory = work / "random-minilm"
-    directory.mkdir()
-    vocab = write_vocab(directory / "vocab.txt")
-    config = BertConfig(
-        vocab_size=len(vocab.read_text().split()),
-        hidden_size=384,
-        num_hidden_layers=6,
-        num_attention_heads=12,
-        intermediate_size=1536,
-        max_position_embeddings=512,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(directory))
-    BertTokenizerFast(vocab=str(vocab), do_lower_case=True, model_max_length=512).save_pretrained(str(directory))
-    return str(directory), "random BERT, MiniLM-L6 shape"
 
 
 def finetune(work: Path, model: str, processes: int, precision: str, args: argparse.Namespace, threads: int) -> dict:
@@ -167,13 +124,15 @@ def main() -> None:
 
     import torch
 
+    from bertcli.hub import default_model
+
     random.seed(0)
     cores = os.cpu_count() or 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        source = write_data(work, args.examples, args.val_examples)
-        model, model_name = model_dir(work)
+        write_data(work, args.examples, args.val_examples)
+        model = default_model()
         gpu = torch.accelerator.is_available()
         if not args.gpu_only:
             if gpu:  # keep the CPU rows on the CPU
@@ -190,7 +149,7 @@ def main() -> None:
             for precision in ("no", "bf16"):
                 rows.append((name, finetune(work, model, 1, precision, args, cores)))
     print(
-        f"\n`bertcli finetune`, {model_name}, {source}: {args.examples} training / {args.val_examples} validation examples, "
+        f"\n`bertcli finetune`, all-MiniLM-L6-v2, Rotten Tomatoes: {args.examples} training / {args.val_examples} validation examples, "
         f"global batch {args.batch_size}, max length {args.max_length}, {args.epochs:g} epoch(s); {cores} CPU cores\n"
     )
     print(

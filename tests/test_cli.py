@@ -23,7 +23,7 @@ HEAVY = ("torch", "transformers", "datasets", "accelerate", "evaluate")
         ["--version"],
         *(
             [command, "--help"]
-            for command in ("finetune", "evaluate", "predict", "embed", "tokenize", "pretrain", "env")
+            for command in ("finetune", "tune", "evaluate", "predict", "embed", "tokenize", "pretrain", "env")
         ),
     ],
 )

@@ -124,6 +124,17 @@ def test_tune_prunes_keeps_the_best_and_writes_the_record(data, tiny_model, tmp_
     assert "trial 2 pruned" in result.stderr and "state" in result.stderr
 
 
+def test_finetune_options_new_to_tune_reach_the_trials(data, tiny_model, tmp_path):
+    """--max-steps and --patience were finetune's alone; now every trial runs with them."""
+    train, _ = data
+    out = tmp_path / "tuned"
+    result = tune(train, tiny_model, out, "--trials", "1", "--max-steps", "3", "--patience", "1")
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((out / "bertcli.json").read_text())
+    assert meta["steps"] == 3  # 6 epochs of 86 examples in batches of 16 would be 36 steps
+    assert (meta["config"]["training"]["max_steps"], meta["config"]["training"]["patience"]) == (3, 1)
+
+
 def test_a_resumed_search_keeps_its_finished_trials(data, tiny_model, tmp_path):
     import optuna
 

@@ -21,12 +21,14 @@ from bertcli.cli.options import (
     batch_size_option,
     default,
     max_length_option,
+    output_format_option,
 )
 from bertcli.config import BATCH_TOKENS, CHUNK_SIZE, LAYER_AGGS, POOLINGS, TOKEN_CHUNK_SIZE, EmbedOptions, VectorOptions
 
 NAME = "embed"
 POOLING = "Pooling"
 OUTPUT = "Output"
+OutputFormatOpt = output_format_option("npy, parquet or jsonl. [default: from the -o suffix]", OUTPUT)
 BatchSizeOpt = batch_size_option(f"[default: batches of about {BATCH_TOKENS} padded tokens, faster on CPU]")
 MaxLengthOpt = max_length_option(
     "longer ones are truncated. [default: the model's, or its sentence-transformers max_seq_length]"
@@ -101,9 +103,7 @@ def command(
             rich_help_panel=POOLING,
         ),
     ] = None,
-    output_format: Annotated[
-        str | None, typer.Option(help="npy, parquet or jsonl. [default: from the -o suffix]", rich_help_panel=OUTPUT)
-    ] = None,
+    output_format: OutputFormatOpt = None,
     dtype: Annotated[
         str | None,
         typer.Option(

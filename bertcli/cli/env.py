@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
 
 import typer
 
+from bertcli.cli.options import output_format_option
+
 NAME = "env"
+OutputFormatOpt = output_format_option("text or json. [default: text]")
 EXAMPLES = """\b
 Examples:
   bertcli env                   # paste into a bug report
@@ -17,7 +19,7 @@ Examples:
 
 
 def command(
-    output_format: Annotated[str | None, typer.Option(help="text or json. [default: text]")] = None,
+    output_format: OutputFormatOpt = None,
 ) -> None:
     """Show library versions, CPU and accelerator devices, precision support and the distributed launch setup."""
     from bertcli.errors import UsageError

@@ -13,10 +13,12 @@ from bertcli.cli.options import (
     BackendOpt,
     ConfigOpt,
     FormatOpt,
+    JsonOpt,
     LabelColumnOpt,
     LabelSepOpt,
     LongTextOpt,
     PrecisionOpt,
+    ReportFormatOpt,
     SchemeOpt,
     StrideOpt,
     TextColumnOpt,
@@ -33,7 +35,7 @@ EXAMPLES = """\b
 Examples:
   bertcli evaluate runs/sentiment test.csv
   bertcli evaluate runs/sentiment test.csv --output report.json --errors errors.jsonl
-  bertcli evaluate runs/sentiment test.csv --json | jq .f1_macro
+  bertcli evaluate runs/sentiment test.csv --output-format json | jq .f1_macro
   bertcli evaluate runs/ner test.conll --errors ner-errors.jsonl   # entity P/R/F1 per type
   bertcli evaluate runs/sentiment test.csv --plots reports/   # + confusion_matrix.png
   bertcli evaluate runs/ner test.conll -o reports/ner/   # a directory: report.json + f1_per_type.png
@@ -68,10 +70,8 @@ def command(
         str | None,
         typer.Option(help="Write misclassified examples with their scores (JSONL; NER: gold vs predicted spans)."),
     ] = None,
-    json: Annotated[
-        bool | None,
-        typer.Option("--json", help="Print the report as JSON on stdout instead of tables.", show_default=False),
-    ] = None,
+    output_format: ReportFormatOpt = None,
+    json: JsonOpt = None,
     config: ConfigOpt = None,
     batch_size: BatchSizeOpt = None,
     precision: PrecisionOpt = None,
@@ -103,7 +103,7 @@ def command(
     if not is_main_process():
         return  # under a launch, one report: the main process writes and prints it
     write_report(cfg, report)
-    if cfg.json:
+    if cfg.report_format == "json":
         typer.echo(dumps(report, indent=2))
     elif "models" in report:
         render_many(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Annotated
 
@@ -45,9 +46,11 @@ from bertcli.cli.options import (
     ValSplitOpt,
     WarmupOpt,
     WeightDecayOpt,
+    output_option,
 )
 
 NAME = "finetune"
+OutputOpt = output_option("Output model directory.")
 EXAMPLES = """\b
 Examples:
   bertcli finetune train.csv -o runs/sentiment
@@ -65,9 +68,7 @@ def command(
             help="Training data: .csv .tsv .jsonl .parquet, NER: .conll or .jsonl; or - for stdin.", show_default=False
         ),
     ] = None,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Output model directory.", show_default=False)
-    ] = None,
+    output: OutputOpt = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     task: TaskOpt = None,
@@ -117,6 +118,11 @@ def command(
         _summary(result.meta.to_json(), str(result.output))
         if result.meta.seeds:
             seeds_table(result.meta.seeds)
+
+
+def parameters() -> dict[str, inspect.Parameter]:
+    """finetune's options as its signature declares them: the one declaration `bertcli tune` takes them from."""
+    return dict(inspect.signature(command, eval_str=True).parameters)
 
 
 def seeds_table(seeds: dict) -> None:

@@ -17,6 +17,7 @@ from bertcli.config import (
     LONG_TEXT,
     MIN_STEPS,
     PRECISIONS,
+    REPORT_FORMATS,
     SMALL_DATA_BATCH_SIZE,
     TASK_DEFAULTS,
     TASKS,
@@ -62,6 +63,27 @@ ConfigOpt = Annotated[
 ]
 OverwriteOpt = Annotated[
     bool | None, typer.Option("--overwrite", help="Replace an existing output directory.", show_default=False)
+]
+
+
+def output_option(help: str) -> Any:
+    """-o/--output; `help` says what the command writes there."""
+    return Annotated[str | None, typer.Option("--output", "-o", help=help, show_default=False)]
+
+
+def output_format_option(formats: str, panel: str | None = None) -> Any:
+    """--output-format: every command's one spelling for the form of what it writes; `formats` lists the choices
+    and the command's default."""
+    return Annotated[str | None, typer.Option(help=formats, rich_help_panel=panel)]
+
+
+# evaluate's report on stdout; --json is its older spelling of --output-format json, kept working
+ReportFormatOpt = output_format_option(
+    f"How the report is printed on stdout: {', '.join(REPORT_FORMATS)}. [default: {REPORT_FORMATS[0]}]"
+)
+JsonOpt = Annotated[
+    bool | None,
+    typer.Option("--json", help="The same as --output-format json (an older spelling).", show_default=False),
 ]
 IncludeTextOpt = Annotated[
     bool | None,

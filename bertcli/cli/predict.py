@@ -25,10 +25,12 @@ from bertcli.cli.options import (
     batch_size_option,
     default,
     max_length_option,
+    output_format_option,
 )
 from bertcli.config import PredictConfig
 
 NAME = "predict"
+OutputFormatOpt = output_format_option("jsonl, csv or tsv. [default: from the -o suffix, else jsonl]")
 BatchSizeOpt = batch_size_option(default(PredictConfig.batch_size))
 MaxLengthOpt = max_length_option(
     "longer ones are truncated (NER: split into overlapping windows). [default: the model's]"
@@ -54,9 +56,7 @@ def command(
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="Output file. [default: stdout]", show_default=False)
     ] = None,
-    output_format: Annotated[
-        str | None, typer.Option(help="jsonl, csv or tsv. [default: from the -o suffix, else jsonl]")
-    ] = None,
+    output_format: OutputFormatOpt = None,
     top_k: Annotated[int | None, typer.Option(help="Only the K best labels in `scores`.")] = None,
     threshold: Annotated[
         float | None, typer.Option(help="Multi-label decision threshold. [default: the model's]")

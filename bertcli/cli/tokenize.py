@@ -18,11 +18,13 @@ from bertcli.cli.options import (
     TextPairColumnOpt,
     default,
     max_length_option,
+    output_format_option,
     vocab_size_option,
 )
 from bertcli.config import TokenizeConfig
 
 NAME = "tokenize"
+OutputFormatOpt = output_format_option("table or jsonl (json for --stats). [default: table on a terminal, else jsonl]")
 EXAMPLES = """\b
 Examples:
   bertcli tokenize "Tokenizers split unfamiliar words."       # table on a terminal
@@ -62,10 +64,7 @@ def command(
             show_default=False,
         ),
     ] = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option(help="table or jsonl (json for --stats). [default: table on a terminal, else jsonl]"),
-    ] = None,
+    output_format: OutputFormatOpt = None,
     max_length: MaxLengthOpt = None,
     output: Annotated[
         str | None,

@@ -2,49 +2,53 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from bertcli.cli.options import (
-    AggregateOpt,
-    ClassWeightsOpt,
-    ConfigOpt,
-    EpochsOpt,
-    EvalStepsOpt,
-    FinetuneBatchSizeOpt,
-    FinetuneMaxLengthOpt,
-    FormatOpt,
-    GradAccumOpt,
-    GradientCheckpointingOpt,
-    LabelAllTokensOpt,
-    LabelColumnOpt,
-    LabelSepOpt,
-    LongTextOpt,
-    LrOpt,
-    MetricOpt,
-    ModelOpt,
-    OverwriteOpt,
-    PrecisionOpt,
-    SchemeOpt,
-    SeedOpt,
-    SplitSeedOpt,
-    StrideOpt,
-    TaskOpt,
-    TextColumnOpt,
-    TextPairColumnOpt,
-    TrainWindowsOpt,
-    ValidationOpt,
-    ValSplitOpt,
-    WarmupOpt,
-    WeightDecayOpt,
-    default,
-)
+from bertcli.cli import finetune
+from bertcli.cli.options import default, output_option
 from bertcli.config import DEFAULT_SPACES, TuneConfig
 
 NAME = "tune"
 SEARCH = "Search"
+# finetune's options that tune does not pass on to its trials, on purpose (said in --help and the README)
+LEFT_OUT = {
+    "seeds": "each trial trains once, with --seed; give the best parameters to finetune --seeds for mean +- std",
+    "resume": "here --resume continues the search; every trial trains from the start",
+}
+# tune's own options, shown first: -o (what it holds), the search, and the search's --resume; finetune's follow
+OWN = {
+    "output": output_option("Output directory: the best trial's model, study.db, trials.csv, tuning.png."),
+    "trials": Annotated[
+        int | None, typer.Option(help=f"Trials at most. {default(TuneConfig.trials)}", rich_help_panel=SEARCH)
+    ],
+    "timeout": Annotated[
+        str | None,
+        typer.Option(
+            help="Time budget: 600, 90s, 30m, 2h; a trial running when it ends stops there. [default: none]",
+            rich_help_panel=SEARCH,
+        ),
+    ],
+    "space": Annotated[
+        str | None,
+        typer.Option(
+            help="Options to search: lr=1e-5..5e-4:log (a range, log-scaled), epochs=1..5 (integers), batch_size=16|32 (a choice). [default: the task's, below]",
+            rich_help_panel=SEARCH,
+        ),
+    ],
+    "resume": Annotated[
+        bool | None,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted search (OUTPUT.incomplete/study.db), or add trials to a finished one.",
+            show_default=False,
+            rich_help_panel=SEARCH,
+        ),
+    ],
+}
 EXAMPLES = f"""\b
 Examples:
   bertcli tune train.csv -o runs/tuned --timeout 30m
@@ -55,87 +59,35 @@ Examples:
 Default spaces:
   classification: {DEFAULT_SPACES["classification"]}
   NER:            {DEFAULT_SPACES["ner"]}
+\b
+Every finetune option applies to every trial, except:
+{chr(10).join(f"  --{name}: {reason}" for name, reason in LEFT_OUT.items())}
 """
 
 
-def command(
-    train: Annotated[
-        str | None, typer.Argument(help="Training data, as finetune reads it.", show_default=False)
-    ] = None,
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Output directory: the best trial's model, study.db, trials.csv, tuning.png.",
-            show_default=False,
-        ),
-    ] = None,
-    trials: Annotated[
-        int | None, typer.Option(help=f"Trials at most. {default(TuneConfig.trials)}", rich_help_panel=SEARCH)
-    ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            help="Time budget: 600, 90s, 30m, 2h; a trial running when it ends stops there. [default: none]",
-            rich_help_panel=SEARCH,
-        ),
-    ] = None,
-    space: Annotated[
-        str | None,
-        typer.Option(
-            help="Options to search: lr=1e-5..5e-4:log (a range, log-scaled), epochs=1..5 (integers), batch_size=16|32 (a choice). [default: the task's, below]",
-            rich_help_panel=SEARCH,
-        ),
-    ] = None,
-    resume: Annotated[
-        bool | None,
-        typer.Option(
-            "--resume",
-            help="Continue an interrupted search (OUTPUT.incomplete/study.db), or add trials to a finished one.",
-            show_default=False,
-            rich_help_panel=SEARCH,
-        ),
-    ] = None,
-    metric: MetricOpt = None,
-    model: ModelOpt = None,
-    config: ConfigOpt = None,
-    task: TaskOpt = None,
-    validation: ValidationOpt = None,
-    val_split: ValSplitOpt = None,
-    split_seed: SplitSeedOpt = None,
-    epochs: EpochsOpt = None,
-    lr: LrOpt = None,
-    batch_size: FinetuneBatchSizeOpt = None,
-    grad_accum: GradAccumOpt = None,
-    warmup_ratio: WarmupOpt = None,
-    weight_decay: WeightDecayOpt = None,
-    max_length: FinetuneMaxLengthOpt = None,
-    eval_steps: EvalStepsOpt = None,
-    class_weights: ClassWeightsOpt = None,
-    precision: PrecisionOpt = None,
-    seed: SeedOpt = None,
-    gradient_checkpointing: GradientCheckpointingOpt = None,
-    overwrite: OverwriteOpt = None,
-    format: FormatOpt = None,
-    text_column: TextColumnOpt = None,
-    text_pair_column: TextPairColumnOpt = None,
-    label_column: LabelColumnOpt = None,
-    label_sep: LabelSepOpt = None,
-    long_text: LongTextOpt = None,
-    stride: StrideOpt = None,
-    aggregate: AggregateOpt = None,
-    train_windows: TrainWindowsOpt = None,
-    scheme: SchemeOpt = None,
-    label_all_tokens: LabelAllTokensOpt = None,
-) -> None:
+def command(**values: Any) -> None:
     """Search finetune's options (Optuna: TPE sampling, median pruning) and keep the best trial's model."""
-    values = {k: v for k, v in locals().items() if k != "config"}
+    config = values.pop("config")
     from bertcli.config import build_config
     from bertcli.tuning.search import tune
 
     result = tune(build_config(TuneConfig, config, **values))
     _summary(result)
+
+
+def signature() -> inspect.Signature:
+    """tune's own options, then every finetune option but LEFT_OUT, each as finetune declares it."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    own = [inspect.Parameter(name, keyword, default=None, annotation=option) for name, option in OWN.items()]
+    taken = [
+        parameter.replace(kind=keyword)
+        for name, parameter in finetune.parameters().items()
+        if name not in OWN and name not in LEFT_OUT
+    ]
+    return inspect.Signature([*own, *taken], return_annotation=None)
+
+
+command.__signature__ = signature()  # what Typer reads (inspect.signature) to build the command's options
 
 
 def _summary(result) -> None:

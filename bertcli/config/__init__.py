@@ -20,6 +20,7 @@ from bertcli.config.common import (
 from bertcli.config.deploy import QUANTIZATIONS, ExportConfig, ServeConfig
 from bertcli.config.fields import build_config, read_recipe, to_dict, validate
 from bertcli.config.inference import (
+    REPORT_FORMATS,
     EmbedConfig,
     EmbedOptions,
     EvaluateConfig,
@@ -58,5 +59,5 @@ __all__ = [
     "AGGREGATES", "AGGREGATIONS", "BACKENDS", "LONG_TEXT", "WindowOptions", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "POOLINGS", "PRECISIONS",
     "PRESETS", "PRETRAIN_LR", "TASK_DEFAULTS", "VALIDATION_METRICS", "DEFAULT_METRICS", "DEFAULT_SPACES", "LENGTH_CAP", "WINDOW_SHARE", "BATCH_SIZE", "SMALL_DATA_BATCH_SIZE", "MIN_STEPS", "WINDOWS_PER_TEXT", "train_windows", "classification_batch_size", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
     "FinetuneConfig", "NerOptions", "PredictConfig", "PretrainConfig", "PretrainOptions", "TokenizeConfig", "TrainOptions",
-    "VectorOptions", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults", "seed_list", "TuneConfig", "budget_seconds",
+    "VectorOptions", "REPORT_FORMATS", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults", "seed_list", "TuneConfig", "budget_seconds",
 ]  # fmt: skip

@@ -21,6 +21,8 @@ from bertcli.config.common import (
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, checked, required, validate
 from bertcli.errors import UsageError
 
+REPORT_FORMATS = ("table", "json")  # how evaluate prints its report on stdout; the first is the default
+
 
 @dataclass
 class EvaluateConfig:
@@ -30,7 +32,8 @@ class EvaluateConfig:
     output: str | None = None
     plots: str | None = None
     errors: str | None = None
-    json: bool = False
+    output_format: str | None = checked(None, choices=REPORT_FORMATS)  # None: the first
+    json: bool = False  # the older spelling of output_format json, kept working (recipes too)
     batch_size: int = checked(64, POSITIVE)
     precision: str = checked("auto", choices=PRECISIONS)
     backend: str = checked("auto", choices=BACKENDS)  # auto: the ONNX export when there is one
@@ -46,6 +49,13 @@ class EvaluateConfig:
         validate(self)
         if self.others and (self.errors or self.plots):
             raise UsageError("--errors and --plots are for one model", hint="evaluate the models one by one for them")
+        if self.json and self.output_format not in (None, "json"):
+            raise UsageError(f"--json means --output-format json, not {self.output_format}")
+
+    @property
+    def report_format(self) -> str:
+        """How the report is printed on stdout: --output-format (--json: json), else table."""
+        return "json" if self.json else self.output_format or REPORT_FORMATS[0]
 
     @property
     def report_paths(self) -> tuple[str | None, str | None]:
