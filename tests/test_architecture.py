@@ -151,3 +151,16 @@ def test_every_task_in_the_table_has_its_package_and_contract():
         assert task.name == entry.name and (PACKAGE / "tasks" / entry.name / "__init__.py").is_file()
         for method in ("trains", "gate_metric", "evaluate", "predict", "load"):
             assert callable(getattr(task, method))
+
+
+def test_benchmarks_import_nothing_from_the_tests():
+    bench = PACKAGE.parent / "bench"
+    reached = {
+        (path.name, name)
+        for path in bench.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for name in ([node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])
+        if name.split(".")[0] in ("tests", "conftest", "helpers")
+    }
+    assert not reached and not any("tests/" in path.read_text(encoding="utf-8") for path in bench.glob("*.py"))
