@@ -444,7 +444,7 @@ def test_streaming_holds_out_the_same_validation_slice(tmp_path, tiny_model):
             max_length=16,
             val_split=0.1,
         )
-        metas.append(pretrain(cfg).meta)
+        metas.append(pretrain(cfg).meta.to_json())
     memory, stream = metas
     assert (
         stream["corpus"]["train_examples"] is None

@@ -106,8 +106,8 @@ def test_choose_policy_from_the_real_lengths(caplog):
 
 
 def test_a_bundle_without_a_policy_truncates_at_the_model_limit():
-    assert saved_policy({"task": "single_label"}, 512) == LongTextPolicy("truncate", 512, 128, "mean")
-    saved = {"long_text": {"mode": "window", "max_length": 64, "stride": 16, "aggregate": "max"}}
+    assert saved_policy(None, 512) == LongTextPolicy("truncate", 512, 128, "mean")
+    saved = {"mode": "window", "max_length": 64, "stride": 16, "aggregate": "max"}  # bertcli.json's long_text
     assert saved_policy(saved, 512) == LongTextPolicy("window", 64, 16, "max")
     assert saved_policy(saved, 512).overridden(WindowOptions(aggregate="mean")).aggregate == "mean"
 
