@@ -96,3 +96,20 @@ def test_predictors_share_one_contract(tiny_model, tmp_path):
             "threshold",
         }
     )
+
+
+def test_loading_a_model_leaves_torch_threads_to_the_command(tiny_model):
+    """A served process holds several models: none of them sets the process-wide thread pool; the command does."""
+    import torch
+
+    import bertcli
+    from bertcli.runtime.device import use_threads
+
+    before = torch.get_num_threads()
+    try:
+        bertcli.Embedder(str(tiny_model), threads=before + 1, precision="no").embed(["a text"])
+        assert torch.get_num_threads() == before
+        use_threads(before + 1)
+        assert torch.get_num_threads() == before + 1
+    finally:
+        torch.set_num_threads(before)

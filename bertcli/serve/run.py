@@ -21,6 +21,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(cfg: ServeConfig) -> None:
     import uvicorn
 
+    from bertcli.runtime.device import use_threads
     from bertcli.serve.app import create_app
     from bertcli.serve.models import load_model
 
@@ -41,6 +42,7 @@ def serve(cfg: ServeConfig) -> None:
             model.predictor.backend.name,
             model.max_length,
         )
+    use_threads(cfg.threads)  # torch's pool is the process's: set once, for every model served
     app = create_app(models, cfg, api_key)
     config = uvicorn.Config(
         app,
