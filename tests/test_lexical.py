@@ -255,3 +255,20 @@ def test_degenerate_multi_label_and_regression(mfd):
     values = rows[:, 0].astype(float) * 2 + 1
     assert degenerate("regression", values, np.full((len(values), 1), 2.0)).reason == "constant"
     assert degenerate("regression", values, values[:, None] * 0.9 + 0.1) is None
+
+
+def test_small_data_gets_enough_steps_and_early_stopping():
+    """Unset --epochs: 3, or more on small data so the run makes MIN_STEPS optimizer steps, with early stopping."""
+    from bertcli.config.training import EPOCHS, MIN_STEPS, SMALL_DATA_PATIENCE, classification_schedule
+
+    assert (EPOCHS, MIN_STEPS, SMALL_DATA_PATIENCE) == (3.0, 150, 5)
+    # 119 long political documents, one window each per epoch, batch 16: 8 steps an epoch, 24 in 3 epochs
+    assert classification_schedule(119, 16, 1, 1, None, None) == (18.75, 5)
+    assert classification_schedule(119, 16, 1, 1, None, 2) == (18.75, 2)  # a given --patience is kept
+    # 1,800 Rotten Tomatoes snippets in batches of 32: 57 steps an epoch, 171 in 3: unchanged, no early stopping
+    assert classification_schedule(1800, 32, 1, 1, None, None) == (3.0, None)
+    # 760 debate statements in batches of 16: 48 an epoch, 144 in 3: 150 steps, 3.125 epochs
+    assert classification_schedule(760, 16, 1, 1, None, None) == (3.125, 5)
+    assert classification_schedule(760, 16, 1, 2, None, None) == (150 / 24, 5)  # two processes halve the steps
+    assert classification_schedule(119, 16, 1, 1, 3.0, None) == (3.0, None)  # --epochs given: as given
+    assert classification_schedule(119, 16, 1, 1, None, None, max_steps=40) == (3.0, None)  # --max-steps decides

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from bertcli.tasks.classification.metrics import higher_is_better, log_loss, value
+from bertcli.tasks.classification.metrics import higher_is_better, log_loss, of_decisions, value
+from bertcli.tasks.classification.scores import decisions
 
 GRID = np.round(np.linspace(0.0, 1.0, 21), 2)  # steps of 0.05: finer moves validation scores by noise only
 RESAMPLES, CONFIDENCE, SEED = 1000, 0.95, 0
@@ -93,10 +94,14 @@ def paired_confidence(
     sign = 1.0 if higher_is_better(metric) else -1.0
     rng = np.random.default_rng(SEED)
     first, second = np.asarray(first, dtype=np.float64), np.asarray(second, dtype=np.float64)
+    classes = first.shape[1]
+    if metric == "loss":
+        score = lambda probs, pick: log_loss(task, refs[pick], probs[pick])  # noqa: E731
+    else:  # decide once; a resample's decisions are the resampled decisions
+        first, second = (np.asarray(decisions(task, p, threshold)) for p in (first, second))
+        score = lambda preds, pick: of_decisions(task, metric, refs[pick], preds[pick], classes)  # noqa: E731
     wins = 0
     for _ in range(RESAMPLES):
         pick = rng.integers(0, len(refs), len(refs))
-        a = _score(sign * value(task, metric, refs[pick], first[pick], threshold))
-        b = _score(sign * value(task, metric, refs[pick], second[pick], threshold))
-        wins += b > a + TIE
+        wins += _score(sign * score(second, pick)) > _score(sign * score(first, pick)) + TIE
     return wins / RESAMPLES

@@ -19,9 +19,13 @@ def value(task: str, metric: str, references: np.ndarray, probs: np.ndarray, thr
     refs, probs = np.asarray(references), np.asarray(probs, dtype=np.float64)
     if metric == "loss":
         return log_loss(task, refs, probs)
-    preds = np.asarray(decisions(task, probs, threshold))
+    return of_decisions(task, metric, refs, np.asarray(decisions(task, probs, threshold)), probs.shape[1])
+
+
+def of_decisions(task: str, metric: str, refs: np.ndarray, preds: np.ndarray, classes: int) -> float:
+    """`metric` of the decisions (class ids, 0/1 rows or values); `classes`: the single-label class count."""
     if task == "single_label":
-        scores = _single_label(refs.astype(np.int64), preds, probs.shape[1])
+        scores = _single_label(refs.astype(np.int64), preds.astype(np.int64), classes)
     elif task == "multi_label":
         scores = _multi_label(refs.astype(np.int64), preds.astype(np.int64))
     else:
