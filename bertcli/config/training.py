@@ -78,6 +78,31 @@ class NerOptions:
     label_all_tokens: bool = False
 
 
+# Small data: at least MIN_STEPS optimizer steps. When the default epochs give fewer (even at the smaller batch), the
+# run gets more epochs, and early stopping after SMALL_DATA_PATIENCE evaluations without improvement (one per epoch)
+# ends it. MEASUREMENTS PENDING
+EPOCHS, SMALL_DATA_PATIENCE = 3.0, 5
+
+
+def classification_schedule(
+    examples_per_epoch: int,
+    batch_size: int,
+    grad_accum: int,
+    processes: int,
+    epochs: float | None,
+    patience: int | None,
+    max_steps: int | None = None,
+) -> tuple[float, int | None]:
+    """Epochs and patience: as given; --epochs unset (None) means EPOCHS, raised to reach MIN_STEPS optimizer steps
+    on small data, with early stopping (SMALL_DATA_PATIENCE) unless --patience was given. --max-steps decides alone."""
+    if epochs is not None or max_steps:
+        return epochs if epochs is not None else EPOCHS, patience
+    per_epoch = math.ceil(examples_per_epoch / (batch_size * grad_accum * processes))
+    if per_epoch * EPOCHS >= MIN_STEPS:
+        return EPOCHS, patience
+    return MIN_STEPS / per_epoch, patience if patience is not None else SMALL_DATA_PATIENCE
+
+
 def classification_batch_size(
     examples_per_epoch: int, epochs: float, grad_accum: int, processes: int, max_steps: int | None = None
 ) -> int:
