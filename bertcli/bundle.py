@@ -25,6 +25,7 @@ _UNBOUNDED = 100_000  # tokenizer configs without a limit say 1e30
 # the typed facts after task and labels, in the order bertcli.json has always had them
 _FACTS = ("columns", "label_sep", "scheme", "data_scheme", "max_length", "stride", "label_all_tokens", "long_text",
           "threshold")  # fmt: skip
+_RECORDS = ("lexical", "degenerate", "seeds", "search", "onnx")  # after the run record
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class BundleMeta:
     stride: int | None = None  # NER: window overlap
     label_all_tokens: bool | None = None  # NER
     run: dict[str, Any] = field(default_factory=dict)
+    lexical: dict[str, Any] | None = None  # classifiers: the lexical baseline, its validation scores, its weight
+    degenerate: dict[str, Any] | None = None  # a model no better than the majority class on validation: why
     seeds: dict[str, Any] | None = None  # --seeds: every run and the mean +- std
     search: dict[str, Any] | None = None  # bertcli tune: the search's record
     onnx: dict[str, Any] | None = None  # an export's own directory: its model file, opset, parity, int8 check
@@ -60,7 +63,7 @@ class BundleMeta:
         for name in _FACTS:
             if getattr(self, name) is not None:
                 head[name] = getattr(self, name)
-        tail = {name: getattr(self, name) for name in ("seeds", "search", "onnx") if getattr(self, name) is not None}
+        tail = {name: getattr(self, name) for name in _RECORDS if getattr(self, name) is not None}
         return {**head, **self.run, **tail}
 
     @property

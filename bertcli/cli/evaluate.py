@@ -148,6 +148,21 @@ def render_many(report: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def _baseline_table(report: dict[str, Any]) -> Any:
+    """The model's headline metrics beside the baselines' on the same data."""
+    from rich.table import Table
+
+    baselines = report["baselines"]
+    headline = ("accuracy", "f1_macro", "f1_micro", "subset_accuracy", "mcc", "mse", "mae", "pearson", "spearman")
+    keys = [k for k in headline if isinstance(report.get(k), float) and all(k in b for b in baselines.values())]
+    table = Table(title="against the baselines (same data)", title_justify="left")
+    for column in ("metric", "model", *baselines):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key in keys:
+        table.add_row(key, f"{report[key]:.4f}", *(f"{b[key]:.4f}" for b in baselines.values()))
+    return table
+
+
 def render(report: dict[str, Any]) -> None:
     """The report as rich tables on stdout (it is this command's result)."""
     from rich.console import Console
@@ -165,6 +180,8 @@ def render(report: dict[str, Any]) -> None:
         if isinstance(value, float) or (value is None and key in ("pearson", "spearman", "r2")):
             summary.add_row(key, "n/a" if value is None else f"{value:.4f}")
     console.print(summary)
+    if report.get("baselines"):
+        console.print(_baseline_table(report))
     per = report.get("per_class") or report.get("per_label") or report.get("per_type")
     if per:
         title = (

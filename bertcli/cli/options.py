@@ -14,6 +14,7 @@ from bertcli.config import (
     BATCH_SIZE,
     BERT_VOCAB_SIZE,
     LENGTH_CAP,
+    LEXICAL,
     LONG_TEXT,
     MIN_STEPS,
     PRECISIONS,
@@ -299,6 +300,13 @@ StrideOpt = Annotated[
     typer.Option(
         help="Tokens shared by the overlapping windows of inputs longer than --max-length (NER sentences, --long-text window). [default: max length / 4]",
         rich_help_panel=LONG,
+    ),
+]
+LexicalOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Classifiers: also fit a TF-IDF + linear baseline on the training split and report it; {listed(LEXICAL)}: combine it with the fine-tuned model when that beats the model alone on validation by more than noise (the weight chosen there), never, or predict with the baseline alone. {default(FinetuneConfig.lexical)}",
+        rich_help_panel=TRAINING,
     ),
 ]
 LongTextOpt = Annotated[

@@ -11,6 +11,11 @@ TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 POOLINGS = ("mean", "cls", "max", "pooler")
 LAYER_AGGS = ("mean", "concat")
 AGGREGATIONS = ("first", "average", "max")  # how a word's sub-tokens decide its tag (NER)
+LEXICAL = (
+    "auto",
+    "off",
+    "only",
+)  # classifiers: combine with the lexical baseline when it helps, never, or use it alone
 LONG_TEXT = ("truncate", "window")  # what classification does with inputs past --max-length
 AGGREGATES = ("mean", "max")  # how a document's window logits become its own
 BERT_VOCAB_SIZE = 30522

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from bertcli.config.common import AGGREGATES, LONG_TEXT, PRECISIONS, TASKS, TRACKERS, DataOptions
+from bertcli.config.common import AGGREGATES, LEXICAL, LONG_TEXT, PRECISIONS, TASKS, TRACKERS, DataOptions
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, SHARE, checked, required, validate
 from bertcli.errors import UsageError
 
@@ -155,6 +155,7 @@ class FinetuneConfig:
     val_split: float = checked(0.1, SHARE)
     split_seed: int | None = None  # the validation split's seed (None: --seed); --seeds keeps it fixed
     seeds: str | None = None  # N runs (--seed, --seed + 1, ...) or a list "1,2,3": mean +- std, the best one kept
+    lexical: str = checked("auto", choices=LEXICAL)  # classifiers: the TF-IDF + linear baseline, combined when it helps
     overwrite: bool = False
     data: DataOptions = field(default_factory=DataOptions)
     training: TrainOptions = field(default_factory=TrainOptions)

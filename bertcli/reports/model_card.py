@@ -144,6 +144,7 @@ def render_card(meta: dict[str, Any], name: str, curves: bool = False) -> str:
         + _data(meta)
         + _hyperparameters(meta)
         + _evaluation(meta, curves)
+        + _baselines(meta)
         + _seeds(meta)
         + _search(meta)
         + _reproduce(meta)
@@ -281,6 +282,31 @@ def _evaluation(meta: dict[str, Any], curves: bool) -> list[str]:
         )
     lines.append("")
     return lines + (["![training curves](training_curves.png)", ""] if curves else [])
+
+
+def _baselines(meta: dict[str, Any]) -> list[str]:
+    """The lexical baseline beside the fine-tuned model on validation, what predictions apply, and a collapse."""
+    lexical, collapse = meta.get("lexical") or {}, meta.get("degenerate")
+    lines = ["## Baselines", ""] if lexical or collapse else []
+    scores = lexical.get("validation")
+    if scores:
+        lines += [
+            f"A TF-IDF + linear baseline was fitted on the same training split. Validation `{scores['metric']}`: "
+            f"fine-tuned model {_number(scores['bert'])}, lexical baseline {_number(scores['lexical'])}, "
+            f"best mix {_number(scores['combined'])} at lexical weight {scores['weight']}.",
+            "",
+        ]
+    if lexical.get("weight"):
+        lines += [
+            f"bertcli (`predict`, `evaluate`, `serve`, `bertcli.load`, the ONNX export) predicts with "
+            f"{(1 - lexical['weight']):.2f} x the fine-tuned model's probabilities + {lexical['weight']:.2f} x the lexical"
+            f" model's (`{lexical.get('file')}`, `--lexical {lexical.get('mode')}`). A plain `pipeline()` loads the"
+            " fine-tuned model alone, without the lexical part.",
+            "",
+        ]
+    if collapse:
+        lines += [f"**Warning:** {collapse['warning']}.", ""]
+    return lines
 
 
 def _reproduce(meta: dict[str, Any]) -> list[str]:

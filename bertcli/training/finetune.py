@@ -34,6 +34,15 @@ class Prepared:
     unit: str = "ex"
     groups: list[int] | None = None  # see TrainJob
     per_group: int | None = None
+    finish: Callable[[Any, Any, str], Finished] | None = None  # after training: (best model, accelerator, metric)
+
+
+@dataclass
+class Finished:
+    """What a task adds once the model is trained: more facts for bertcli.json, and files beside the weights."""
+
+    facts: dict[str, Any]
+    write: Callable[[Path], None] | None = None  # into the bundle being staged (main process)
 
 
 class FinetuneTask(Protocol):
@@ -122,10 +131,16 @@ def train_task(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -
     )
     run_dir = prepare_run_dir(cfg.output, cfg.training.resume, accelerator)
     result = train(job, cfg.training, accelerator, run_dir, callbacks)
-    meta = BundleMeta(**prepared.facts, run=finetune_record(cfg, prepared.train_data, result.state, metric))
-    finish_run(
-        accelerator, run_dir, out, lambda staging: save_bundle(result.model, tokenizer, staging, meta, result.weights)
-    )
+    finished = prepared.finish(result.model, accelerator, metric) if prepared.finish else Finished({})
+    record = finetune_record(cfg, prepared.train_data, result.state, metric)
+    meta = BundleMeta(**prepared.facts, **finished.facts, run=record)
+
+    def write(staging: Path) -> None:
+        save_bundle(result.model, tokenizer, staging, meta, result.weights)
+        if finished.write is not None:
+            finished.write(staging)
+
+    finish_run(accelerator, run_dir, out, write)
     return FinetuneResult(out, meta)
 
 

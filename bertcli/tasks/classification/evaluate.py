@@ -45,12 +45,36 @@ def evaluate_classifier(cfg: EvaluateConfig) -> dict[str, Any]:
             "columns": columns.describe(),
             "truncated": int(sum(truncated)),
             "windows": int(sum(windows)),
+            "baselines": _baselines(classifier, spec, texts, pairs, refs),
         }
     )
     if cfg.errors:
         _write_errors(cfg.errors, spec, texts, refs, preds, probs)
         report["errors_file"] = cfg.errors
     return report
+
+
+def _baselines(classifier: Classifier, spec: LabelSpec, texts, pairs, refs) -> dict[str, dict[str, float]]:
+    """What the model must beat on this data: the majority class (its constant prediction), and the lexical baseline
+    the bundle holds (fitted on the training split), scored like the model."""
+    from bertcli.reports.metrics import report_for_task
+    from bertcli.tasks.classification.baselines import majority_report
+    from bertcli.tasks.classification.lexical import bundled
+
+    found = {"majority class": majority_report(spec.task, refs, spec.names)}
+    fitted = bundled(classifier.bundle.directory)
+    if fitted is not None:
+        probs = fitted.probabilities(texts, pairs)
+        found["lexical baseline"] = report_for_task(
+            spec.task, refs, decisions(spec.task, probs, classifier.threshold), spec.names
+        )
+    return {name: _flat(report) for name, report in found.items()}
+
+
+def _flat(report: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v) for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"
+    }
 
 
 def _write_errors(path: str, spec: LabelSpec, texts, refs, preds, probs) -> None:

@@ -16,7 +16,8 @@ from bertcli.data.labels import LabelSpec, encode_labels, infer_labels
 from bertcli.data.tables import Table, load_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
-from bertcli.tasks.classification.scores import references_and_predictions
+from bertcli.tasks.classification.blend import Splits, finisher
+from bertcli.tasks.classification.scores import probabilities, references_and_predictions
 from bertcli.tasks.classification.windows import Documents, LongTextPolicy, aggregate, choose_policy, read_documents
 from bertcli.training.batches import collate_examples
 from bertcli.training.finetune import (
@@ -136,14 +137,21 @@ class ClassifierTraining:
             "long_text": policy.meta(),
             "threshold": 0.5 if spec.task == "multi_label" else None,
         }
-        evaluate = None
+        evaluate, probs_of = None, _no_validation
         if val_docs is not None:
-            evaluate = _evaluator(val_docs, val_labels, spec, collate, loss_of, batch_size * 2, policy)
+            logits_of = _text_logits(val_docs, collate, batch_size * 2, policy)
+            evaluate = _evaluator(logits_of, val_labels, spec, loss_of)
+            probs_of = lambda model, accelerator: probabilities(logits_of(model, accelerator), spec.task)  # noqa: E731
         groups = train_docs.source.tolist() if per_text else None
+        finish = finisher(spec, Splits(data.train, data.validation), cfg.lexical, probs_of)
         return Prepared(
             train, collate, loss, evaluate, facts, {"rows": len(data.table.dataset)}, cfg, groups=groups,
-            per_group=per_text,
+            per_group=per_text, finish=finish,
         )  # fmt: skip
+
+
+def _no_validation(model: Any, accelerator: Any) -> None:
+    return None
 
 
 def train_classifier(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
@@ -217,21 +225,30 @@ def class_weights(task: str, labels: Sequence[Any], num_labels: int) -> Any:
     return torch.tensor((len(labels) - positives) / np.maximum(positives, 1), dtype=torch.float)
 
 
-def _evaluator(
-    documents: Documents, labels: list[Any], spec: LabelSpec, collate, loss_of, batch_size: int, policy: LongTextPolicy
-):
-    """Validation metrics of the model being trained, per text (its windows' logits aggregated as at predict time)."""
+def _text_logits(documents: Documents, collate, batch_size: int, policy: LongTextPolicy):
+    """Per validation text, the model being trained's logits (its windows' aggregated as at predict time), every
+    model input scored once across the launch's processes."""
+    rows = _examples(documents, [0] * len(documents))  # the inputs; the targets are per text
+
+    def logits_of(model: Any, accelerator: Any) -> np.ndarray:
+        logits = np.stack(validation_logits(model, accelerator, rows, collate, batch_size))
+        if policy.mode == "window":
+            logits = aggregate(logits, documents, policy.aggregate).astype(np.float32)
+        return logits
+
+    return logits_of
+
+
+def _evaluator(logits_of, labels: list[Any], spec: LabelSpec, loss_of):
+    """Validation metrics of the model being trained, per text."""
     import torch
 
     from bertcli.reports.metrics import report_for_task
 
-    rows = _examples(documents, [0] * len(documents))  # the inputs; the targets are per text, below
     refs = np.asarray(labels)
 
     def evaluate(model: Any, accelerator: Any) -> dict[str, float]:
-        logits = np.stack(validation_logits(model, accelerator, rows, collate, batch_size))
-        if policy.mode == "window":
-            logits = aggregate(logits, documents, policy.aggregate).astype(np.float32)
+        logits = logits_of(model, accelerator)
         targets = torch.tensor(refs, dtype=torch.long if spec.task == "single_label" else torch.float)
         loss = loss_of(torch.from_numpy(logits).to(accelerator.device), targets.to(accelerator.device)).item()
         report = report_for_task(spec.task, *references_and_predictions(spec.task, refs, logits, 0.5), spec.names)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.errors import ModelError
 from bertcli.tasks.classification.scores import probabilities
 
 FILE = "lexical.npz"
@@ -232,3 +233,21 @@ def _text_array(text: str) -> np.ndarray:
 
 def _text(array: np.ndarray) -> str:
     return array.tobytes().decode("utf-8")
+
+
+def saved_lexical(record: dict[str, Any] | None, directory: Path) -> tuple[Any, float]:
+    """The lexical model a bundle applies and its weight; (None, 0.0) when it applies none."""
+    if not record or not record.get("weight"):
+        return None, 0.0
+    if not (directory / FILE).is_file():
+        raise ModelError(
+            f"bertcli.json combines a lexical model ({FILE}) that is not in the directory",
+            file=directory,
+            hint="copy the whole model directory, or retrain",
+        )
+    return LexicalModel.load(directory), float(record["weight"])
+
+
+def bundled(directory: Path) -> LexicalModel | None:
+    """The lexical baseline a bundle holds, applied or not (evaluate reports it beside the model); None without one."""
+    return LexicalModel.load(directory) if (Path(directory) / FILE).is_file() else None

@@ -14,6 +14,8 @@ from bertcli.data.labels import LabelSpec
 from bertcli.errors import UsageError
 from bertcli.inference.batching import length_sorted_batches, run_batches
 from bertcli.inference.loading import open_model
+from bertcli.tasks.classification.combine import mix
+from bertcli.tasks.classification.lexical import saved_lexical
 from bertcli.tasks.classification.scores import probabilities
 from bertcli.tasks.classification.windows import aggregate, read_documents, saved_policy
 
@@ -67,6 +69,7 @@ class Classifier:
             bundle, "sequence-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
         )
         self.threshold = (self.meta.threshold or 0.5) if threshold is None else threshold
+        self.lexical, self.lexical_weight = saved_lexical(self.meta.lexical, bundle.directory)
 
     def scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> Scored:
         """Per input, in input order: its probabilities (windows: from the aggregated window logits)."""
@@ -76,7 +79,10 @@ class Classifier:
         logits = np.stack(rows) if rows else np.zeros((0, self.spec.num_labels), dtype=np.float32)
         if self.policy.mode == "window":
             logits = aggregate(logits, documents, self.policy.aggregate)
-        return Scored(probabilities(logits, self.spec.task), documents.truncated, documents.counts.tolist())
+        probs = probabilities(logits, self.spec.task)
+        if self.lexical is not None:  # the combination chosen on validation (bertcli.json's lexical weight)
+            probs = mix(probs, self.lexical.probabilities(texts, pairs), self.lexical_weight)
+        return Scored(probs, documents.truncated, documents.counts.tolist())
 
     def score_rows(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool, int]]:
         """Per (text, pair), in order: its probabilities, whether it was cut, and how many windows read it."""
