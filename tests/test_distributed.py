@@ -113,6 +113,8 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
             "1e-3",
             "--precision",
             "no",  # validation in training and evaluate afterwards compute alike: metrics equal to 1e-9
+            "--lexical",
+            "off",  # the fine-tuned model's own predictions, as its validation scored them
         ],
         tmp_path,
     )
