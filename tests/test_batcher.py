@@ -117,12 +117,14 @@ def test_buckets_split_a_long_tail_batch_where_padding_costs_more_than_a_forward
     assert padded(groups, LONG_TAIL) + 32 * len(groups) < 0.25 * (one_forward + 32)  # the estimated cost: 4x lower
 
 
-def test_the_forward_cost_is_fitted_from_the_forwards_seen():
+def test_the_forward_cost_is_fitted_from_the_forwards_seen_and_a_slow_one_does_not_move_it():
     cost = ForwardCost(prior=32)
     assert cost.overhead == 32
-    for tokens in (100, 400, 1600, 50, 3000, 800):
+    for tokens in (100, 400, 1600, 50, 3000, 800, 200, 1200, 60, 2400):
         cost.observe(tokens, 0.010 + 0.0001 * tokens)  # 10 ms fixed, 0.1 ms a token: the fixed cost is 100 tokens
     assert abs(cost.overhead - 100) < 1e-6
+    cost.observe(300, 0.5)  # another process took the cores for half a second
+    assert abs(cost.overhead - 100) < 10
     alike = ForwardCost(prior=32)
     for _ in range(10):
         alike.observe(500, 0.06)

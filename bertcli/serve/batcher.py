@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 PRIOR_OVERHEAD_TOKENS = 32.0  # a forward's fixed cost in tokens until measured (CPU, all-MiniLM-L6-v2: 10 to 60)
-DECAY = 0.98  # weight of older forwards in the cost estimate: it follows a machine whose load changes
+OVERHEAD_RANGE = (8.0, 4096.0)  # a fit outside it is noise: 8 keeps lengths a few tokens apart in one forward
+FITTED_ON = 64  # the latest forwards the fit uses: it follows a machine whose load changes
 
 
 class Overloaded(Exception):
@@ -62,31 +63,31 @@ def buckets(lengths: Sequence[int], overhead: float) -> list[list[int]]:
 
 
 class ForwardCost:
-    """A forward's fixed cost in tokens, fitted online: seconds = fixed + per_token x padded tokens, least squares
-    over the forwards seen (older ones decaying). On a CPU a forward's fixed cost is a few dozen tokens' worth, on a
-    GPU thousands: the same rule then splits on one and merges on the other."""
+    """A forward's fixed cost in tokens, fitted online: seconds = fixed + per_token x padded tokens over the latest
+    forwards, by Theil-Sen (the median of pairwise slopes), so that forwards slowed by other work on the machine do
+    not move it. On a CPU the fixed cost is a few dozen tokens' worth, on a GPU thousands: the same rule then splits
+    a batch on one and keeps it whole on the other."""
 
-    def __init__(self, prior: float = PRIOR_OVERHEAD_TOKENS, decay: float = DECAY) -> None:
-        self.prior, self.decay = prior, decay
-        self.sums = np.zeros(5)  # weight, x, y, xx, xy
+    def __init__(self, prior: float = PRIOR_OVERHEAD_TOKENS) -> None:
+        self.prior = prior
+        self.seen: deque[tuple[float, float]] = deque(maxlen=FITTED_ON)
 
     def observe(self, padded_tokens: int, seconds: float) -> None:
-        x, y = float(padded_tokens), seconds
-        self.sums = self.sums * self.decay + np.array([1.0, x, y, x * x, x * y])
+        self.seen.append((float(padded_tokens), seconds))
 
     @property
     def overhead(self) -> float:
-        weight, sx, sy, sxx, sxy = self.sums
-        if weight < 4:
+        if len(self.seen) < 8:
             return self.prior
-        variance = sxx / weight - (sx / weight) ** 2
-        if variance <= (0.05 * sx / weight) ** 2:  # the forwards seen were all alike in size: nothing to fit on
+        x, y = np.array(self.seen).T
+        dx, dy = x[None, :] - x[:, None], y[None, :] - y[:, None]
+        apart = dx > 0.1 * np.maximum(x[None, :], x[:, None])  # pairs of clearly different sizes, each counted once
+        if apart.sum() < 8:  # the forwards seen were all alike in size: nothing to fit on
             return self.prior
-        slope = (sxy / weight - sx * sy / weight**2) / variance
+        slope = float(np.median(dy[apart] / dx[apart]))
         if slope <= 0:
             return self.prior
-        intercept = sy / weight - slope * sx / weight
-        return float(np.clip(intercept / slope, 1.0, 4096.0))
+        return float(np.clip(np.median(y - slope * x) / slope, *OVERHEAD_RANGE))
 
 
 class Batcher:
