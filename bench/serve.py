@@ -131,8 +131,8 @@ def bertcli(*args: str) -> list[str]:
 # --- embeddings: short snippets and a long tail, as a share of the offline rate ----------------------------------
 
 
-def corpora(tokenizer_dir: str) -> dict[str, list[str]]:
-    """The two scenarios' texts, shuffled (seeded) so that long ones come at random through the run."""
+def corpora(tokenizer_dir: str, size: int) -> dict[str, list[str]]:
+    """The two scenarios' texts, `size` of each, shuffled (seeded) so that long ones come at random through the run."""
     import pandas as pd
     from tokenizers import Tokenizer
 
@@ -143,8 +143,10 @@ def corpora(tokenizer_dir: str) -> dict[str, list[str]]:
     scenarios = {"short snippets": list(snippets["text"]), "long tail": list(statements["text"])}
     tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir, "tokenizer.json")))
     tokenizer.no_truncation()
+    tokenizer.no_padding()
     for name, texts in scenarios.items():
         random.Random(0).shuffle(texts)
+        del texts[size:]
         lengths = sorted(len(e.ids) for e in tokenizer.encode_batch(texts))
         shape = ", ".join(f"p{q} {lengths[int(q / 100 * (len(lengths) - 1))]}" for q in (50, 95, 99))
         log(f"{name}: {len(texts)} texts, tokens {shape}")
@@ -164,6 +166,20 @@ def offline_embed_rate(model: Path, texts: list[str], backend: str, threads: int
     return len(texts) / (time.perf_counter() - start)
 
 
+def serve_encoder(
+    directory: Path, backend: str, root: Path, texts: list[str], args: argparse.Namespace
+) -> tuple[int, subprocess.Popen]:
+    """`bertcli serve` of the encoder from `root`'s code, warmed up on the texts (as the offline rate is)."""
+    port = free_port()
+    command = bertcli(
+        "serve", f"m={directory}", "--backend", backend.lower(), "--port", str(port), "--threads", str(args.threads)
+    )  # fmt: skip
+    process = start(command, port, args.threads, directory, root)
+    warm_up = [json.dumps({"model": "m", "input": text}) for text in texts[: 32 if args.quick else 256]]
+    asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", warm_up, 64))
+    return port, process
+
+
 def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
     from bertcli.bundle import resolve_model
 
@@ -177,30 +193,24 @@ def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
     )
     roots = {"now": ROOT, **({"before": Path(args.before)} if args.before else {})}
     rows = []
-    for scenario, texts in corpora(str(model)).items():
+    for scenario, texts in corpora(str(model), 400 if args.quick else 1000).items():
         for backend, directory in (("torch", model), ("ONNX", onnx)):
             offline = offline_embed_rate(directory, texts, backend.lower(), args.threads)
             log(f"{scenario}, {backend}: offline {offline:.1f} texts/s")
-            for version, root in roots.items():
-                port = free_port()
-                command = bertcli(
-                    "serve", f"m={directory}", "--backend", backend.lower(), "--port", str(port),
-                    "--threads", str(args.threads),
-                )  # fmt: skip
-                process = start(command, port, args.threads, directory, root)
-                try:
-                    warm_up = [json.dumps({"model": "m", "input": text}) for text in texts[: 32 if args.quick else 256]]
-                    asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", warm_up, 64))  # as offline: shapes met
-                    for clients in (1, 8, 64):
-                        count = (48 if args.quick else 512) // (2 if clients == 1 else 1)
-                        bodies = [json.dumps({"model": "m", "input": texts[i % len(texts)]}) for i in range(count)]
+            servers = {version: serve_encoder(directory, backend, root, texts, args) for version, root in roots.items()}
+            try:
+                for clients in (1, 8, 64):  # now and before back to back: the machine's load drifts less between them
+                    count = (48 if args.quick else 512) // (2 if clients == 1 else 1)
+                    bodies = [json.dumps({"model": "m", "input": texts[i % len(texts)]}) for i in range(count)]
+                    for version, (port, _) in servers.items():
                         result = asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", bodies, clients))
                         rows.append((scenario, backend, version, clients, offline, result))
                         log(
                             f"{scenario}, {backend}, {version}: {clients} clients: {result['requests/s']:.1f} req/s "
                             f"({result['requests/s'] / offline:.0%} of offline), p99 {result['p99']:.0f} ms"
                         )
-                finally:
+            finally:
+                for _, process in servers.values():
                     process.terminate()
                     process.wait(timeout=60)
     return rows
