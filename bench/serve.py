@@ -103,7 +103,10 @@ async def load(url: str, bodies: list[str], clients: int, per_request: int = 1) 
         while pending and time.monotonic() < deadline:
             body = pending.pop()
             start = time.perf_counter()
-            status = await post(http, body)
+            try:
+                status = await post(http, body)
+            except (aiohttp.ClientError, asyncio.TimeoutError):  # a dropped connection is a failure, not the end
+                status = 0
             latencies.append(time.perf_counter() - start)
             failures += status != 200
 
