@@ -1,12 +1,20 @@
-"""Serving speed on loopback: `bertcli serve` (torch, ONNX) against the server people write by hand (FastAPI calling
-`transformers.pipeline` per request), and against bertcli's offline predict on the same texts (the ceiling).
+"""Serving speed on loopback, in two parts.
 
-Clients: 1, 8 and 64 concurrent, sending single texts or batches of 16, a fixed number of requests each; every
-request goes to 127.0.0.1 and the loops are bounded in count and time. Reported: requests/s, inputs/s and
-p50/p95/p99 latency. The model is all-MiniLM-L6-v2 fine-tuned on Rotten Tomatoes (or --model).
+embeddings: `bertcli serve` (torch, ONNX) answering single-text `/v1/embeddings` requests from 1, 8 and 64 concurrent
+clients, as a share of what `bertcli.Embedder` reaches offline on the same texts in the same run (the ceiling), on
+two real corpora: short snippets (Rotten Tomatoes critics, nearly uniform in length) and long-tail statements (the
+2016 US debates: tokens p50 20, p95 about 300, capped at the model's 256), with all-MiniLM-L6-v2.
 
-    python bench/serve.py               # about 6 minutes on 2 idle cores
-    python bench/serve.py --quick       # fewer requests: checks that everything runs
+classifier: a fine-tuned classifier's `/predict` (1 and 16 inputs per request) against the server people write by
+hand (FastAPI calling `transformers.pipeline` per request) and against offline predict.
+
+`--before DIR` serves from another checkout too (e.g. `git archive <commit> | tar -x -C DIR`), in the same run, so a
+change is measured against the code before it on the same machine load. Every request goes to 127.0.0.1; request
+counts and each scenario's time are bounded.
+
+    python bench/serve.py --part embeddings --before /tmp/base   # about 8 minutes on 2 idle cores
+    python bench/serve.py --part classifier                      # about 6 minutes
+    python bench/serve.py --quick                                # fewer requests: checks that everything runs
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-GOALS = {"vs_hand_written_64": 3.0, "of_offline": 0.70}
-DEADLINE_SECONDS = 120  # no scenario runs longer, whatever the server does
+ROOT = Path(__file__).resolve().parents[1]
+GOALS = {"vs_hand_written_64": 3.0, "of_offline": 0.70, "long_tail_64": 0.80, "long_tail_8": 0.60}
+DEADLINE_SECONDS = 120  # no load run lasts longer, whatever the server does
 HAND_WRITTEN = """
 import os
 from fastapi import FastAPI
@@ -50,33 +60,33 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(command: list[str], port: int, threads: int, model: Path) -> subprocess.Popen:
+def start(command: list[str], port: int, threads: int, model: Path, root: Path = ROOT) -> subprocess.Popen:
+    """The server in a subprocess (bertcli imported from `root`), once /health or a first /predict answers."""
     import httpx
 
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MODEL_DIR": str(model)}  # the hand-written app reads it
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MODEL_DIR": str(model), "PYTHONPATH": str(root)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             sys.exit(f"{' '.join(command)} exited with {process.returncode}")
         try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200:
+                return process
             httpx.post(f"http://127.0.0.1:{port}/predict", json={"inputs": "warm up"}, timeout=5).raise_for_status()
-            return process
+            return process  # the hand-written server has no /health
         except Exception:
             time.sleep(0.3)
     process.kill()
     sys.exit(f"{' '.join(command)} did not answer within 180 s")
 
 
-async def load(port: int, texts: list[str], clients: int, per_request: int, requests: int) -> dict:
-    """`requests` POSTs from `clients` concurrent clients on open connections (one warm-up request each first);
+async def load(url: str, bodies: list[str], clients: int, per_request: int = 1) -> dict:
+    """POST `bodies` from `clients` concurrent clients on open connections (one warm-up request each first);
     latency per request, throughput over the whole run. The client is aiohttp's: on 2 shared cores, httpx's own
     ~6 ms of CPU per request would decide the result more than either server does."""
     import aiohttp
 
-    url = f"http://127.0.0.1:{port}/predict"
-    bodies = [json.dumps({"inputs": texts[(i * per_request) % len(texts)] if per_request == 1 else
-               [texts[(i * per_request + j) % len(texts)] for j in range(per_request)]}) for i in range(requests)]  # fmt: skip
     pending = list(reversed(bodies))
     latencies: list[float] = []
     failures = 0
@@ -93,7 +103,10 @@ async def load(port: int, texts: list[str], clients: int, per_request: int, requ
         while pending and time.monotonic() < deadline:
             body = pending.pop()
             start = time.perf_counter()
-            status = await post(http, body)
+            try:
+                status = await post(http, body)
+            except (aiohttp.ClientError, asyncio.TimeoutError):  # a dropped connection is a failure, not the end
+                status = 0
             latencies.append(time.perf_counter() - start)
             failures += status != 200
 
@@ -114,7 +127,133 @@ async def load(port: int, texts: list[str], clients: int, per_request: int, requ
             "p99": percentile(0.99), "done": done, "failures": failures}  # fmt: skip
 
 
-def offline_rate(model: Path, texts: list[str], threads: int) -> float:
+def bertcli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bertcli", *args]  # imports bertcli from the PYTHONPATH `start` sets
+
+
+# --- embeddings: short snippets and a long tail, as a share of the offline rate ----------------------------------
+
+
+def corpora(tokenizer_dir: str, size: int) -> dict[str, list[str]]:
+    """The two scenarios' texts, `size` of each, shuffled (seeded) so that long ones come at random through the run."""
+    import pandas as pd
+    from tokenizers import Tokenizer
+
+    from bertcli.corpora import debates, rotten_tomatoes
+
+    _, snippets = rotten_tomatoes()
+    statements = pd.concat(debates())
+    scenarios = {"short snippets": list(snippets["text"]), "long tail": list(statements["text"])}
+    tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir, "tokenizer.json")))
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    for name, texts in scenarios.items():
+        random.Random(0).shuffle(texts)
+        del texts[size:]
+        lengths = sorted(len(e.ids) for e in tokenizer.encode_batch(texts))
+        shape = ", ".join(f"p{q} {lengths[int(q / 100 * (len(lengths) - 1))]}" for q in (50, 95, 99))
+        log(f"{name}: {len(texts)} texts, tokens {shape}")
+    return scenarios
+
+
+def offline_embed_rate(model: Path, texts: list[str], backend: str, threads: int) -> float:
+    """`bertcli.Embedder` on all the texts at once (in-process, loaded, warmed up on them): the ceiling a server can
+    approach, since it sorts every text by length before batching."""
+    from bertcli import Embedder
+    from bertcli.tasks.embedding.embedder import sentence_transformers_pooling
+
+    embedder = Embedder(str(model), backend=backend, threads=threads, **sentence_transformers_pooling(model))
+    embedder.embed(texts)  # a first pass meets every batch shape once (oneDNN builds kernels per shape)
+    start = time.perf_counter()
+    embedder.embed(texts)
+    return len(texts) / (time.perf_counter() - start)
+
+
+def serve_encoder(
+    directory: Path, backend: str, root: Path, texts: list[str], args: argparse.Namespace
+) -> tuple[int, subprocess.Popen]:
+    """`bertcli serve` of the encoder from `root`'s code, warmed up on the texts (as the offline rate is)."""
+    port = free_port()
+    command = bertcli(
+        "serve", f"m={directory}", "--backend", backend.lower(), "--port", str(port), "--threads", str(args.threads)
+    )  # fmt: skip
+    process = start(command, port, args.threads, directory, root)
+    warm_up = [json.dumps({"model": "m", "input": text}) for text in texts[: 32 if args.quick else 256]]
+    asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", warm_up, 64))
+    return port, process
+
+
+def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
+    from bertcli.bundle import resolve_model
+
+    model = Path(resolve_model(args.encoder))
+    onnx = work / "onnx-encoder"
+    subprocess.run(
+        bertcli("export", str(model), "-o", str(onnx), "--overwrite"),
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    roots = {"now": ROOT, **({"before": Path(args.before)} if args.before else {})}
+    rows = []
+    for scenario, texts in corpora(str(model), 400 if args.quick else 1000).items():
+        for backend, directory in (("torch", model), ("ONNX", onnx)):
+            offline = offline_embed_rate(directory, texts, backend.lower(), args.threads)
+            log(f"{scenario}, {backend}: offline {offline:.1f} texts/s")
+            servers = {version: serve_encoder(directory, backend, root, texts, args) for version, root in roots.items()}
+            try:
+                for clients in (1, 8, 64):  # now and before back to back: the machine's load drifts less between them
+                    count = (48 if args.quick else 512) // (2 if clients == 1 else 1)
+                    bodies = [json.dumps({"model": "m", "input": texts[i % len(texts)]}) for i in range(count)]
+                    for version, (port, _) in servers.items():
+                        result = asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", bodies, clients))
+                        rows.append((scenario, backend, version, clients, offline, result))
+                        log(
+                            f"{scenario}, {backend}, {version}: {clients} clients: {result['requests/s']:.1f} req/s "
+                            f"({result['requests/s'] / offline:.0%} of offline), p99 {result['p99']:.0f} ms"
+                        )
+            finally:
+                for _, process in servers.values():
+                    process.terminate()
+                    process.wait(timeout=60)
+    return rows
+
+
+def embeddings_report(rows: list[tuple]) -> None:
+    print("\n| scenario | backend | server | clients | requests/s | of offline | p50 ms | p99 ms | non-200 |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    for scenario, backend, version, clients, offline, r in rows:
+        print(
+            f"| {scenario} | {backend} | {version} | {clients} | {r['requests/s']:.1f} | {r['requests/s'] / offline:.0%} "
+            f"| {r['p50']:.0f} | {r['p99']:.0f} | {r['failures']} |"
+        )
+    print("\n| scenario | backend | offline texts/s (bertcli.Embedder, same texts) |\n|---|---|---:|")
+    for scenario, backend, offline in dict.fromkeys((s, b, o) for s, b, _, _, o, _ in rows):
+        print(f"| {scenario} | {backend} | {offline:.1f} |")
+    found = {(s, b, v, c): r for s, b, v, c, _, r in rows}
+    lines = []
+    for backend in ("torch", "ONNX"):
+        share = {c: found["long tail", backend, "now", c]["requests/s"] / next(
+            o for s, b, _, _, o, _ in rows if (s, b) == ("long tail", backend)) for c in (8, 64)}  # fmt: skip
+        line = (
+            f"{backend}, long tail: {share[64]:.0%} of offline at 64 clients (goal >= {GOALS['long_tail_64']:.0%}), "
+            f"{share[8]:.0%} at 8 (goal >= {GOALS['long_tail_8']:.0%})"
+        )
+        if ("long tail", backend, "before", 64) in found:
+            now, before = found["long tail", backend, "now", 64], found["long tail", backend, "before", 64]
+            snippets = [found["short snippets", backend, v, 64]["requests/s"] for v in ("now", "before")]
+            line += (
+                f"; p99 at 64 clients {now['p99']:.0f} ms vs {before['p99']:.0f} before; short snippets at 64 "
+                f"clients {snippets[0]:.1f} vs {snippets[1]:.1f} req/s before"
+            )
+        lines.append(line)
+    print("\n" + "\n".join(lines))
+
+
+# --- classifier: against the hand-written server -----------------------------------------------------------------
+
+
+def offline_predict_rate(model: Path, texts: list[str], threads: int) -> float:
     """bertcli's offline predict on the same texts (in-process, model loaded): the ceiling a server can approach."""
     from bertcli import load as load_model
 
@@ -125,18 +264,7 @@ def offline_rate(model: Path, texts: list[str], threads: int) -> float:
     return len(texts) / (time.perf_counter() - start)
 
 
-def bertcli(*args: str) -> list[str]:
-    found = shutil.which("bertcli")
-    return [found, *args] if found else [sys.executable, "-m", "bertcli", *args]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--model", help="a fine-tuned classifier [default: fine-tune one on Rotten Tomatoes]")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bertcli-bench-serve-"))
+def classifier_part(args: argparse.Namespace, work: Path) -> None:
     import pandas as pd
 
     from bertcli.corpora import write_rotten_tomatoes
@@ -144,16 +272,14 @@ def main() -> None:
     train, test = write_rotten_tomatoes(str(work / "rt"), 400 if args.quick else 2000, 1000)
     texts = [" ".join(str(t).split()) for t in pd.read_csv(test)["text"]]
     model = Path(args.model) if args.model else work / "clf"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if not args.model:
         log("fine-tuning the classifier to serve")
-        subprocess.run(
-            bertcli("finetune", str(train), "-o", str(model), "--epochs", "1"), check=True, capture_output=True
-        )
-    subprocess.run(
-        bertcli("export", str(model), "-o", str(work / "onnx"), "--overwrite"), check=True, capture_output=True
-    )
-    script = work / "hand_written.py"
-    script.write_text(HAND_WRITTEN)
+        command = bertcli("finetune", str(train), "-o", str(model), "--epochs", "1")
+        subprocess.run(command, check=True, capture_output=True, env=env)
+    command = bertcli("export", str(model), "-o", str(work / "onnx"), "--overwrite")
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    (work / "hand_written.py").write_text(HAND_WRITTEN)
     servers = {
         "hand-written FastAPI + pipeline": lambda port: [
             sys.executable,
@@ -166,7 +292,7 @@ def main() -> None:
             str(port),
             "--log-level",
             "warning",
-        ],
+        ],  # fmt: skip
         "bertcli serve (torch)": lambda port: bertcli(
             "serve", str(model), "--backend", "torch", "--port", str(port), "--threads", str(args.threads)
         ),
@@ -174,32 +300,30 @@ def main() -> None:
             "serve", str(work / "onnx"), "--port", str(port), "--threads", str(args.threads)
         ),
     }
-    scenarios = [(1, 1), (8, 1), (64, 1), (8, 16), (64, 16)]
     per_scenario = 64 if args.quick else 1536
     rows = []
     for name, command in servers.items():
         port = free_port()
         process = start(command(port), port, args.threads, model)
         try:
-            for clients, size in scenarios:
+            for clients, size in [(1, 1), (8, 1), (64, 1), (8, 16), (64, 16)]:
                 requests = max(clients, per_scenario // size)
-                result = asyncio.run(load(port, texts, clients, size, requests))
+                bodies = [json.dumps({"inputs": texts[(i * size) % len(texts)] if size == 1 else
+                          [texts[(i * size + j) % len(texts)] for j in range(size)]}) for i in range(requests)]  # fmt: skip
+                result = asyncio.run(load(f"http://127.0.0.1:{port}/predict", bodies, clients, size))
                 rows.append((name, clients, size, result))
-                log(
-                    f"{name}: {clients} clients x {size} inputs: {result['requests/s']:.1f} req/s, p99 {result['p99']:.0f} ms"
-                )
+                log(f"{name}: {clients} clients x {size}: {result['requests/s']:.1f} req/s, p99 {result['p99']:.0f} ms")
         finally:
             process.terminate()
             process.wait(timeout=60)
     ceilings = {
-        "torch": offline_rate(model, texts, args.threads),
-        "ONNX fp32": offline_rate(work / "onnx", texts, args.threads),
+        "torch": offline_predict_rate(model, texts, args.threads),
+        "ONNX fp32": offline_predict_rate(work / "onnx", texts, args.threads),
     }
-    report(rows, ceilings)
-    shutil.rmtree(work, ignore_errors=True)
+    classifier_report(rows, ceilings)
 
 
-def report(rows: list, ceilings: dict[str, float]) -> None:
+def classifier_report(rows: list, ceilings: dict[str, float]) -> None:
     print("\n| server | clients | inputs/request | requests/s | inputs/s | p50 ms | p95 ms | p99 ms | non-200 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, clients, size, r in rows:
@@ -220,6 +344,25 @@ def report(rows: list, ceilings: dict[str, float]) -> None:
             f"best inputs/s {best / ceilings[backend]:.0%} of offline (goal >= {GOALS['of_offline']:.0%})"
         )
     print("\n" + "\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("embeddings", "classifier", "all"), default="all")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--before", help="also serve from this checkout of an earlier commit (embeddings part)")
+    parser.add_argument("--encoder", help="the encoder of the embeddings part [default: all-MiniLM-L6-v2]")
+    parser.add_argument("--model", help="a fine-tuned classifier [default: fine-tune one on Rotten Tomatoes]")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bertcli-bench-serve-"))
+    try:
+        if args.part in ("embeddings", "all"):
+            embeddings_report(embeddings_part(args, work))
+        if args.part in ("classifier", "all"):
+            classifier_part(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,25 @@
 """The server's batcher, directly: concurrent requests merge into batches, results go back to their own inputs,
-the token budget cuts batches, and a full queue refuses at once."""
+the token budget cuts batches, a cut batch runs as length buckets (little padding, shortest first), nothing waits
+past max_wait plus the forwards ahead of it, and a full queue refuses at once."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bertcli.serve.batcher import Batcher, Overloaded
+from bertcli.serve.batcher import Batcher, ForwardCost, Overloaded, buckets
 
 
-def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100):
+def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seconds_per_forward=0.0):
     """Run `scenario(batcher)` on a batcher whose model upper-cases its inputs; the batches it ran, and the result."""
     batches: list[list[str]] = []
 
     def model(inputs: list[str]) -> list[str]:
         batches.append(list(inputs))
+        time.sleep(seconds_per_forward)
         return [text.upper() for text in inputs]
 
     async def main():
@@ -91,3 +94,94 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
                 await batcher.stop()
 
     assert asyncio.run(main()) == ["Y"] and calls == [["x"], ["y"]]
+
+
+# a long-tail stream as the server sees it (token counts of 2016 debate statements: half under 20, a few capped at 256)
+LONG_TAIL = [14, 22, 9, 256, 17, 31, 12, 20, 45, 11, 19, 256, 8, 26, 15, 88, 21, 13, 18, 140, 10, 23, 16, 37]
+
+
+def padded(groups: list[list[int]], lengths: list[int]) -> int:
+    return sum(len(group) * max(lengths[i] for i in group) for group in groups)
+
+
+def test_buckets_split_a_long_tail_batch_where_padding_costs_more_than_a_forward():
+    assert buckets([256, 20, 18, 22, 19], overhead=32) == [[2, 4, 1, 3], [0]]  # shortest first, the long one alone
+    assert buckets([256, 20, 18, 22, 19], overhead=10_000) == [[2, 4, 1, 3, 0]]  # a forward costs more: merge
+    assert buckets([7, 7, 7], overhead=1) == [[0, 1, 2]]  # equal lengths never split
+    groups = buckets(LONG_TAIL, overhead=32)
+    assert [[LONG_TAIL[i] for i in group] for group in groups] == [
+        [8, 9, 10, 11, 12, 13, 14, 15], [16, 17, 18, 19, 20, 21, 22, 23], [26, 31, 37, 45], [88], [140], [256, 256],
+    ]  # fmt: skip
+    real, one_forward = sum(LONG_TAIL), len(LONG_TAIL) * max(LONG_TAIL)
+    assert (real, one_forward, padded(groups, LONG_TAIL)) == (1127, 6144, 1224)  # padding: 82% of one forward, 8% here
+    assert padded(groups, LONG_TAIL) + 32 * len(groups) < 0.25 * (one_forward + 32)  # the estimated cost: 4x lower
+
+
+def test_the_forward_cost_is_fitted_from_the_forwards_seen_and_a_slow_one_does_not_move_it():
+    cost = ForwardCost(prior=32)
+    assert cost.overhead == 32
+    for tokens in (100, 400, 1600, 50, 3000, 800, 200, 1200, 60, 2400):
+        cost.observe(tokens, 0.010 + 0.0001 * tokens)  # 10 ms fixed, 0.1 ms a token: the fixed cost is 100 tokens
+    assert abs(cost.overhead - 100) < 1e-6
+    cost.observe(300, 0.5)  # another process took the cores for half a second
+    assert abs(cost.overhead - 100) < 10
+    alike = ForwardCost(prior=32)
+    for _ in range(10):
+        alike.observe(500, 0.06)
+    assert alike.overhead == 32  # nothing to fit on: the prior stays
+
+
+def test_a_cut_batch_runs_as_length_buckets_shortest_first_and_every_input_gets_its_own_result():
+    async def scenario(batcher):
+        return await asyncio.gather(
+            asyncio.gather(*batcher.submit(["long-a", "s1", "s2"], [250, 10, 12])),
+            asyncio.gather(*batcher.submit(["s3", "long-b"], [11, 240])),
+        )
+
+    batches, answers = run_batcher(scenario)
+    assert [list(a) for a in answers] == [["LONG-A", "S1", "S2"], ["S3", "LONG-B"]]
+    assert batches == [["s1", "s3", "s2"], ["long-b", "long-a"]]  # one cut, two forwards: no short input padded to 250
+
+
+def test_nothing_waits_past_max_wait_plus_the_forwards_ahead_and_long_inputs_do_not_starve():
+    """Short requests arrive every 5 ms for 0.3 s around two long ones, on a model whose forward takes 5 ms plus
+    0.1 ms per padded token: every input is answered within max_wait plus two cuts (the one running when it came,
+    and its own) of at most two forwards each."""
+    max_wait, tokens = 0.01, {}
+    forwards: list[tuple[list[str], float]] = []
+    latencies: dict[str, float] = {}
+
+    def model(inputs: list[str]) -> list[str]:
+        start = time.perf_counter()
+        time.sleep(0.005 + 0.0001 * len(inputs) * max(tokens[text] for text in inputs))
+        forwards.append((list(inputs), time.perf_counter() - start))
+        return [text.upper() for text in inputs]
+
+    async def timed(batcher, text, count):
+        tokens[text] = count
+        start = time.perf_counter()
+        (answer,) = await asyncio.gather(*batcher.submit([text], [count]))
+        latencies[text] = time.perf_counter() - start
+        return answer
+
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = Batcher(model, executor, 8192, max_wait * 1000, 1000)
+            batcher.start()
+            try:
+                tasks = []
+                for i in range(60):
+                    if i in (0, 30):
+                        tasks.append(asyncio.create_task(timed(batcher, f"long{i}", 250)))
+                    tasks.append(asyncio.create_task(timed(batcher, f"short{i}", 10 + i % 3)))
+                    await asyncio.sleep(0.005)
+                return await asyncio.gather(*tasks)
+            finally:
+                await batcher.stop()
+
+    answers = asyncio.run(main())
+    assert answers == [text.upper() for text in tokens] and len(answers) == 62  # in submission order
+    bound = max_wait + 4 * max(seconds for _, seconds in forwards) + 0.05  # 50 ms for a loaded machine's scheduling
+    assert max(latencies.values()) < bound, (bound, sorted(latencies.items(), key=lambda kv: -kv[1])[:3])
+    assert {len({text.startswith("long") for text in inputs}) for inputs, _ in forwards} == {1}  # never padded together
+    assert len(forwards) < 45  # short inputs still merge

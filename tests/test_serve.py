@@ -236,6 +236,31 @@ def test_every_error_is_one_json_body(server, body, status, code):
 
 
 @pytest.mark.parametrize(
+    "route, key, model",
+    [("/v1/embeddings", "input", "enc"), ("/predict", "inputs", "clf"), ("/predict", "inputs", "ner"),
+     ("/tokenize", "inputs", "enc")],
+)  # fmt: skip
+def test_a_lone_surrogate_is_answered_as_u_fffd_on_every_route(server, route, key, model):
+    """JSON allows "\\ud800"; the input is answered as if it held U+FFFD (as the CLI reads it), never a 500."""
+
+    def post(inputs):
+        content = json.dumps({"model": model, key: inputs})  # ASCII: the surrogate travels as its escape
+        return httpx.post(server.url + route, content=content, headers={"content-type": "application/json"}, timeout=60)
+
+    raw, replaced = post(["fine", "bad \ud800 text"]), post(["fine", "bad \ufffd text"])
+    assert b"\\ud800" in raw.request.content
+    assert raw.status_code == replaced.status_code == 200, raw.text
+    if route == "/v1/embeddings":
+        got, want = ([d["embedding"] for d in r.json()["data"]] for r in (raw, replaced))
+        assert np.allclose(got, want, atol=1e-5) and raw.json()["usage"] == replaced.json()["usage"]
+    else:
+        assert raw.json() == replaced.json()
+    if model == "clf":
+        pair, whole = post([["ok", "half \udc00"]]), post([["ok", "half \ufffd"]])
+        assert pair.status_code == 200 and pair.json() == whole.json()
+
+
+@pytest.mark.parametrize(
     "route, body",
     [("/tokenize", {"model": "enc", "inputs": []}), ("/v1/embeddings", {"model": "enc", "input": []})],
 )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bertcli.data.text import repair_record
 from bertcli.errors import DataError, UsageError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "txt"}
@@ -63,14 +64,14 @@ def check_utf8(file: Path) -> None:
 
 
 def json_record(line: str, source: str, line_no: int) -> dict[str, Any]:
-    """One JSONL line as a dict, or an error naming its line."""
+    """One JSONL line as a dict, or an error naming its line; a lone surrogate in it becomes U+FFFD (`text`)."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"invalid JSON: {exc.msg} (char {exc.pos})", file=source, line=line_no) from None
     if not isinstance(record, dict):
         raise DataError("expected a JSON object per line", file=source, line=line_no)
-    return record
+    return repair_record(record, line, source, line_no)
 
 
 def root_message(exc: BaseException) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.config import DataOptions
-from bertcli.data.formats import detect_format, json_record
+from bertcli.data.formats import check_utf8, detect_format, json_record
 from bertcli.errors import DataError
 
 
@@ -59,6 +59,8 @@ def _iter_stream(stream: io.TextIOBase, fmt: str, source: str) -> Iterator[dict[
             for line_no, line in enumerate(lines(stream), 1):  # noqa: B007 (the error below names the line)
                 yield {"text": line.rstrip("\r\n")}
     except UnicodeDecodeError:
+        if source != "<stdin>":
+            check_utf8(Path(source))  # the stream decodes blocks ahead of the line: the bytes name the exact line
         raise DataError(
             "bytes are not valid UTF-8", file=source, line=line_no + 1, hint="re-encode the input as UTF-8"
         ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from bertcli.config import DataOptions
 from bertcli.data.columns import Columns, resolve_columns
 from bertcli.data.formats import SUFFIXES, check_readable, check_utf8, detect_format, json_record, root_message
+from bertcli.data.text import SURROGATE_ESCAPE, spells_surrogate
 from bertcli.errors import DataError
 
 if TYPE_CHECKING:
@@ -87,12 +89,16 @@ def load_table(path: str, options: DataOptions | None = None) -> Table:
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     builder, kwargs = _BUILDERS[fmt]
+    repaired = _repaired_jsonl(file, path) if fmt == "jsonl" else None
     try:
-        ds = datasets.load_dataset(builder, data_files=str(file.resolve()), split="train", **kwargs)
+        ds = datasets.load_dataset(builder, data_files=str((repaired or file).resolve()), split="train", **kwargs)
     except Exception as exc:  # datasets wraps the parser's error: find the line, or show the innermost message
         if fmt == "jsonl":
             _raise_bad_json_line(file, path)
         raise DataError(f"cannot parse as {fmt}: {root_message(exc)}", file=path) from None
+    finally:
+        if repaired is not None:
+            os.unlink(repaired)
     if len(ds) == 0:
         raise DataError("file has no rows", file=path)
     return Table(ds, path, fmt)
@@ -103,6 +109,22 @@ def _check_has_rows(file: Path) -> None:
         filled = [line for line in (handle.readline(), handle.readline()) if line.strip()]
     if len(filled) < 2:
         raise DataError("the file has a header line but no rows", file=file, hint="add rows below the header")
+
+
+def _repaired_jsonl(file: Path, source: str) -> Path | None:
+    """A temporary copy of a JSONL file whose lone surrogates are U+FFFD (`bertcli.data.text`; Arrow's JSON reader
+    refuses the whole file over one), or None when the file spells no surrogate (one scan, nothing copied)."""
+    if not spells_surrogate(file):
+        return None
+    with (
+        open(file, encoding="utf-8") as lines,
+        tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as out,
+    ):
+        for line_no, line in enumerate(lines, 1):
+            if SURROGATE_ESCAPE.search(line):
+                line = json.dumps(json_record(line, source, line_no), ensure_ascii=False) + "\n"
+            out.write(line)
+    return Path(out.name)
 
 
 def _raise_bad_json_line(file: Path, path: str) -> None:

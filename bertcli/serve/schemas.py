@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bertcli.data.text import repair_inputs
 
 RETRY_AFTER_SECONDS = "1"  # what a 503 (a full queue, or shutting down) tells the client to wait
 
@@ -19,6 +21,11 @@ class EmbeddingsRequest(BaseModel):
     dimensions: int | None = Field(default=None, ge=1)
     user: str | None = None
 
+    @field_validator("input")
+    @classmethod
+    def _repaired(cls, value):
+        return repaired(value, "/v1/embeddings")
+
 
 class PredictRequest(BaseModel):
     """TEI's predict request: one text, several, or [text, pair] pairs; `model` may be left out when one is served."""
@@ -29,12 +36,27 @@ class PredictRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=1)
     threshold: float | None = Field(default=None, gt=0, lt=1)
 
+    @field_validator("inputs")
+    @classmethod
+    def _repaired(cls, value):
+        return repaired(value, "/predict")
+
 
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: str | list[str]
     model: str | None = None
     add_special_tokens: bool = True
+
+    @field_validator("inputs")
+    @classmethod
+    def _repaired(cls, value):
+        return repaired(value, "/tokenize")
+
+
+def repaired(value: str | list, route: str) -> str | list:
+    """Every route's texts with lone surrogates as U+FFFD (bertcli.data.text): accepted like the CLI's, never a 500."""
+    return repair_inputs(value, route) if isinstance(value, list) else repair_inputs([value], route)[0]
 
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",

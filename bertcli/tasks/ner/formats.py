@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertcli.data.formats import json_record
+from bertcli.data.formats import check_utf8, json_record
 from bertcli.errors import DataError
 from bertcli.tasks.ner.schemes import detect_scheme, normalize_scheme, validate_scheme
 from bertcli.tasks.ner.sentence import Sentence
@@ -146,6 +146,8 @@ def _guarded(stream: io.TextIOBase, fmt: str, source: str, need_tags: bool) -> I
     try:
         yield from _conll(numbered, source, need_tags) if fmt == "conll" else _jsonl(numbered, source)
     except UnicodeDecodeError:
+        if source != "<stdin>":
+            check_utf8(Path(source))  # the stream decodes blocks ahead of the line: the bytes name the exact line
         raise DataError(
             "bytes are not valid UTF-8", file=source, line=numbered.line + 1, hint="re-encode the input as UTF-8"
         ) from None

@@ -20,7 +20,9 @@ import torch
 from bertcli.config import DataOptions
 from bertcli.data.columns import resolve_columns
 from bertcli.data.formats import check_readable, detect_format, root_message
+from bertcli.data.records import iter_records
 from bertcli.data.tables import load_table
+from bertcli.data.text import spells_surrogate
 from bertcli.errors import DataError, UsageError
 
 VAL_CAP = 1000  # held-out examples at most: evaluation stays cheap on a large corpus
@@ -96,7 +98,10 @@ def _stream(file: Path, fmt: str, options: DataOptions):
 
     datasets.disable_progress_bars()
     builder, kwargs = _BUILDERS[fmt]
-    rows = datasets.load_dataset(builder, data_files=str(file.resolve()), split="train", streaming=True, **kwargs)
+    if fmt == "jsonl" and spells_surrogate(file):  # Arrow's JSON reader refuses it: bertcli's reader repairs it
+        rows = datasets.IterableDataset.from_generator(iter_records, gen_kwargs={"path": str(file), "options": options})
+    else:
+        rows = datasets.load_dataset(builder, data_files=str(file.resolve()), split="train", streaming=True, **kwargs)
     if fmt == "txt":
         return rows, "text"
     first = next(iter(rows), None)
