@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.errors import ModelError
 from bertcli.tasks.classification.scores import probabilities
 
 FILE = "lexical.npz"
@@ -47,6 +48,7 @@ NGRAMS = (1, 2)
 MIN_DF = 2  # a term seen once is noise; tiny sets whose terms are all unique fall back to 1
 ABSENT = -1e4  # the logit of a class the training split lacks: its probability underflows to exactly 0
 C, ALPHA, MAX_ITER = 1.0, 1.0, 1000  # scikit-learn's regularisation defaults; iterations enough to converge
+MODELS = {"single_label": "logistic", "multi_label": "logistic per label", "regression": "ridge"}
 
 
 def joined(texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[str]:
@@ -77,9 +79,8 @@ class LexicalModel:
         for row, doc in enumerate(joined(texts, pairs)):
             counts = Counter(t for t in analyze(doc) if t in index)
             columns = np.fromiter((index[t] for t in counts), dtype=np.int64, count=len(counts))
-            weights = (np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0) * self.idf[
-                columns
-            ]
+            tf = np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0  # sublinear
+            weights = tf * self.idf[columns]
             norm = math.sqrt(float(weights @ weights))
             out[row] = self.coef[:, columns] @ (weights / norm if norm > 0 else weights) + self.intercept
         return out
@@ -107,33 +108,18 @@ class LexicalModel:
         return {"file": FILE, **settings, "terms": len(self.terms)}
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "vectorizer": {
-                "lowercase": True,
-                "token_pattern": TOKEN_PATTERN,
-                "ngram_range": list(NGRAMS),
-                "min_df": self.min_df,
-                "sublinear_tf": True,
-                "norm": "l2",
-                "separator": SEPARATOR,
-            },
-            "model": {"single_label": "logistic", "multi_label": "logistic per label", "regression": "ridge"}[
-                self.task
-            ],
-        }
+        vectorizer = {"lowercase": True, "token_pattern": TOKEN_PATTERN, "ngram_range": list(NGRAMS)}
+        vectorizer |= {"min_df": self.min_df, "sublinear_tf": True, "norm": "l2", "separator": SEPARATOR}
+        return {"task": self.task, "vectorizer": vectorizer, "model": MODELS[self.task]}
 
     @classmethod
     def load(cls, directory: str | Path) -> LexicalModel:
         with np.load(Path(directory) / FILE, allow_pickle=False) as arrays:
             settings = json.loads(_text(arrays["settings"]))
             vectorizer = settings["vectorizer"]
-            if (vectorizer["token_pattern"], tuple(vectorizer["ngram_range"]), vectorizer["separator"]) != (
-                TOKEN_PATTERN,
-                NGRAMS,
-                SEPARATOR,
-            ):
-                raise ValueError(f"{FILE} was written with other analyzer settings: {vectorizer}")
+            analyzer_settings = (vectorizer["token_pattern"], tuple(vectorizer["ngram_range"]), vectorizer["separator"])
+            if analyzer_settings != (TOKEN_PATTERN, NGRAMS, SEPARATOR):
+                raise ModelError(f"{FILE} was written with other analyzer settings: {vectorizer}", hint="retrain")
             terms = _text(arrays["terms"])
             return cls(
                 settings["task"],
