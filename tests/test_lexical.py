@@ -278,10 +278,12 @@ def test_scoring_a_saved_model_imports_neither_torch_nor_scikit_learn(rt_model, 
     rt_model.save(tmp_path)
     code = (
         "import sys\nimport numpy as np\n"
-        "from bertcli.tasks.classification.combine import mix\nfrom bertcli.tasks.classification.lexical import LexicalModel\n"
+        "from bertcli.tasks.classification.combine import mix\n"
+        "from bertcli.tasks.classification.lexical import LexicalModel\n"
         f"p = LexicalModel.load({str(tmp_path)!r}).probabilities(['A triumph of style.', 'Two hours lost.'])\n"
         "print(mix(np.full_like(p, 0.5), p, 0.25).round(6).tolist())\n"
-        "print([m for m in ('torch', 'transformers', 'datasets', 'accelerate', 'sklearn', 'scipy') if m in sys.modules])"
+        "heavy = ('torch', 'transformers', 'datasets', 'accelerate', 'sklearn', 'scipy')\n"
+        "print([m for m in heavy if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     mixed, loaded = done.stdout.splitlines()

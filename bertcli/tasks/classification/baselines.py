@@ -90,7 +90,8 @@ def degenerate(
         reason, what = "constant", f"every one of the {n} validation texts gets the same value"
     elif (model >= majority) if task == "regression" else (model <= majority + 1e-12):
         reason = "no better than the majority"
-        what = f"validation {metric} {model:.4f} is no better than the {'mean' if task == 'regression' else 'majority-class'} prediction's {majority:.4f}"
+        constant_name = "mean" if task == "regression" else "majority-class"
+        what = f"validation {metric} {model:.4f} is no better than the {constant_name} prediction's {majority:.4f}"
     else:
         return None
     return Degenerate(reason, metric, model, majority, f"the model learned nothing: {what}; {TRY}")

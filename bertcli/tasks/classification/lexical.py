@@ -10,15 +10,16 @@ Saved: one `lexical.npz` (the terms, idf, coefficients, intercepts and the analy
 read back with `allow_pickle=False`; no pickle or joblib, whose loading runs arbitrary code. Scoring rebuilds
 scikit-learn's analyzer (lowercase, token_pattern, n-grams) and transform (1 + log tf, idf, L2) in numpy, equal to
 `predict_proba` / `predict` of the fitted objects (tests/test_lexical.py, to 1e-9 on real text). Why not
-scikit-learn at predict time: on the torch-free ONNX path it would cost twice the command. Measured: a cold
+scikit-learn at predict time: on the torch-free ONNX path it nearly triples the CPU time. Measured: a cold
 `bertcli predict --backend onnx` of one line on a fine-tuned MiniLM with the full Rotten Tomatoes lexical model
 (28,396 terms), whole process, 9 runs each alternating with the command alone (CPU seconds, median ratio; 2 cores
 shared, load 3-5, so wall times are noisy; the command alone: 1.05-1.1 CPU s):
 
     + numpy scoring from lexical.npz (this module)    1.03x   exact
-    + skl2onnx graph in a second ONNX Runtime session  1.03x   not exact: max |p difference| 0.12, 21 of 2,393 RT test
-                                                               labels differ (its tokenizer is [a-zA-Z0-9_]+), its
-                                                               StringNormalizer needs an installed locale, new dependency
+    + skl2onnx graph in a second ONNX Runtime session  1.03x   not exact: max |p difference| 0.12, 21 of 2,393
+                                                               RT test labels differ (its tokenizer: [a-zA-Z0-9_]+);
+                                                               its StringNormalizer needs an installed locale;
+                                                               a new dependency
     + import scipy.sparse (a sparse-matrix scorer)     1.20x
     + scikit-learn's vectorizer and model rebuilt      2.90x   (+2.1 CPU s)
 """
