@@ -181,6 +181,31 @@ def test_the_chosen_weight_is_never_worse_on_validation_than_either_part(rt, rt_
     assert 0.0 < choice.weight < 1.0  # two real models of different views: the mix beats both here
 
 
+def test_multi_label_and_regression_weights_are_never_worse_than_either_part(mfd):
+    """Multi-label terms (f1_micro) and word-affect ratings (mse, lower is better): word n-grams against character
+    n-grams, two real models of the same words."""
+    from bertcli.corpora import word_affect
+
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    train, rows, test, gold, names = mfd
+    x, t = chars.fit_transform(train["text"]), chars.transform(test["text"])
+    by_chars = np.stack([LogisticRegression(max_iter=1000).fit(x, c).predict_proba(t)[:, 1] for c in rows.T], 1)
+    words = lexical.fit(train["text"].tolist(), None, rows, "multi_label", len(names)).probabilities(test["text"])
+    affect_train, affect_test = (frame.head(2000) for frame in word_affect())
+    x, t = chars.fit_transform(affect_train["text"]), chars.transform(affect_test["text"])
+    values = Ridge().fit(x, affect_train["score"]).predict(t)[:, None]
+    ridge = lexical.fit(affect_train["text"].tolist(), None, affect_train["score"].to_numpy(), "regression", 1)
+    cases = (
+        ("multi_label", gold, by_chars, words, "f1_micro", max),
+        ("regression", affect_test["score"].to_numpy(), values, ridge.probabilities(affect_test["text"]), "mse", min),
+    )
+    for task, refs, bert, other, metric, better in cases:
+        choice = combine.choose(task, refs, bert, other, metric)
+        assert choice.combined == better(choice.combined, choice.bert, choice.lexical), (task, choice)
+        assert choice.combined == value(task, metric, refs, combine.mix(bert, other, choice.weight))
+        assert choice.bert != choice.lexical
+
+
 def test_ties_keep_bert_alone(rt, char_model):
     gold = rt[3]
     choice = combine.choose("single_label", gold, char_model, char_model.copy(), "accuracy")
