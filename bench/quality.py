@@ -278,13 +278,14 @@ def main() -> None:
                 results[row] = "skipped: this bertcli has no --lexical"
                 continue
             flags = (["--lexical", "off"] if row == "off" else []) + epochs
-            results[row] = [
-                lexical_row(data, seed) if row == "lexical"
-                else trainer_row(data, seed, work / name, 1.0 if args.quick else 3.0) if row == "trainer"
-                else bertcli_row(data, seed, flags, work / name / f"{row}-{seed}")
-                for seed in seeds
-            ]  # fmt: skip
-            log(f"  -> {results[row]}")
+            results[row] = []
+            for seed in seeds:
+                results[row].append(
+                    lexical_row(data, seed) if row == "lexical"
+                    else trainer_row(data, seed, work / name, 1.0 if args.quick else 3.0) if row == "trainer"
+                    else bertcli_row(data, seed, flags, work / name / f"{row}-{seed}")
+                )  # fmt: skip
+                log(f"  -> seed {seed}: {results[row][-1]}")  # a run cut short still shows what it measured
         out.append(table(name, data, results))
         lines += goals(name, data, results)
     load = os.getloadavg()
