@@ -13,6 +13,9 @@ chance of resampling none of them, (1 - k/n)^n, is under 20%. One text of any n 
 (12-13%). Measured on 14 validation texts of the long political documents (132 train, bench/quality.py's
 debates-long), where the mix won 2 texts and lost none (confidence 0.88 and 0.89): at 0.95 auto kept BERT alone
 and lost on test what the mix gained, 0.596 -> 0.825 (BERT after 24 steps) and 0.807 -> 0.895 (after 152 steps).
+On 2,000 Rotten Tomatoes snippets, where BERT wins (validation 0.800, lexical 0.705, 200 texts), the best mix
+(w = 0.45) gained 2 validation texts net at confidence 0.72: BERT alone stays, and the mix's test accuracy would
+have been 0.819 against 0.818.
 """
 
 from __future__ import annotations
