@@ -23,6 +23,7 @@ so PYTHONPATH picks the code under test.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -191,7 +192,8 @@ def trainer_row(data: Data, seed: int, work: Path, epochs: float = 3.0) -> dict:
         save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
     )  # fmt: skip
     trainer = Trainer(model=model, args=args, train_dataset=encode(data.train), processing_class=tokenizer)
-    trainer.train()
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer prints its metrics; stdout is the table's
+        trainer.train()
     wall = time.perf_counter() - start
     from bertcli.tasks.classification.scores import probabilities
 
