@@ -4,6 +4,7 @@ auto's noise rule, and the degenerate-model warning."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import numpy as np
@@ -180,6 +181,31 @@ def test_the_chosen_weight_is_never_worse_on_validation_than_either_part(rt, rt_
     assert 0.0 < choice.weight < 1.0  # two real models of different views: the mix beats both here
 
 
+def test_multi_label_and_regression_weights_are_never_worse_than_either_part(mfd):
+    """Multi-label terms (f1_micro) and word-affect ratings (mse, lower is better): word n-grams against character
+    n-grams, two real models of the same words."""
+    from bertcli.corpora import word_affect
+
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True)
+    train, rows, test, gold, names = mfd
+    x, t = chars.fit_transform(train["text"]), chars.transform(test["text"])
+    by_chars = np.stack([LogisticRegression(max_iter=1000).fit(x, c).predict_proba(t)[:, 1] for c in rows.T], 1)
+    words = lexical.fit(train["text"].tolist(), None, rows, "multi_label", len(names)).probabilities(test["text"])
+    affect_train, affect_test = (frame.head(2000) for frame in word_affect())
+    x, t = chars.fit_transform(affect_train["text"]), chars.transform(affect_test["text"])
+    values = Ridge().fit(x, affect_train["score"]).predict(t)[:, None]
+    ridge = lexical.fit(affect_train["text"].tolist(), None, affect_train["score"].to_numpy(), "regression", 1)
+    cases = (
+        ("multi_label", gold, by_chars, words, "f1_micro", max),
+        ("regression", affect_test["score"].to_numpy(), values, ridge.probabilities(affect_test["text"]), "mse", min),
+    )
+    for task, refs, bert, other, metric, better in cases:
+        choice = combine.choose(task, refs, bert, other, metric)
+        assert choice.combined == better(choice.combined, choice.bert, choice.lexical), (task, choice)
+        assert choice.combined == value(task, metric, refs, combine.mix(bert, other, choice.weight))
+        assert choice.bert != choice.lexical
+
+
 def test_ties_keep_bert_alone(rt, char_model):
     gold = rt[3]
     choice = combine.choose("single_label", gold, char_model, char_model.copy(), "accuracy")
@@ -191,27 +217,23 @@ def test_auto_combines_when_bert_collapsed_to_the_majority_class(rt, rt_model):
     _, _, test, gold = rt
     collapsed = majority_probabilities("single_label", gold, len(gold)) * 0.2 + 0.4  # 0.6 on the majority class
     choice = combine.choose("single_label", gold, collapsed, rt_model.probabilities(test["text"].tolist()), "accuracy")
-    assert choice.combine and choice.confidence >= 0.95 and choice.weight > 0.5
+    assert choice.combine and choice.confidence >= 0.99 and choice.weight > 0.5
     assert choice.combined == choice.lexical > choice.bert == float(np.bincount(gold).max() / len(gold))
     assert choice.weight_for("auto") == choice.weight
     assert (choice.weight_for("off"), choice.weight_for("only")) == (0.0, 1.0)
 
 
-def test_auto_treats_one_validation_example_as_noise_and_a_handful_as_evidence(rt, char_model):
-    """The same model, with k of its wrong validation answers made right: one of 120 texts is noise, six are not."""
-    gold = rt[3][:120]
-    bert = char_model[:120]
+def test_auto_treats_one_validation_example_as_noise_and_two_as_evidence(rt, char_model):
+    """The same model, with k of its wrong validation answers made right: the share of resamples holding at least
+    one of those k texts is 1 - (1 - k/120)^120: 0.63 for one text (noise), 0.87 for two, 1.00 for six."""
+    gold, bert = rt[3][:120], char_model[:120]
     wrong = np.flatnonzero(bert.argmax(1) != gold)
-    for k, expected in ((1, False), (6, True)):
+    for k, low, high in ((1, 0.58, 0.68), (2, 0.83, 0.91), (6, 0.99, 1.0)):
         better = bert.copy()
         better[wrong[:k]] = np.eye(2)[gold[wrong[:k]]]
         choice = combine.choose("single_label", gold, bert, better, "accuracy")
         assert choice.combined - choice.bert == pytest.approx(k / 120)
-        assert choice.combine is expected, choice
-    one = combine.choose(
-        "single_label", gold, bert, np.where(np.arange(120)[:, None] == wrong[0], np.eye(2)[gold], bert), "accuracy"
-    )
-    assert 0.5 < one.confidence < 0.75  # 1 - (1 - 1/120)^120 = 0.63 of the resamples hold that one text
+        assert low <= choice.confidence <= high and choice.combine is (k > 1), choice
 
 
 def test_the_majority_baseline_report(rt):
@@ -257,18 +279,40 @@ def test_degenerate_multi_label_and_regression(mfd):
     assert degenerate("regression", values, values[:, None] * 0.9 + 0.1) is None
 
 
-def test_small_data_gets_enough_steps_and_early_stopping():
-    """Unset --epochs: 3, or more on small data so the run makes MIN_STEPS optimizer steps, with early stopping."""
-    from bertcli.config.training import EPOCHS, MIN_STEPS, SMALL_DATA_PATIENCE, classification_schedule
+def test_small_data_gets_enough_optimizer_steps():
+    """Unset --epochs: 3, or more on small data so that the run makes MIN_STEPS optimizer steps."""
+    from bertcli.config.training import EPOCHS, MIN_STEPS, classification_epochs
 
-    assert (EPOCHS, MIN_STEPS, SMALL_DATA_PATIENCE) == (3.0, 150, 5)
+    assert (EPOCHS, MIN_STEPS) == (3.0, 150)
     # 119 long political documents, one window each per epoch, batch 16: 8 steps an epoch, 24 in 3 epochs
-    assert classification_schedule(119, 16, 1, 1, None, None) == (18.75, 5)
-    assert classification_schedule(119, 16, 1, 1, None, 2) == (18.75, 2)  # a given --patience is kept
-    # 1,800 Rotten Tomatoes snippets in batches of 32: 57 steps an epoch, 171 in 3: unchanged, no early stopping
-    assert classification_schedule(1800, 32, 1, 1, None, None) == (3.0, None)
-    # 760 debate statements in batches of 16: 48 an epoch, 144 in 3: 150 steps, 3.125 epochs
-    assert classification_schedule(760, 16, 1, 1, None, None) == (3.125, 5)
-    assert classification_schedule(760, 16, 1, 2, None, None) == (150 / 24, 5)  # two processes halve the steps
-    assert classification_schedule(119, 16, 1, 1, 3.0, None) == (3.0, None)  # --epochs given: as given
-    assert classification_schedule(119, 16, 1, 1, None, None, max_steps=40) == (3.0, None)  # --max-steps decides
+    assert classification_epochs(119, 16, 1, 1, None) == 18.75
+    # 1,800 Rotten Tomatoes snippets in batches of 32: 57 steps an epoch, 171 in 3: as before (so the debates' 1,020
+    # windows at 16, 192 steps; rt-pairs 171; moral-foundations 276; word-affect 591: of the real sets, only the long
+    # political documents, 24 steps, and the 223 movie documents, 42 steps, get more epochs)
+    assert classification_epochs(1800, 32, 1, 1, None) == 3.0
+    # 760 inputs in batches of 16: 48 an epoch, 144 in 3: 150 steps in 3.125 epochs
+    assert classification_epochs(760, 16, 1, 1, None) == 3.125
+    assert classification_epochs(760, 16, 2, 1, None) == classification_epochs(760, 16, 1, 2, None) == 150 / 24
+    assert classification_epochs(119, 16, 1, 1, 3.0) == 3.0  # --epochs given: as given
+    assert classification_epochs(119, 16, 1, 1, None, max_steps=40) == 3.0  # --max-steps decides
+
+
+def test_scoring_a_saved_model_imports_neither_torch_nor_scikit_learn(rt_model, tmp_path):
+    """What the torch-free ONNX path adds: loading lexical.npz, scoring and mixing need numpy only."""
+    import subprocess
+    import sys
+
+    rt_model.save(tmp_path)
+    code = (
+        "import sys\nimport numpy as np\n"
+        "from bertcli.tasks.classification.combine import mix\n"
+        "from bertcli.tasks.classification.lexical import LexicalModel\n"
+        f"p = LexicalModel.load({str(tmp_path)!r}).probabilities(['A triumph of style.', 'Two hours lost.'])\n"
+        "print(mix(np.full_like(p, 0.5), p, 0.25).round(6).tolist())\n"
+        "heavy = ('torch', 'transformers', 'datasets', 'accelerate', 'sklearn', 'scipy')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    mixed, loaded = done.stdout.splitlines()
+    expected = 0.75 * 0.5 + 0.25 * rt_model.probabilities(["A triumph of style.", "Two hours lost."])
+    assert loaded == "[]" and np.allclose(json.loads(mixed), expected, atol=1e-6)

@@ -10,15 +10,16 @@ Saved: one `lexical.npz` (the terms, idf, coefficients, intercepts and the analy
 read back with `allow_pickle=False`; no pickle or joblib, whose loading runs arbitrary code. Scoring rebuilds
 scikit-learn's analyzer (lowercase, token_pattern, n-grams) and transform (1 + log tf, idf, L2) in numpy, equal to
 `predict_proba` / `predict` of the fitted objects (tests/test_lexical.py, to 1e-9 on real text). Why not
-scikit-learn at predict time: on the torch-free ONNX path it would cost twice the command. Measured: a cold
+scikit-learn at predict time: on the torch-free ONNX path it nearly triples the CPU time. Measured: a cold
 `bertcli predict --backend onnx` of one line on a fine-tuned MiniLM with the full Rotten Tomatoes lexical model
 (28,396 terms), whole process, 9 runs each alternating with the command alone (CPU seconds, median ratio; 2 cores
 shared, load 3-5, so wall times are noisy; the command alone: 1.05-1.1 CPU s):
 
     + numpy scoring from lexical.npz (this module)    1.03x   exact
-    + skl2onnx graph in a second ONNX Runtime session  1.03x   not exact: max |p difference| 0.12, 21 of 2,393 RT test
-                                                               labels differ (its tokenizer is [a-zA-Z0-9_]+), its
-                                                               StringNormalizer needs an installed locale, new dependency
+    + skl2onnx graph in a second ONNX Runtime session  1.03x   not exact: max |p difference| 0.12, 21 of 2,393
+                                                               RT test labels differ (its tokenizer: [a-zA-Z0-9_]+);
+                                                               its StringNormalizer needs an installed locale;
+                                                               a new dependency
     + import scipy.sparse (a sparse-matrix scorer)     1.20x
     + scikit-learn's vectorizer and model rebuilt      2.90x   (+2.1 CPU s)
 """
@@ -48,6 +49,7 @@ NGRAMS = (1, 2)
 MIN_DF = 2  # a term seen once is noise; tiny sets whose terms are all unique fall back to 1
 ABSENT = -1e4  # the logit of a class the training split lacks: its probability underflows to exactly 0
 C, ALPHA, MAX_ITER = 1.0, 1.0, 1000  # scikit-learn's regularisation defaults; iterations enough to converge
+MODELS = {"single_label": "logistic", "multi_label": "logistic per label", "regression": "ridge"}
 
 
 def joined(texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[str]:
@@ -78,9 +80,8 @@ class LexicalModel:
         for row, doc in enumerate(joined(texts, pairs)):
             counts = Counter(t for t in analyze(doc) if t in index)
             columns = np.fromiter((index[t] for t in counts), dtype=np.int64, count=len(counts))
-            weights = (np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0) * self.idf[
-                columns
-            ]
+            tf = np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts))) + 1.0  # sublinear
+            weights = tf * self.idf[columns]
             norm = math.sqrt(float(weights @ weights))
             out[row] = self.coef[:, columns] @ (weights / norm if norm > 0 else weights) + self.intercept
         return out
@@ -108,33 +109,18 @@ class LexicalModel:
         return {"file": FILE, **settings, "terms": len(self.terms)}
 
     def settings(self) -> dict[str, Any]:
-        return {
-            "task": self.task,
-            "vectorizer": {
-                "lowercase": True,
-                "token_pattern": TOKEN_PATTERN,
-                "ngram_range": list(NGRAMS),
-                "min_df": self.min_df,
-                "sublinear_tf": True,
-                "norm": "l2",
-                "separator": SEPARATOR,
-            },
-            "model": {"single_label": "logistic", "multi_label": "logistic per label", "regression": "ridge"}[
-                self.task
-            ],
-        }
+        vectorizer = {"lowercase": True, "token_pattern": TOKEN_PATTERN, "ngram_range": list(NGRAMS)}
+        vectorizer |= {"min_df": self.min_df, "sublinear_tf": True, "norm": "l2", "separator": SEPARATOR}
+        return {"task": self.task, "vectorizer": vectorizer, "model": MODELS[self.task]}
 
     @classmethod
     def load(cls, directory: str | Path) -> LexicalModel:
         with np.load(Path(directory) / FILE, allow_pickle=False) as arrays:
             settings = json.loads(_text(arrays["settings"]))
             vectorizer = settings["vectorizer"]
-            if (vectorizer["token_pattern"], tuple(vectorizer["ngram_range"]), vectorizer["separator"]) != (
-                TOKEN_PATTERN,
-                NGRAMS,
-                SEPARATOR,
-            ):
-                raise ValueError(f"{FILE} was written with other analyzer settings: {vectorizer}")
+            analyzer_settings = (vectorizer["token_pattern"], tuple(vectorizer["ngram_range"]), vectorizer["separator"])
+            if analyzer_settings != (TOKEN_PATTERN, NGRAMS, SEPARATOR):
+                raise ModelError(f"{FILE} was written with other analyzer settings: {vectorizer}", hint="retrain")
             terms = _text(arrays["terms"])
             return cls(
                 settings["task"],
