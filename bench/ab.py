@@ -74,9 +74,11 @@ def main() -> None:
     parser.add_argument("--b", required=True, type=Path, help="the checkout under test")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--train-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    n_train, n_test = (200, 100) if args.quick else (2000, 1000)
+    n_train, n_test = (200, 100) if args.quick else (args.train_size, args.test_size)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         data = write_data(work, n_train, n_test)

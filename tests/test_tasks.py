@@ -113,3 +113,23 @@ def test_loading_a_model_leaves_torch_threads_to_the_command(tiny_model):
         assert torch.get_num_threads() == before + 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_small_data_trains_for_enough_steps_unless_epochs_are_given(tiny_model, tmp_path):
+    """The schedule rule reaches the run: unset --epochs on 30 training texts (batch 16: 2 steps an epoch) becomes
+    75 epochs, 150 optimizer steps; a given --epochs is kept."""
+    from bertcli.config import FinetuneConfig, build_config
+    from bertcli.hub import load_tokenizer
+    from bertcli.runtime.accelerator import make_accelerator
+    from bertcli.tasks.classification.finetune import ClassifierTraining
+
+    train = _data(tmp_path, "single_label")
+    task = ClassifierTraining()
+    for given, epochs in ((None, 75.0), (2.0, 2.0)):
+        cfg = build_config(FinetuneConfig, None, train=str(train), output=str(tmp_path / "o"), model=str(tiny_model),
+                           epochs=given, val_split=0.25)  # fmt: skip
+        data = task.read(cfg)
+        prepared = task.prepare(
+            cfg, data, load_tokenizer(str(tiny_model)), task.load_model(str(tiny_model), data), make_accelerator("no")
+        )
+        assert prepared.cfg.training.batch_size == 16 and prepared.cfg.training.epochs == epochs

@@ -13,6 +13,7 @@ from bertcli.config import (
     BACKENDS,
     BATCH_SIZE,
     BERT_VOCAB_SIZE,
+    EPOCHS,
     LENGTH_CAP,
     LEXICAL,
     LONG_TEXT,
@@ -201,7 +202,10 @@ ValSplitOpt = Annotated[
 ]
 EpochsOpt = Annotated[
     float | None,
-    typer.Option(help=f"Passes over the training data. {default(TrainOptions.epochs)}", rich_help_panel=TRAINING),
+    typer.Option(
+        help=f"Passes over the training data. [default: {shown(EPOCHS)}; classifiers on small data: more, so the run makes {MIN_STEPS} optimizer steps]",
+        rich_help_panel=TRAINING,
+    ),
 ]
 LrOpt = Annotated[
     float | None,

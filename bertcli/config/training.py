@@ -14,7 +14,7 @@ from bertcli.errors import UsageError
 # Each task's training defaults, for the options left unset (None). Classification: tuned on Rotten Tomatoes with
 # all-MiniLM-L6-v2 (bench/classify.py). NER: tuned on WNUT-16; sparse entity tags need a higher rate and more,
 # smaller steps, or one epoch at the classification settings ends with entity F1 0.
-TASK_DEFAULTS = {"classification": {"lr": 1e-4}, "ner": {"lr": 3e-4, "batch_size": 16}}
+TASK_DEFAULTS = {"classification": {"lr": 1e-4}, "ner": {"lr": 3e-4, "batch_size": 16, "epochs": 3.0}}
 # Classification's batch size: 32, or 16 when 32 would give the run fewer than MIN_STEPS optimizer steps. Measured
 # (bench/long.py, 3 seeds): 24 steps of 32 left 248 movie documents at 0.69 accuracy, 42 steps of 16 reached 0.81.
 BATCH_SIZE, SMALL_DATA_BATCH_SIZE, MIN_STEPS = 32, 16, 150
@@ -44,7 +44,7 @@ DEFAULT_SPACES = {
 class TrainOptions:
     """Optimisation settings shared by finetune and pretrain (the one training loop)."""
 
-    epochs: float = checked(3.0, POSITIVE)
+    epochs: float | None = checked(None, POSITIVE)  # None: the task's default (classification: classification_epochs)
     lr: float | None = checked(None, POSITIVE)  # None: the task's default
     batch_size: int | None = checked(None, POSITIVE)  # None: the task's default
     grad_accum: int = checked(1, POSITIVE)
@@ -198,6 +198,7 @@ class PretrainOptions(TrainOptions):
     """TrainOptions with pretraining defaults: 128-token blocks (BERT's phase 1), and a checkpoint every 1000 steps
     (a pretraining run is long; its one epoch may be the whole run). lr None: 1e-4 from scratch (BERT), 5e-5 continued."""
 
+    epochs: float | None = checked(3.0, POSITIVE)
     batch_size: int | None = checked(32, POSITIVE)
     max_length: int | None = checked(128, POSITIVE)
     save_steps: int | None = checked(1000, POSITIVE)

@@ -10,7 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import TASK_DEFAULTS, FinetuneConfig, classification_batch_size, train_windows
+from bertcli.config import (
+    EPOCHS,
+    MIN_STEPS,
+    TASK_DEFAULTS,
+    FinetuneConfig,
+    classification_batch_size,
+    classification_epochs,
+    train_windows,
+)
 from bertcli.data.columns import Columns
 from bertcli.data.labels import LabelSpec, encode_labels, infer_labels
 from bertcli.data.tables import Table, load_table
@@ -107,8 +115,8 @@ class ClassifierTraining:
         policy = choose_policy(lengths, cfg.windows, opts.max_length, cap)
         encoder = TextEncoder.of(tokenizer, policy.max_length)
         train_docs = read_documents(encoder, train_texts, train_pairs, policy)
-        per_text, batch_size = _epoch_plan(cfg, policy, train_docs, accelerator.num_processes)
-        cfg = dataclasses.replace(cfg, training=dataclasses.replace(opts, batch_size=batch_size))
+        per_text, batch_size, epochs = _epoch_plan(cfg, policy, train_docs, accelerator.num_processes)
+        cfg = dataclasses.replace(cfg, training=dataclasses.replace(opts, batch_size=batch_size, epochs=epochs))
         train = _examples(train_docs, train_labels, per_text)
         val_docs = read_documents(encoder, val_texts, val_pairs, policy) if val_texts else None
         log.info(
@@ -159,8 +167,11 @@ def train_classifier(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResu
     return train_task(cfg, ClassifierTraining(), callbacks)
 
 
-def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processes: int) -> tuple[int | None, int]:
-    """Windows each text trains on per epoch (None: all), and the batch size (--batch-size, else from the data)."""
+def _epoch_plan(
+    cfg: FinetuneConfig, policy: Any, documents: Documents, processes: int
+) -> tuple[int | None, int, float]:
+    """Windows each text trains on per epoch (None: all), the batch size and the epochs: as given, else from the
+    data (small data: smaller batches, then more epochs, so the run makes MIN_STEPS optimizer steps)."""
     per_text = None
     if policy.mode == "window":
         per_text = train_windows(cfg.windows.train_windows, len(documents.encoded), len(documents))
@@ -170,12 +181,17 @@ def _epoch_plan(cfg: FinetuneConfig, policy: Any, documents: Documents, processe
             len(documents.encoded) / max(1, len(documents)),
         )
     opts = cfg.training
-    if opts.batch_size is not None:
-        return per_text, opts.batch_size
     per_epoch = int(np.minimum(documents.counts, per_text).sum()) if per_text else len(documents.encoded)
-    batch_size = classification_batch_size(per_epoch, opts.epochs, opts.grad_accum, processes, opts.max_steps)
-    log.info("batch size %d (%d inputs per epoch)", batch_size, per_epoch)
-    return per_text, batch_size
+    batch_size = opts.batch_size
+    if batch_size is None:
+        batch_size = classification_batch_size(
+            per_epoch, opts.epochs or EPOCHS, opts.grad_accum, processes, opts.max_steps
+        )
+        log.info("batch size %d (%d inputs per epoch)", batch_size, per_epoch)
+    epochs = classification_epochs(per_epoch, batch_size, opts.grad_accum, processes, opts.epochs, opts.max_steps)
+    if opts.epochs is None and epochs > EPOCHS:
+        log.info("%.1f epochs, so that the run makes %d optimizer steps on this small data set", epochs, MIN_STEPS)
+    return per_text, batch_size, epochs
 
 
 def _examples(documents: Documents, labels: Sequence[Any], per_text: int | None = None) -> list[dict[str, Any]]:
