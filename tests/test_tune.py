@@ -221,3 +221,10 @@ def test_runs_compared_on_validation_need_validation_data(data, tiny_model, tmp_
     result = runner.invoke(app, [*command, str(train), "-o", str(out), "-m", str(tiny_model), "--val-split", "0"])
     assert result.exit_code == 2 and "on validation data, and there is none" in result.stderr
     assert not out.exists() and not out.with_name("t.incomplete").exists()  # refused before anything ran
+
+
+def test_a_mistyped_metric_stops_tune_before_any_trial(data, tiny_model, tmp_path):
+    train, _ = data
+    result = tune(train, tiny_model, tmp_path / "t", "--metric", "f1macro", "--trials", "2")
+    assert result.exit_code == 2 and "unknown --metric 'f1macro' for classification" in result.stderr
+    assert "f1_macro" in result.stderr and not (tmp_path / "t").exists() and not (tmp_path / "t.incomplete").exists()

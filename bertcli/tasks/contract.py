@@ -37,10 +37,13 @@ class Task(Protocol):
     name: str
     head: str  # the model head an export writes (inference/torch_backend.HEADS)
     default_space: str | None  # `bertcli tune`'s search space when --space is not given
-    gate_metric: str | None  # what the int8 export gate holds on --check data (None: the vectors' cosine to fp32)
+    metrics: dict[str, tuple[str, ...]]  # per kind of model it saves: the validation metrics --metric may name
 
     def trains(self, cfg: Any) -> bool:
         """Whether a finetune configuration (its --task, or its data when --task is not given) is this task's."""
+
+    def gate_metric(self, bundle: Any) -> str | None:
+        """What the int8 export gate holds on --check data (None: the vectors' cosine to fp32)."""
 
     def default_metric(self, cfg: Any) -> str:
         """The validation metric that picks the best model of a finetune configuration when --metric is not given."""

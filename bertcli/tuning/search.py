@@ -124,6 +124,11 @@ def _metric(cfg: TuneConfig, task: Any) -> tuple[str, bool]:
     from bertcli.reports.metrics import greater_is_better
 
     metric = cfg.training.metric or task.default_metric(cfg)
+    known = {name for names in task.metrics.values() for name in names}
+    if metric not in known:
+        raise UsageError(
+            f"unknown --metric {metric!r} for {task.name}", hint=f"choose one of {', '.join(sorted(known))}"
+        )
     return metric, greater_is_better(metric)
 
 

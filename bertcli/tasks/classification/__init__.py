@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bertcli.config import DEFAULT_METRICS, DEFAULT_SPACES
+from bertcli.config import DEFAULT_METRICS, DEFAULT_SPACES, VALIDATION_METRICS
 
 KINDS = ("single_label", "multi_label", "regression")
 GATE_METRICS = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}  # int8 export gate
@@ -14,6 +14,7 @@ class Classification:
     name = "classification"
     head = "sequence-classification"
     default_space = DEFAULT_SPACES["classification"]
+    metrics = {kind: VALIDATION_METRICS[kind] for kind in KINDS}
 
     def trains(self, cfg: Any) -> bool:
         return cfg.task is None or cfg.task in KINDS

@@ -11,6 +11,7 @@ class Embedding:
     name = "embedding"
     head = "encoder"
     default_space = None
+    metrics: dict[str, tuple[str, ...]] = {}  # nothing trains an encoder here (yet)
 
     def trains(self, cfg: Any) -> bool:
         return False  # an encoder comes from pretrain, or as a base model

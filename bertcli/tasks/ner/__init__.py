@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from bertcli.config import DEFAULT_METRICS, DEFAULT_SPACES
+from bertcli.config import DEFAULT_METRICS, DEFAULT_SPACES, VALIDATION_METRICS
 
 
 class Ner:
     name = "ner"
     head = "token-classification"
     default_space = DEFAULT_SPACES["ner"]
+    metrics = {"ner": VALIDATION_METRICS["ner"]}
 
     def trains(self, cfg: Any) -> bool:
         """--task ner, or tagged input (CoNLL, JSONL tokens + tags or spans) when no --task is given."""
