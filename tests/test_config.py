@@ -27,8 +27,8 @@ runner = CliRunner()
 
 def test_unset_training_options_are_left_to_the_task():
     cfg = build_config(FinetuneConfig, None, train="t.csv", output="o")
-    assert (cfg.training.epochs, cfg.training.warmup_ratio, cfg.val_split) == (3.0, 0.1, 0.1)
-    assert cfg.training.lr is None and cfg.training.batch_size is None
+    assert (cfg.training.warmup_ratio, cfg.val_split) == (0.1, 0.1)
+    assert cfg.training.lr is None and cfg.training.batch_size is None and cfg.training.epochs is None
 
 
 @pytest.mark.parametrize("task", ["classification", "ner"])
