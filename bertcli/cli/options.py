@@ -200,7 +200,10 @@ ValSplitOpt = Annotated[
 ]
 EpochsOpt = Annotated[
     float | None,
-    typer.Option(help=f"Passes over the training data. {default(TrainOptions.epochs)}", rich_help_panel=TRAINING),
+    typer.Option(
+        help=f"Passes over the training data. [default: {TASK_DEFAULTS['classification']['epochs']:g}; embedding {TASK_DEFAULTS['embedding']['epochs']:g}]",
+        rich_help_panel=TRAINING,
+    ),
 ]
 LrOpt = Annotated[
     float | None,

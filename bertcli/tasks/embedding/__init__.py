@@ -19,7 +19,10 @@ class Embedding:
         return None
 
     def evaluate(self, cfg: Any) -> dict[str, Any]:
-        raise _no_head(cfg.model_dir)
+        """Retrieval (a BEIR directory or query/positive pairs, beside BM25) or similarity (pairs with a score)."""
+        from bertcli.tasks.embedding.evaluate import evaluate_encoder
+
+        return evaluate_encoder(cfg)
 
     def predict(self, cfg: Any, bundle: Any) -> Any:
         raise _no_head(cfg.model_dir)
