@@ -146,3 +146,22 @@ def test_the_default_model_finds_every_positive_of_clear_pairs(tmp_path):
     result = runner.invoke(app, ["evaluate", default_model(), str(pairs), "--output-format", "json"])
     report = json.loads(result.stdout)
     assert (report["ndcg@10"], report["mrr@10"], report["recall@1"]) == (1.0, 1.0, 1.0)
+
+
+def test_docstring_pairs_take_the_summary_line_as_query_and_the_rest_as_document(tmp_path):
+    from bertcli.data.docstrings import docstring_pairs
+
+    source = tmp_path / "mod.py"
+    source.write_text(
+        'def mean(x):\n    """Compute the arithmetic mean along an axis.\n\n    Returns the average of the array elements,'
+        ' over the flattened array by default, otherwise over the specified axis.\n    """\n\n'
+        'def _private():\n    """Hidden helpers are skipped even with a long docstring.\n\n' + "x " * 60 + '"""\n\n'
+        'def short():\n    """Too short.\n\n' + "y " * 60 + '"""\n'
+    )
+    assert list(docstring_pairs(source)) == [
+        (
+            "Compute the arithmetic mean along an axis.",
+            "Returns the average of the array elements, over the flattened array by default, otherwise over the"
+            " specified axis.",
+        )
+    ]
