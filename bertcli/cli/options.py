@@ -213,7 +213,10 @@ LrOpt = Annotated[
 ]
 GradAccumOpt = Annotated[
     int | None,
-    typer.Option(help=f"Gradient accumulation steps. {default(TrainOptions.grad_accum)}", rich_help_panel=TRAINING),
+    typer.Option(
+        help=f"Gradient accumulation steps (embedding models: adds no in-batch negatives, see --mini-batch-size). {default(TrainOptions.grad_accum)}",
+        rich_help_panel=TRAINING,
+    ),
 ]
 WarmupOpt = Annotated[
     float | None,

@@ -34,6 +34,8 @@ class Prepared:
     unit: str = "ex"
     groups: list[int] | None = None  # see TrainJob
     per_group: int | None = None
+    sampler: Callable[[int, int], Any] | None = None  # the loop's batches (TrainJob.sampler); None: length-grouped
+    extra_files: Callable[[Path], None] | None = None  # writes what the bundle holds beyond bertcli's own files
 
 
 class FinetuneTask(Protocol):
@@ -119,13 +121,18 @@ def train_task(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -
         config=to_dict(cfg),
         groups=prepared.groups,
         per_group=prepared.per_group,
+        sampler=prepared.sampler,
     )
     run_dir = prepare_run_dir(cfg.output, cfg.training.resume, accelerator)
     result = train(job, cfg.training, accelerator, run_dir, callbacks)
     meta = BundleMeta(**prepared.facts, run=finetune_record(cfg, prepared.train_data, result.state, metric))
-    finish_run(
-        accelerator, run_dir, out, lambda staging: save_bundle(result.model, tokenizer, staging, meta, result.weights)
-    )
+
+    def write(staging: Path) -> None:
+        save_bundle(result.model, tokenizer, staging, meta, result.weights)
+        if prepared.extra_files is not None:
+            prepared.extra_files(staging)
+
+    finish_run(accelerator, run_dir, out, write)
     return FinetuneResult(out, meta)
 
 
