@@ -154,7 +154,10 @@ def _negatives(cfg, path, pooling, max_length, queries, positives, given) -> tup
 
     pool = list(dict.fromkeys([*positives, *(n for row in given for n in row)]))
     position = {text: i for i, text in enumerate(pool)}
-    embedder = Embedder(path, EmbedOptions(pooling=pooling, normalize=True, max_length=max_length))
+    # at the training's precision: bf16 and fp32 rank near-ties differently, and a resumed run must mine the same
+    embedder = Embedder(
+        path, EmbedOptions(pooling=pooling, normalize=True, max_length=max_length, precision=cfg.training.precision)
+    )
     mined = mine(
         embedder.embed(queries).vectors,
         embedder.embed(pool).vectors,
