@@ -217,3 +217,21 @@ def test_a_mistyped_metric_is_a_usage_error(tmp_path, tiny_model):
         app, ["finetune", str(train), "-o", str(tmp_path / "o"), "-m", str(tiny_model), "--metric", "accuracy"]
     )
     assert result.exit_code == 2 and "unknown --metric 'accuracy' for a embedding model" in result.stderr
+
+
+def test_serve_answers_dimensions_for_a_matryoshka_model(trained, tiny_model):
+    from test_serve import Server
+
+    root, _, _ = trained
+    server = Server(f"emb={root / 'model'}", f"enc={tiny_model}", "--precision", "no")
+    try:
+        full = server.post("/v1/embeddings", {"model": "emb", "input": ["guitar song"]}).json()["data"][0]["embedding"]
+        short = server.post("/v1/embeddings", {"model": "emb", "input": ["guitar song"], "dimensions": 8}).json()
+        refused = server.post("/v1/embeddings", {"model": "enc", "input": ["guitar song"], "dimensions": 8})
+    finally:
+        server.stop()
+    vector = np.asarray(short["data"][0]["embedding"])
+    prefix = np.asarray(full[:8])
+    assert len(full) == 32 and vector.shape == (8,)
+    np.testing.assert_allclose(vector, prefix / np.linalg.norm(prefix), atol=1e-5)
+    assert refused.status_code == 422 and "not trained with --matryoshka-dims" in refused.json()["error"]["message"]
