@@ -114,7 +114,7 @@ def main() -> None:
     ]
     for name, command in runs:
         wall, rss = timed(command)
-        model = command[command.index("-o") + 1] if "-o" in command else command[5]
+        model = command[command.index("-o") + 1] if "-o" in command else command[4]
         rows.append((name, evaluate(model, test), wall, rss))
         if "matryoshka" in name:
             rows.append(("  the same at 128 dimensions", at_dims(model, test, 128), None, None))

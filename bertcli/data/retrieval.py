@@ -129,10 +129,10 @@ def read_pairs(path: str, options: DataOptions) -> Retrieval | Similarity:
     columns = pair_columns(table.dataset.column_names, options, path, numeric)
     if columns is None:
         raise DataError(
-            "cannot tell the query and positive columns",
+            "an encoder is evaluated on retrieval or similarity pairs, and this table has no query and positive columns",
             file=path,
             hint=f"columns are: {', '.join(table.dataset.column_names)}; name them query/anchor and positive, "
-            "or pass --text-column and --text-pair-column",
+            "or pass --text-column and --text-pair-column; to classify, fine-tune it first (bertcli finetune --model DIR)",
         )
     from bertcli.data.columns import Columns
 
