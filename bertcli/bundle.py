@@ -24,7 +24,7 @@ TORCH_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.in
 _UNBOUNDED = 100_000  # tokenizer configs without a limit say 1e30
 # the typed facts after task and labels, in the order bertcli.json has always had them
 _FACTS = ("columns", "label_sep", "scheme", "data_scheme", "max_length", "stride", "label_all_tokens", "long_text",
-          "threshold")  # fmt: skip
+          "threshold", "matryoshka_dims")  # fmt: skip
 _RECORDS = ("lexical", "degenerate", "seeds", "search", "onnx")  # after the run record
 
 
@@ -44,6 +44,7 @@ class BundleMeta:
     data_scheme: str | None = None  # NER: the scheme its training data was in
     stride: int | None = None  # NER: window overlap
     label_all_tokens: bool | None = None  # NER
+    matryoshka_dims: list[int] | None = None  # embedding models: the leading sizes trained to work alone
     run: dict[str, Any] = field(default_factory=dict)
     lexical: dict[str, Any] | None = None  # classifiers: the lexical baseline, its validation scores, its weight
     degenerate: dict[str, Any] | None = None  # a model no better than the majority class on validation: why

@@ -10,6 +10,7 @@ Nothing third-party is committed: the data stays in the packages (install them w
     python -m bertcli.corpora word-affect data/affect     # regression: rated pleasantness of a word
     python -m bertcli.corpora movie-documents data/movies # long documents: all of a movie's snippets, fresh/rotten
     python -m bertcli.corpora debates data/debates        # short-to-long statements (2016 debates): which party
+    python -m bertcli.corpora docstrings data/docstrings  # retrieval: a function's summary line finds its docstring
 """
 
 from __future__ import annotations
@@ -229,6 +230,12 @@ def _writer(make):
     return write
 
 
+def write_docstrings(directory: str, train_size: int | None = None, test_size: int | None = None) -> tuple[Path, ...]:
+    from bertcli.data.docstrings import write_docstrings as write
+
+    return write(directory, train_size, test_size)
+
+
 COMMANDS = {
     "rotten-tomatoes": write_rotten_tomatoes,
     "wnut16": write_wnut16,
@@ -237,6 +244,7 @@ COMMANDS = {
     "word-affect": _writer(word_affect),
     "movie-documents": _writer(movie_documents),
     "debates": _writer(debates),
+    "docstrings": write_docstrings,
 }
 
 

@@ -77,7 +77,8 @@ def test_evaluate_refuses_a_bare_encoder(tiny_model, tmp_path):
     data = tmp_path / "d.csv"
     data.write_text("text,label\ngood,pos\n", encoding="utf-8")
     result = runner.invoke(app, ["evaluate", str(tiny_model), str(data)])
-    assert result.exit_code == 1 and "has no classification head" in result.stderr
+    assert result.exit_code == 1 and "an encoder is evaluated on retrieval or similarity pairs" in result.stderr
+    assert "fine-tune it first" in result.stderr
 
 
 def test_embedder_gives_the_vectors_embed_writes(tiny_model, tmp_path):

@@ -31,11 +31,12 @@ def test_unset_training_options_are_left_to_the_task():
     assert cfg.training.lr is None and cfg.training.batch_size is None and cfg.training.epochs is None
 
 
-@pytest.mark.parametrize("task", ["classification", "ner"])
+@pytest.mark.parametrize("task", ["classification", "ner", "embedding"])
 def test_task_defaults_fill_only_what_the_user_left_unset(task):
     defaults = TASK_DEFAULTS[task]
     filled = with_defaults(TrainOptions(), defaults)
     assert (filled.lr, filled.batch_size) == (defaults["lr"], defaults.get("batch_size"))
+    assert filled.epochs == {"classification": 3.0, "ner": 3.0, "embedding": 1.0}[task]
     given = with_defaults(TrainOptions(lr=2e-5, batch_size=8), defaults)
     assert (given.lr, given.batch_size) == (2e-5, 8)
 

@@ -194,8 +194,10 @@ def test_every_document_weighs_one_in_training(tiny_model, tmp_path):
     from bertcli.tasks.classification.finetune import ClassifierTraining
 
     rows = long_rows(10, seed=2) + [{"text": "good", "label": "pos"}, {"text": "bad", "label": "neg"}]
+    # prepare is called without the skeleton, which fills the task's defaults: give --epochs
     cfg = build_config(FinetuneConfig, None, train=str(write_csv(tmp_path / "t.csv", rows)), output=str(tmp_path / "o"),
-                       model=str(tiny_model), max_length=32, long_text="window", stride=8, val_split=0.0)  # fmt: skip
+                       model=str(tiny_model), max_length=32, long_text="window", stride=8, val_split=0.0,
+                       epochs=3.0)  # fmt: skip
     task = ClassifierTraining()
     data = task.read(cfg)
 

@@ -39,6 +39,7 @@ Examples:
   bertcli evaluate runs/ner test.conll --errors ner-errors.jsonl   # entity P/R/F1 per type
   bertcli evaluate runs/sentiment test.csv --plots reports/   # + confusion_matrix.png
   bertcli evaluate runs/ner test.conll -o reports/ner/   # a directory: report.json + f1_per_type.png
+  bertcli evaluate runs/emb data/docstrings/test --errors worst.jsonl   # an encoder: retrieval (BEIR or pairs) vs BM25
 """
 
 
@@ -90,6 +91,8 @@ def command(
     """Evaluate a fine-tuned model: accuracy, precision/recall/F1, MCC, per-class table and confusion matrix.
 
     For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
+    For an encoder: NDCG@10, MRR@10, MAP@100, Recall@1/10/100 beside BM25 on a BEIR directory or query/positive pairs;
+    Spearman/Pearson of the cosine on sentence pairs with a score.
     """
     values = {k: v for k, v in locals().items() if k not in ("config", "paths")}
     from bertcli.config import build_config
@@ -129,6 +132,10 @@ def render_many(report: dict[str, Any]) -> None:
         "mse",
         "mae",
         "pearson",
+        "ndcg@10",
+        "mrr@10",
+        "recall@10",
+        "spearman",
     )
     keys = [k for k in wanted if k in report["summary"]][:5]
     table = Table(
@@ -176,9 +183,13 @@ def render(report: dict[str, Any]) -> None:
     summary = Table()
     summary.add_column("metric")
     summary.add_column("value", justify="right")
+    baseline = report.get("baseline") or {}
+    if baseline:  # a reference on the same data (retrieval: BM25), side by side
+        summary.add_column(baseline["name"], justify="right")
     for key, value in report.items():
         if isinstance(value, float) or (value is None and key in ("pearson", "spearman", "r2")):
-            summary.add_row(key, "n/a" if value is None else f"{value:.4f}")
+            shown = [] if not baseline else [f"{baseline[key]:.4f}" if key in baseline else ""]
+            summary.add_row(key, "n/a" if value is None else f"{value:.4f}", *shown)
     console.print(summary)
     if report.get("baselines"):
         console.print(_baseline_table(report))

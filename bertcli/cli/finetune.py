@@ -8,6 +8,15 @@ from typing import Annotated
 
 import typer
 
+from bertcli.cli.embedding_options import (
+    HardNegativesOpt,
+    LossScaleOpt,
+    MatryoshkaDimsOpt,
+    MiniBatchSizeOpt,
+    NegativeMarginOpt,
+    NegativeSkipOpt,
+    SymmetricOpt,
+)
 from bertcli.cli.options import (
     AggregateOpt,
     ClassWeightsOpt,
@@ -59,6 +68,8 @@ Examples:
   bertcli finetune tags.csv --label-sep ',' -o runs/tags   # multi-label
   bertcli finetune train.csv -o runs/sentiment --resume auto   # continue an interrupted run
   bertcli finetune train.conll --validation dev.conll -o runs/ner   # NER (CoNLL or JSONL tokens/spans)
+  bertcli finetune pairs.csv -o runs/emb   # query,positive[,negative] columns: an embedding model
+  bertcli finetune pairs.csv -o runs/emb --batch-size 256 --mini-batch-size 32 --matryoshka-dims 384,128
 """
 
 
@@ -108,8 +119,16 @@ def command(
     aggregate: AggregateOpt = None,
     train_windows: TrainWindowsOpt = None,
     label_all_tokens: LabelAllTokensOpt = None,
+    loss_scale: LossScaleOpt = None,
+    symmetric: SymmetricOpt = None,
+    mini_batch_size: MiniBatchSizeOpt = None,
+    matryoshka_dims: MatryoshkaDimsOpt = None,
+    hard_negatives: HardNegativesOpt = None,
+    negative_skip: NegativeSkipOpt = None,
+    negative_margin: NegativeMarginOpt = None,
 ) -> None:
-    """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression) or NER."""
+    """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression), NER, or
+    embeddings (contrastive, on query/positive pairs: a sentence-transformers model)."""
     values = {k: v for k, v in locals().items() if k != "config"}
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.runtime.accelerator import is_main_process

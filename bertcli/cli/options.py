@@ -203,7 +203,7 @@ ValSplitOpt = Annotated[
 EpochsOpt = Annotated[
     float | None,
     typer.Option(
-        help=f"Passes over the training data. [default: {shown(EPOCHS)}; classifiers on small data: more, so the run makes {MIN_STEPS} optimizer steps]",
+        help=f"Passes over the training data. [default: {shown(EPOCHS)}, embedding {TASK_DEFAULTS['embedding']['epochs']:g}; classifiers on small data: more, so the run makes {MIN_STEPS} optimizer steps]",
         rich_help_panel=TRAINING,
     ),
 ]
@@ -215,7 +215,10 @@ LrOpt = Annotated[
 ]
 GradAccumOpt = Annotated[
     int | None,
-    typer.Option(help=f"Gradient accumulation steps. {default(TrainOptions.grad_accum)}", rich_help_panel=TRAINING),
+    typer.Option(
+        help=f"Gradient accumulation steps (embedding models: adds no in-batch negatives, see --mini-batch-size). {default(TrainOptions.grad_accum)}",
+        rich_help_panel=TRAINING,
+    ),
 ]
 WarmupOpt = Annotated[
     float | None,

@@ -8,18 +8,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertcli.config.common import AGGREGATES, LEXICAL, LONG_TEXT, PRECISIONS, TASKS, TRACKERS, DataOptions
+from bertcli.config.embedding import EMBEDDING_DEFAULTS, EmbeddingOptions
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, SHARE, checked, required, validate
 from bertcli.errors import UsageError
 
 # Each task's training defaults, for the options left unset (None). Classification: tuned on Rotten Tomatoes with
 # all-MiniLM-L6-v2 (bench/classify.py). NER: tuned on WNUT-16; sparse entity tags need a higher rate and more,
 # smaller steps, or one epoch at the classification settings ends with entity F1 0.
-TASK_DEFAULTS = {"classification": {"lr": 1e-4}, "ner": {"lr": 3e-4, "batch_size": 16, "epochs": 3.0}}
+TASK_DEFAULTS = {
+    "classification": {"lr": 1e-4},  # epochs: classification_epochs (3, or more on small data)
+    "ner": {"lr": 3e-4, "batch_size": 16, "epochs": 3.0},
+    "embedding": EMBEDDING_DEFAULTS,
+}
 # Classification's batch size: 32, or 16 when 32 would give the run fewer than MIN_STEPS optimizer steps. Measured
 # (bench/long.py, 3 seeds): 24 steps of 32 left 248 movie documents at 0.69 accuracy, 42 steps of 16 reached 0.81.
 BATCH_SIZE, SMALL_DATA_BATCH_SIZE, MIN_STEPS = 32, 16, 150
 # the validation metric that picks the best model when --metric is not given, by kind of labels
-DEFAULT_METRICS = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse", "ner": "f1"}
+DEFAULT_METRICS = {
+    "single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse", "ner": "f1", "embedding": "ndcg@10",
+}  # fmt: skip
 # what each kind of model's validation reports during training (reports/metrics.py, tasks/ner/entities.py): --metric
 # names one of them, checked before any training
 VALIDATION_METRICS = {
@@ -29,6 +36,7 @@ VALIDATION_METRICS = {
                     "precision_macro", "recall_macro", "f1_weighted"),
     "regression": ("loss", "mse", "rmse", "mae", "r2", "pearson", "spearman"),
     "ner": ("loss", "f1", "precision", "recall", "accuracy", "strict_f1"),
+    "embedding": ("ndcg@10", "mrr@10", "recall@10"),  # each validation query against every validation positive
 }  # fmt: skip
 # pretrain --preset: the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64,
 # feed-forward = 4 x hidden
@@ -162,9 +170,11 @@ class FinetuneConfig:
     training: TrainOptions = field(default_factory=TrainOptions)
     ner: NerOptions = field(default_factory=NerOptions)
     windows: WindowOptions = field(default_factory=WindowOptions)
+    embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
 
     def validate(self) -> None:
         validate(self)
+        self.embedding.validate()
         if self.seeds is not None:
             seed_list(str(self.seeds), self.training.seed)
             self.require_validation("--seeds compares its runs")

@@ -139,14 +139,18 @@ def _routes(app: Any, state: ServerState) -> None:
                 "token-id input is not supported: send text (LangChain: check_embedding_ctx_length=False)",
                 "unsupported_input",
             )
-        if body.dimensions is not None and body.dimensions != model.predictor.dim:
+        dim, nested = model.predictor.dim, getattr(model.predictor, "matryoshka_dims", ())
+        if body.dimensions is not None and body.dimensions != dim and not (nested and body.dimensions < dim):
             raise ApiError(
                 422,
-                f"this model's vectors have {model.predictor.dim} dimensions, not {body.dimensions}",
+                f"this model's vectors have {dim} dimensions, not {body.dimensions}"
+                + (" (it was not trained with --matryoshka-dims)" if body.dimensions < dim else ""),
                 "unsupported_dimensions",
             )
         request.state.inputs = len(texts)
         results, tokens = await state.run(model, [(text, None) for text in texts])
+        if body.dimensions is not None and body.dimensions < dim:  # a Matryoshka prefix, renormalised
+            results = [(_unit(vector[: body.dimensions]), rest) for vector, rest in results]
         encode = _base64 if body.encoding_format == "base64" else lambda v: v.tolist()
         data = [
             {"object": "embedding", "index": i, "embedding": encode(vector)} for i, (vector, _) in enumerate(results)
@@ -219,6 +223,10 @@ def _predict_inputs(inputs: str | list, model: ServedModel) -> list[tuple[str, s
     if pairs and not model.predictor.takes_pairs:
         raise ApiError(422, f"model {model.name!r} reads single texts, not pairs", "unsupported_input")
     return [(pair[0], pair[1]) for pair in pairs] if pairs else [(text, None) for text in inputs]
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
 def _base64(vector: np.ndarray) -> str:

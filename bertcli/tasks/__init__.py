@@ -43,12 +43,12 @@ class TaskEntry:
     task: Callable[[], Task]  # the task object, imported on first use
 
 
-# the first task whose `trains` claims a finetune configuration trains it: NER claims tagged data, classification
-# any table, so NER comes first
+# the first task whose `trains` claims a finetune configuration trains it: NER claims tagged data, embedding a
+# table of query/positive pairs, classification any table, so classification comes last
 TABLE = (
     TaskEntry("ner", ("ner",), _ner),
-    TaskEntry("classification", ("single_label", "multi_label", "regression"), _classification),
     TaskEntry("embedding", ("encoder", "pretraining"), _embedding),
+    TaskEntry("classification", ("single_label", "multi_label", "regression"), _classification),
 )
 
 

@@ -101,3 +101,44 @@ def collate_examples(pad_id: int, label_dtype: str = "long", token_labels: bool 
         return batch
 
     return collate
+
+
+class NoDuplicateBatches:
+    """Shuffled batches in which no text occurs twice (contrastive training: a copy of an example's positive
+    elsewhere in the batch would count as a negative). Deterministic for (seed, epoch).
+
+    Examples are taken in a seeded random order; one that shares a text with the batch being filled waits for the
+    next batch. `texts` holds each example's texts (query, positive, negatives).
+    """
+
+    def __init__(self, texts: Sequence[Sequence[str]], batch_size: int, seed: int) -> None:
+        self.texts, self.batch_size, self.seed, self.epoch = [tuple(t) for t in texts], batch_size, seed, 0
+        self._cache: tuple[int, list[list[int]]] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        if self._cache is not None and self._cache[0] == self.epoch:
+            return self._cache[1]
+        order = np.random.default_rng((self.seed, self.epoch)).permutation(len(self.texts)).tolist()
+        batches: list[list[int]] = []
+        while order:
+            batch, seen, waiting = [], set(), []
+            for index in order:
+                own = set(self.texts[index])
+                if len(batch) < self.batch_size and not own & seen:
+                    batch.append(index)
+                    seen |= own
+                else:
+                    waiting.append(index)
+            batches.append(batch)
+            order = waiting
+        self._cache = (self.epoch, batches)
+        return batches
+
+    def __iter__(self):
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())

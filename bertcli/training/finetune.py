@@ -34,6 +34,7 @@ class Prepared:
     unit: str = "ex"
     groups: list[int] | None = None  # see TrainJob
     per_group: int | None = None
+    sampler: Callable[[int, int], Any] | None = None  # the loop's batches (TrainJob.sampler); None: length-grouped
     finish: Callable[[Any, Any, str], Finished] | None = None  # after training: (best model, accelerator, metric)
 
 
@@ -128,6 +129,7 @@ def train_task(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -
         config=to_dict(cfg),
         groups=prepared.groups,
         per_group=prepared.per_group,
+        sampler=prepared.sampler,
     )
     run_dir = prepare_run_dir(cfg.output, cfg.training.resume, accelerator)
     result = train(job, cfg.training, accelerator, run_dir, callbacks)

@@ -59,6 +59,7 @@ class TrainJob:
     config: dict[str, Any] = field(default_factory=dict)  # the run's resolved configuration, logged to --report-to
     groups: Sequence[int] | None = None  # the text each example comes from (windows of long texts)
     per_group: int | None = None  # at most this many examples of a text per epoch, drawn afresh each epoch
+    sampler: Callable[[int, int], Any] | None = None  # (batch size, seed) -> batches; default length-grouped
 
 
 @dataclass
@@ -225,7 +226,11 @@ def _loader(job: TrainJob, opts: TrainOptions) -> tuple[Any, Any]:
         return DataLoader(
             job.dataset, batch_size=opts.batch_size, collate_fn=job.collate, generator=generator
         ), job.dataset
-    sampler = LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed, groups=job.groups, per_group=job.per_group)
+    sampler = (
+        job.sampler(opts.batch_size, opts.seed)
+        if job.sampler is not None
+        else LengthGroupedBatches(job.lengths, opts.batch_size, opts.seed, groups=job.groups, per_group=job.per_group)
+    )
     return DataLoader(job.dataset, batch_sampler=sampler, collate_fn=job.collate, generator=generator), sampler
 
 

@@ -1,4 +1,5 @@
-"""Encoders: texts in, vectors out (`bertcli embed`, /v1/embeddings, `bertcli.Embedder`)."""
+"""Encoders: texts in, vectors out (`bertcli embed`, /v1/embeddings, `bertcli.Embedder`); trained contrastively on
+query/positive pairs by finetune, evaluated on retrieval and similarity data by evaluate."""
 
 from __future__ import annotations
 
@@ -14,13 +15,37 @@ class Embedding:
     metrics: dict[str, tuple[str, ...]] = {}  # nothing trains an encoder here (yet)
 
     def trains(self, cfg: Any) -> bool:
-        return False  # an encoder comes from pretrain, or as a base model
+        """--task embedding, or (no --task) a table with a query (or anchor) and a positive column."""
+        if cfg.task is not None or cfg.train in (None, "-"):
+            return cfg.task == "embedding"
+        from bertcli.data.records import iter_records
+        from bertcli.errors import DataError
+        from bertcli.tasks.embedding.training import is_pairs_table
+
+        try:
+            first = next(iter_records(cfg.train, cfg.data), {})
+        except DataError:
+            return False  # not a table (CoNLL, a missing file): another task's reader says what is wrong
+        return is_pairs_table(list(first))
+
+    def default_metric(self, cfg: Any) -> str:
+        from bertcli.config import DEFAULT_METRICS
+
+        return DEFAULT_METRICS["embedding"]
+
+    def finetune(self, cfg: Any, callbacks: Any = None) -> Any:
+        from bertcli.tasks.embedding.training import train_embedding
+
+        return train_embedding(cfg, callbacks)
 
     def gate_metric(self, bundle: Any) -> str | None:
         return None
 
     def evaluate(self, cfg: Any) -> dict[str, Any]:
-        raise _no_head(cfg.model_dir)
+        """Retrieval (a BEIR directory or query/positive pairs, beside BM25) or similarity (pairs with a score)."""
+        from bertcli.tasks.embedding.evaluate import evaluate_encoder
+
+        return evaluate_encoder(cfg)
 
     def predict(self, cfg: Any, bundle: Any) -> Any:
         raise _no_head(cfg.model_dir)

@@ -120,6 +120,7 @@ class Embedder:
         if opts.max_length is not None and opts.max_length > limit:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {limit}")
         self.max_length = opts.max_length or default_max_length(self.path)
+        self.matryoshka_dims = tuple(bundle.meta.matryoshka_dims or ())  # sizes a request may truncate to
         needs = ("pooler_output",) if opts.pooling == "pooler" else ()
         self.backend, self.encoder = open_model(
             bundle, "encoder", self.max_length, opts.backend, opts.precision, opts.threads, needs, onnx_file
