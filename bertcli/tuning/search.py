@@ -48,6 +48,8 @@ def tune(cfg: TuneConfig) -> TuneResult:
 
     task = training_task(cfg)
     space_text = cfg.space or task.default_space
+    if space_text is None:
+        raise UsageError(f"{task.name} has no default search space", hint="give one, e.g. --space lr=1e-5..1e-4:log")
     space = parse_space(space_text)
     metric, higher = _metric(cfg, task)
     target = Path(cfg.output)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bertcli.config import VALIDATION_METRICS
 from bertcli.errors import ModelError
 
 
@@ -12,7 +13,7 @@ class Embedding:
     name = "embedding"
     head = "encoder"
     default_space = None
-    metrics: dict[str, tuple[str, ...]] = {}  # nothing trains an encoder here (yet)
+    metrics = {"encoder": VALIDATION_METRICS["embedding"]}
 
     def trains(self, cfg: Any) -> bool:
         """--task embedding, or (no --task) a table with a query (or anchor) and a positive column."""
