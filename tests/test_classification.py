@@ -190,12 +190,14 @@ def test_regression_bundle_and_predictions(tmp_path, tiny_model):
     assert isinstance(json.loads(out.stdout)["score"], float)
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, tiny_model):
-    """Stop after k steps (Ctrl-C), resume with --resume auto: the weights equal an uninterrupted run's."""
+@pytest.mark.parametrize("val_split", [0.1, 0.0], ids=["best", "last"])
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, val_split):
+    """Stop after k steps (Ctrl-C), resume with --resume auto: the weights equal an uninterrupted run's, both the
+    best-on-validation ones and, with nothing held out, the last ones (which show the order of every later epoch)."""
     from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "train.csv", sentiment_rows(96))
-    settings = dict(epochs=3, batch_size=16, lr=5e-3)  # 6 steps per epoch: stop mid-epoch 2
+    settings = dict(epochs=3, batch_size=16, lr=5e-3, val_split=val_split)  # 6 steps per epoch: stop mid-epoch 2
     whole = finetune(_config(train, tmp_path / "whole", tiny_model, **settings))
 
     def stop_at_8(step):

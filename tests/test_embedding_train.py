@@ -164,13 +164,19 @@ def test_matryoshka_prefixes_are_trained(tmp_path, tiny_model):
 
 
 @pytest.mark.parametrize(
-    "options", [{"mini_batch_size": 8}, {"hard_negatives": 1, "negative_skip": 0}], ids=["cached", "mined"]
+    "options",
+    [
+        {"mini_batch_size": 8},
+        {"hard_negatives": 1, "negative_skip": 0},
+        {"mini_batch_size": 8, "hard_negatives": 1, "negative_skip": 0},
+    ],
+    ids=["cached", "mined", "cached-mined"],
 )
 def test_resume_ends_with_identical_weights(tmp_path, tiny_model, options):
     from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "pairs.csv", toy_pairs())
-    settings = dict(epochs=4, **options)
+    settings = dict(epochs=4, val_split=0.0, **options)  # no validation: the last weights, the whole trajectory
     whole = finetune(config(train, tmp_path / "whole", tiny_model, **settings))
 
     def stop_at_7(step):

@@ -320,6 +320,10 @@ class _Steps:
         progress.advance(state.global_step)
         with progress:
             for epoch in range(state.epoch, schedule.epochs):
+                # Accelerate's loader sets its sampler's epoch from its own pass counter, which a resumed process
+                # starts at 0: without this, the epoch after a resume would replay the first epoch's order
+                if hasattr(loader, "set_epoch"):
+                    loader.set_epoch(epoch)
                 epochs_of.set_epoch(epoch)
                 state.epoch = epoch
                 batches = (
