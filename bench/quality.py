@@ -167,7 +167,7 @@ def trainer_row(data: Data, seed: int, work: Path, epochs: float = 3.0) -> dict:
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
-    from bertcli.bundle import default_model
+    from bertcli.hub import default_model
 
     transformers.logging.set_verbosity_error()
     datasets.disable_progress_bars()

@@ -184,7 +184,7 @@ def serve_encoder(
 
 
 def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
-    from bertcli.bundle import resolve_model
+    from bertcli.hub import resolve_model
 
     model = Path(resolve_model(args.encoder))
     onnx = work / "onnx-encoder"

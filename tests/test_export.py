@@ -320,3 +320,58 @@ def test_every_supported_family_exports_with_parity(tiny_model, tmp_path, model_
     section = json.loads((tmp_path / "out" / "bertcli.json").read_text())["onnx"]
     assert section["parity_max_abs_diff"] <= 1e-4 and section["outputs"][0] == "hidden_states.0"
     assert ("token_type_ids" in section["inputs"]) == (model_type != "distilbert")
+
+
+def _retrieval_check(real_text: Path, root: Path, layout: str) -> Path:
+    """Real snippets split in two: each first half is a query whose relevant document is its own second half."""
+    halves = [t.split() for t in real_text.read_text(encoding="utf-8").splitlines() if len(t.split()) >= 8][:60]
+    queries, documents = [" ".join(w[: len(w) // 2]) for w in halves], [" ".join(w[len(w) // 2 :]) for w in halves]
+    if layout == "pairs":
+        return write_csv(root / "pairs.csv", [{"query": q, "positive": d} for q, d in zip(queries, documents)])
+    beir = root / "beir"
+    beir.mkdir()
+    lines = (json.dumps({"_id": f"d{i}", "text": d}) for i, d in enumerate(documents))
+    (beir / "corpus.jsonl").write_text("\n".join(lines) + "\n")
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": f"q{i}", "text": q}) for i, q in enumerate(queries))
+    )
+    (beir / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\td{i}\t1\n" for i in range(60)))
+    return beir
+
+
+@pytest.mark.parametrize("layout", ["pairs", "beir"])
+def test_an_encoders_int8_gate_holds_retrieval_ndcg(tiny_model, tmp_path, real_text, layout):
+    """On retrieval data the gate measures NDCG@10 of the fp32 and the int8 export, the numbers evaluate gives at the
+    same batch size (dynamic int8 scales activations per batch, so batching moves its vectors a little)."""
+    from bertcli.config import EvaluateConfig, ExportConfig
+    from bertcli.tasks import evaluate
+
+    size = ExportConfig.batch_size
+
+    check = _retrieval_check(real_text, tmp_path, layout)
+    out = tmp_path / "enc"
+    invoke("export", str(tiny_model), "-o", str(out), "--quantize", "int8", "--check", str(check), "--max-drop", "0.5")
+    gate = json.loads((out / "bertcli.json").read_text())["onnx"]["int8"]
+    assert gate["metric"] == "ndcg@10" and gate["kept"] is True and gate["examples"] == 60
+    assert len(gate["data"]["sha256"]) == 64
+    scores = {
+        name: evaluate(
+            EvaluateConfig(model_dir=str(out), input=str(check), backend="onnx", onnx_file=name, batch_size=size)
+        )
+        for name in ("model.onnx", "model.int8.onnx")
+    }
+    assert gate["fp32"] == pytest.approx(scores["model.onnx"]["ndcg@10"], abs=1e-6)
+    assert gate["int8"] == pytest.approx(scores["model.int8.onnx"]["ndcg@10"], abs=1e-6)
+    assert gate["drop"] == pytest.approx(gate["fp32"] - gate["int8"], abs=2e-6)
+    shown = json.loads(invoke("evaluate", str(out), str(check), "--json", "-b", str(size)).stdout)  # its int8 model
+    assert shown["ndcg@10"] == pytest.approx(gate["int8"], abs=1e-6)
+
+
+def test_an_encoders_int8_gate_on_scored_pairs_holds_spearman(tiny_model, tmp_path, real_text):
+    texts = [t for t in real_text.read_text(encoding="utf-8").splitlines() if t.strip()][:41]
+    rows = [{"query": a, "positive": b, "score": float(i % 5)} for i, (a, b) in enumerate(zip(texts, texts[1:]))]
+    check = write_csv(tmp_path / "sts.csv", rows)
+    out = tmp_path / "enc"
+    invoke("export", str(tiny_model), "-o", str(out), "--quantize", "int8", "--check", str(check), "--max-drop", "0.5")
+    gate = json.loads((out / "bertcli.json").read_text())["onnx"]["int8"]
+    assert gate["metric"] == "spearman" and gate["examples"] == 40 and -1 <= gate["int8"] <= 1

@@ -33,13 +33,15 @@ def command(
     check: Annotated[
         str | None,
         typer.Option(
-            help="Labelled data (texts for an encoder) to measure the int8 model on against fp32.", show_default=False
+            help="Labelled data to measure the int8 model on against fp32. Encoders: retrieval data (a BEIR directory"
+            " or query/positive pairs: NDCG@10), scored pairs (Spearman) or plain texts (cosine to the fp32 vectors).",
+            show_default=False,
         ),
     ] = None,
     max_drop: Annotated[
         float | None,
         typer.Option(
-            help=f"Keep int8 only if its metric drops at most this much (accuracy, F1; encoders: 1 - mean cosine). {default(ExportConfig.max_drop)}"
+            help=f"Keep int8 only if its metric drops at most this much (accuracy, F1, NDCG@10; encoders on plain texts: 1 - mean cosine). {default(ExportConfig.max_drop)}"
         ),
     ] = None,
     force: Annotated[

@@ -82,11 +82,17 @@ def root_message(exc: BaseException) -> str:
 
 
 def file_fingerprint(path: str) -> dict[str, Any]:
-    """The resolved path and SHA-256 of a file, recorded in bertcli.json (stdin has no fingerprint)."""
+    """The resolved path and SHA-256 of a file, or of a directory's files and their names (a BEIR directory),
+    recorded in bertcli.json (stdin has no fingerprint)."""
     if path == "-":
         return {"file": "<stdin>"}
+    root = Path(path)
+    files = sorted(f for f in root.rglob("*") if f.is_file()) if root.is_dir() else [root]
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"file": str(Path(path).resolve()), "sha256": digest.hexdigest()}
+    for file in files:
+        if root.is_dir():
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
+    return {"file": str(root.resolve()), "sha256": digest.hexdigest()}

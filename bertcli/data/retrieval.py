@@ -14,6 +14,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bertcli.config import DataOptions
 from bertcli.data.columns import pick_column
@@ -119,14 +120,29 @@ def read_beir(directory: str) -> Retrieval:
     return Retrieval({q: queries[q] for q in qrels}, corpus, qrels, str(root))
 
 
-def read_pairs(path: str, options: DataOptions) -> Retrieval | Similarity:
-    """A pairs table as retrieval data, or as STS pairs when it has a numeric score column."""
+def encoder_data_kind(path: str, options: DataOptions) -> str | None:
+    """What an encoder can be measured on in `path`: 'retrieval' (BEIR, or query/positive pairs), 'similarity'
+    (pairs with a score), or None (plain texts)."""
+    if is_beir(path):
+        return "retrieval"
+    _, columns = _pairs_table(path, options)
+    if columns is None:
+        return None
+    return "similarity" if columns.score is not None else "retrieval"
+
+
+def _pairs_table(path: str, options: DataOptions) -> tuple[Any, PairColumns | None]:
     from bertcli.data.tables import load_table
 
     table = load_table(path, options)
     features = table.dataset.features
     numeric = [n for n in table.dataset.column_names if getattr(features[n], "dtype", "").startswith(("int", "float"))]
-    columns = pair_columns(table.dataset.column_names, options, path, numeric)
+    return table, pair_columns(table.dataset.column_names, options, path, numeric)
+
+
+def read_pairs(path: str, options: DataOptions) -> Retrieval | Similarity:
+    """A pairs table as retrieval data, or as STS pairs when it has a numeric score column."""
+    table, columns = _pairs_table(path, options)
     if columns is None:
         raise DataError(
             "an encoder is evaluated on retrieval or similarity pairs, and this table has no query and positive columns",

@@ -47,7 +47,7 @@ def export(cfg: ExportConfig) -> OnnxExport:
         section = _graph(source.directory, staging, task.head, cfg.opset)
         refused = None
         if cfg.quantize == "int8":
-            refused = _int8(cfg, staging, meta, section, task.gate_metric(source))
+            refused = _int8(cfg, staging, meta, section, task.gate_metric(source, cfg.check) if cfg.check else None)
         write_meta(staging, dataclasses.replace(meta, onnx=section))
         replace_dir(staging, out)
     except BaseException:

@@ -42,8 +42,8 @@ class Task(Protocol):
     def trains(self, cfg: Any) -> bool:
         """Whether a finetune configuration (its --task, or its data when --task is not given) is this task's."""
 
-    def gate_metric(self, bundle: Any) -> str | None:
-        """What the int8 export gate holds on --check data (None: the vectors' cosine to fp32)."""
+    def gate_metric(self, bundle: Any, check: str) -> str | None:
+        """What the int8 export gate holds on the --check data (None: the vectors' cosine to fp32)."""
 
     def default_metric(self, cfg: Any) -> str:
         """The validation metric that picks the best model of a finetune configuration when --metric is not given."""

@@ -27,7 +27,7 @@ class Classification:
         columns = table.columns(cfg.data, need_label=True)
         return DEFAULT_METRICS[infer_labels(table, columns.label, cfg.data, cfg.task).task]
 
-    def gate_metric(self, bundle: Any) -> str | None:
+    def gate_metric(self, bundle: Any, check: str) -> str | None:
         return GATE_METRICS[bundle.meta.task]
 
     def finetune(self, cfg: Any, callbacks: Any = None) -> Any:

@@ -39,8 +39,12 @@ class Embedding:
 
         return train_embedding(cfg, callbacks)
 
-    def gate_metric(self, bundle: Any) -> str | None:
-        return None
+    def gate_metric(self, bundle: Any, check: str) -> str | None:
+        """NDCG@10 on retrieval data, Spearman on scored pairs; on plain texts, the int8 vectors' cosine to fp32."""
+        from bertcli.config import DataOptions
+        from bertcli.data.retrieval import encoder_data_kind
+
+        return {"retrieval": "ndcg@10", "similarity": "spearman"}.get(encoder_data_kind(check, DataOptions()))
 
     def evaluate(self, cfg: Any) -> dict[str, Any]:
         """Retrieval (a BEIR directory or query/positive pairs, beside BM25) or similarity (pairs with a score)."""

@@ -22,7 +22,7 @@ class Ner:
     def default_metric(self, cfg: Any) -> str:
         return DEFAULT_METRICS["ner"]
 
-    def gate_metric(self, bundle: Any) -> str | None:
+    def gate_metric(self, bundle: Any, check: str) -> str | None:
         return "f1"
 
     def finetune(self, cfg: Any, callbacks: Any = None) -> Any:
