@@ -138,6 +138,30 @@ def test_two_process_finetune_matches_one_process_evaluation(tmp_path, tiny_mode
         assert best[key] == pytest.approx(single[key], abs=1e-9), key
 
 
+def test_two_process_embedding_training_validates_once_and_matches_evaluate(tmp_path, tiny_model):
+    """Contrastive training under `accelerate launch`: each process fills its own duplicate-free batches, the
+    validation retrieves every held-out query once, and its best NDCG@10 is what evaluate measures afterwards."""
+    from test_embedding_train import toy_pairs
+
+    pairs = toy_pairs(48)
+    train, val = write_csv(tmp_path / "pairs.csv", pairs[:36]), write_csv(tmp_path / "val.csv", pairs[36:])
+    out = tmp_path / "emb"
+    args = ["finetune", str(train), "--validation", str(val), "-m", str(tiny_model), "-o", str(out)]
+    result = launch("accelerate", [*args, "--epochs", "3", "-b", "6", "--lr", "2e-3", "--precision", "no"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("emb")) == ["emb"]
+    assert len(bertcli_lines(result.stderr, "batch 6 x 1 accumulation x 2 process(es) = 12, 9 steps (3 epochs)")) == 1
+    meta = json.loads((out / "bertcli.json").read_text())
+    assert [h["examples"] for h in meta["history"]] == [12, 12, 12]  # each validation query once per evaluation
+    best = next(h for h in meta["history"] if h["step"] == meta["best"]["step"])
+    report = CliRunner().invoke(app, ["evaluate", str(out), str(val), "--json", "--precision", "no"])
+    assert report.exit_code == 0, report.stderr
+    single = json.loads(report.stdout)
+    assert single["n"] == 12
+    for key in ("ndcg@10", "mrr@10", "recall@10"):
+        assert best[key] == pytest.approx(single[key], abs=1e-6), key
+
+
 def test_two_process_pretrain_validates_each_held_out_block_once(tmp_path, tiny_model):
     from bertcli.config import DataOptions
     from bertcli.hub import load_tokenizer

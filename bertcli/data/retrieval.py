@@ -125,13 +125,14 @@ def encoder_data_kind(path: str, options: DataOptions) -> str | None:
     (pairs with a score), or None (plain texts)."""
     if is_beir(path):
         return "retrieval"
-    _, columns = _pairs_table(path, options)
+    _, columns = pairs_table(path, options)
     if columns is None:
         return None
     return "similarity" if columns.score is not None else "retrieval"
 
 
-def _pairs_table(path: str, options: DataOptions) -> tuple[Any, PairColumns | None]:
+def pairs_table(path: str, options: DataOptions) -> tuple[Any, PairColumns | None]:
+    """A table and its (query, positive[, negatives][, score]) columns; None when it has no query and positive."""
     from bertcli.data.tables import load_table
 
     table = load_table(path, options)
@@ -142,7 +143,7 @@ def _pairs_table(path: str, options: DataOptions) -> tuple[Any, PairColumns | No
 
 def read_pairs(path: str, options: DataOptions) -> Retrieval | Similarity:
     """A pairs table as retrieval data, or as STS pairs when it has a numeric score column."""
-    table, columns = _pairs_table(path, options)
+    table, columns = pairs_table(path, options)
     if columns is None:
         raise DataError(
             "an encoder is evaluated on retrieval or similarity pairs, and this table has no query and positive columns",

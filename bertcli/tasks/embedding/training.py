@@ -15,8 +15,7 @@ import numpy as np
 from bertcli.config import TASK_DEFAULTS, DataOptions, EmbedOptions, FinetuneConfig
 from bertcli.config.embedding import TRAIN_LENGTH_CAP
 from bertcli.data.columns import Columns
-from bertcli.data.retrieval import PairColumns, pair_columns
-from bertcli.data.tables import load_table
+from bertcli.data.retrieval import PairColumns, pairs_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
 from bertcli.training.batches import NoDuplicateBatches
@@ -41,8 +40,7 @@ class PairData:
 
 
 def read_pairs_table(path: str, options: DataOptions) -> tuple[PairColumns, list[str], list[str], list[list[str]]]:
-    table = load_table(path, options)
-    columns = pair_columns(table.dataset.column_names, options, path)
+    table, columns = pairs_table(path, options)
     if columns is None:
         raise DataError(
             "no query and positive columns",
