@@ -76,7 +76,11 @@ class EmbeddingTraining:
         from bertcli.hub import quiet_transformers
 
         quiet_transformers()
-        return AutoModel.from_pretrained(path)
+        model = AutoModel.from_pretrained(path)
+        pooler = getattr(model, "pooler", None)
+        if pooler is not None:  # pooling the token vectors never reaches it; under DDP it would wait for its gradients
+            pooler.requires_grad_(False)
+        return model
 
     def prepare(self, cfg: FinetuneConfig, data: PairData, tokenizer: Any, model: Any, accelerator: Any) -> Prepared:
         from bertcli.tasks.embedding.contrastive import cached_loss, collate_pairs, encoder, plain_loss, ranking_loss
