@@ -94,7 +94,10 @@ def evaluate(cfg: Any) -> dict[str, Any]:
         mixed = ", ".join(f"{model} ({b.meta.task})" for model, (b, _) in zip(models, opened))
         raise UsageError(f"models of different tasks cannot be averaged: {mixed}", hint="evaluate them separately")
     task = opened[0][1]
-    reports = [task.evaluate(dataclasses.replace(cfg, model_dir=model, others=[])) for model in models]
+    reports = [
+        task.evaluate(dataclasses.replace(cfg, model_dir=model, others=[]), bundle)
+        for model, (bundle, _) in zip(models, opened)
+    ]
     if len(reports) == 1:
         return reports[0]
     return {

@@ -50,7 +50,8 @@ class Task(Protocol):
 
     def finetune(self, cfg: Any, callbacks: Any = None) -> Any: ...
 
-    def evaluate(self, cfg: Any) -> dict[str, Any]: ...
+    def evaluate(self, cfg: Any, bundle: Any) -> dict[str, Any]:
+        """The metrics report of the opened `bundle` (cfg.model_dir) on cfg.input."""
 
     def predict(self, cfg: Any, bundle: Any) -> Any: ...
 

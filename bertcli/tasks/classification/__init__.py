@@ -35,10 +35,10 @@ class Classification:
 
         return train_classifier(cfg, callbacks)
 
-    def evaluate(self, cfg: Any) -> dict[str, Any]:
+    def evaluate(self, cfg: Any, bundle: Any) -> dict[str, Any]:
         from bertcli.tasks.classification.evaluate import evaluate_classifier
 
-        return evaluate_classifier(cfg)
+        return evaluate_classifier(cfg, bundle)
 
     def predict(self, cfg: Any, bundle: Any) -> Any:
         from bertcli.tasks.classification.predict import predict_labels

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.bundle import Bundle
 from bertcli.config import DataOptions, EvaluateConfig
 from bertcli.data.labels import LabelSpec, encode_labels
 from bertcli.data.tables import load_table
@@ -16,11 +17,11 @@ from bertcli.tasks.classification.scores import decisions
 from bertcli.tasks.contract import options_for
 
 
-def evaluate_classifier(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_classifier(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
     """Score a saved model on labelled data. Under a launch the examples are dealt out and each is scored once."""
     from bertcli.reports.metrics import report_for_task
 
-    classifier = Classifier(cfg.model_dir, **options_for(Classifier, cfg))
+    classifier = Classifier(bundle, **options_for(Classifier, cfg))
     use_threads(cfg.threads)
     spec = classifier.spec
     options = cfg.data

@@ -46,11 +46,11 @@ class Embedding:
 
         return {"retrieval": "ndcg@10", "similarity": "spearman"}.get(encoder_data_kind(check, DataOptions()))
 
-    def evaluate(self, cfg: Any) -> dict[str, Any]:
+    def evaluate(self, cfg: Any, bundle: Any) -> dict[str, Any]:
         """Retrieval (a BEIR directory or query/positive pairs, beside BM25) or similarity (pairs with a score)."""
         from bertcli.tasks.embedding.evaluate import evaluate_encoder
 
-        return evaluate_encoder(cfg)
+        return evaluate_encoder(cfg, bundle)
 
     def predict(self, cfg: Any, bundle: Any) -> Any:
         raise _no_head(cfg.model_dir)

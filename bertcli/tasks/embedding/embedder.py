@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.bundle import Bundle
 from bertcli.config import BATCH_TOKENS, EmbedOptions
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.batching import batches_for, run_batches
@@ -106,16 +107,19 @@ class Embedder:
     request_options: frozenset[str] = frozenset()
 
     def __init__(
-        self, model: str | None = None, opts: EmbedOptions | None = None, onnx_file: str | None = None, **options: Any
+        self,
+        model: Bundle | str | None = None,
+        opts: EmbedOptions | None = None,
+        onnx_file: str | None = None,
+        **options: Any,
     ) -> None:
-        from bertcli.bundle import Bundle
         from bertcli.hub import resolve_model
         from bertcli.inference.loading import open_model
 
         self.opts = opts = opts or EmbedOptions(**options)
         opts.validate()
-        self.path = resolve_model(model)
-        bundle = Bundle.open(self.path)
+        bundle = model if isinstance(model, Bundle) else Bundle.open(resolve_model(model))
+        self.path = str(bundle.directory)
         config, limit = bundle.config, bundle.limit
         if opts.max_length is not None and opts.max_length > limit:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {limit}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.bundle import Bundle
 from bertcli.config import EmbedOptions, EvaluateConfig
 from bertcli.data.retrieval import Retrieval, Similarity, is_beir, read_beir, read_pairs
 from bertcli.reports.retrieval import DEPTH, positive_ranks, retrieval_metrics, similarity_metrics, top_k
@@ -17,17 +18,17 @@ log = logging.getLogger("bertcli")
 WORST_SHOWN = 3  # the top documents an --errors record shows beside the positive
 
 
-def evaluate_encoder(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_encoder(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
     """Retrieval metrics (and BM25's on the same data) or STS correlations of an encoder's cosine similarity."""
     data = read_beir(cfg.input) if is_beir(cfg.input) else read_pairs(cfg.input, cfg.data)
     options = EmbedOptions(
-        **sentence_transformers_pooling(cfg.model_dir),
+        **sentence_transformers_pooling(bundle.directory),
         batch_size=cfg.batch_size,
         precision=cfg.precision,
         backend=cfg.backend,
         threads=cfg.threads,
     )
-    embedder = Embedder(cfg.model_dir, options, onnx_file=cfg.onnx_file)
+    embedder = Embedder(bundle, options, onnx_file=cfg.onnx_file)
     use_threads(cfg.threads)
     head = {"model": str(cfg.model_dir), "data": cfg.input}
     if isinstance(data, Similarity):

@@ -30,10 +30,10 @@ class Ner:
 
         return train_tagger(cfg, callbacks)
 
-    def evaluate(self, cfg: Any) -> dict[str, Any]:
+    def evaluate(self, cfg: Any, bundle: Any) -> dict[str, Any]:
         from bertcli.tasks.ner.evaluate import evaluate_tagger
 
-        return evaluate_tagger(cfg)
+        return evaluate_tagger(cfg, bundle)
 
     def predict(self, cfg: Any, bundle: Any) -> Any:
         from bertcli.tasks.ner.predict import predict_entities

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from bertcli.bundle import Bundle
 from bertcli.config import EvaluateConfig
 from bertcli.runtime.device import use_threads
 from bertcli.runtime.distributed import across_processes
@@ -18,9 +19,9 @@ from bertcli.tasks.ner.sentence import Sentence
 log = logging.getLogger("bertcli")
 
 
-def evaluate_tagger(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate_tagger(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
     """Under a launch the sentences are dealt out among the processes and each is tagged once."""
-    tagger = Tagger(cfg.model_dir, **options_for(Tagger, cfg))
+    tagger = Tagger(bundle, **options_for(Tagger, cfg))
     use_threads(cfg.threads)
     corpus = read_corpus(cfg.input, format_name(cfg.data.format), cfg.scheme)
     gold = in_scheme(corpus.sentences, corpus.scheme, tagger.scheme)
