@@ -17,9 +17,7 @@ class ExportConfig:
     model_dir: str = required("MODEL_DIR")
     output: str | None = None  # None: MODEL_DIR/onnx
     quantize: str = checked("none", choices=QUANTIZATIONS)
-    check: str | None = (
-        None  # labelled data the int8 model is measured on against fp32 (encoders: retrieval, scored pairs or texts)
-    )
+    check: str | None = None  # labelled data for the int8 gate (encoders: retrieval data, scored pairs or texts)
     max_drop: float = checked(0.01, SHARE)  # the int8 model is kept if its metric drops at most this much
     force: bool = False
     opset: int | None = checked(None, POSITIVE)  # None: the exporter's default
