@@ -119,3 +119,14 @@ def front_matter(card: str) -> dict:
 
     assert card.startswith("---\n")
     return yaml.safe_load(card.split("---\n")[1])
+
+
+def assert_same_weights(first: Path, second: Path, atol: float = 1e-6) -> None:
+    """Two saved models hold the same tensors (resume tests: an interrupted and resumed run equals an uninterrupted one)."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import sentiment_rows, write_csv
+from helpers import assert_same_weights, sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
@@ -194,7 +194,6 @@ def test_regression_bundle_and_predictions(tmp_path, tiny_model):
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, val_split):
     """Stop after k steps (Ctrl-C), resume with --resume auto: the weights equal an uninterrupted run's, both the
     best-on-validation ones and, with nothing held out, the last ones (which show the order of every later epoch)."""
-    from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "train.csv", sentiment_rows(96))
     settings = dict(epochs=3, batch_size=16, lr=5e-3, val_split=val_split)  # 6 steps per epoch: stop mid-epoch 2
@@ -210,11 +209,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, val_split):
     assert (tmp_path / "split.incomplete" / "checkpoints" / "step-0000008").is_dir()
     resumed = finetune(_config(train, tmp_path / "split", tiny_model, resume="auto", **settings))
     assert resumed.meta.run["steps"] == whole.meta.run["steps"] == 18
-    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
-    b = load_file(str(tmp_path / "split" / "model.safetensors"))
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
     assert [h["accuracy"] for h in resumed.meta.history] == [h["accuracy"] for h in whole.meta.history]
 
 

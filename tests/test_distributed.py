@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import sentiment_rows, write_csv
+from helpers import assert_same_weights, sentiment_rows, write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
@@ -252,7 +252,6 @@ def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, t
     import time
 
     import psutil
-    from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "train.csv", sentiment_rows(160, seed=3))
     args = [
@@ -310,13 +309,7 @@ def test_two_process_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert len(bertcli_lines(resumed.stderr, "resum")) >= 1, resumed.stderr[-3000:]
 
-    a, b = (
-        load_file(str(tmp_path / "whole" / "model.safetensors")),
-        load_file(str(tmp_path / "split" / "model.safetensors")),
-    )
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
     assert json.loads((tmp_path / "split" / "bertcli.json").read_text())["steps"] == 40  # 160 / (4 x 2) x 2 epochs
 
 

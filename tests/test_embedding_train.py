@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import WORDS, write_csv
+from helpers import WORDS, assert_same_weights, write_csv
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
@@ -173,7 +173,6 @@ def test_matryoshka_prefixes_are_trained(tmp_path, tiny_model):
     ids=["cached", "mined", "cached-mined"],
 )
 def test_resume_ends_with_identical_weights(tmp_path, tiny_model, options):
-    from safetensors.numpy import load_file
 
     train = write_csv(tmp_path / "pairs.csv", toy_pairs())
     settings = dict(epochs=4, val_split=0.0, **options)  # no validation: the last weights, the whole trajectory
@@ -187,13 +186,7 @@ def test_resume_ends_with_identical_weights(tmp_path, tiny_model, options):
         finetune(config(train, tmp_path / "split", tiny_model, **settings), Callbacks(on_step=stop_at_7))
     resumed = finetune(config(train, tmp_path / "split", tiny_model, resume="auto", **settings))
     assert resumed.meta.run["steps"] == whole.meta.run["steps"]
-    a, b = (
-        load_file(str(tmp_path / "whole" / "model.safetensors")),
-        load_file(str(tmp_path / "split" / "model.safetensors")),
-    )
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
 
 
 def test_finetune_detects_pairs_and_refuses_an_empty_side(tmp_path, tiny_model):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import assert_same_weights
 from typer.testing import CliRunner
 
 from bertcli.cli.main import app
@@ -458,7 +459,6 @@ def test_streaming_holds_out_the_same_validation_slice(tmp_path, tiny_model):
 @pytest.mark.parametrize("streaming", [False, True])
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
     """Stop at step 5 (Ctrl-C), resume with --resume auto: weights and evaluations equal an uninterrupted run's."""
-    from safetensors.numpy import load_file
 
     corpus = write_corpus(tmp_path / "c.txt", DOCS * 30)
 
@@ -492,13 +492,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_model, streaming):
         not (tmp_path / "split").exists() and (tmp_path / "split.incomplete" / "checkpoints" / "step-0000005").is_dir()
     )
     resumed = pretrain(config("split", resume="auto"))
-    a, b = (
-        load_file(str(tmp_path / "whole" / "model.safetensors")),
-        load_file(str(tmp_path / "split" / "model.safetensors")),
-    )
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=0, atol=1e-6, err_msg=key)
+    assert_same_weights(tmp_path / "whole", tmp_path / "split")
     assert [h["loss"] for h in resumed.meta.history] == pytest.approx([h["loss"] for h in whole.meta.history], abs=1e-6)
 
 

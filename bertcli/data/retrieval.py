@@ -151,13 +151,18 @@ def read_pairs(path: str, options: DataOptions) -> Retrieval | Similarity:
             hint=f"columns are: {', '.join(table.dataset.column_names)}; name them query/anchor and positive, "
             "or pass --text-column and --text-pair-column; to classify, fine-tune it first (bertcli finetune --model DIR)",
         )
-    from bertcli.data.columns import Columns
-
-    first, second = table.texts(Columns(columns.query, columns.positive))
+    first, second, negatives = pair_texts(table, columns)
     if columns.score is not None:
         return Similarity(first, second, [float(s) for s in table.dataset[columns.score]], path)
-    negatives = [table.texts(Columns(n))[0] for n in columns.negatives]
     return pairs_retrieval(first, second, negatives, path)
+
+
+def pair_texts(table: Any, columns: PairColumns) -> tuple[list[str], list[str], list[list[str]]]:
+    """The queries, the positives, and each negative column's texts, of a table read by `pairs_table`."""
+    from bertcli.data.columns import Columns
+
+    queries, positives = table.texts(Columns(columns.query, columns.positive))
+    return queries, positives, [table.texts(Columns(n))[0] for n in columns.negatives]
 
 
 def pairs_retrieval(

@@ -14,8 +14,7 @@ import numpy as np
 
 from bertcli.config import TASK_DEFAULTS, DataOptions, EmbedOptions, FinetuneConfig
 from bertcli.config.embedding import TRAIN_LENGTH_CAP
-from bertcli.data.columns import Columns
-from bertcli.data.retrieval import PairColumns, pairs_table
+from bertcli.data.retrieval import PairColumns, pair_texts, pairs_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
 from bertcli.training.batches import NoDuplicateBatches
@@ -48,8 +47,7 @@ def read_pairs_table(path: str, options: DataOptions) -> tuple[PairColumns, list
             hint=f"columns are: {', '.join(table.dataset.column_names)}; name them query (or anchor) and positive, "
             "or pass --text-column and --text-pair-column",
         )
-    queries, positives = table.texts(Columns(columns.query, columns.positive))
-    negatives = [table.texts(Columns(n))[0] for n in columns.negatives]
+    queries, positives, negatives = pair_texts(table, columns)
     return columns, queries, positives, [list(row) for row in zip(*negatives)] if negatives else [[]] * len(queries)
 
 
