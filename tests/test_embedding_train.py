@@ -86,7 +86,7 @@ def test_the_cached_loss_gives_the_plain_loss_gradients(tiny_model):
 
 
 def test_hard_negatives_exclude_the_positive_and_the_margin_band():
-    from bertcli.tasks.embedding.mining import mine
+    from bertcli.training.negatives import mine
 
     query = np.array([[1.0, 0.0]])
     angles = [0.30, 0.05, 0.10, 0.40, 0.50, 0.60, 0.70, 0.80]  # cosines 0.955, 0.999, 0.995, 0.921, ...

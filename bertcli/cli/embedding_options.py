@@ -1,5 +1,5 @@
-"""finetune's options for embedding models (contrastive training on query/positive pairs), declared once; `tune`
-takes them with the rest of finetune's."""
+"""finetune's options for embedding models (contrastive training on query/positive pairs) and rerankers, and the
+first-stage options evaluate shares with them, declared once; `tune` takes them with the rest of finetune's."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import default
-from bertcli.config.embedding import EmbeddingOptions
+from bertcli.config.embedding import EmbeddingOptions, MiningOptions
+from bertcli.config.rerank import CANDIDATES, RERANK_NEGATIVES, RerankOptions
 
-EMBEDDING = "Embedding models (query/positive pairs)"
+EMBEDDING = "Embedding models and rerankers (query/positive pairs)"
 
 LossScaleOpt = Annotated[
     float | None,
@@ -47,21 +48,45 @@ MatryoshkaDimsOpt = Annotated[
 HardNegativesOpt = Annotated[
     int | None,
     typer.Option(
-        help=f"Mine this many negatives per query with the starting model before training. {default(EmbeddingOptions.hard_negatives)}",
+        help="Mine this many negatives per query before training: with the starting model (embedding) or the "
+        f"--retriever (rerank). [default: embedding 0, rerank {RERANK_NEGATIVES}]",
         rich_help_panel=EMBEDDING,
     ),
 ]
 NegativeSkipOpt = Annotated[
     int | None,
     typer.Option(
-        help=f"Mining skips the candidates ranked this high (likely unlabelled positives). {default(EmbeddingOptions.negative_skip)}",
+        help=f"Mining skips the candidates ranked this high (likely unlabelled positives). {default(MiningOptions.negative_skip)}",
         rich_help_panel=EMBEDDING,
     ),
 ]
 NegativeMarginOpt = Annotated[
     float | None,
     typer.Option(
-        help=f"Mining skips candidates scoring within this cosine of the positive. {default(EmbeddingOptions.negative_margin)}",
+        help=f"Mining skips candidates scoring within this cosine of the positive. {default(MiningOptions.negative_margin)}",
+        rich_help_panel=EMBEDDING,
+    ),
+]
+RerankLossOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Rerankers: listwise (softmax over each query's positive and negatives) or bce (each pair alone). "
+        f"{default(RerankOptions.rerank_loss)}",
+        rich_help_panel=EMBEDDING,
+    ),
+]
+RetrieverOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Rerankers: the first-stage encoder (a model directory) that mines training negatives, or that evaluate "
+        "retrieves the candidates with. [default: finetune: the base model; evaluate: BM25]",
+        rich_help_panel=EMBEDDING,
+    ),
+]
+CandidatesOpt = Annotated[
+    int | None,
+    typer.Option(
+        help=f"Rerankers: how many first-stage candidates per query are reranked. [default: {CANDIDATES}]",
         rich_help_panel=EMBEDDING,
     ),
 ]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bertcli.cli.embedding_options import CandidatesOpt, RetrieverOpt
 from bertcli.cli.options import (
     AggregateOpt,
     BackendOpt,
@@ -40,6 +41,7 @@ Examples:
   bertcli evaluate runs/sentiment test.csv --plots reports/   # + confusion_matrix.png
   bertcli evaluate runs/ner test.conll -o reports/ner/   # a directory: report.json + f1_per_type.png
   bertcli evaluate runs/emb data/docstrings/test --errors worst.jsonl   # an encoder: retrieval (BEIR or pairs) vs BM25
+  bertcli evaluate runs/rerank data/docstrings/test --retriever runs/emb   # a reranker: before/after its first stage
 """
 
 
@@ -87,12 +89,15 @@ def command(
     long_text: LongTextOpt = None,
     stride: StrideOpt = None,
     aggregate: AggregateOpt = None,
+    retriever: RetrieverOpt = None,
+    candidates: CandidatesOpt = None,
 ) -> None:
     """Evaluate a fine-tuned model: accuracy, precision/recall/F1, MCC, per-class table and confusion matrix.
 
     For a token classifier (NER): entity-level precision/recall/F1 (seqeval, default and strict mode) overall and per type.
     For an encoder: NDCG@10, MRR@10, MAP@100, Recall@1/10/100 beside BM25 on a BEIR directory or query/positive pairs;
     Spearman/Pearson of the cosine on sentence pairs with a score.
+    For a reranker: NDCG@10, MRR@10 and Recall@10 of the first stage (BM25 or --retriever) before and after reranking.
     """
     values = {k: v for k, v in locals().items() if k not in ("config", "paths")}
     from bertcli.config import build_config

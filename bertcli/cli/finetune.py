@@ -15,6 +15,8 @@ from bertcli.cli.embedding_options import (
     MiniBatchSizeOpt,
     NegativeMarginOpt,
     NegativeSkipOpt,
+    RerankLossOpt,
+    RetrieverOpt,
     SymmetricOpt,
 )
 from bertcli.cli.options import (
@@ -70,6 +72,7 @@ Examples:
   bertcli finetune train.conll --validation dev.conll -o runs/ner   # NER (CoNLL or JSONL tokens/spans)
   bertcli finetune pairs.csv -o runs/emb   # query,positive[,negative] columns: an embedding model
   bertcli finetune pairs.csv -o runs/emb --batch-size 256 --mini-batch-size 32 --matryoshka-dims 384,128
+  bertcli finetune pairs.csv --task rerank -o runs/rerank --retriever runs/emb   # a cross-encoder reranker
 """
 
 
@@ -126,9 +129,12 @@ def command(
     hard_negatives: HardNegativesOpt = None,
     negative_skip: NegativeSkipOpt = None,
     negative_margin: NegativeMarginOpt = None,
+    rerank_loss: RerankLossOpt = None,
+    retriever: RetrieverOpt = None,
 ) -> None:
     """Fine-tune a BERT model for sequence classification (single-label, multi-label, regression), NER, or
-    embeddings (contrastive, on query/positive pairs: a sentence-transformers model)."""
+    embeddings (contrastive, on query/positive pairs: a sentence-transformers model), or a reranker (a cross-encoder,
+    on query/positive pairs with mined negatives, or query/document/label rows)."""
     values = {k: v for k, v in locals().items() if k != "config"}
     from bertcli.config import FinetuneConfig, build_config
     from bertcli.runtime.accelerator import is_main_process

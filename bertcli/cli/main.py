@@ -125,9 +125,9 @@ def root(
 
 
 def _register() -> None:
-    from bertcli.cli import embed, env, evaluate, export, finetune, predict, pretrain, serve, tokenize, tune
+    from bertcli.cli import embed, env, evaluate, export, finetune, predict, pretrain, rerank, serve, tokenize, tune
 
-    for module in (tokenize, embed, pretrain, finetune, tune, evaluate, predict, export, serve, env):
+    for module in (tokenize, embed, pretrain, finetune, tune, evaluate, predict, rerank, export, serve, env):
         app.command(name=module.NAME, epilog=module.EXAMPLES)(guarded(module.command))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TASKS = ("single_label", "multi_label", "regression", "ner", "embedding")
+TASKS = ("single_label", "multi_label", "regression", "ner", "embedding", "rerank")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 BACKENDS = ("auto", "torch", "onnx")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")

@@ -1,4 +1,5 @@
-"""The options of contrastive embedding training (finetune on query/positive pairs) and their defaults."""
+"""The options of contrastive embedding training (finetune on query/positive pairs), hard-negative mining (embedding
+models and rerankers), and their defaults."""
 
 from __future__ import annotations
 
@@ -30,9 +31,6 @@ class EmbeddingOptions:
     symmetric: bool = False  # also rank the queries for each positive
     mini_batch_size: int | None = checked(None, POSITIVE)  # the cached (gradient-cache) loss's forward chunk
     matryoshka_dims: str | None = None  # "384,256,128,64": prefixes trained to work alone
-    hard_negatives: int = checked(0, NON_NEGATIVE)  # mined per query with the starting model
-    negative_skip: int = checked(NEGATIVE_SKIP, NON_NEGATIVE)
-    negative_margin: float = checked(NEGATIVE_MARGIN, NON_NEGATIVE)
 
     def validate(self) -> None:
         validate(self)
@@ -51,3 +49,12 @@ class EmbeddingOptions:
                 f"--matryoshka-dims takes distinct positive sizes such as 384,256,128,64, got {self.matryoshka_dims!r}"
             )
         return sorted(dims, reverse=True)
+
+
+@dataclass
+class MiningOptions:
+    """Hard negatives mined per query with a first-stage encoder, for embedding models and rerankers."""
+
+    hard_negatives: int | None = checked(None, NON_NEGATIVE)  # None: the task's (embedding 0, reranker 7)
+    negative_skip: int = checked(NEGATIVE_SKIP, NON_NEGATIVE)
+    negative_margin: float = checked(NEGATIVE_MARGIN, NON_NEGATIVE)

@@ -19,6 +19,7 @@ from bertcli.config.common import (
     DataOptions,
 )
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, checked, required, validate
+from bertcli.config.rerank import CANDIDATES
 from bertcli.errors import UsageError
 
 REPORT_FORMATS = ("table", "json")  # how evaluate prints its report on stdout; the first is the default
@@ -43,6 +44,8 @@ class EvaluateConfig:
     stride: int | None = checked(None, NON_NEGATIVE)
     aggregate: str | None = checked(None, choices=AGGREGATES)
     onnx_file: str | None = None  # an export's other model file (export's int8 check); no command-line option
+    retriever: str | None = None  # rerankers: the first-stage encoder (None: BM25)
+    candidates: int = checked(CANDIDATES, POSITIVE)  # rerankers: first-stage candidates reranked per query
     data: DataOptions = field(default_factory=DataOptions)
 
     def validate(self) -> None:
@@ -96,6 +99,28 @@ class PredictConfig:
             return self.output_format
         suffix = Path(self.output).suffix.lower().lstrip(".") if self.output else ""
         return suffix if suffix in ("csv", "tsv") else "jsonl"
+
+
+@dataclass
+class RerankConfig:
+    """`bertcli rerank`: one query's candidate texts (--query), or a JSONL file of {"query", "texts"} records."""
+
+    model_dir: str = required("MODEL_DIR")
+    input: str | None = None  # None or '-': stdin
+    output: str | None = None  # None: stdout
+    query: str | None = None
+    raw_scores: bool = False  # the logits, not their sigmoid
+    batch_size: int = checked(32, POSITIVE)
+    max_length: int | None = checked(None, POSITIVE)  # None: the length the model was trained with
+    precision: str = checked("auto", choices=PRECISIONS)
+    backend: str = checked("auto", choices=BACKENDS)
+    threads: int | None = checked(None, POSITIVE)
+    data: DataOptions = field(default_factory=DataOptions)
+
+    def validate(self) -> None:
+        validate(self)
+        if self.query is not None and not self.query.strip():
+            raise UsageError("--query is empty", hint="give the text to rank the candidates for")
 
 
 @dataclass

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bertcli.config.common import AGGREGATES, LEXICAL, LONG_TEXT, PRECISIONS, TASKS, TRACKERS, DataOptions
-from bertcli.config.embedding import EMBEDDING_DEFAULTS, EmbeddingOptions
+from bertcli.config.embedding import EMBEDDING_DEFAULTS, EmbeddingOptions, MiningOptions
 from bertcli.config.fields import NON_NEGATIVE, OPEN_SHARE, POSITIVE, SHARE, checked, required, validate
+from bertcli.config.rerank import RERANK_DEFAULTS, RerankOptions
 from bertcli.errors import UsageError
 
 # Each task's training defaults, for the options left unset (None). Classification: tuned on Rotten Tomatoes with
@@ -19,6 +20,7 @@ TASK_DEFAULTS = {
     "classification": {"lr": 1e-4},  # epochs: classification_epochs (3, or more on small data)
     "ner": {"lr": 3e-4, "batch_size": 16, "epochs": 3.0},
     "embedding": EMBEDDING_DEFAULTS,
+    "rerank": RERANK_DEFAULTS,
 }
 # Classification's batch size: 32, or 16 when 32 would give the run fewer than MIN_STEPS optimizer steps. Measured
 # (bench/long.py, 3 seeds): 24 steps of 32 left 248 movie documents at 0.69 accuracy, 42 steps of 16 reached 0.81.
@@ -26,6 +28,7 @@ BATCH_SIZE, SMALL_DATA_BATCH_SIZE, MIN_STEPS = 32, 16, 150
 # the validation metric that picks the best model when --metric is not given, by kind of labels
 DEFAULT_METRICS = {
     "single_label": "accuracy", "multi_label": "f1_micro", "regression": "mse", "ner": "f1", "embedding": "ndcg@10",
+    "reranker": "ndcg@10",
 }  # fmt: skip
 # what each kind of model's validation reports during training (reports/metrics.py, tasks/ner/entities.py): --metric
 # names one of them, checked before any training
@@ -37,6 +40,7 @@ VALIDATION_METRICS = {
     "regression": ("loss", "mse", "rmse", "mae", "r2", "pearson", "spearman"),
     "ner": ("loss", "f1", "precision", "recall", "accuracy", "strict_f1"),
     "embedding": ("ndcg@10", "mrr@10", "recall@10"),  # each validation query against every validation positive
+    "reranker": ("ndcg@10", "mrr@10", "recall@10"),  # each validation query's first-stage candidates, reranked
 }  # fmt: skip
 # pretrain --preset: the BERT miniatures' shapes (Turc et al. 2019): layers, hidden size; heads = hidden/64,
 # feed-forward = 4 x hidden
@@ -171,6 +175,8 @@ class FinetuneConfig:
     ner: NerOptions = field(default_factory=NerOptions)
     windows: WindowOptions = field(default_factory=WindowOptions)
     embedding: EmbeddingOptions = field(default_factory=EmbeddingOptions)
+    mining: MiningOptions = field(default_factory=MiningOptions)
+    rerank: RerankOptions = field(default_factory=RerankOptions)
 
     def validate(self) -> None:
         validate(self)

@@ -37,6 +37,19 @@ def top_k(
     return np.concatenate(indices), np.concatenate(scores)
 
 
+def bm25_rankings(data: Any, depth: int = DEPTH) -> dict[str, list[str]]:
+    """The lexical baseline: bm25s (Okapi BM25, English stopwords removed) over the same corpus."""
+    import bm25s
+
+    doc_ids, query_ids = list(data.corpus), list(data.queries)
+    retriever = bm25s.BM25()
+    corpus_tokens = bm25s.tokenize([data.corpus[d] for d in doc_ids], stopwords="en", show_progress=False)
+    retriever.index(corpus_tokens, show_progress=False)
+    query_tokens = bm25s.tokenize([data.queries[q] for q in query_ids], stopwords="en", show_progress=False)
+    found, _ = retriever.retrieve(query_tokens, k=min(depth, len(doc_ids)), show_progress=False, n_threads=1)
+    return {q: [doc_ids[i] for i in row] for q, row in zip(query_ids, np.asarray(found))}
+
+
 def query_metrics(ranked: Sequence[str], relevant: Mapping[str, float]) -> dict[str, float]:
     """One query's metrics from its ranked document ids and its judged documents (relevance > 0 counts)."""
     gains = {doc: float(rel) for doc, rel in relevant.items() if rel > 0}

@@ -1,4 +1,4 @@
-"""The HTTP API: OpenAI-compatible /v1/embeddings, TEI-shaped /predict and /tokenize, /health, /info, /metrics.
+"""The HTTP API: OpenAI-compatible /v1/embeddings, TEI-shaped /predict, /rerank and /tokenize, /health, /info, /metrics.
 
 Every error is one JSON body in OpenAI's shape with a 4xx (or 503 when overloaded or shutting down); an internal
 failure is logged and answered with one JSON 500, and the server stays up. /docs is left out: its assets come
@@ -28,12 +28,13 @@ from bertcli.serve.schemas import (
     ApiError,
     EmbeddingsRequest,
     PredictRequest,
+    RerankRequest,
     TokenizeRequest,
 )
 from bertcli.version import __version__
 
 log = logging.getLogger("bertcli")
-ROUTES = {"embeddings": "/v1/embeddings", "predict": "/predict"}
+ROUTES = {"embeddings": "/v1/embeddings", "predict": "/predict", "rerank": "/rerank"}
 
 
 @dataclass
@@ -116,6 +117,7 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | 
     app.state.server = state
     install_error_handlers(app)
     _routes(app, state)
+    _rerank_route(app, state)
     _status_routes(app, state)
     return Guard(app, state)
 
@@ -186,6 +188,35 @@ def _routes(app: Any, state: ServerState) -> None:
         request.state.inputs = len(texts)
         tokens = [_tokens(e) for e in model.encoder.encodings(texts, body.add_special_tokens)]
         return tokens[0] if isinstance(body.inputs, str) else tokens
+
+
+def _rerank_route(app: Any, state: ServerState) -> None:
+    @app.post("/rerank")
+    async def rerank(body: RerankRequest, request: Request) -> Any:
+        """TEI's rerank: the texts' indices and scores, best first; a pair past the model's length is cut and
+        flagged, or refused with 413 when the request says `truncate: false`."""
+        model = state.model(body.model, "rerank")
+        if not body.query.strip():
+            raise ApiError(422, "the query is empty", "empty_input")
+        inputs = [(body.query, text) for text in body.texts]
+        if body.truncate is False:
+            state.check_count(len(inputs))
+            _refuse_long(model, body.query, body.texts)
+        request.state.inputs = len(inputs)
+        results, _ = await state.run(model, inputs)
+        return model.predictor.ranked(results, body.texts if body.return_text else None, body.raw_scores)
+
+
+def _refuse_long(model: ServedModel, query: str, texts: list[str]) -> None:
+    lengths = model.encoder.lengths([query] * len(texts), texts)
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    if lengths[longest] > model.max_length:
+        raise ApiError(
+            413,
+            f"text {longest} with the query is {lengths[longest]} tokens; the limit is {model.max_length} "
+            "(send truncate: true to cut it)",
+            "input_too_long",
+        )
 
 
 def _status_routes(app: Any, state: ServerState) -> None:

@@ -42,6 +42,25 @@ class PredictRequest(BaseModel):
         return repaired(value, "/predict")
 
 
+class RerankRequest(BaseModel):
+    """TEI's rerank request: a query and its candidate texts; `truncate` false refuses a pair past the model's
+    length (TEI's behaviour), left out it cuts the pair and flags the result."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str
+    texts: list[str]
+    model: str | None = None
+    raw_scores: bool = False
+    return_text: bool = False
+    truncate: bool | None = None
+    truncation_direction: Literal["right", "Right"] = "right"
+
+    @field_validator("query", "texts")
+    @classmethod
+    def _repaired(cls, value):
+        return repaired(value, "/rerank")
+
+
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: str | list[str]

@@ -30,6 +30,12 @@ def _ner() -> Task:
     return TASK
 
 
+def _rerank() -> Task:
+    from bertcli.tasks.rerank import TASK
+
+    return TASK
+
+
 def _embedding() -> Task:
     from bertcli.tasks.embedding import TASK
 
@@ -43,10 +49,11 @@ class TaskEntry:
     task: Callable[[], Task]  # the task object, imported on first use
 
 
-# the first task whose `trains` claims a finetune configuration trains it: NER claims tagged data, embedding a
-# table of query/positive pairs, classification any table, so classification comes last
+# the first task whose `trains` claims a finetune configuration trains it: NER claims tagged data, rerank a table of
+# query/document rows, embedding a table of query/positive pairs, classification any table, so it comes last
 TABLE = (
     TaskEntry("ner", ("ner",), _ner),
+    TaskEntry("rerank", ("reranker",), _rerank),
     TaskEntry("embedding", ("encoder", "pretraining"), _embedding),
     TaskEntry("classification", ("single_label", "multi_label", "regression"), _classification),
 )
@@ -123,3 +130,14 @@ def load(model_dir: str, **options: Any) -> Any:
     """The predictor of a saved model directory (see `contract.Predictor`)."""
     bundle, task = open_bundle(model_dir)
     return task.load(bundle, **options)
+
+
+def rerank_candidates(cfg: Any) -> Any:
+    """`bertcli rerank`: a `Prediction` of each query's candidates, best first; only a reranker's task offers it."""
+    bundle, task = open_bundle(cfg.model_dir)
+    if not hasattr(task, "rerank"):
+        raise UsageError(
+            f"{cfg.model_dir} is a {bundle.meta.task or 'encoder'} model, not a reranker",
+            hint="train one: bertcli finetune pairs.csv --task rerank -o DIR",
+        )
+    return task.rerank(cfg, bundle)

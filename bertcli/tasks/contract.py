@@ -18,7 +18,7 @@ class Predictor(Protocol):
     max_length: int
     encoder: Any  # the TextEncoder: the server counts tokens with it and serves /tokenize
     backend: Any  # the Backend that runs the model (torch or ONNX Runtime)
-    routes: frozenset[str]  # what the server answers with it: "predict" and/or "embeddings"
+    routes: frozenset[str]  # what the server answers with it: "predict", "embeddings", "rerank" (then `ranked` too)
     takes_pairs: bool  # whether an input may be a (text, second text) pair
     request_options: frozenset[str]  # per-request options `records` takes (classifiers: top_k, threshold)
 
@@ -31,6 +31,9 @@ class Predictor(Protocol):
 
     def records(self, results: Sequence[Any], **options: Any) -> list[Any]:
         """`run`'s results as the records the API answers with, shaped by per-request options."""
+
+    # rerankers (routes has "rerank") add `ranked(results, texts=None, raw_scores=False)`: one query's candidates'
+    # results as /rerank's answer, best first
 
 
 class Task(Protocol):

@@ -10,7 +10,7 @@ import numpy as np
 from bertcli.bundle import Bundle
 from bertcli.config import EmbedOptions, EvaluateConfig
 from bertcli.data.retrieval import Retrieval, Similarity, is_beir, read_beir, read_pairs
-from bertcli.reports.retrieval import DEPTH, positive_ranks, retrieval_metrics, similarity_metrics, top_k
+from bertcli.reports.retrieval import DEPTH, bm25_rankings, positive_ranks, retrieval_metrics, similarity_metrics, top_k
 from bertcli.runtime.device import use_threads
 from bertcli.tasks.embedding.embedder import Embedder, embed_shared, sentence_transformers_pooling
 
@@ -63,19 +63,6 @@ def _retrieval(cfg: EvaluateConfig, embedder: Embedder, data: Retrieval, head: d
         _write_errors(cfg.errors, data, query_ids, doc_ids, queries, docs)
         report["errors_file"] = cfg.errors
     return report
-
-
-def bm25_rankings(data: Retrieval, depth: int = DEPTH) -> dict[str, list[str]]:
-    """The lexical baseline: bm25s (Okapi BM25, English stopwords removed) over the same corpus."""
-    import bm25s
-
-    doc_ids, query_ids = list(data.corpus), list(data.queries)
-    retriever = bm25s.BM25()
-    corpus_tokens = bm25s.tokenize([data.corpus[d] for d in doc_ids], stopwords="en", show_progress=False)
-    retriever.index(corpus_tokens, show_progress=False)
-    query_tokens = bm25s.tokenize([data.queries[q] for q in query_ids], stopwords="en", show_progress=False)
-    found, _ = retriever.retrieve(query_tokens, k=min(depth, len(doc_ids)), show_progress=False, n_threads=1)
-    return {q: [doc_ids[i] for i in row] for q, row in zip(query_ids, np.asarray(found))}
 
 
 def _write_errors(path: str, data: Retrieval, query_ids, doc_ids, queries: np.ndarray, docs: np.ndarray) -> None:

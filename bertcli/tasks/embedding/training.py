@@ -120,7 +120,7 @@ class EmbeddingTraining:
         described = {
             "rows": data.rows,
             "columns": data.columns.describe(),
-            "negatives": _describe_negatives(data, mined, emb),
+            "negatives": _describe_negatives(data, mined, cfg.mining),
             "loss": _describe_loss(emb, dims, cached, opts.batch_size),
         }
         return Prepared(
@@ -148,11 +148,11 @@ def _examples(encode: Any, texts: Sequence[Sequence[str]]) -> list[dict[str, Any
 
 def _negatives(cfg, path, pooling, max_length, queries, positives, given) -> tuple[list[list[str]], Any]:
     """Each row's negatives: those the data gives, then --hard-negatives mined with the starting model."""
-    emb = cfg.embedding
+    emb = cfg.mining
     if not emb.hard_negatives:
         return given, None
     from bertcli.tasks.embedding.embedder import Embedder
-    from bertcli.tasks.embedding.mining import mine
+    from bertcli.training.negatives import mine
 
     pool = list(dict.fromkeys([*positives, *(n for row in given for n in row)]))
     position = {text: i for i, text in enumerate(pool)}

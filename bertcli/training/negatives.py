@@ -1,4 +1,5 @@
-"""Hard negatives mined with the starting model: for each query, candidates it ranks high that are not its positive.
+"""Hard negatives mined with a first-stage encoder (embedding training: the starting model; rerankers: the retriever):
+for each query, candidates it ranks high that are not its positive.
 
 The very top of the ranking and anything scoring within a margin of the positive are skipped: in real data those
 are mostly unlabelled positives (near-duplicate documents, paraphrases), and training against them hurts.
@@ -7,7 +8,7 @@ are mostly unlabelled positives (near-duplicate documents, paraphrases), and tra
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +27,9 @@ class Mined:
     positive_score: float  # mean cosine of the queries' positives
     negative_score: float  # mean cosine of the mined negatives
 
-    def describe(self, k: int) -> str:
+    def describe(self, k: int, source: str = "the starting model") -> str:
         return (
-            f"mined {sum(map(len, self.negatives))} hard negatives ({k} per query) with the starting model: mean cosine "
+            f"mined {sum(map(len, self.negatives))} hard negatives ({k} per query) with {source}: mean cosine "
             f"{self.negative_score:.3f} against {self.positive_score:.3f} for the positives; passed over "
             f"{self.skipped_top} top-ranked and {self.skipped_margin} within the margin of the positive"
             + (f"; {self.short} queries got fewer" if self.short else "")
@@ -36,12 +37,13 @@ class Mined:
 
 
 def mine(
-    queries: np.ndarray, candidates: np.ndarray, positives: Sequence[int], k: int, skip: int, margin: float
-) -> Mined:
+    queries: np.ndarray, candidates: np.ndarray, positives: Sequence[int], k: int, skip: int, margin: float,
+    known: Sequence[Collection[int]] | None = None,
+) -> Mined:  # fmt: skip
     """`k` negatives per query among `candidates` (unit vectors; query i's positive is candidates[positives[i]]):
     the best-ranked ones after the `skip` highest-ranked non-positives, leaving out any scoring above the positive's
-    score minus `margin`."""
-    depth = min(len(candidates), skip + k + 64)
+    score minus `margin`, and `known[i]`: the query's other positives."""
+    depth = min(len(candidates), skip + k + 64 + max(map(len, known or [()]), default=0))
     indices, scores = top_k(queries, candidates, depth)
     negatives, top_skips, margin_skips, short, chosen_scores = [], 0, 0, 0, []
     positive_scores = np.einsum("ij,ij->i", queries, candidates[np.asarray(positives)])
@@ -51,7 +53,7 @@ def mine(
         for index, score in zip(ranked, ranked_scores):
             if len(picked) == k:
                 break
-            if index == positives[row]:
+            if index == positives[row] or (known is not None and index in known[row]):
                 continue
             if passed < skip:
                 passed += 1

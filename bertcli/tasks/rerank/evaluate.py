@@ -1,0 +1,72 @@
+"""`bertcli evaluate` on a reranker: a first stage (BM25, or the --retriever encoder) retrieves each query's top
+candidates, the reranker reorders them; the report gives the metrics after, and the first stage's beside them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from bertcli.bundle import Bundle
+from bertcli.config import EvaluateConfig
+from bertcli.data.retrieval import Retrieval, is_beir, read_beir, read_pairs
+from bertcli.errors import DataError
+from bertcli.reports.retrieval import bm25_rankings, retrieval_metrics, top_k
+from bertcli.runtime.device import use_threads
+from bertcli.tasks.contract import options_for
+from bertcli.tasks.rerank.data import first_stage
+from bertcli.tasks.rerank.predictor import Reranker
+
+log = logging.getLogger("bertcli")
+
+
+def evaluate_reranker(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
+    data = read_beir(cfg.input) if is_beir(cfg.input) else read_pairs(cfg.input, cfg.data)
+    if not isinstance(data, Retrieval):
+        raise DataError(
+            "a reranker is evaluated on retrieval data, and this table has a score column",
+            file=cfg.input,
+            hint="give query/positive pairs or a BEIR directory (corpus.jsonl, queries.jsonl, qrels.tsv)",
+        )
+    reranker = Reranker(bundle, **options_for(Reranker, cfg))
+    use_threads(cfg.threads)
+    name, candidates = first_stage_rankings(cfg, data)
+    log.info(
+        "reranking the top %d of %s for %d queries (%d documents)", cfg.candidates, name, len(candidates),
+        len(data.corpus),
+    )  # fmt: skip
+    pairs = [(data.queries[q], data.corpus[d]) for q, docs in candidates.items() for d in docs]
+    results = reranker.run(pairs)
+    reranked, at = {}, 0
+    for query, docs in candidates.items():
+        scores = np.asarray([logit for logit, _ in results[at : at + len(docs)]])
+        reranked[query] = [docs[j] for j in np.argsort(-scores, kind="stable")]
+        at += len(docs)
+    return {
+        "task": "reranking",
+        "model": str(cfg.model_dir),
+        "data": cfg.input,
+        "n": len(candidates),
+        "unit": "queries",
+        **retrieval_metrics(reranked, data.qrels),
+        "baseline": {"name": f"{name} alone", **retrieval_metrics(candidates, data.qrels)},
+        "first_stage": name,
+        "candidates": cfg.candidates,
+        "corpus_size": len(data.corpus),
+        "truncated_pairs": int(sum(cut for _, cut in results)),
+    }
+
+
+def first_stage_rankings(cfg: EvaluateConfig, data: Retrieval) -> tuple[str, dict[str, list[str]]]:
+    """What the first stage is called, and each query's top --candidates documents from it, best first."""
+    if cfg.retriever is None:
+        return "bm25", bm25_rankings(data, cfg.candidates)
+    encoder = first_stage(cfg.retriever, cfg.precision)
+    query_ids, doc_ids = list(data.queries), list(data.corpus)
+    found, _ = top_k(
+        encoder.embed([data.queries[q] for q in query_ids]).vectors,
+        encoder.embed([data.corpus[d] for d in doc_ids]).vectors,
+        cfg.candidates,
+    )
+    return str(cfg.retriever), {q: [doc_ids[i] for i in row] for q, row in zip(query_ids, found)}

@@ -1,0 +1,93 @@
+"""A saved reranker ready for inference: (query, document) pairs in, relevance scores out; `rerank` orders a query's
+candidates (`bertcli rerank`, `bertcli.load(dir).rerank`, serve's /rerank)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from bertcli.bundle import Bundle, bundle_dir
+from bertcli.errors import UsageError
+from bertcli.inference.batching import length_sorted_batches, run_batches
+from bertcli.inference.loading import open_model
+
+
+def sigmoid(logit: float) -> float:
+    """The score TEI and sentence-transformers' CrossEncoder give a one-output model (raw_scores: the logit)."""
+    return float(1.0 / (1.0 + np.exp(-logit)))
+
+
+class Reranker:
+    """Scores (query, document) pairs with a cross-encoder: length-sorted batches, dynamic padding, input order.
+    A pair longer than the model's length is cut at its longer side (as transformers' tokenizers cut pairs) and
+    flagged `truncated`."""
+
+    kind = "reranker"  # what /info calls it
+    routes = frozenset({"rerank", "predict"})
+    takes_pairs = True
+    request_options: frozenset[str] = frozenset()
+    labels: list[str] = []
+
+    def __init__(
+        self,
+        model: Bundle | str,
+        *,
+        precision: str = "auto",
+        batch_size: int = 32,
+        max_length: int | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        onnx_file: str | None = None,
+    ) -> None:
+        self.bundle = bundle = model if isinstance(model, Bundle) else Bundle.open(bundle_dir(model))
+        self.meta = bundle.meta
+        if max_length is not None and max_length > bundle.limit:
+            raise UsageError(f"--max-length {max_length} exceeds the model's limit of {bundle.limit}")
+        self.max_length = max_length or min(self.meta.max_length or bundle.limit, bundle.limit)
+        self.batch_size = batch_size
+        self.backend, self.encoder = open_model(
+            bundle, "sequence-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
+        )
+
+    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[float, bool]]:
+        """Per (query, document), in order: the model's logit and whether the pair was cut."""
+        if not inputs:
+            return []
+        has_pairs = any(pair is not None for _, pair in inputs)
+        encoded = self.encoder.encode([t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None)
+        batches = length_sorted_batches(encoded.lengths, self.batch_size)
+        rows = run_batches(self.backend, encoded, self.encoder.specials.pad, batches)
+        return [(float(row[0]), cut) for row, cut in zip(rows, encoded.truncated)]
+
+    def records(self, results: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
+        """`bertcli predict`'s record per pair: its relevance score (0..1)."""
+        return [{"score": round(sigmoid(logit), 6), **({"truncated": True} if cut else {})} for logit, cut in results]
+
+    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        return self.records(self.run(list(zip(texts, pairs if pairs is not None else [None] * len(texts)))))
+
+    def ranked(
+        self, results: Sequence[tuple[float, bool]], texts: Sequence[str] | None = None, raw_scores: bool = False
+    ) -> list[dict[str, Any]]:
+        """`run`'s results for one query's candidates, best first (ties in input order): TEI's rerank answer,
+        {"index", "score"[, "text"][, "truncated"]}; `texts` adds each candidate's text."""
+        order = sorted(range(len(results)), key=lambda i: -results[i][0])
+        answer = []
+        for i in order:
+            logit, cut = results[i]
+            item: dict[str, Any] = {"index": i, "score": logit if raw_scores else sigmoid(logit)}
+            if texts is not None:
+                item["text"] = texts[i]
+            if cut:
+                item["truncated"] = True
+            answer.append(item)
+        return answer
+
+    def rerank(
+        self, query: str, texts: Sequence[str], raw_scores: bool = False, return_text: bool = False
+    ) -> list[dict[str, Any]]:
+        """The candidates `texts` ordered by their relevance to `query`, best first."""
+        results = self.run([(query, text) for text in texts])
+        return self.ranked(results, list(texts) if return_text else None, raw_scores)
