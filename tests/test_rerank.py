@@ -355,3 +355,16 @@ def test_labelled_rows_are_detected_as_reranker_data_and_bad_labels_are_named(ti
     empty = write_csv(tmp_path / "empty.csv", [{**rows[0], "document": ""}, *rows[1:]])
     result = runner.invoke(app, ["finetune", str(empty), "-o", str(tmp_path / "o3"), "--model", str(tiny_model)])
     assert result.exit_code == 1 and "row" in result.stderr and "document" in result.stderr
+
+
+def test_predict_scores_each_query_document_record(reranker, tmp_path):
+    from bertcli import load
+
+    rows = [{"query": QUERY, "document": text} for text in candidates()[:5]]
+    result = runner.invoke(
+        app, ["predict", str(reranker), str(write_csv(tmp_path / "pairs.csv", rows)), "--precision", "no"]
+    )
+    assert result.exit_code == 0, result.stderr
+    expected = load(str(reranker), precision="no").predict([QUERY] * 5, [r["document"] for r in rows])
+    assert [json.loads(line)["score"] for line in result.stdout.splitlines()] == [e["score"] for e in expected]
+    assert all(0 < e["score"] < 1 for e in expected)

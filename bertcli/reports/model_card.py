@@ -26,6 +26,7 @@ TASK_NAMES = {
     "regression": "text regression",
     "ner": "named-entity recognition (token classification)",
     "pretraining": "masked-language-model pretraining",
+    "reranker": "reranking (a cross-encoder scoring query/document pairs)",
 }
 # the headline metrics named in the front matter (the full set is in the evaluation table and bertcli.json)
 _CARD_METRICS = (
