@@ -35,7 +35,7 @@ pairs = mine_hard_negatives(
 model = CrossEncoder(base, num_labels=1, max_length=length, device="cpu")
 args = CrossEncoderTrainingArguments(
     output_dir=out + ".tmp", num_train_epochs=1, per_device_train_batch_size=16 * (1 + negatives), learning_rate=2e-5,
-    warmup_ratio=0.1, save_strategy="no", report_to="none", logging_steps=1000, seed=42, bf16=True,
+    warmup_ratio=0.1, save_strategy="no", report_to="none", logging_steps=1000, seed=42, bf16=True, use_cpu=True,
 )
 loss = BinaryCrossEntropyLoss(model, pos_weight=__import__("torch").tensor(float(negatives)))
 CrossEncoderTrainer(model=model, args=args, train_dataset=pairs, loss=loss).train()

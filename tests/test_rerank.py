@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -334,6 +336,18 @@ def test_export_keeps_scores_and_gates_int8_on_reranking_ndcg(reranker, tmp_path
     torch_ranked = load(str(reranker), precision="no").rerank(QUERY, texts)
     assert [r["index"] for r in fp32] == [r["index"] for r in torch_ranked]
     assert max(abs(a["score"] - b["score"]) for a, b in zip(fp32, torch_ranked)) < 1e-4
+    file = tmp_path / "candidates.txt"
+    file.write_text("\n".join(texts) + "\n")
+    heavy = ("torch", "transformers", "datasets", "accelerate")
+    code = (
+        "import sys\nfrom bertcli.cli.main import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        f"print('loaded:', [m for m in {heavy!r} if m in sys.modules], file=sys.stderr)"
+    )
+    args = ["rerank", str(out), str(file), "--query", QUERY]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "loaded: []" in done.stderr, done.stderr[-2000:]
+    assert len(done.stdout.splitlines()) == len(texts)  # the torch-free path reranks every candidate
 
 
 def test_labelled_rows_are_detected_as_reranker_data_and_bad_labels_are_named(tiny_model, tmp_path):
