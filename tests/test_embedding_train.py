@@ -126,7 +126,13 @@ def test_finetune_on_pairs_saves_a_validated_sentence_transformers_model(trained
     )
     model = root / "model"
     modules = json.loads((model / "modules.json").read_text())
-    assert [m["path"] for m in modules] == ["", "1_Pooling", "2_Normalize"]
+    rotated = (model / "2_Dense").is_dir()  # Matryoshka: a PCA rotation, kept where validation says it helps
+    assert [m["path"] for m in modules] == [
+        "",
+        "1_Pooling",
+        *(["2_Dense"] if rotated else []),
+        f"{2 + rotated}_Normalize",
+    ]
     assert json.loads((model / "1_Pooling" / "config.json").read_text())["pooling_mode_mean_tokens"] is True
     card = (model / "README.md").read_text()
     assert "sha256" in card and "multiple-negatives ranking loss" in card and "ndcg@10" in card
@@ -234,3 +240,34 @@ def test_serve_answers_dimensions_for_a_matryoshka_model(trained, tiny_model):
     assert len(full) == 32 and vector.shape == (8,)
     np.testing.assert_allclose(vector, prefix / np.linalg.norm(prefix), atol=1e-5)
     assert refused.status_code == 422 and "not trained with --matryoshka-dims" in refused.json()["error"]["message"]
+
+
+def test_a_rotation_module_gives_the_same_vectors_in_sentence_transformers_bertcli_and_onnx(trained, tmp_path):
+    """A Matryoshka model's PCA rotation (2_Dense) is applied by SentenceTransformer, bertcli's Embedder and the ONNX
+    export alike, and as an orthogonal map leaves every cosine as it was."""
+    import shutil
+
+    from sentence_transformers import SentenceTransformer
+
+    from bertcli.tasks.embedding.embedder import Embedder
+    from bertcli.tasks.embedding.st_files import write_sentence_transformers
+
+    root, _, _ = trained
+    model = tmp_path / "rotated"
+    shutil.copytree(root / "model", model)
+    for stale in ("2_Dense", "2_Normalize", "3_Normalize"):
+        shutil.rmtree(model / stale, ignore_errors=True)
+    texts = ["the movie was good", "guitar song", "a story about an election"]
+    write_sentence_transformers(model, 32, "mean", 128)
+    plain = Embedder(str(model), normalize=True, precision="no").embed(texts).vectors
+    shutil.rmtree(model / "2_Normalize")
+    rotation, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(32, 32)))
+    write_sentence_transformers(model, 32, "mean", 128, rotation.astype(np.float32))
+    ours = Embedder(str(model), normalize=True, precision="no").embed(texts).vectors
+    np.testing.assert_allclose(ours, plain @ rotation, atol=1e-5)
+    np.testing.assert_allclose(SentenceTransformer(str(model), device="cpu").encode(texts), ours, atol=1e-5)
+    np.testing.assert_allclose(ours @ ours.T, plain @ plain.T, atol=1e-5)
+    result = runner.invoke(app, ["export", str(model), "-o", str(tmp_path / "onnx")])
+    assert result.exit_code == 0, result.stderr
+    exported = Embedder(str(tmp_path / "onnx"), normalize=True).embed(texts).vectors
+    np.testing.assert_allclose(exported, ours, atol=1e-4)

@@ -83,8 +83,9 @@ def _graph(source: Path, staging: Path, head: str, opset: int | None) -> dict[st
     for file in source.iterdir():
         if file.is_file() and file.name not in SKIPPED:
             shutil.copy2(file, staging / file.name)
-    if (source / "1_Pooling").is_dir():  # a sentence-transformers model's pooling, which the server reads
-        shutil.copytree(source / "1_Pooling", staging / "1_Pooling")
+    for module in ("1_Pooling", "2_Dense"):  # a sentence-transformers model's pooling and rotation, read at inference
+        if (source / module).is_dir():
+            shutil.copytree(source / module, staging / module)
     model = load_for_export(str(source), head)
     log.info("exporting %s (%s) to ONNX", source, head)
     info = export_graph(model, head, staging / FP32, opset)

@@ -84,6 +84,31 @@ def sentence_transformers_pooling(path: str | Path) -> dict[str, Any]:
     return options
 
 
+def sentence_transformers_dense(path: str | Path) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The linear Dense modules a sentence-transformers model applies after pooling, in order: (weight, bias). Read
+    with safetensors' numpy loader, so the ONNX path stays torch-free."""
+    modules = Path(path, "modules.json")
+    if not modules.is_file():
+        return []
+    layers = []
+    for module in json.loads(modules.read_text(encoding="utf-8")):
+        if not module.get("type", "").endswith("Dense"):
+            continue
+        folder = Path(path, module.get("path", ""))
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
+        if not activation.endswith("Identity"):
+            raise ModelError(
+                f"a Dense module with activation {activation} is not supported (only linear ones)", file=folder
+            )
+        from safetensors.numpy import load_file
+
+        weights = load_file(str(folder / "model.safetensors"))
+        bias = weights.get("linear.bias")
+        layers.append((weights["linear.weight"].astype(np.float32), None if bias is None else bias.astype(np.float32)))
+    return layers
+
+
 @dataclass
 class Embedded:
     """One call's results in input order: pooled `vectors` (n, dim), or per-token arrays with their tokens and offsets."""
@@ -137,6 +162,10 @@ class Embedder:
         self.layers = [num_layers] if opts.pooling == "pooler" else parse_layers(opts.layers, num_layers)
         concat = opts.layer_agg == "concat" and len(self.layers) > 1
         self.dim = config["hidden_size"] * (len(self.layers) if concat else 1)
+        # a sentence-transformers Dense module after pooling (bertcli's Matryoshka models: a PCA rotation)
+        self.dense = [] if opts.token_level or opts.pooling == "pooler" else sentence_transformers_dense(self.path)
+        if self.dense:
+            self.dim = self.dense[-1][0].shape[0]
         if opts.pooling == "pooler":
             self.outputs: tuple[str, ...] = ("pooler_output",)
         elif self.layers == [num_layers]:
@@ -207,6 +236,8 @@ class Embedder:
         else:
             pooled = np.where(mask[:, :, None] > 0, states, -np.inf).max(axis=1)
         pooled = pooled.astype(np.float32, copy=False)
+        for weight, bias in self.dense:
+            pooled = pooled @ weight.T if bias is None else pooled @ weight.T + bias
         return _normalized(pooled) if self.opts.normalize else pooled
 
 
