@@ -117,7 +117,7 @@ def test_the_reranker_bundle_learns_and_loads_in_its_peers(reranker):
 
     meta = json.loads((reranker / "bertcli.json").read_text())
     assert meta["task"] == "reranker" and meta["labels"] == ["relevance"] and meta["metric"] == "ndcg@10"
-    assert "mined with" in meta["train_data"]["negatives"] and "listwise" in meta["train_data"]["loss"]
+    assert "mined with" in meta["train_data"]["negatives"] and "binary cross-entropy" in meta["train_data"]["loss"]
     history = [h["ndcg@10"] for h in meta["history"] if "ndcg@10" in h]
     assert max(history) > 0.5  # 5 validation queries, 5 candidates: random order scores ~0.45
     scored = pipeline("text-classification", model=str(reranker))({"text": QUERY, "text_pair": "a guitar story"})
