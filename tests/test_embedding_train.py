@@ -249,6 +249,7 @@ def test_a_rotation_module_gives_the_same_vectors_in_sentence_transformers_bertc
 
     from sentence_transformers import SentenceTransformer
 
+    from bertcli.errors import UsageError
     from bertcli.tasks.embedding.embedder import Embedder
     from bertcli.tasks.embedding.st_files import write_sentence_transformers
 
@@ -271,3 +272,5 @@ def test_a_rotation_module_gives_the_same_vectors_in_sentence_transformers_bertc
     assert result.exit_code == 0, result.stderr
     exported = Embedder(str(tmp_path / "onnx"), normalize=True).embed(texts).vectors
     np.testing.assert_allclose(exported, ours, atol=1e-4)
+    with pytest.raises(UsageError, match="Dense module reads the last layer"):
+        Embedder(str(model), layers="-2")

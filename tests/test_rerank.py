@@ -68,11 +68,12 @@ def test_training_mines_negatives_that_are_never_a_positive_of_their_query(tiny_
     rows = [{"query": r["query"], "document": r["positive"], "label": 1} for r in toy_pairs(20)]
     rows += [{"query": rows[0]["query"], "document": rows[5]["document"], "label": 1}]  # a second positive
     rows += [{"query": rows[1]["query"], "document": rows[6]["document"], "label": 0}]  # a given negative
+    rows += [{"query": rows[0]["query"], "document": rows[5]["document"], "label": 0}]  # its own positive, as 0 too
     groups = read_groups(
         str(write_csv(tmp_path / "rows.csv", rows)), build_config(FinetuneConfig, None, train="x", output="y").data
     )
     assert len(groups.queries) == 20 and groups.positives[0] == [rows[0]["document"], rows[5]["document"]]
-    assert groups.negatives[1] == [rows[6]["document"]]
+    assert groups.negatives[1] == [rows[6]["document"]] and groups.negatives[0] == []  # a positive is no negative
     cfg = build_config(FinetuneConfig, None, train="x", output="y", negative_skip=0, negative_margin=0.0)
     negatives, described = _mined_negatives(cfg, first_stage(str(tiny_model), "no"), groups, 4)
     assert negatives[1][0] == rows[6]["document"] and "mined with" in described
@@ -116,6 +117,8 @@ def test_the_reranker_bundle_learns_and_loads_in_its_peers(reranker):
     from transformers import pipeline
 
     meta = json.loads((reranker / "bertcli.json").read_text())
+    saved = json.loads((reranker / "tokenizer_config.json").read_text())
+    assert saved["model_max_length"] == meta["max_length"]  # the peers cut pairs where training and bertcli do
     assert meta["task"] == "reranker" and meta["labels"] == ["relevance"] and meta["metric"] == "ndcg@10"
     assert "mined with" in meta["train_data"]["negatives"] and "binary cross-entropy" in meta["train_data"]["loss"]
     history = [h["ndcg@10"] for h in meta["history"] if "ndcg@10" in h]
@@ -181,6 +184,8 @@ def test_the_rerank_command_reads_a_query_file_and_names_a_bad_line(reranker, tm
     for line, query in zip(lines, queries):
         expected = model.rerank(query["query"], query["texts"], return_text=True)
         assert [r["index"] for r in line["results"]] == [e["index"] for e in expected]
+    piped = runner.invoke(app, ["rerank", str(reranker), "--precision", "no"], input=file.read_text() + "\n")
+    assert piped.exit_code == 0 and piped.stdout == result.stdout  # stdin is JSONL here; a blank line is skipped
     file.write_text(json.dumps(queries[0]) + "\n" + json.dumps({"query": "x", "texts": []}) + "\n")
     result = runner.invoke(app, ["rerank", str(reranker), str(file)])
     assert result.exit_code == 1 and f"{file}:2:" in result.stderr and "Traceback" not in result.stderr
@@ -296,6 +301,7 @@ def test_the_rerank_route_answers_as_the_command_and_refuses_bad_requests(rerank
             {"query": " ", "texts": ["a"]},
             {"query": QUERY, "texts": ["a"] * 5},
             {"query": QUERY},
+            {"query": QUERY, "texts": ["a", " "]},
         ],
         max_inputs=4,
     )
@@ -313,7 +319,7 @@ def test_the_rerank_route_answers_as_the_command_and_refuses_bad_requests(rerank
     assert answers[2].status_code == 200 and answers[2].json()[0]["truncated"] is True
     assert answers[3].status_code == 413 and answers[3].json()["error"]["code"] == "input_too_long"
     for response, status, code in zip(
-        answers[4:], (422, 422, 413, 422), ("empty_input", "empty_input", "too_many_inputs", None)
+        answers[4:], (422, 422, 413, 422, 422), ("empty_input", "empty_input", "too_many_inputs", None, "empty_input")
     ):
         assert response.status_code == status and "error" in response.json()
         if code:
@@ -350,17 +356,19 @@ def test_export_keeps_scores_and_gates_int8_on_reranking_ndcg(reranker, tmp_path
     assert len(done.stdout.splitlines()) == len(texts)  # the torch-free path reranks every candidate
 
 
-def test_labelled_rows_are_detected_as_reranker_data_and_bad_labels_are_named(tiny_model, tmp_path):
+def test_labelled_rows_are_detected_evaluated_and_bad_labels_are_named(reranker, tiny_model, tmp_path):
     from bertcli.errors import DataError
-    from bertcli.tasks import training_task
+    from bertcli.tasks import evaluate, training_task
 
     rows = [{"query": r["query"], "document": r["positive"], "label": 1} for r in toy_pairs(10)]
     cfg = build_config(
         FinetuneConfig, None, train=str(write_csv(tmp_path / "rows.csv", rows)), output=str(tmp_path / "o")
     )
     assert training_task(cfg).name == "rerank"
+    report = evaluate(EvaluateConfig(model_dir=str(reranker), input=str(tmp_path / "rows.csv"), precision="no"))
+    assert report["n"] == 10 and report["corpus_size"] == 10 and report["first_stage"] == "bm25"
     bad = write_csv(tmp_path / "bad.csv", [{**r, "label": "yes"} for r in rows])
-    with pytest.raises(DataError, match="label column is not numeric"):
+    with pytest.raises(DataError, match="bad.csv:2, column 'label': relevance must be a number or true/false"):
         finetune(
             build_config(
                 FinetuneConfig, None, train=str(bad), output=str(tmp_path / "o2"), model=str(tiny_model), task="rerank"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import default
-from bertcli.config.embedding import EmbeddingOptions, MiningOptions
+from bertcli.config.embedding import EMBEDDING_NEGATIVES, EmbeddingOptions, MiningOptions
 from bertcli.config.rerank import CANDIDATES, RERANK_NEGATIVES, RerankOptions
 
 EMBEDDING = "Embedding models and rerankers (query/positive pairs)"
@@ -49,7 +49,7 @@ HardNegativesOpt = Annotated[
     int | None,
     typer.Option(
         help="Mine this many negatives per query before training: with the starting model (embedding) or the "
-        f"--retriever (rerank). [default: embedding 0, rerank {RERANK_NEGATIVES}]",
+        f"--retriever (rerank). [default: embedding {EMBEDDING_NEGATIVES}, rerank {RERANK_NEGATIVES}]",
         rich_help_panel=EMBEDDING,
     ),
 ]

@@ -21,6 +21,7 @@ TRAIN_LENGTH_CAP = 128
 # hard-negative mining: skip the candidates ranked this high by the starting model, and those scoring within this
 # cosine margin of the positive (both are likely unlabelled positives: near-duplicate texts, paraphrases)
 NEGATIVE_SKIP, NEGATIVE_MARGIN = 3, 0.05
+EMBEDDING_NEGATIVES = 0  # --hard-negatives for an embedding model: in-batch negatives alone
 
 
 @dataclass
@@ -55,6 +56,6 @@ class EmbeddingOptions:
 class MiningOptions:
     """Hard negatives mined per query with a first-stage encoder, for embedding models and rerankers."""
 
-    hard_negatives: int | None = checked(None, NON_NEGATIVE)  # None: the task's (embedding 0, reranker 7)
+    hard_negatives: int | None = checked(None, NON_NEGATIVE)  # None: the task's (embedding 0, reranker 3)
     negative_skip: int = checked(NEGATIVE_SKIP, NON_NEGATIVE)
     negative_margin: float = checked(NEGATIVE_MARGIN, NON_NEGATIVE)

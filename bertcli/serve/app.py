@@ -198,6 +198,9 @@ def _rerank_route(app: Any, state: ServerState) -> None:
         model = state.model(body.model, "rerank")
         if not body.query.strip():
             raise ApiError(422, "the query is empty", "empty_input")
+        empty = next((i for i, text in enumerate(body.texts) if not text.strip()), None)
+        if empty is not None:
+            raise ApiError(422, f"text {empty} is empty", "empty_input")
         inputs = [(body.query, text) for text in body.texts]
         if body.truncate is False:
             state.check_count(len(inputs))

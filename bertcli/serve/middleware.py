@@ -14,7 +14,17 @@ from bertcli.serve.schemas import RETRY_AFTER_SECONDS, ApiError, error_body
 
 log = logging.getLogger("bertcli")
 OPEN = ("/health",)  # answered without the API key (load balancers probe it)
-ROUTES = ("/v1/embeddings", "/predict", "/tokenize", "/health", "/info", "/metrics", "/v1/models", "/openapi.json")
+ROUTES = (
+    "/v1/embeddings",
+    "/predict",
+    "/rerank",
+    "/tokenize",
+    "/health",
+    "/info",
+    "/metrics",
+    "/v1/models",
+    "/openapi.json",
+)
 
 
 class Guard:

@@ -55,7 +55,7 @@ def serve(cfg: ServeConfig) -> None:
     )
     server = draining_server(config, app.state)
     log.info(
-        "listening on http://%s:%d (POST /v1/embeddings /predict /tokenize; GET /health /info /metrics)",
+        "listening on http://%s:%d (POST /v1/embeddings /predict /rerank /tokenize; GET /health /info /metrics)",
         cfg.host,
         cfg.port,
     )

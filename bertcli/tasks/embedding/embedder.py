@@ -95,7 +95,14 @@ def sentence_transformers_dense(path: str | Path) -> list[tuple[np.ndarray, np.n
         if not module.get("type", "").endswith("Dense"):
             continue
         folder = Path(path, module.get("path", ""))
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        files = (folder / "config.json", folder / "model.safetensors")
+        missing = next((file for file in files if not file.is_file()), None)
+        if missing is not None:
+            raise ModelError(
+                "a sentence-transformers Dense module without this file (bertcli reads safetensors weights)",
+                file=missing, hint="re-save the model with a recent sentence-transformers",
+            )  # fmt: skip
+        config = json.loads(files[0].read_text(encoding="utf-8"))
         activation = config.get("activation_function", "torch.nn.modules.activation.Tanh")
         if not activation.endswith("Identity"):
             raise ModelError(
@@ -164,6 +171,11 @@ class Embedder:
         self.dim = config["hidden_size"] * (len(self.layers) if concat else 1)
         # a sentence-transformers Dense module after pooling (bertcli's Matryoshka models: a PCA rotation)
         self.dense = [] if opts.token_level or opts.pooling == "pooler" else sentence_transformers_dense(self.path)
+        if self.dense and (self.layers != [num_layers] or concat):
+            raise UsageError(
+                "this model's Dense module reads the last layer's pooled vector; --layers picks other layers",
+                hint="drop --layers and --layer-agg",
+            )
         if self.dense:
             self.dim = self.dense[-1][0].shape[0]
         if opts.pooling == "pooler":

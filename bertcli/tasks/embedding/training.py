@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.config import TASK_DEFAULTS, DataOptions, EmbedOptions, FinetuneConfig
-from bertcli.config.embedding import TRAIN_LENGTH_CAP
+from bertcli.config.embedding import EMBEDDING_NEGATIVES, TRAIN_LENGTH_CAP
 from bertcli.data.retrieval import PairColumns, pair_texts, pairs_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
@@ -21,6 +21,7 @@ from bertcli.training.batches import NoDuplicateBatches
 from bertcli.training.finetune import FinetuneResult, Finished, Prepared, held_out, train_task
 
 log = logging.getLogger("bertcli")
+ROTATION_SAMPLE = 20_000  # training pairs the Matryoshka rotation is fitted on, at most
 CLAIMED_POSITIVES, CLAIMED_QUERIES = ("positive", "pos"), ("query", "anchor", "question")
 
 
@@ -109,6 +110,7 @@ class EmbeddingTraining:
         if val:
             evaluate = _evaluator(val, objective, tokenizer.pad_token_id or 0, opts.batch_size * 2, dims)
         rotation_args = (objective, tokenizer.pad_token_id or 0, opts.batch_size * 2)
+        smaller = [k for k in dims if k < hidden]  # the sizes a rotation could help
         log.info(
             "%d training and %d validation pairs, %s pooling, max length %d (in training)",
             len(examples),
@@ -128,7 +130,7 @@ class EmbeddingTraining:
             unit="pairs", sampler=lambda size, seed: NoDuplicateBatches(texts, size, seed),
             finish=lambda model, accelerator, metric: Finished(
                 {}, _st_writer(hidden, pooling, inference_length, _kept_rotation(
-                    model, accelerator, examples, val, dims, *rotation_args) if dims and val else None)
+                    model, accelerator, examples, val, smaller, *rotation_args) if smaller and val else None)
             ),
         )  # fmt: skip
 
@@ -150,7 +152,7 @@ def _examples(encode: Any, texts: Sequence[Sequence[str]]) -> list[dict[str, Any
 def _negatives(cfg, path, pooling, max_length, queries, positives, given) -> tuple[list[list[str]], Any]:
     """Each row's negatives: those the data gives, then --hard-negatives mined with the starting model."""
     emb = cfg.mining
-    if not emb.hard_negatives:
+    if not (EMBEDDING_NEGATIVES if emb.hard_negatives is None else emb.hard_negatives):
         return given, None
     from bertcli.tasks.embedding.embedder import Embedder
     from bertcli.training.negatives import mine
@@ -180,14 +182,15 @@ def _rotation(model: Any, accelerator: Any, examples: list[dict[str, Any]], enco
     epoch): 128 of 384 dimensions at NDCG@10 0.7433 cut, 0.7624 rotated (full size 0.7832); fitting it on the
     starting model and training through it gave 0.7616 (full 0.7847), and lost to the plain cut on a small model
     that training changes a lot."""
-    rows = [e["input_ids"] for e in examples] + [e["docs"][0] for e in examples]
+    picked = examples[:: max(1, len(examples) // ROTATION_SAMPLE)]  # a PCA needs a sample, not every pair
+    rows = [e["input_ids"] for e in picked] + [e["docs"][0] for e in picked]
     vectors = _vectors(model, accelerator, rows, encode, pad_id, batch_size).astype(np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     values, axes = np.linalg.eigh(vectors.T @ vectors)
     return axes[:, np.argsort(-values, kind="stable")].astype(np.float32)
 
 
-def _kept_rotation(model, accelerator, examples, val, dims, encode, pad_id, batch_size) -> np.ndarray | None:
+def _kept_rotation(model, accelerator, examples, val, smaller, encode, pad_id, batch_size) -> np.ndarray | None:
     """The rotation when it makes the smaller Matryoshka sizes retrieve better on validation (mean NDCG@10 over
     them), else None: the ordering a PCA gives is data-dependent (on a tiny model it lost to the trained cut)."""
     from bertcli.reports.retrieval import validation_metrics
@@ -196,14 +199,14 @@ def _kept_rotation(model, accelerator, examples, val, dims, encode, pad_id, batc
     queries = _vectors(model, accelerator, [e["input_ids"] for e in val], encode, pad_id, batch_size)
     documents = _vectors(model, accelerator, [e["docs"][0] for e in val], encode, pad_id, batch_size)
 
-    def smaller(q: np.ndarray, d: np.ndarray) -> float:
-        return float(np.mean([validation_metrics(_unit(q[:, :k]), _unit(d[:, :k]))["ndcg@10"] for k in dims[1:]]))
+    def at_sizes(q: np.ndarray, d: np.ndarray) -> float:
+        return float(np.mean([validation_metrics(_unit(q[:, :k]), _unit(d[:, :k]))["ndcg@10"] for k in smaller]))
 
-    cut, rotated = smaller(queries, documents), smaller(queries @ rotation, documents @ rotation)
+    cut, rotated = at_sizes(queries, documents), at_sizes(queries @ rotation, documents @ rotation)
     kept = rotated > cut
     log.info(
         "Matryoshka sizes %s on validation: NDCG@10 %.4f as trained, %.4f ordered by a PCA of the trained vectors; %s",
-        ",".join(map(str, dims[1:])), cut, rotated, "kept the rotation (2_Dense)" if kept else "no rotation",
+        ",".join(map(str, smaller)), cut, rotated, "kept the rotation (2_Dense)" if kept else "no rotation",
     )  # fmt: skip
     return rotation if kept else None
 

@@ -3,6 +3,7 @@ file of {"query", "texts"} records, ordered by the reranker, as JSONL."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,10 @@ def _one_query(cfg: RerankConfig, reranker: Reranker) -> Iterator[list[dict[str,
 def _query_file(cfg: RerankConfig, reranker: Reranker) -> Iterator[list[dict[str, Any]]]:
     """Per input record, in order: {"query", "results": [{"index", "score", "text"}, ...]} (and its id)."""
     source = cfg.input or "<stdin>"
-    for row, record in enumerate(iter_records(cfg.input, cfg.data), 1):
+    options = cfg.data if cfg.data.format else dataclasses.replace(cfg.data, format="jsonl")  # stdin: JSONL here
+    for row, record in enumerate(iter_records(cfg.input, options), 1):
+        if not record:
+            continue  # a blank line
         query, texts = record.get("query"), next((record[k] for k in TEXTS_KEYS if k in record), None)
         if not isinstance(query, str) or not query.strip() or not isinstance(texts, list) or not texts:
             raise DataError(

@@ -10,25 +10,18 @@ import numpy as np
 
 from bertcli.bundle import Bundle
 from bertcli.config import EvaluateConfig
-from bertcli.data.retrieval import Retrieval, is_beir, read_beir, read_pairs
-from bertcli.errors import DataError
+from bertcli.data.retrieval import Retrieval, is_beir, read_beir
 from bertcli.reports.retrieval import bm25_rankings, retrieval_metrics, top_k
 from bertcli.runtime.device import use_threads
 from bertcli.tasks.contract import options_for
-from bertcli.tasks.rerank.data import first_stage
+from bertcli.tasks.rerank.data import first_stage, read_groups
 from bertcli.tasks.rerank.predictor import Reranker
 
 log = logging.getLogger("bertcli")
 
 
 def evaluate_reranker(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
-    data = read_beir(cfg.input) if is_beir(cfg.input) else read_pairs(cfg.input, cfg.data)
-    if not isinstance(data, Retrieval):
-        raise DataError(
-            "a reranker is evaluated on retrieval data, and this table has a score column",
-            file=cfg.input,
-            hint="give query/positive pairs or a BEIR directory (corpus.jsonl, queries.jsonl, qrels.tsv)",
-        )
+    data = read_beir(cfg.input) if is_beir(cfg.input) else _table_retrieval(cfg)
     reranker = Reranker(bundle, **options_for(Reranker, cfg))
     use_threads(cfg.threads)
     name, candidates = first_stage_rankings(cfg, data)
@@ -56,6 +49,19 @@ def evaluate_reranker(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
         "corpus_size": len(data.corpus),
         "truncated_pairs": int(sum(cut for _, cut in results)),
     }
+
+
+def _table_retrieval(cfg: EvaluateConfig) -> Retrieval:
+    """A table as retrieval data, read as finetune reads it: each query's relevant documents (a positive column, or
+    rows with a label above 0); every document of the table is in the corpus, identical texts once."""
+    groups = read_groups(cfg.input, cfg.data)
+    doc_ids = {text: f"d{i}" for i, text in enumerate(groups.documents)}
+    return Retrieval(
+        {f"q{i}": query for i, query in enumerate(groups.queries)},
+        {did: text for text, did in doc_ids.items()},
+        {f"q{i}": {doc_ids[d]: 1.0 for d in docs} for i, docs in enumerate(groups.positives)},
+        cfg.input,
+    )
 
 
 def first_stage_rankings(cfg: EvaluateConfig, data: Retrieval) -> tuple[str, dict[str, list[str]]]:

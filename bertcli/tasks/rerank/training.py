@@ -16,7 +16,7 @@ from bertcli.inference.encoding import TextEncoder
 from bertcli.reports.retrieval import retrieval_metrics, top_k
 from bertcli.tasks.rerank.data import QueryGroups, first_stage, read_groups
 from bertcli.training.batches import collate_examples
-from bertcli.training.finetune import FinetuneResult, Finished, Prepared, held_out, train_task, validation_logits
+from bertcli.training.finetune import FinetuneResult, Prepared, held_out, train_task, validation_logits
 from bertcli.training.negatives import mine
 
 log = logging.getLogger("bertcli")
@@ -63,7 +63,8 @@ class RerankTraining:
         max_length = opts.max_length or min(RERANK_LENGTH_CAP, limit)
         k = RERANK_NEGATIVES if mining.hard_negatives is None else mining.hard_negatives
         retriever = cfg.rerank.retriever or model.name_or_path
-        encoder = first_stage(retriever, opts.precision)
+        encoder = first_stage(retriever, opts.precision, given=cfg.rerank.retriever is not None)
+        tokenizer.model_max_length = max_length  # saved so: CrossEncoder(dir) and pipeline() cut pairs where we do
         negatives, described = _mined_negatives(cfg, encoder, train, k)
         encode = TextEncoder.of(tokenizer, max_length).encode
         examples = _groups(encode, train, negatives)
@@ -72,7 +73,7 @@ class RerankTraining:
             evaluate = _evaluator(encoder, validation, encode, tokenizer.pad_token_id or 0, opts.batch_size * 8)
         loss_name = cfg.rerank.rerank_loss
         log.info(
-            "%d training queries (%d pairs each at most), %d validation queries; max length %d (in training); %s loss",
+            "%d training (query, positive) groups of up to %d pairs, %d validation queries; max length %d; %s loss",
             len(examples), 1 + k, len(validation.queries), max_length, loss_name,
         )  # fmt: skip
         facts = {"task": "reranker", "labels": [LABEL], "max_length": max_length}
@@ -85,7 +86,7 @@ class RerankTraining:
         }
         return Prepared(
             examples, collate_groups(tokenizer.pad_token_id or 0), group_loss(loss_name), evaluate, facts, train_data,
-            cfg, unit="queries", finish=lambda model, accelerator, metric: Finished({}),
+            cfg, unit="pairs",
         )  # fmt: skip
 
 
@@ -95,34 +96,38 @@ def train_reranker(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult
 
 
 def _mined_negatives(cfg: FinetuneConfig, encoder: Any, train: QueryGroups, k: int) -> tuple[list[list[str]], str]:
-    """Per query: its given negatives, then ones mined with the first stage up to `k` (never one of its positives,
-    nor a candidate in the skip/margin band)."""
+    """Per query: the negatives the data gives, then ones mined with the first stage up to `k` in all (never one of
+    its positives, nor a candidate in the skip/margin band)."""
     mining = cfg.mining
     needed = [max(0, k - len(given)) for given in train.negatives]
     if not any(needed):
-        return [given[:k] for given in train.negatives], f"{k} given per query"
-    pool = train.documents
-    position = {text: i for i, text in enumerate(pool)}
-    known = [{position[d] for d in docs} for docs in train.positives]
-    mined = mine(
-        encoder.embed(train.queries).vectors,
-        encoder.embed(pool).vectors,
-        [position[docs[0]] for docs in train.positives],
-        k,
-        mining.negative_skip,
-        mining.negative_margin,
-        known,
-    )
-    log.info("%s", mined.describe(k, f"the first stage ({encoder.path})"))
-    negatives = []
-    for given, found, need in zip(train.negatives, mined.negatives, needed):
-        picked = given[:k] + [pool[i] for i in found if pool[i] not in given][:need]
-        negatives.append(picked)
-    described = (
-        f"{k} per query: given ones first, then mined with {encoder.path} (skipping the top {mining.negative_skip} "
-        f"and those within {mining.negative_margin} of the positive; mean cosine {mined.negative_score:.3f} vs "
-        f"{mined.positive_score:.3f})"
-    )
+        negatives, described = train.negatives, "given by the data"
+    else:
+        pool = train.documents
+        position = {text: i for i, text in enumerate(pool)}
+        mined = mine(
+            encoder.embed(train.queries).vectors,
+            encoder.embed(pool).vectors,
+            [position[docs[0]] for docs in train.positives],
+            k,
+            mining.negative_skip,
+            mining.negative_margin,
+            [{position[d] for d in docs} for docs in train.positives],
+        )
+        log.info("%s", mined.describe(k, f"the first stage ({encoder.path})"))
+        negatives = [
+            given + [pool[i] for i in found if pool[i] not in given][:need]
+            for given, found, need in zip(train.negatives, mined.negatives, needed)
+        ]
+        described = (
+            f"{k} per query: given ones first, then mined with {encoder.path} (skipping the top "
+            f"{mining.negative_skip} and those within {mining.negative_margin} of the positive; mean cosine "
+            f"{mined.negative_score:.3f} vs {mined.positive_score:.3f})"
+        )
+    if not any(negatives):
+        raise UsageError(
+            "no negatives to train the reranker against", hint="--hard-negatives K (K > 0) or negative columns"
+        )
     return negatives, described
 
 
