@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bertcli.config.fields import checked
 
 RERANK_LOSSES = ("listwise", "bce")  # softmax over each query's positive and negatives, or each pair on its own
-# finetune --task rerank when the user sets nothing: 16 queries a step, each with its positive and RERANK_NEGATIVES
+# finetune --task rerank when the user sets nothing: 16 (query, positive) groups a step, each with RERANK_NEGATIVES
 # mined negatives (16 x 4 pairs), 3 epochs at 1e-4. A cross-encoder started from an encoder's weights learns slowly:
 # on the docstrings set (bench/rerank.py, all-MiniLM-L6-v2, 270 queries) one epoch at sentence-transformers' 2e-5
 # left the reranked order near random (NDCG@10 0.21 on the base encoder's top 30, whose own order scores 0.76), and
