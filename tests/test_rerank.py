@@ -367,6 +367,7 @@ def test_labelled_rows_are_detected_evaluated_and_bad_labels_are_named(reranker,
     assert training_task(cfg).name == "rerank"
     report = evaluate(EvaluateConfig(model_dir=str(reranker), input=str(tmp_path / "rows.csv"), precision="no"))
     assert report["n"] == 10 and report["corpus_size"] == 10 and report["first_stage"] == "bm25"
+    assert report["recall@100"] == report["baseline"]["recall@100"] == 1.0  # all 10 documents reranked, none lost
     bad = write_csv(tmp_path / "bad.csv", [{**r, "label": "yes"} for r in rows])
     with pytest.raises(DataError, match="bad.csv:2, column 'label': relevance must be a number or true/false"):
         finetune(

@@ -10,7 +10,7 @@ import numpy as np
 
 from bertcli.bundle import Bundle
 from bertcli.config import EvaluateConfig
-from bertcli.data.retrieval import Retrieval, is_beir, read_beir
+from bertcli.data.retrieval import Retrieval, is_beir, pairs_retrieval, read_beir
 from bertcli.reports.retrieval import bm25_rankings, retrieval_metrics, top_k
 from bertcli.runtime.device import use_threads
 from bertcli.tasks.contract import options_for
@@ -55,13 +55,9 @@ def _table_retrieval(cfg: EvaluateConfig) -> Retrieval:
     """A table as retrieval data, read as finetune reads it: each query's relevant documents (a positive column, or
     rows with a label above 0); every document of the table is in the corpus, identical texts once."""
     groups = read_groups(cfg.input, cfg.data)
-    doc_ids = {text: f"d{i}" for i, text in enumerate(groups.documents)}
-    return Retrieval(
-        {f"q{i}": query for i, query in enumerate(groups.queries)},
-        {did: text for text, did in doc_ids.items()},
-        {f"q{i}": {doc_ids[d]: 1.0 for d in docs} for i, docs in enumerate(groups.positives)},
-        cfg.input,
-    )
+    pairs = [(query, doc) for query, docs in zip(groups.queries, groups.positives) for doc in docs]
+    negatives = [doc for docs in groups.negatives for doc in docs]
+    return pairs_retrieval([q for q, _ in pairs], [d for _, d in pairs], [negatives], cfg.input)
 
 
 def first_stage_rankings(cfg: EvaluateConfig, data: Retrieval) -> tuple[str, dict[str, list[str]]]:
