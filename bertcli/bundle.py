@@ -25,7 +25,7 @@ _UNBOUNDED = 100_000  # tokenizer configs without a limit say 1e30
 # the typed facts after task and labels, in the order bertcli.json has always had them
 _FACTS = ("columns", "label_sep", "scheme", "data_scheme", "max_length", "stride", "label_all_tokens", "long_text",
           "threshold", "matryoshka_dims")  # fmt: skip
-_RECORDS = ("lexical", "degenerate", "seeds", "search", "onnx")  # after the run record
+_RECORDS = ("lexical", "degenerate", "seeds", "search", "onnx", "index")  # after the run record
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class BundleMeta:
     seeds: dict[str, Any] | None = None  # --seeds: every run and the mean +- std
     search: dict[str, Any] | None = None  # bertcli tune: the search's record
     onnx: dict[str, Any] | None = None  # an export's own directory: its model file, opset, parity, int8 check
+    index: dict[str, Any] | None = None  # an index directory (bertcli index): its vectors, model and ANN settings
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> BundleMeta:
@@ -168,7 +169,7 @@ def bundle_dir(path: str) -> Path:
     directory = Path(path)
     if not directory.is_dir():
         raise ModelError("model directory not found", file=path, hint="pass the -o directory of bertcli finetune")
-    if not (directory / "config.json").is_file():
+    if not (directory / "config.json").is_file() and read_meta(directory).task != "index":
         hint = (
             "this looks like an interrupted run; finish it with --resume auto"
             if directory.name.endswith(".incomplete")

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import struct
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -53,6 +54,24 @@ def replace_dir(staging: Path, target: Path) -> None:
     os.replace(staging, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def ids_path(output: str | Path) -> Path:
+    """The sidecar beside a .npy file: row i of the array has the id on line i."""
+    output = Path(output)
+    return output.with_name(output.stem + ".ids.txt")
+
+
+NPY_HEADER = 128  # bytes reserved for the .npy header, filled in once the row count is known
+
+
+def npy_header(rows: int, dim: int, dtype: Any) -> bytes:
+    """A version 1.0 .npy header padded to exactly NPY_HEADER bytes, so it can be written over the placeholder."""
+    import numpy as np
+
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, dim)})
+    body = text.ljust(NPY_HEADER - 10 - 1) + "\n"
+    return np.lib.format.magic(1, 0) + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
 def _json_default(value: Any) -> Any:

@@ -128,21 +128,19 @@ def test_tiny_bert_from_scratch():
     assert len(pipeline("fill-mask", model="runs/tiny-bert")("the movie was [MASK].")) == 5
 
 
-def test_embeddings_and_nearest_neighbours(tiny_model, capsys):
+def test_embeddings_then_an_index_and_a_search(tiny_model):
     import pyarrow.parquet as pq
-
-    from bertcli.tasks.embedding.neighbours import main as neighbours
 
     corpora.write_rotten_tomatoes("data/rt", 8, 24)
     run("embed", "--config", recipe("embeddings.toml"), "-m", str(tiny_model))
     table = pq.read_table("runs/rt-vectors.parquet")
     assert table.num_rows == 24 and set(table.column_names) == {"id", "text", "vector"}
-    capsys.readouterr()
-    # each snippet searched against all: its own vector is its nearest neighbour, at cosine 1
-    assert neighbours(["runs/rt-vectors.parquet", "runs/rt-vectors.parquet", "--k", "3"]) == 0
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    run("index", "runs/rt-vectors.parquet", "-m", str(tiny_model), "-o", "runs/rt.index")
+    # each snippet searched against all: it finds itself first, at cosine 1
+    result = run("search", "runs/rt.index", "--input", "data/rt/test.csv", "-k", "3")
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 24
     for line in lines:
-        scores = [hit["score"] for hit in line["neighbours"]]
+        scores = [hit["score"] for hit in line["hits"]]
         assert len(scores) == 3 and scores == sorted(scores, reverse=True)
-        assert line["neighbours"][0]["text"] == line["text"] and scores[0] == pytest.approx(1.0, abs=1e-4)
+        assert line["hits"][0]["text"] == line["query"] and scores[0] == pytest.approx(1.0, abs=1e-4)

@@ -143,8 +143,8 @@ def command(
 
     from bertcli.config import EmbedConfig, build_config
     from bertcli.errors import UsageError
+    from bertcli.io import ids_path
     from bertcli.tasks.embedding.embed import embed
-    from bertcli.tasks.embedding.vectors import ids_path
 
     cfg = build_config(EmbedConfig, config, **values)
     if cfg.input in (None, "-") and sys.stdin.isatty():

@@ -125,9 +125,37 @@ def root(
 
 
 def _register() -> None:
-    from bertcli.cli import embed, env, evaluate, export, finetune, predict, pretrain, rerank, serve, tokenize, tune
+    from bertcli.cli import (
+        embed,
+        env,
+        evaluate,
+        export,
+        finetune,
+        index,
+        predict,
+        pretrain,
+        rerank,
+        search,
+        serve,
+        tokenize,
+        tune,
+    )
 
-    for module in (tokenize, embed, pretrain, finetune, tune, evaluate, predict, rerank, export, serve, env):
+    for module in (
+        tokenize,
+        embed,
+        pretrain,
+        finetune,
+        tune,
+        evaluate,
+        predict,
+        rerank,
+        index,
+        search,
+        export,
+        serve,
+        env,
+    ):
         app.command(name=module.NAME, epilog=module.EXAMPLES)(guarded(module.command))
 
 

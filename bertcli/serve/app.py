@@ -29,12 +29,13 @@ from bertcli.serve.schemas import (
     EmbeddingsRequest,
     PredictRequest,
     RerankRequest,
+    SearchRequest,
     TokenizeRequest,
 )
 from bertcli.version import __version__
 
 log = logging.getLogger("bertcli")
-ROUTES = {"embeddings": "/v1/embeddings", "predict": "/predict", "rerank": "/rerank"}
+ROUTES = {"embeddings": "/v1/embeddings", "predict": "/predict", "rerank": "/rerank", "search": "/search"}
 
 
 @dataclass
@@ -118,6 +119,7 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | 
     install_error_handlers(app)
     _routes(app, state)
     _rerank_route(app, state)
+    _search_route(app, state)
     _status_routes(app, state)
     return Guard(app, state)
 
@@ -208,6 +210,27 @@ def _rerank_route(app: Any, state: ServerState) -> None:
         request.state.inputs = len(inputs)
         results, _ = await state.run(model, inputs)
         return model.predictor.ranked(results, body.texts if body.return_text else None, body.raw_scores)
+
+
+def _search_route(app: Any, state: ServerState) -> None:
+    @app.post("/search")
+    async def search(body: SearchRequest, request: Request) -> Any:
+        """An index's top k hits per query: queries are encoded by the index's own model through the batcher, then
+        searched off the event loop."""
+        model = state.model(body.model, "search")
+        if (body.query is None) == (body.queries is None):
+            raise ApiError(422, "send a query or a list of queries", "bad_query")
+        texts = [body.query] if body.query is not None else body.queries
+        request.state.inputs = len(texts)
+        results, tokens = await state.run(model, [(text, None) for text in texts])
+        options = {"rescore": body.rescore, "hybrid": body.hybrid, "include_text": body.include_text}
+        ids = body.filter.ids if body.filter is not None else None
+        vectors = np.stack([vector for vector, _ in results])
+        hits = await asyncio.to_thread(model.predictor.hits, vectors, body.k, ids=ids, texts=texts, **options)
+        usage = {"prompt_tokens": sum(tokens), "total_tokens": sum(tokens)}
+        if body.query is not None:
+            return {"query": body.query, "hits": hits[0], "model": model.name, "usage": usage}
+        return {"results": [{"query": q, "hits": h} for q, h in zip(texts, hits)], "model": model.name, "usage": usage}
 
 
 def _refuse_long(model: ServedModel, query: str, texts: list[str]) -> None:

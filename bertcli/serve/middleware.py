@@ -18,6 +18,7 @@ ROUTES = (
     "/v1/embeddings",
     "/predict",
     "/rerank",
+    "/search",
     "/tokenize",
     "/health",
     "/info",
@@ -165,6 +166,8 @@ def install_error_handlers(app: Any) -> None:
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
+    from bertcli.errors import BertcliError
+
     def reply(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
         return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
 
@@ -179,6 +182,10 @@ def install_error_handlers(app: Any) -> None:
             return reply(400, f"malformed JSON: {first.get('ctx', {}).get('error', first['msg'])}", "invalid_json")
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         return reply(422, f"{where + ': ' if where else ''}{first['msg']}", "invalid_request")
+
+    @app.exception_handler(BertcliError)
+    async def refused(request, exc: BertcliError):  # a core check on the request (an index without texts: --hybrid)
+        return reply(422, str(exc), "invalid_request")
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):

@@ -54,7 +54,7 @@ def load_model(spec: str, cfg: ServeConfig) -> ServedModel:
     from bertcli.tasks import open_bundle
 
     name, given = served_name(spec)
-    bundle, task = open_bundle(resolve_model(given))
+    bundle, task = open_bundle(given if Path(given).is_dir() else resolve_model(given))  # a directory says what it is
     predictor = task.load(bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads)
     model = ServedModel(name, bundle.directory, bundle.meta.task or "encoder", predictor)
     model.run([(text, None) for text in WARM_UP])

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bertcli.data.text import repair_inputs
 
+MAX_K = 1000  # hits per query a /search request may ask for
 RETRY_AFTER_SECONDS = "1"  # what a 503 (a full queue, or shutting down) tells the client to wait
 
 
@@ -59,6 +60,32 @@ class RerankRequest(BaseModel):
     @classmethod
     def _repaired(cls, value):
         return repaired(value, "/rerank")
+
+
+class SearchFilter(BaseModel):
+    """Restrict a search to these ids of the index (an exact scan of their vectors)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str | int]
+
+
+class SearchRequest(BaseModel):
+    """/search: one query or several, each answered with its top k hits of the index."""
+
+    model_config = ConfigDict(extra="forbid")
+    query: str | None = None
+    queries: list[str] | None = None
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    filter: SearchFilter | None = None
+    rescore: bool | None = None  # None: the index's default (on for i8 and binary)
+    hybrid: bool = False
+    include_text: bool = True
+    model: str | None = None
+
+    @field_validator("query", "queries")
+    @classmethod
+    def _repaired(cls, value):
+        return None if value is None else repaired(value, "/search")
 
 
 class TokenizeRequest(BaseModel):

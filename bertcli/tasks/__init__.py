@@ -36,6 +36,12 @@ def _rerank() -> Task:
     return TASK
 
 
+def _search() -> Task:
+    from bertcli.tasks.search import TASK
+
+    return TASK
+
+
 def _embedding() -> Task:
     from bertcli.tasks.embedding import TASK
 
@@ -56,6 +62,7 @@ TABLE = (
     TaskEntry("rerank", ("reranker",), _rerank),
     TaskEntry("embedding", ("encoder", "pretraining"), _embedding),
     TaskEntry("classification", ("single_label", "multi_label", "regression"), _classification),
+    TaskEntry("search", ("index",), _search),  # built by `bertcli index`; claims no finetune data
 )
 
 
@@ -141,3 +148,29 @@ def rerank_candidates(cfg: Any) -> Any:
             hint="train one: bertcli finetune pairs.csv --task rerank -o DIR",
         )
     return task.rerank(cfg, bundle)
+
+
+def encoder(model: str | None, **options: Any) -> Any:
+    """Any model directory (or hub id) as an encoder of pooled vectors, whatever task it was trained for: what
+    `bertcli index` and `bertcli search` embed with. Options as `bertcli.Embedder` takes them."""
+    from bertcli.hub import resolve_model
+
+    return _embedding().load(Bundle.open(resolve_model(model)), **options)
+
+
+def search_index(cfg: Any) -> Any:
+    """`bertcli search`: a `Prediction` of each query's hits; only an index's task offers it."""
+    bundle, task = open_bundle(cfg.index_dir)
+    if not hasattr(task, "search"):
+        raise UsageError(
+            f"{cfg.index_dir} is a {bundle.meta.task or 'encoder'} model, not an index",
+            hint=f"build one: bertcli index DATA -m {cfg.index_dir} -o INDEX_DIR",
+        )
+    return task.search(cfg, bundle)
+
+
+def build_index(cfg: Any) -> Any:
+    """`bertcli index`: build (or add to) an index directory."""
+    from bertcli.tasks.search.build import build_index as build
+
+    return build(cfg)

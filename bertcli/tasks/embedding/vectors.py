@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import struct
 import sys
 from pathlib import Path
 from typing import IO, Any
@@ -20,10 +19,9 @@ from typing import IO, Any
 import numpy as np
 
 from bertcli.errors import DataError, UsageError
-from bertcli.io import write_json
+from bertcli.io import NPY_HEADER, ids_path, npy_header, write_json
 
 FORMATS = {".npy": "npy", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}
-NPY_HEADER = 128  # bytes reserved for the .npy header, filled in once the row count is known
 
 
 def output_format(output: str, explicit: str | None, token_level: bool) -> str:
@@ -47,19 +45,6 @@ def output_format(output: str, explicit: str | None, token_level: bool) -> str:
     if token_level and fmt == "npy":
         raise UsageError("--token-level writes .parquet or .jsonl (token vectors are ragged, one list per input)")
     return fmt
-
-
-def ids_path(output: str | Path) -> Path:
-    """The sidecar beside a .npy file: row i of the array has the id on line i."""
-    output = Path(output)
-    return output.with_name(output.stem + ".ids.txt")
-
-
-def npy_header(rows: int, dim: int, dtype: np.dtype) -> bytes:
-    """A version 1.0 .npy header padded to exactly NPY_HEADER bytes, so it can be written over the placeholder."""
-    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, dim)})
-    body = text.ljust(NPY_HEADER - 10 - 1) + "\n"
-    return np.lib.format.magic(1, 0) + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
 def _json_floats(values: np.ndarray) -> str:

@@ -1,0 +1,277 @@
+"""An index directory on disk: the ANN graph, the full-precision vectors it is rescored from, the ids and texts, and
+the record of the model that made the vectors (bertcli.json's `index`).
+
+    ann.usearch          the HNSW graph and its codes (f32, f16, i8 or one bit per dimension), memory-mapped
+    vectors.npy          the unit float32 vectors, memory-mapped: rescoring and --exact read only the rows they need
+    records.jsonl        one {"id", "text"?} line per vector; records.offsets.npy holds each line's byte offset
+    bm25/                bm25s's index of the texts (--hybrid), when the texts are kept
+
+A directory is written only by `IndexWriter`: into a staging directory beside it, renamed into place when complete,
+so a killed build leaves the previous index (or none), never a partial one that looks whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertcli.bundle import BundleMeta, write_meta
+from bertcli.errors import DataError, UsageError
+from bertcli.io import NPY_HEADER, npy_header, replace_dir
+
+ANN_FILE, VECTORS_FILE, RECORDS_FILE, OFFSETS_FILE, BM25_DIR = (
+    "ann.usearch", "vectors.npy", "records.jsonl", "records.offsets.npy", "bm25",
+)  # fmt: skip
+INDEX_TASK = "index"  # the bundle task of an index directory
+
+
+def unit(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
+    """float32 rows cut to their leading `dim` dimensions (a Matryoshka prefix) and scaled to unit length."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if dim is not None:
+        vectors = vectors[:, :dim]
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def new_ann(record: dict[str, Any]) -> Any:
+    """An empty usearch HNSW index for the record's dtype: cosine over f32/f16/i8 codes, Hamming over bits."""
+    from usearch.index import Index
+
+    binary = record["dtype"] == "binary"
+    return Index(
+        ndim=record["dim"],
+        metric="hamming" if binary else "cos",
+        dtype="b1" if binary else record["dtype"],
+        connectivity=record["connectivity"],
+        expansion_add=record["expansion_add"],
+        expansion_search=record["expansion_search"],
+    )
+
+
+def codes(vectors: np.ndarray, dtype: str) -> np.ndarray:
+    """What the ANN index stores for unit vectors: the vectors (usearch quantises f16/i8 itself), or their sign bits."""
+    return np.packbits(vectors > 0, axis=1) if dtype == "binary" else vectors
+
+
+class OpenIndex:
+    """An index directory opened for search; everything large stays memory-mapped."""
+
+    def __init__(self, directory: str | Path, meta: BundleMeta) -> None:
+        from usearch.index import Index
+
+        self.directory = Path(directory)
+        self.record: dict[str, Any] = meta.index or {}
+        missing = next(
+            (
+                name
+                for name in (ANN_FILE, VECTORS_FILE, RECORDS_FILE, OFFSETS_FILE)
+                if not (self.directory / name).exists()
+            ),
+            None,
+        )
+        if missing is not None or not self.record:
+            raise DataError(
+                "not a complete index directory" + (f" ({missing} is missing)" if missing else ""),
+                file=self.directory,
+                hint="build it again with bertcli index",
+            )
+        self.vectors = np.load(self.directory / VECTORS_FILE, mmap_mode="r")
+        self.offsets = np.load(self.directory / OFFSETS_FILE, mmap_mode="r")
+        self.ann = Index.restore(str(self.directory / ANN_FILE), view=True)
+        self.ann.expansion_search = self.record["expansion_search"]
+        with open(self.directory / RECORDS_FILE, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            self._records = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._ids: dict[Any, int] | None = None
+        self._bm25: Any = None
+
+    @property
+    def count(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def dtype(self) -> str:
+        return self.record["dtype"]
+
+    def entry(self, row: int) -> dict[str, Any]:
+        """The {"id", "text"?} record of a row."""
+        return json.loads(self._records[int(self.offsets[row]) : int(self.offsets[row + 1])])
+
+    def rows_of(self, ids: Sequence[Any]) -> list[int]:
+        """The rows holding these ids (unknown ids are left out)."""
+        if self._ids is None:
+            self._ids = {self.entry(row)["id"]: row for row in range(self.count)}
+        return [self._ids[i] for i in ids if i in self._ids]
+
+    def ann_search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cosine scores) of each query's `count` ANN candidates, best first; -1 pads a short list. Binary
+        codes give no cosine: their scores are 1 - 2 * Hamming distance / dim (the same order)."""
+        count = min(count, self.count)
+        matches = self.ann.search(codes(queries, self.dtype), count)
+        rows = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
+        distances = np.asarray(matches.distances, dtype=np.float32).reshape(len(queries), -1)
+        # one query gives a Matches of only what was found, several a BatchMatches padded to `count`
+        found = np.asarray(getattr(matches, "counts", [rows.shape[1]])).reshape(-1)
+        valid = np.arange(rows.shape[1])[None, :] < found[:, None]
+        rows = np.where(valid, rows, -1)
+        scores = 1.0 - 2.0 * distances / self.record["dim"] if self.dtype == "binary" else 1.0 - distances
+        return rows, np.where(valid, scores, -np.inf).astype(np.float32)
+
+    def rescore(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of each query's candidate rows by their full-precision cosine (read from the mapped vectors)."""
+        out_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for i, (query, candidates) in enumerate(zip(queries, rows)):
+            candidates = candidates[candidates >= 0]
+            if not len(candidates):
+                continue
+            order = np.argsort(candidates)  # ascending rows read the mapped file front to back
+            scores = self.vectors[candidates[order]] @ query
+            top = np.argsort(-scores, kind="stable")[:k]
+            out_rows[i, : len(top)], out_scores[i, : len(top)] = candidates[order][top], scores[top]
+        return out_rows, out_scores
+
+    def exact(self, queries: np.ndarray, k: int, rows: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The true top k by cosine: a scan of the full-precision vectors in blocks (or of `rows` only)."""
+        k = min(k, self.count if rows is None else len(rows))
+        best_rows = np.full((len(queries), k), -1, dtype=np.int64)
+        best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        blocks = (
+            [np.arange(start, min(start + 65536, self.count)) for start in range(0, self.count, 65536)]
+            if rows is None
+            else [np.sort(np.asarray(rows, dtype=np.int64))]
+        )
+        for block in blocks:
+            if not len(block) or not k:
+                continue
+            vectors = self.vectors[block[0] : block[-1] + 1] if rows is None else self.vectors[block]
+            scores = queries @ np.asarray(vectors, dtype=np.float32).T
+            merged_scores = np.concatenate([best_scores, scores], axis=1)
+            merged_rows = np.concatenate([best_rows, np.broadcast_to(block, scores.shape)], axis=1)
+            top = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
+            best_scores = np.take_along_axis(merged_scores, top, axis=1)
+            best_rows = np.take_along_axis(merged_rows, top, axis=1)
+        return best_rows, best_scores
+
+    def bm25(self) -> Any:
+        """bm25s's index of the texts, memory-mapped (loaded on first use)."""
+        if self._bm25 is None:
+            if not (self.directory / BM25_DIR).is_dir():
+                raise UsageError(
+                    "--hybrid needs the texts, and this index was built without them",
+                    file=self.directory,
+                    hint="build it from data with texts (bertcli index docs.jsonl -o DIR), or from parquet with --include-text",
+                )
+            import bm25s
+
+            self._bm25 = bm25s.BM25.load(str(self.directory / BM25_DIR), mmap=True, load_corpus=False)
+        return self._bm25
+
+    def close(self) -> None:
+        if isinstance(self._records, mmap.mmap):
+            self._records.close()
+
+
+class IndexWriter:
+    """Builds an index directory in a staging directory beside `target`: a fresh one, or a copy of `base` (an
+    existing index) with more vectors. `finish` renames it into place; `abort` (or a kill) leaves `target` as it was."""
+
+    def __init__(self, target: str | Path, record: dict[str, Any], base: OpenIndex | None = None) -> None:
+        self.target = Path(target)
+        self.record = record
+        self.staging = self.target.with_name(f".{self.target.name}.partial-{os.getpid()}")
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+        self.vectors = open(self.staging / VECTORS_FILE, "wb")
+        self.vectors.write(b"\0" * NPY_HEADER)
+        self.records = open(self.staging / RECORDS_FILE, "wb")
+        self.offsets = [0]
+        self.ids: dict[Any, int] = {}
+        self.has_texts = False
+        self.count = 0
+        if base is None:
+            self.ann = new_ann(record)
+        else:
+            from usearch.index import Index
+
+            self.ann = Index.restore(str(base.directory / ANN_FILE), view=False)  # loaded: it grows
+            self._copy(base)
+
+    def _copy(self, base: OpenIndex) -> None:
+        for start in range(0, base.count, 65536):
+            self.vectors.write(np.asarray(base.vectors[start : start + 65536], dtype="<f4").tobytes())
+        with open(base.directory / RECORDS_FILE, "rb") as handle:
+            shutil.copyfileobj(handle, self.records)
+        self.offsets = [int(o) for o in base.offsets]
+        for row in range(base.count):
+            entry = base.entry(row)
+            self.ids[entry["id"]] = row
+            self.has_texts = self.has_texts or "text" in entry
+        self.count = base.count
+
+    def append(self, ids: Sequence[Any], texts: Sequence[str] | None, vectors: np.ndarray, source: str) -> None:
+        """Add unit vectors with their ids (and texts); an id already in the index is refused."""
+        for position, key in enumerate(ids):
+            if key in self.ids:
+                raise DataError(
+                    f"id {key!r} is already in the index (row {self.ids[key] + 1})",
+                    file=source,
+                    hint="ids must be unique: pass --id-column, or leave it out to number the rows",
+                )
+            self.ids[key] = self.count + position
+        keys = np.arange(self.count, self.count + len(vectors), dtype=np.uint64)
+        self.ann.add(keys, codes(vectors, self.record["dtype"]))
+        self.vectors.write(np.asarray(vectors, dtype="<f4").tobytes())
+        for position, key in enumerate(ids):
+            entry: dict[str, Any] = {"id": key}
+            if texts is not None:
+                entry["text"] = texts[position]
+            line = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+            self.records.write(line)
+            self.offsets.append(self.offsets[-1] + len(line))
+        self.has_texts = self.has_texts or texts is not None
+        self.count += len(vectors)
+
+    def finish(self, meta: BundleMeta) -> None:
+        """Write the header, the graph, the offsets, BM25 over the texts and bertcli.json; then rename into place."""
+        if not self.count:
+            self.abort()
+            raise DataError("no vectors to index", file=self.record.get("sources", [{}])[-1].get("file"))
+        self.vectors.seek(0)
+        self.vectors.write(npy_header(self.count, self.record["dim"], np.dtype("<f4")))
+        for handle in (self.vectors, self.records):
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        np.save(self.staging / OFFSETS_FILE, np.asarray(self.offsets, dtype=np.int64))
+        self.ann.save(str(self.staging / ANN_FILE))
+        if self.has_texts:
+            self._bm25()
+        write_meta(self.staging, meta)
+        replace_dir(self.staging, self.target)
+
+    def _bm25(self) -> None:
+        import bm25s
+
+        offsets = self.offsets
+        with open(self.staging / RECORDS_FILE, "rb") as handle:
+            data = handle.read()
+        texts = [json.loads(data[offsets[i] : offsets[i + 1]]).get("text") or "" for i in range(self.count)]
+        retriever = bm25s.BM25()
+        retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        retriever.save(str(self.staging / BM25_DIR), show_progress=False)
+
+    def abort(self) -> None:
+        for handle in (self.vectors, self.records):
+            with contextlib.suppress(Exception):
+                handle.close()
+        shutil.rmtree(self.staging, ignore_errors=True)
