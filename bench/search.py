@@ -5,7 +5,8 @@ The corpus is every docstring paragraph of the installed packages (long-tailed: 
 lists), with the documents of the docstrings retrieval set mixed in; its queries are those functions' summary lines,
 so the same run also says whether --hybrid (BM25 fused with the dense hits) finds the right document more often.
 Vectors: all-MiniLM-L6-v2 through `bertcli embed` (normalised). Each searcher runs in its own process, so resident
-memory is its own: VmRSS after the queries, less the interpreter and libraries measured before opening the index.
+memory is its own, after the queries, less the interpreter and libraries measured before opening the index: its own
+(anonymous) memory, and the pages of memory-mapped files it touched (page cache the kernel may reclaim).
 
     python bench/search.py [--dir /tmp/bench-search] [--size 200000] [--queries 1000]
 """
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-HNSW = {"M": 16, "ef_construction": 128, "ef_search": 128}  # bertcli's defaults (config/search.py), for the peers too
+HNSW = {"M": 16, "ef_construction": 128, "ef_search": 192}  # bertcli's defaults (config/search.py), for the peers too
 
 
 def paragraphs(skip: set[str]):
@@ -74,10 +75,11 @@ def prepare(data: Path, size: int, queries: int) -> None:
 CHILD = r"""
 import json, os, sys, time
 import numpy as np
-kind, path, queries_path, k = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+kind, path, queries_path, k, ef = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 queries = np.load(queries_path)
-def rss():
-    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS")) / 1024
+def rss():  # (anonymous, file-backed: mapped files, reclaimable) resident MB
+    status = {l.split(":")[0]: int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("Rss")}
+    return np.array([status["RssAnon"], status["RssFile"]]) / 1024
 import usearch.index, faiss, bertcli.tasks.search.searcher  # libraries loaded before the baseline
 before = rss()
 if kind == "exact":
@@ -95,21 +97,20 @@ elif kind.startswith("bertcli"):
     hits = Searcher.__new__(Searcher); hits.index, hits.record = index, index.record
     def search(q, k):
         return hits._dense(q, k, rescore)[0]
-elif kind == "usearch":
+elif kind.startswith("usearch"):
     from usearch.index import Index
-    index = Index.restore(path, view=True); index.expansion_search = 128
+    index = Index.restore(path, view=True); index.expansion_search = ef
     def search(q, k):
         return np.asarray(index.search(q, k).keys).reshape(len(q), -1)
 else:
     import faiss
     faiss.omp_set_num_threads(2)
     index = faiss.read_index_binary(path) if "binary" in kind else faiss.read_index(path)
-    index.hnsw.efSearch = 128
+    index.hnsw.efSearch = ef
     def search(q, k):
         if "binary" in kind:
             return index.search(np.packbits(q > 0, axis=1), k)[1]
         return index.search(q, k)[1]
-opened = rss()
 search(queries[:10], k)
 single = []
 for q in queries:
@@ -117,13 +118,13 @@ for q in queries:
 start = time.perf_counter(); found = search(queries, k); batch = time.perf_counter() - start
 print(json.dumps({"found": np.asarray(found).tolist(), "p50": float(np.percentile(single, 50)) * 1e3,
                   "p99": float(np.percentile(single, 99)) * 1e3, "batch": batch * 1e3 / len(queries),
-                  "rss": rss() - before, "open_rss": opened - before}))
+                  "rss": (rss() - before).tolist()}))
 """
 
 
 def run_child(kind: str, path: Path, queries: Path, k: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), str(queries), str(k)], check=True,
-                         capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", CHILD, kind, str(path), str(queries), str(k), str(HNSW["ef_search"])],
+                         check=True, capture_output=True, text=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -133,17 +134,18 @@ def size_mb(path: Path) -> float:
 
 
 def build_peers(vectors: np.ndarray, root: Path) -> dict[str, tuple[Path, float]]:
-    """usearch and FAISS HNSW indexes built directly (f32, and FAISS's 8-bit scalar quantiser and binary HNSW)."""
+    """usearch and FAISS HNSW indexes built directly: f32 and 8-bit codes of both, and FAISS's binary HNSW."""
     import faiss
     from usearch.index import Index
 
     built = {}
-    start = time.perf_counter()
-    index = Index(ndim=vectors.shape[1], metric="cos", dtype="f32", connectivity=HNSW["M"],
-                  expansion_add=HNSW["ef_construction"], expansion_search=HNSW["ef_search"])  # fmt: skip
-    index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
-    index.save(str(root / "usearch.f32"))
-    built["usearch"] = (root / "usearch.f32", time.perf_counter() - start)
+    for kind, dtype in (("usearch", "f32"), ("usearch-i8", "i8")):  # inner product: the vectors are unit
+        start = time.perf_counter()
+        index = Index(ndim=vectors.shape[1], metric="ip", dtype=dtype, connectivity=HNSW["M"],
+                      expansion_add=HNSW["ef_construction"], expansion_search=HNSW["ef_search"])  # fmt: skip
+        index.add(np.arange(len(vectors), dtype=np.uint64), vectors)
+        index.save(str(root / f"{kind}.usearch"))
+        built[kind] = (root / f"{kind}.usearch", time.perf_counter() - start)
     faiss.omp_set_num_threads(2)
     for kind, make in (
         ("faiss", lambda d: faiss.IndexHNSWFlat(d, HNSW["M"], faiss.METRIC_INNER_PRODUCT)),
@@ -172,10 +174,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=200_000)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--serve-only", action="store_true", help="only /search, on the indexes a full run built")
     args = parser.parse_args()
     root = Path(args.dir)
     data = root / "data"
     prepare(data, args.size, args.queries)
+    if args.serve_only:
+        return served(root, data, args)
     import pyarrow.parquet as pq
 
     import bertcli
@@ -195,8 +201,8 @@ def main() -> None:
     for dtype in ("f32", "f16", "i8", "binary"):
         out = root / f"index-{dtype}"
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "bertcli", "index", str(data / "corpus.parquet"), "--dtype", dtype,
-                        "-o", str(out), "-q"], check=True)  # fmt: skip
+        subprocess.run([sys.executable, "-m", "bertcli", "-q", "index", str(data / "corpus.parquet"), "--dtype", dtype,
+                        "-o", str(out)], check=True)  # fmt: skip
         builds[dtype] = (out, time.perf_counter() - start)
     peers = build_peers(vectors, root)
     configs = [("exact numpy", "exact", root / "matrix.npy", None)]
@@ -214,12 +220,80 @@ def main() -> None:
     full = vectors.nbytes / 2**20
     print(f"\n{len(vectors):,} vectors x {vectors.shape[1]} (float32 matrix {full:.0f} MB), {len(queries)} queries, "
           f"k={args.k}, {os.cpu_count()} cores; latency: the search alone, queries already encoded")  # fmt: skip
-    print("| index | build s | disk MB | resident MB | single p50 ms | single p99 ms | batch ms/query | recall@10 |")
+    print("| index | build s | disk MB | resident MB: own + mapped files | single p50 ms | single p99 ms | "
+          "batch ms/query | recall@10 |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, seconds, disk, result, recall in rows:
-        print(f"| {name} | {'-' if seconds is None else f'{seconds:.1f}'} | {disk:.0f} | {result['rss']:.0f} | "
+        own, mapped = result["rss"]
+        print(f"| {name} | {'-' if seconds is None else f'{seconds:.1f}'} | {disk:.0f} | {own:.0f} + {mapped:.0f} | "
               f"{result['p50']:.3f} | {result['p99']:.3f} | {result['batch']:.3f} | {recall:.4f} |")  # fmt: skip
     quality(root, data, queries, args.k)
+    served(root, data, args)
+
+
+def served(root: Path, data: Path, args) -> None:
+    texts = [json.loads(line)["text"] for line in open(data / "queries.jsonl", encoding="utf-8")]
+    for dtype in ("f32", "i8"):
+        rate = serve_rate(root / f"index-{dtype}", texts, args.clients)
+        print(f"\n/search on the {dtype} index ({args.clients} clients, {rate['done']} requests of one query, k=10): "
+              f"{rate['rate']:.0f} queries/s, p50 {rate['p50']:.1f} ms, p99 {rate['p99']:.1f} ms, "
+              f"{rate['failures']} failed")  # fmt: skip
+
+
+def serve_rate(index: Path, texts: list[str], clients: int) -> dict:
+    """`bertcli serve INDEX` on loopback, `clients` aiohttp clients posting one query each until all are answered."""
+    import asyncio
+    import socket
+
+    import aiohttp
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "bertcli", "-q", "serve", str(index), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        pending = [json.dumps({"query": text, "k": 10}) for text in reversed(texts)]
+        latencies: list[float] = []
+        failures = 0
+
+        async def client(http) -> None:
+            nonlocal failures
+            while pending:
+                body = pending.pop()
+                start = time.perf_counter()
+                async with http.post(
+                    url + "/search", data=body, headers={"content-type": "application/json"}
+                ) as answer:
+                    await answer.read()
+                    failures += answer.status != 200
+                latencies.append(time.perf_counter() - start)
+
+        async def run() -> float:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as http:
+                for text in texts[:clients]:  # warm up: open the connections
+                    async with http.post(url + "/search", json={"query": text}) as answer:
+                        await answer.read()
+                start = time.perf_counter()
+                await asyncio.gather(*(client(http) for _ in range(clients)))
+                return time.perf_counter() - start
+
+        wall = asyncio.run(run())
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    ordered = sorted(latencies)
+    return {"rate": len(latencies) / wall, "p50": ordered[len(ordered) // 2] * 1000,
+            "p99": ordered[int(0.99 * len(ordered))] * 1000, "done": len(latencies), "failures": failures}  # fmt: skip
 
 
 def quality(root: Path, data: Path, queries: list[dict], k: int) -> None:

@@ -16,7 +16,8 @@ __all__ = ["Embedder", "__version__", "load"]
 
 
 def load(model_dir: str, **options: Any) -> Any:
-    """A predictor for a fine-tuned model directory (classifier or NER): `predict(texts)` gives `bertcli predict`'s records.
+    """A predictor for a model directory (classifier, NER, encoder, reranker): `predict(texts)` gives `bertcli predict`'s
+    records; for an index directory (`bertcli index`), a searcher: `search(queries, k)` gives each query's hits.
 
     Options, as the predict command takes them: precision, batch_size, max_length, backend (auto, torch, onnx),
     threads; classifiers long_text, stride, aggregate (else the model's saved policy); NER stride, aggregation.

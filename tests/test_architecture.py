@@ -43,7 +43,7 @@ def imported(path: Path) -> set[str]:
 
 
 def test_the_layout_has_every_task():
-    assert TASKS == ["classification", "embedding", "ner", "pretraining", "rerank", "tokenization"]
+    assert TASKS == ["classification", "embedding", "ner", "pretraining", "rerank", "search", "tokenization"]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -145,7 +145,7 @@ def test_only_the_bundle_module_writes_bertcli_json():
 def test_every_task_in_the_table_has_its_package_and_contract():
     from bertcli.tasks import TABLE
 
-    assert {entry.name for entry in TABLE} == {"classification", "ner", "embedding", "rerank"}
+    assert {entry.name for entry in TABLE} == {"classification", "ner", "embedding", "rerank", "search"}
     for entry in TABLE:
         task = entry.task()
         assert task.name == entry.name and (PACKAGE / "tasks" / entry.name / "__init__.py").is_file()

@@ -343,3 +343,34 @@ def test_the_search_route_answers_as_the_command_and_refuses_bad_requests(index,
         h["id"] for h in searcher.search(queries[0], 200, exact=True) if h["id"] in ids
     ]
     assert all(a.json()["error"]["type"] == "invalid_request_error" for a in answers[3:])
+
+
+def test_a_filter_holds_for_hybrid_search_and_repeated_ids(index):
+    searcher = bertcli.load(str(index), precision="no")
+    allowed = ["doc3", "doc7", "doc11", "doc7"]
+    for options in ({}, {"hybrid": True}):
+        hits = searcher.search("a terrible boring movie", 10, ids=allowed, **options)
+        assert sorted(h["id"] for h in hits) == ["doc11", "doc3", "doc7"]
+    assert searcher.search("a terrible boring movie", 10, ids=["nope"]) == []
+
+
+def test_adding_vectors_without_ids_numbers_them_after_the_index(tiny_model, docs, tmp_path):
+    vectors = encoder(str(tiny_model), precision="no").embed(texts_of(docs)).vectors
+    np.save(tmp_path / "a.npy", vectors[:150])
+    np.save(tmp_path / "b.npy", vectors[150:])
+    out = tmp_path / "rows.index"
+    invoke("index", str(tmp_path / "a.npy"), "-m", str(tiny_model), "-o", str(out))
+    invoke("index", str(tmp_path / "b.npy"), "-o", str(out), "--add")
+    ids = [json.loads(line)["id"] for line in (out / "records.jsonl").read_text().splitlines()]
+    assert ids == list(range(200))
+    hits = bertcli.load(str(out), precision="no").search(texts_of(docs)[170], 1, exact=True)
+    assert hits[0]["id"] == 170 and hits[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_missing_id_column_is_named(tiny_model, docs, tmp_path):
+    vectors = tmp_path / "docs.parquet"
+    runner.invoke(app, ["embed", str(docs), "-m", str(tiny_model), "-o", str(vectors), *FAST])
+    result = runner.invoke(
+        app, ["index", str(vectors), "-m", str(tiny_model), "--id-column", "doc_id", "-o", str(tmp_path / "x"), *FAST]
+    )
+    assert result.exit_code == 1 and "no column 'doc_id'" in result.stderr and not (tmp_path / "x").exists()

@@ -70,34 +70,49 @@ def vector_key(path: str) -> str | None:
     return None
 
 
-def vector_chunks(path: str, key: str, size: int, id_column: str | None) -> Iterator[Chunk]:
-    """A vector file's rows, `size` at a time, with their ids (and texts when the file has them)."""
+def vector_chunks(path: str, key: str, size: int, id_column: str | None, start: int = 0) -> Iterator[Chunk]:
+    """A vector file's rows, `size` at a time, with their ids (and texts when the file has them). Without ids, a row
+    is numbered by its place in the index, which already holds `start` rows."""
     if key == "npy":
         matrix = np.load(path, mmap_mode="r")
         if matrix.ndim != 2:
             raise DataError(f"expected a 2-D array of vectors, got shape {matrix.shape}", file=path)
         sidecar = ids_path(path)
         ids: list[Any] = (
-            sidecar.read_text(encoding="utf-8").splitlines() if sidecar.is_file() else list(range(len(matrix)))
+            sidecar.read_text(encoding="utf-8").splitlines()
+            if sidecar.is_file()
+            else list(range(start, start + len(matrix)))
         )
         if len(ids) != len(matrix):
             raise DataError(
                 f"{len(ids)} ids for {len(matrix)} vectors", file=sidecar, hint="re-export with bertcli embed"
             )
-        for start in range(0, len(matrix), size):
-            yield Chunk(ids[start : start + size], None, np.asarray(matrix[start : start + size], dtype=np.float32))
+        for at in range(0, len(matrix), size):
+            yield Chunk(ids[at : at + size], None, np.asarray(matrix[at : at + size], dtype=np.float32))
         return
     id_key = id_column or "id"
     if Path(path).suffix.lower() == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(path)
         names = parquet.schema_arrow.names
+        if id_column is not None and id_column not in names:
+            raise DataError(f"no column {id_column!r} (columns: {', '.join(names)})", file=path, column=id_column)
         columns = [key, *(c for c in (id_key, "text") if c in names)]
         done = 0
         for batch in parquet.iter_batches(batch_size=size, columns=columns):
-            table = batch.to_pydict()
-            yield _chunk(table[key], table.get(id_key), table.get("text"), path, done)
+            table = {name: batch.column(name) for name in columns}
+            column = table[key]
+            even = column.null_count == 0 and (
+                pa.types.is_fixed_size_list(column.type)
+                or pa.types.is_list(column.type)
+                and len(set(column.value_lengths().to_pylist())) <= 1
+            )  # then read as one array, not as Python floats (ragged rows: the check in _chunk names the row)
+            flat = column.flatten().to_numpy(zero_copy_only=False) if even else None
+            vectors = flat.reshape(batch.num_rows, -1) if even and batch.num_rows else column.to_pylist()
+            ids, texts = (table[c].to_pylist() if c in table else None for c in (id_key, "text"))
+            yield _chunk(vectors, ids, texts, path, done, start)
             done += batch.num_rows
         return
     done = 0
@@ -107,8 +122,10 @@ def vector_chunks(path: str, key: str, size: int, id_column: str | None) -> Iter
             raise DataError(f"no {key!r} in this record", file=path, row=done + missing + 1)
         texts = [r.get("text") for r in records]
         ids = [r.get(id_key) for r in records]
+        if id_column is not None and all(i is None for i in ids):
+            raise DataError(f"no {id_column!r} in this record", file=path, row=done + 1, column=id_column)
         yield _chunk([r[key] for r in records], ids if any(i is not None for i in ids) else None,
-                     texts if all(isinstance(t, str) for t in texts) else None, path, done)  # fmt: skip
+                     texts if all(isinstance(t, str) for t in texts) else None, path, done, start)  # fmt: skip
         done += len(records)
 
 
@@ -118,7 +135,7 @@ def _jsonl() -> Any:
     return DataOptions(format="jsonl")
 
 
-def _chunk(vectors: list, ids: list | None, texts: list | None, path: str, done: int) -> Chunk:
+def _chunk(vectors: Any, ids: list | None, texts: list | None, path: str, done: int, start: int) -> Chunk:
     try:
         matrix = np.asarray(vectors, dtype=np.float32)
     except ValueError:
@@ -130,7 +147,11 @@ def _chunk(vectors: list, ids: list | None, texts: list | None, path: str, done:
     missing = None if ids is None else next((i for i, v in enumerate(ids) if v is None), None)
     if missing is not None:
         raise DataError("missing id", file=path, row=done + missing + 1, column="id")
-    return Chunk(ids if ids is not None else list(range(done, done + len(matrix))), texts, matrix)
+    bad = None if ids is None else next((i for i, v in enumerate(ids) if not isinstance(v, (str, int))), None)
+    if bad is not None:
+        raise DataError(f"an id must be text or a whole number, not {ids[bad]!r}", file=path, row=done + bad + 1)
+    texts = None if texts is None else [t if isinstance(t, str) else "" for t in texts]  # a null text is empty
+    return Chunk(ids if ids is not None else list(range(start + done, start + done + len(matrix))), texts, matrix)
 
 
 def data_chunks(cfg: IndexConfig, encoder: Any, start: int, on_batch: Any) -> Iterator[Chunk]:
@@ -147,6 +168,10 @@ def data_chunks(cfg: IndexConfig, encoder: Any, start: int, on_batch: Any) -> It
             if missing is not None:
                 raise DataError("missing id", file=name, row=done + missing + 1, column=columns.id)
             ids = [r[columns.id] for r in records]
+            bad = next((i for i, v in enumerate(ids) if not isinstance(v, (str, int))), None)
+            if bad is not None:
+                raise DataError(f"an id must be text or a whole number, not {ids[bad]!r}", file=name,
+                                row=done + bad + 1, column=columns.id)  # fmt: skip
         else:
             ids = list(range(start + done, start + done + len(records)))
         yield Chunk(ids, texts, encoder.embed(texts, on_batch).vectors)
@@ -155,12 +180,28 @@ def data_chunks(cfg: IndexConfig, encoder: Any, start: int, on_batch: Any) -> It
 
 def build_index(cfg: IndexConfig) -> IndexResult:
     """Build the index at cfg.output (or add to it with cfg.add), atomically."""
+    cfg.validate()
+    base = _base(cfg)
+    try:
+        return _build(cfg, base)
+    finally:
+        if base is not None:
+            base.close()
+
+
+def _build(cfg: IndexConfig, base: OpenIndex | None) -> IndexResult:
     from bertcli.progress import Progress
     from bertcli.tasks import encoder as load_encoder
 
-    cfg.validate()
-    base = _base(cfg)
-    model_spec = cfg.model or (base.record["model"]["name"] if base else None)
+    made_by = base.record["model"] if base else None
+    # adding: the model where the index was built, else by its name (a hub id, or a path on another machine)
+    model_spec = cfg.model or (
+        None
+        if made_by is None
+        else made_by["path"]
+        if Path(made_by["path"], "config.json").is_file()
+        else made_by["name"]
+    )
     encoder = load_encoder(
         model_spec, batch_size=cfg.batch_size, precision=cfg.precision, backend=cfg.backend, threads=cfg.threads
     )
@@ -182,15 +223,16 @@ def build_index(cfg: IndexConfig) -> IndexResult:
     try:
         with Progress(None, "index", unit="vectors") as progress:
             if key:
-                chunks = vector_chunks(source, key, cfg.chunk_size, cfg.data.id_column)
-            else:
-                chunks = data_chunks(cfg, encoder, writer.count, lambda n: progress.advance(0))
+                chunks = vector_chunks(source, key, cfg.chunk_size, cfg.data.id_column, writer.count)
+            else:  # progress by embedded batch: embedding is the slow part
+                chunks = data_chunks(cfg, encoder, writer.count, lambda n: progress.advance(n, examples=n))
             for number, chunk in enumerate(chunks):
                 if key and number == 0:
                     _check_model(chunk, encoder, record, source)
                 writer.append(chunk.ids, chunk.texts if cfg.texts else None, unit(chunk.vectors, record["dim"]), source)
                 added += len(chunk.ids)
-                progress.advance(len(chunk.ids), examples=len(chunk.ids))
+                if key:
+                    progress.advance(len(chunk.ids), examples=len(chunk.ids))
         record["count"] = writer.count
         record["sources"] = [*record.get("sources", []), {"file": source, "rows": added, "vectors": bool(key)}]
         record["built"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -200,9 +242,6 @@ def build_index(cfg: IndexConfig) -> IndexResult:
     except BaseException:
         writer.abort()
         raise
-    finally:
-        if base is not None:
-            base.close()
     return IndexResult(cfg.output, added, record["count"], record["dim"], record["dtype"],
                        time.perf_counter() - start, key is None)  # fmt: skip
 
@@ -210,7 +249,7 @@ def build_index(cfg: IndexConfig) -> IndexResult:
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    return {**library_versions(), "usearch": metadata.version("usearch")}
+    return {**library_versions(), "faiss-cpu": metadata.version("faiss-cpu")}
 
 
 def _base(cfg: IndexConfig) -> OpenIndex | None:
@@ -250,13 +289,12 @@ def _record(cfg: IndexConfig, encoder: Any, base: OpenIndex | None) -> dict[str,
     }
     if base is not None:
         old = base.record
-        if cfg.model is not None and (model["weights"], model["pooling"]) != (
-            old["model"]["weights"], old["model"]["pooling"],
-        ):  # fmt: skip
+        if (model["weights"], model["pooling"]) != (old["model"]["weights"], old["model"]["pooling"]):
             raise UsageError(
-                f"the index was built with {old['model']['name']}, not {cfg.model}",
+                f"the index was built with {old['model']['name']}, not the model at {encoder.path}"
+                + ("" if cfg.model else " (its weights changed)"),
                 file=cfg.output,
-                hint="leave out --model when adding: vectors of one index come from one model",
+                hint="vectors of one index come from one model: build a new index for another one",
             )
         for name, given in (("dtype", cfg.dtype if cfg.dtype != "f32" else None), ("dim", cfg.dim)):
             if given is not None and given != old[name]:
@@ -271,7 +309,7 @@ def _record(cfg: IndexConfig, encoder: Any, base: OpenIndex | None) -> dict[str,
             model["name"], cfg.dim, cfg.dim, encoder.dim,
         )  # fmt: skip
     return {
-        "library": f"usearch {metadata.version('usearch')}",
+        "library": f"faiss-cpu {metadata.version('faiss-cpu')}",
         "dtype": cfg.dtype,
         "dim": dim,
         "metric": "hamming" if cfg.dtype == "binary" else "cos",

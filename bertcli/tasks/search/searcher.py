@@ -93,8 +93,9 @@ class Searcher:
         if k < 1:
             raise UsageError(f"k must be at least 1, got {k}")
         depth = max(k, HYBRID_DEPTH) if hybrid else k
-        if ids is not None:
-            rows, scores = self.index.exact(vectors, depth, self.index.rows_of(ids))
+        allowed = None if ids is None else self.index.rows_of(ids)
+        if allowed is not None:
+            rows, scores = self.index.exact(vectors, depth, allowed)
         elif exact:
             rows, scores = self.index.exact(vectors, depth)
         else:
@@ -102,7 +103,7 @@ class Searcher:
         if hybrid:
             if texts is None:
                 raise UsageError("hybrid search needs the query texts")
-            rows, scores = self._fused(rows, texts, depth, k)
+            rows, scores = self._fused(rows, texts, depth, k, allowed)
         return [
             [self._hit(row, score, include_text) for row, score in zip(row_list, score_list) if row >= 0][:k]
             for row_list, score_list in zip(rows, scores)
@@ -117,13 +118,20 @@ class Searcher:
         candidates, _ = self.index.ann_search(vectors, k * RESCORE_FACTOR[dtype])
         return self.index.rescore(vectors, candidates, k)
 
-    def _fused(self, dense: np.ndarray, texts: Sequence[str], depth: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Reciprocal rank fusion of each query's dense rows and BM25's top `depth` over the stored texts."""
+    def _fused(
+        self, dense: np.ndarray, texts: Sequence[str], depth: int, k: int, allowed: list[int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reciprocal rank fusion of each query's dense rows and BM25's top `depth` over the stored texts (of the
+        `allowed` rows only, when a filter names them)."""
         import bm25s
 
         retriever = self.index.bm25()
         tokens = bm25s.tokenize(list(texts), stopwords="en", show_progress=False, return_ids=False)
-        lexical = _bm25_rows(retriever, tokens, min(depth, self.index.count))
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(self.index.count, dtype=np.float32)
+            mask[allowed] = 1.0
+        lexical = _bm25_rows(retriever, tokens, min(depth, self.index.count), mask)
         rows = np.full((len(texts), k), -1, dtype=np.int64)
         scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
         for i, (dense_rows, lexical_rows) in enumerate(zip(dense, lexical)):
@@ -144,8 +152,8 @@ class Searcher:
         return hit
 
 
-def _bm25_rows(retriever: Any, tokens: list[list[str]], depth: int) -> list[list[int]]:
-    """BM25's top rows per tokenised query; a query with no known word has none."""
+def _bm25_rows(retriever: Any, tokens: list[list[str]], depth: int, mask: np.ndarray | None = None) -> list[list[int]]:
+    """BM25's top rows per tokenised query (rows where `mask` is 1 only); a query with no known word has none."""
     vocab = retriever.vocab_dict
     out = []
     for words in tokens:
@@ -153,6 +161,6 @@ def _bm25_rows(retriever: Any, tokens: list[list[str]], depth: int) -> list[list
         if not known:
             out.append([])
             continue
-        found, scores = retriever.retrieve([known], k=depth, show_progress=False, n_threads=1)
+        found, scores = retriever.retrieve([known], k=depth, show_progress=False, n_threads=1, weight_mask=mask)
         out.append([int(row) for row, score in zip(found[0], scores[0]) if score > 0])
     return out

@@ -1,7 +1,7 @@
 """An index directory on disk: the ANN graph, the full-precision vectors it is rescored from, the ids and texts, and
 the record of the model that made the vectors (bertcli.json's `index`).
 
-    ann.usearch          the HNSW graph and its codes (f32, f16, i8 or one bit per dimension), memory-mapped
+    ann.faiss            FAISS's HNSW graph and its codes (f32, f16, i8 or one bit per dimension), memory-mapped
     vectors.npy          the unit float32 vectors, memory-mapped: rescoring and --exact read only the rows they need
     records.jsonl        one {"id", "text"?} line per vector; records.offsets.npy holds each line's byte offset
     bm25/                bm25s's index of the texts (--hybrid), when the texts are kept
@@ -28,7 +28,7 @@ from bertcli.errors import DataError, UsageError
 from bertcli.io import NPY_HEADER, npy_header, replace_dir
 
 ANN_FILE, VECTORS_FILE, RECORDS_FILE, OFFSETS_FILE, BM25_DIR = (
-    "ann.usearch", "vectors.npy", "records.jsonl", "records.offsets.npy", "bm25",
+    "ann.faiss", "vectors.npy", "records.jsonl", "records.offsets.npy", "bm25",
 )  # fmt: skip
 INDEX_TASK = "index"  # the bundle task of an index directory
 
@@ -43,31 +43,39 @@ def unit(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
 
 
 def new_ann(record: dict[str, Any]) -> Any:
-    """An empty usearch HNSW index for the record's dtype: cosine over f32/f16/i8 codes, Hamming over bits."""
-    from usearch.index import Index
+    """An empty FAISS HNSW index for the record's dtype: inner product (cosine: the vectors are unit) over float32,
+    float16 or 8-bit codes (a scalar quantiser trained on the first chunk's range per dimension), Hamming over bits."""
+    import faiss
 
-    binary = record["dtype"] == "binary"
-    return Index(
-        ndim=record["dim"],
-        metric="hamming" if binary else "cos",
-        dtype="b1" if binary else record["dtype"],
-        connectivity=record["connectivity"],
-        expansion_add=record["expansion_add"],
-        expansion_search=record["expansion_search"],
-    )
+    dim, links = record["dim"], record["connectivity"]
+    if record["dtype"] == "binary":
+        index = faiss.IndexBinaryHNSW(dim, links)
+    elif record["dtype"] == "f32":
+        index = faiss.IndexHNSWFlat(dim, links, faiss.METRIC_INNER_PRODUCT)
+    else:
+        kind = faiss.ScalarQuantizer.QT_fp16 if record["dtype"] == "f16" else faiss.ScalarQuantizer.QT_8bit
+        index = faiss.IndexHNSWSQ(dim, kind, links, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = record["expansion_add"]
+    return index
+
+
+def read_ann(path: Path, dtype: str, mapped: bool) -> Any:
+    """A saved index: memory-mapped for search, or loaded to grow (--add)."""
+    import faiss
+
+    flags = faiss.IO_FLAG_MMAP_IFC if mapped else 0
+    return faiss.read_index_binary(str(path), flags) if dtype == "binary" else faiss.read_index(str(path), flags)
 
 
 def codes(vectors: np.ndarray, dtype: str) -> np.ndarray:
-    """What the ANN index stores for unit vectors: the vectors (usearch quantises f16/i8 itself), or their sign bits."""
-    return np.packbits(vectors > 0, axis=1) if dtype == "binary" else vectors
+    """What the ANN index takes for unit vectors: the vectors (FAISS encodes f16/i8 itself), or their sign bits."""
+    return np.packbits(vectors > 0, axis=1) if dtype == "binary" else np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 class OpenIndex:
     """An index directory opened for search; everything large stays memory-mapped."""
 
     def __init__(self, directory: str | Path, meta: BundleMeta) -> None:
-        from usearch.index import Index
-
         self.directory = Path(directory)
         self.record: dict[str, Any] = meta.index or {}
         missing = next(
@@ -86,8 +94,14 @@ class OpenIndex:
             )
         self.vectors = np.load(self.directory / VECTORS_FILE, mmap_mode="r")
         self.offsets = np.load(self.directory / OFFSETS_FILE, mmap_mode="r")
-        self.ann = Index.restore(str(self.directory / ANN_FILE), view=True)
-        self.ann.expansion_search = self.record["expansion_search"]
+        try:
+            self.ann = read_ann(self.directory / ANN_FILE, self.dtype, mapped=True)
+        except RuntimeError as exc:
+            raise DataError(
+                f"the ANN file is damaged ({str(exc).splitlines()[0]})", file=self.directory / ANN_FILE,
+                hint="build the index again",
+            ) from None  # fmt: skip
+        self.ann.hnsw.efSearch = self.record["expansion_search"]  # searches only read it: concurrent ones are safe
         with open(self.directory / RECORDS_FILE, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             self._records = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
@@ -110,21 +124,16 @@ class OpenIndex:
         """The rows holding these ids (unknown ids are left out)."""
         if self._ids is None:
             self._ids = {self.entry(row)["id"]: row for row in range(self.count)}
-        return [self._ids[i] for i in ids if i in self._ids]
+        return sorted({self._ids[i] for i in ids if i in self._ids})
 
     def ann_search(self, queries: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cosine scores) of each query's `count` ANN candidates, best first; -1 pads a short list. Binary
         codes give no cosine: their scores are 1 - 2 * Hamming distance / dim (the same order)."""
         count = min(count, self.count)
-        matches = self.ann.search(codes(queries, self.dtype), count)
-        rows = np.asarray(matches.keys, dtype=np.int64).reshape(len(queries), -1)
-        distances = np.asarray(matches.distances, dtype=np.float32).reshape(len(queries), -1)
-        # one query gives a Matches of only what was found, several a BatchMatches padded to `count`
-        found = np.asarray(getattr(matches, "counts", [rows.shape[1]])).reshape(-1)
-        valid = np.arange(rows.shape[1])[None, :] < found[:, None]
-        rows = np.where(valid, rows, -1)
-        scores = 1.0 - 2.0 * distances / self.record["dim"] if self.dtype == "binary" else 1.0 - distances
-        return rows, np.where(valid, scores, -np.inf).astype(np.float32)
+        distances, rows = self.ann.search(codes(queries, self.dtype), count)
+        rows = np.asarray(rows, dtype=np.int64)
+        scores = 1.0 - 2.0 * distances / self.record["dim"] if self.dtype == "binary" else distances
+        return rows, np.where(rows >= 0, scores, -np.inf).astype(np.float32)
 
     def rescore(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The top k of each query's candidate rows by their full-precision cosine (read from the mapped vectors)."""
@@ -189,6 +198,9 @@ class IndexWriter:
         self.target = Path(target)
         self.record = record
         self.staging = self.target.with_name(f".{self.target.name}.partial-{os.getpid()}")
+        for stale in self.target.parent.glob(f".{self.target.name}.partial-*"):  # left by a killed build
+            if not _alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
         shutil.rmtree(self.staging, ignore_errors=True)
         self.staging.mkdir(parents=True)
         self.vectors = open(self.staging / VECTORS_FILE, "wb")
@@ -201,9 +213,7 @@ class IndexWriter:
         if base is None:
             self.ann = new_ann(record)
         else:
-            from usearch.index import Index
-
-            self.ann = Index.restore(str(base.directory / ANN_FILE), view=False)  # loaded: it grows
+            self.ann = read_ann(base.directory / ANN_FILE, record["dtype"], mapped=False)  # loaded: it grows
             self._copy(base)
 
     def _copy(self, base: OpenIndex) -> None:
@@ -228,8 +238,10 @@ class IndexWriter:
                     hint="ids must be unique: pass --id-column, or leave it out to number the rows",
                 )
             self.ids[key] = self.count + position
-        keys = np.arange(self.count, self.count + len(vectors), dtype=np.uint64)
-        self.ann.add(keys, codes(vectors, self.record["dtype"]))
+        data = codes(vectors, self.record["dtype"])
+        if not self.ann.is_trained:  # the 8-bit quantiser learns each dimension's range from the first chunk
+            self.ann.train(data)
+        self.ann.add(data)  # FAISS numbers vectors in the order they come: row n is id n
         self.vectors.write(np.asarray(vectors, dtype="<f4").tobytes())
         for position, key in enumerate(ids):
             entry: dict[str, Any] = {"id": key}
@@ -253,7 +265,10 @@ class IndexWriter:
             os.fsync(handle.fileno())
             handle.close()
         np.save(self.staging / OFFSETS_FILE, np.asarray(self.offsets, dtype=np.int64))
-        self.ann.save(str(self.staging / ANN_FILE))
+        import faiss
+
+        write = faiss.write_index_binary if self.record["dtype"] == "binary" else faiss.write_index
+        write(self.ann, str(self.staging / ANN_FILE))
         if self.has_texts:
             self._bm25()
         write_meta(self.staging, meta)
@@ -275,3 +290,14 @@ class IndexWriter:
             with contextlib.suppress(Exception):
                 handle.close()
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    """Whether the process that named a staging directory still runs (its build may still be writing)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
