@@ -374,3 +374,17 @@ def test_a_missing_id_column_is_named(tiny_model, docs, tmp_path):
         app, ["index", str(vectors), "-m", str(tiny_model), "--id-column", "doc_id", "-o", str(tmp_path / "x"), *FAST]
     )
     assert result.exit_code == 1 and "no column 'doc_id'" in result.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("ann.faiss", "the ANN file is damaged"), ("vectors.npy", "damaged"), ("records.offsets.npy", "damaged")],
+)
+def test_a_damaged_index_is_one_line_error(index, tmp_path, damage, message):
+    copy = tmp_path / "copy.index"
+    shutil.copytree(index, copy)
+    data = (copy / damage).read_bytes()
+    (copy / damage).write_bytes(data[: len(data) // 2])
+    result = runner.invoke(app, ["search", str(copy), "a good movie", *FAST])
+    assert result.exit_code == 1 and message in result.stderr and "build" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

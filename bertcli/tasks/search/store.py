@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import mmap
 import os
 import shutil
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ ANN_FILE, VECTORS_FILE, RECORDS_FILE, OFFSETS_FILE, BM25_DIR = (
     "ann.faiss", "vectors.npy", "records.jsonl", "records.offsets.npy", "bm25",
 )  # fmt: skip
 INDEX_TASK = "index"  # the bundle task of an index directory
+EXACT_BLOCK = 16384  # rows the exact scan reads and scores at a time (25 MB of 384-dim vectors)
 
 
 def unit(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
@@ -72,6 +72,40 @@ def codes(vectors: np.ndarray, dtype: str) -> np.ndarray:
     return np.packbits(vectors > 0, axis=1) if dtype == "binary" else np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+class DiskRows:
+    """The rows of a .npy matrix, read from disk as needed (`pread`, through the page cache): rescoring reads a few
+    scattered rows per query and the exact scan one block at a time, so none of the file counts as the process's
+    memory, and a mapping's read-ahead cannot pull the whole file in."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "rb")
+        version = np.lib.format.read_magic(self.handle)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        self.shape, _, self.dtype = read_header[version](self.handle)
+        self.start = self.handle.tell()
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        size = os.fstat(self.handle.fileno()).st_size
+        if size < self.start + self.shape[0] * self.row_bytes:
+            self.handle.close()
+            raise ValueError(f"{path.name} holds {size} bytes, fewer than its {self.shape} {self.dtype} rows")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        data = os.pread(self.handle.fileno(), (stop - start) * self.row_bytes, self.start + start * self.row_bytes)
+        return np.frombuffer(data, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows, in the given order."""
+        fd = self.handle.fileno()
+        data = b"".join(os.pread(fd, self.row_bytes, self.start + int(row) * self.row_bytes) for row in rows)
+        return np.frombuffer(data, dtype=self.dtype).reshape(len(rows), *self.shape[1:])
+
+    def close(self) -> None:
+        self.handle.close()
+
+
 class OpenIndex:
     """An index directory opened for search; everything large stays memory-mapped."""
 
@@ -92,8 +126,20 @@ class OpenIndex:
                 file=self.directory,
                 hint="build it again with bertcli index",
             )
-        self.vectors = np.load(self.directory / VECTORS_FILE, mmap_mode="r")
-        self.offsets = np.load(self.directory / OFFSETS_FILE, mmap_mode="r")
+        try:
+            self.vectors = DiskRows(self.directory / VECTORS_FILE)
+            self.offsets = np.load(self.directory / OFFSETS_FILE)
+        except (ValueError, KeyError, OSError) as exc:
+            raise DataError(
+                f"the index files are damaged ({exc})", file=self.directory, hint="build it again"
+            ) from None
+        if len(self.vectors) != self.record.get("count") or len(self.offsets) != len(self.vectors) + 1:
+            raise DataError(
+                f"the index files disagree ({len(self.vectors)} vectors, {len(self.offsets) - 1} records, "
+                f"{self.record.get('count')} recorded)",
+                file=self.directory,
+                hint="build it again",
+            )
         try:
             self.ann = read_ann(self.directory / ANN_FILE, self.dtype, mapped=True)
         except RuntimeError as exc:
@@ -102,15 +148,13 @@ class OpenIndex:
                 hint="build the index again",
             ) from None  # fmt: skip
         self.ann.hnsw.efSearch = self.record["expansion_search"]  # searches only read it: concurrent ones are safe
-        with open(self.directory / RECORDS_FILE, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            self._records = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+        self._records = open(self.directory / RECORDS_FILE, "rb")  # a hit reads its own line (pread)
         self._ids: dict[Any, int] | None = None
         self._bm25: Any = None
 
     @property
     def count(self) -> int:
-        return int(self.vectors.shape[0])
+        return len(self.vectors)
 
     @property
     def dtype(self) -> str:
@@ -118,7 +162,8 @@ class OpenIndex:
 
     def entry(self, row: int) -> dict[str, Any]:
         """The {"id", "text"?} record of a row."""
-        return json.loads(self._records[int(self.offsets[row]) : int(self.offsets[row + 1])])
+        start, stop = int(self.offsets[row]), int(self.offsets[row + 1])
+        return json.loads(os.pread(self._records.fileno(), stop - start, start))
 
     def rows_of(self, ids: Sequence[Any]) -> list[int]:
         """The rows holding these ids (unknown ids are left out)."""
@@ -144,7 +189,7 @@ class OpenIndex:
             if not len(candidates):
                 continue
             order = np.argsort(candidates)  # ascending rows read the mapped file front to back
-            scores = self.vectors[candidates[order]] @ query
+            scores = self.vectors.take(candidates[order]) @ query
             top = np.argsort(-scores, kind="stable")[:k]
             out_rows[i, : len(top)], out_scores[i, : len(top)] = candidates[order][top], scores[top]
         return out_rows, out_scores
@@ -155,14 +200,16 @@ class OpenIndex:
         best_rows = np.full((len(queries), k), -1, dtype=np.int64)
         best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         blocks = (
-            [np.arange(start, min(start + 65536, self.count)) for start in range(0, self.count, 65536)]
+            [np.arange(start, min(start + EXACT_BLOCK, self.count)) for start in range(0, self.count, EXACT_BLOCK)]
             if rows is None
             else [np.sort(np.asarray(rows, dtype=np.int64))]
         )
         for block in blocks:
             if not len(block) or not k:
                 continue
-            vectors = self.vectors[block[0] : block[-1] + 1] if rows is None else self.vectors[block]
+            vectors = (
+                self.vectors.block(int(block[0]), int(block[-1]) + 1) if rows is None else self.vectors.take(block)
+            )
             scores = queries @ np.asarray(vectors, dtype=np.float32).T
             merged_scores = np.concatenate([best_scores, scores], axis=1)
             merged_rows = np.concatenate([best_rows, np.broadcast_to(block, scores.shape)], axis=1)
@@ -186,8 +233,8 @@ class OpenIndex:
         return self._bm25
 
     def close(self) -> None:
-        if isinstance(self._records, mmap.mmap):
-            self._records.close()
+        self._records.close()
+        self.vectors.close()
 
 
 class IndexWriter:
@@ -213,12 +260,16 @@ class IndexWriter:
         if base is None:
             self.ann = new_ann(record)
         else:
-            self.ann = read_ann(base.directory / ANN_FILE, record["dtype"], mapped=False)  # loaded: it grows
-            self._copy(base)
+            try:
+                self.ann = read_ann(base.directory / ANN_FILE, record["dtype"], mapped=False)  # loaded: it grows
+                self._copy(base)
+            except BaseException:
+                self.abort()
+                raise
 
     def _copy(self, base: OpenIndex) -> None:
         for start in range(0, base.count, 65536):
-            self.vectors.write(np.asarray(base.vectors[start : start + 65536], dtype="<f4").tobytes())
+            self.vectors.write(base.vectors.block(start, min(start + 65536, base.count)).astype("<f4").tobytes())
         with open(base.directory / RECORDS_FILE, "rb") as handle:
             shutil.copyfileobj(handle, self.records)
         self.offsets = [int(o) for o in base.offsets]
