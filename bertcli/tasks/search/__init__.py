@@ -1,5 +1,5 @@
 """Search: an approximate nearest-neighbour index of vectors (FAISS HNSW; f32, f16, i8 or binary codes with a
-memory-mapped full-precision copy for rescoring), built by `bertcli index`, searched by `bertcli search`,
+full-precision copy on disk for rescoring), built by `bertcli index`, searched by `bertcli search`,
 `bertcli.load(index_dir).search` and serve's /search, with the index's own model encoding every query."""
 
 from __future__ import annotations

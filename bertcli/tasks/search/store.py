@@ -2,7 +2,8 @@
 the record of the model that made the vectors (bertcli.json's `index`).
 
     ann.faiss            FAISS's HNSW graph and its codes (f32, f16, i8 or one bit per dimension), memory-mapped
-    vectors.npy          the unit float32 vectors, memory-mapped: rescoring and --exact read only the rows they need
+    vectors.npy          the unit float32 vectors, read from disk as needed: rescoring reads each query's candidates,
+                         --exact one block at a time
     records.jsonl        one {"id", "text"?} line per vector; records.offsets.npy holds each line's byte offset
     bm25/                bm25s's index of the texts (--hybrid), when the texts are kept
 
@@ -107,7 +108,7 @@ class DiskRows:
 
 
 class OpenIndex:
-    """An index directory opened for search; everything large stays memory-mapped."""
+    """An index directory opened for search: the graph memory-mapped, the vectors and records read as needed."""
 
     def __init__(self, directory: str | Path, meta: BundleMeta) -> None:
         self.directory = Path(directory)
@@ -181,14 +182,14 @@ class OpenIndex:
         return rows, np.where(rows >= 0, scores, -np.inf).astype(np.float32)
 
     def rescore(self, queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The top k of each query's candidate rows by their full-precision cosine (read from the mapped vectors)."""
+        """The top k of each query's candidate rows by their full-precision cosine (read from disk)."""
         out_rows = np.full((len(queries), k), -1, dtype=np.int64)
         out_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         for i, (query, candidates) in enumerate(zip(queries, rows)):
             candidates = candidates[candidates >= 0]
             if not len(candidates):
                 continue
-            order = np.argsort(candidates)  # ascending rows read the mapped file front to back
+            order = np.argsort(candidates)  # ascending rows read the file front to back
             scores = self.vectors.take(candidates[order]) @ query
             top = np.argsort(-scores, kind="stable")[:k]
             out_rows[i, : len(top)], out_scores[i, : len(top)] = candidates[order][top], scores[top]
