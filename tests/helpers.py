@@ -130,3 +130,29 @@ def assert_same_weights(first: Path, second: Path, atol: float = 1e-6) -> None:
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=0, atol=atol, err_msg=key)
+
+
+def post_in_process(model_dir: Path, route: str, requests: list[dict], **options) -> list:
+    """The server's answers to `requests` on `route`, in process (httpx over ASGI, lifespan and batcher running), for
+    one served directory; `options` are serve's (ServeConfig)."""
+    import asyncio
+
+    import httpx
+
+    from bertcli.config import ServeConfig
+    from bertcli.serve.app import create_app
+    from bertcli.serve.models import load_model
+
+    cfg = ServeConfig(models=[str(model_dir)], precision="no", **options)
+    model = load_model(str(model_dir), cfg)
+    guarded = create_app({model.name: model}, cfg)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=guarded)
+        async with (
+            guarded.app.router.lifespan_context(guarded.app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            return [await client.post(route, json=body) for body in requests]
+
+    return asyncio.run(scenario())

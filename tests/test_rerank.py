@@ -5,17 +5,15 @@ with its int8 gate."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from helpers import write_csv
+from helpers import post_in_process, write_csv
 from test_embedding_train import toy_pairs
 from typer.testing import CliRunner
 
@@ -267,31 +265,12 @@ def test_evaluate_with_an_encoder_first_stage_and_a_non_encoder_retriever(rerank
         evaluate(EvaluateConfig(model_dir=str(reranker), input=str(pairs), retriever=str(reranker)))
 
 
-def _serve(reranker: Path, requests: list[dict], max_inputs: int = 32) -> list[httpx.Response]:
-    from bertcli.config import ServeConfig
-    from bertcli.serve.app import create_app
-    from bertcli.serve.models import load_model
-
-    cfg = ServeConfig(models=[str(reranker)], precision="no", max_inputs=max_inputs)
-    model = load_model(str(reranker), cfg)
-    guarded = create_app({model.name: model}, cfg)
-
-    async def scenario():
-        transport = httpx.ASGITransport(app=guarded)
-        async with (
-            guarded.app.router.lifespan_context(guarded.app),
-            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-        ):
-            return [await client.post("/rerank", json=body) for body in requests]
-
-    return asyncio.run(scenario())
-
-
 def test_the_rerank_route_answers_as_the_command_and_refuses_bad_requests(reranker, tmp_path):
     texts = candidates()[:4]
     long_text = " ".join(["guitar"] * 300)
-    answers = _serve(
+    answers = post_in_process(
         reranker,
+        "/rerank",
         [
             {"query": QUERY, "texts": texts, "return_text": True},
             {"query": QUERY, "texts": texts, "raw_scores": True},

@@ -4,15 +4,13 @@ hand-computed fusion, `bertcli search` over argument/file/stdin, `bertcli.load(d
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from helpers import build_tiny_bert, sentiment_rows
+from helpers import build_tiny_bert, post_in_process, sentiment_rows
 from typer.testing import CliRunner
 
 import bertcli
@@ -298,31 +296,12 @@ def test_an_index_is_not_a_model_for_other_commands(index):
     assert result.exit_code == 1 and "not a model directory" in result.stderr
 
 
-def _serve(index: Path, requests: list[dict]) -> list[httpx.Response]:
-    from bertcli.config import ServeConfig
-    from bertcli.serve.app import create_app
-    from bertcli.serve.models import load_model
-
-    cfg = ServeConfig(models=[str(index)], precision="no")
-    model = load_model(str(index), cfg)
-    guarded = create_app({model.name: model}, cfg)
-
-    async def scenario():
-        transport = httpx.ASGITransport(app=guarded)
-        async with (
-            guarded.app.router.lifespan_context(guarded.app),
-            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-        ):
-            return [await client.post("/search", json=body) for body in requests]
-
-    return asyncio.run(scenario())
-
-
 def test_the_search_route_answers_as_the_command_and_refuses_bad_requests(index, docs):
     queries = ["a wonderful film", "boring and dull"]
     ids = ["doc3", "doc7", "doc11"]
-    answers = _serve(
+    answers = post_in_process(
         index,
+        "/search",
         [
             {"query": queries[0], "k": 4},
             {"queries": queries, "k": 4, "hybrid": True},
