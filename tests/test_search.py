@@ -161,9 +161,11 @@ def test_an_interrupted_build_leaves_the_old_index_or_none(tiny_model, docs, tmp
     ]
 
 
-def test_an_index_remembers_its_model(index, tmp_path):
+def test_an_index_remembers_its_model(index, tiny_model, tmp_path):
     result = runner.invoke(app, ["search", str(index), "a good movie", "-m", bertcli_default(), *FAST])
-    assert result.exit_code == 2 and "built with" in result.stderr and "not" in result.stderr
+    assert result.exit_code == 2 and f"built with {tiny_model}; its queries must be encoded" in result.stderr
+    [same] = invoke("search", str(index), "a good movie", "-m", str(tiny_model), "-k", "2")  # its own model passes
+    assert len(same["hits"]) == 2
     moved = tmp_path / "model"
     build_tiny_bert(moved)
     copy = tmp_path / "copy.index"

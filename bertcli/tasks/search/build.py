@@ -24,7 +24,7 @@ from bertcli.data.columns import cell_text, record_columns
 from bertcli.data.records import chunked, iter_records
 from bertcli.errors import DataError, UsageError
 from bertcli.io import ids_path
-from bertcli.tasks.search.store import INDEX_TASK, IndexWriter, OpenIndex, unit
+from bertcli.tasks.search.store import INDEX_TASK, IndexWriter, OpenIndex, model_path, unit
 
 log = logging.getLogger("bertcli")
 VECTOR_KEYS = ("vector", "embedding")  # the vector field of a JSONL or parquet record (embed writes `vector`)
@@ -193,15 +193,7 @@ def _build(cfg: IndexConfig, base: OpenIndex | None) -> IndexResult:
     from bertcli.progress import Progress
     from bertcli.tasks import encoder as load_encoder
 
-    made_by = base.record["model"] if base else None
-    # adding: the model where the index was built, else by its name (a hub id, or a path on another machine)
-    model_spec = cfg.model or (
-        None
-        if made_by is None
-        else made_by["path"]
-        if Path(made_by["path"], "config.json").is_file()
-        else made_by["name"]
-    )
+    model_spec = cfg.model or (model_path(base.record) if base else None)  # adding: the index's own model
     encoder = load_encoder(
         model_spec, batch_size=cfg.batch_size, precision=cfg.precision, backend=cfg.backend, threads=cfg.threads
     )

@@ -15,7 +15,7 @@ import numpy as np
 from bertcli.bundle import Bundle, weights_fingerprint
 from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RRF_K, SEARCH_K
 from bertcli.errors import ModelError, UsageError
-from bertcli.tasks.search.store import OpenIndex, unit
+from bertcli.tasks.search.store import OpenIndex, model_path, unit
 
 
 class Searcher:
@@ -40,8 +40,7 @@ class Searcher:
                 file=bundle.directory,
                 hint="leave out --model (the index knows its own), or build an index with the other model",
             )
-        # where it was built, else its name (a hub id or a path, on another machine)
-        path = made_by["path"] if Path(made_by["path"], "config.json").is_file() else resolve_model(made_by["name"])
+        path = model_path(self.record)
         if weights_fingerprint(Path(path)) != made_by["weights"]:
             raise ModelError(
                 f"the model at {path} is not the one that built this index (its weights changed)",

@@ -43,6 +43,15 @@ def unit(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
+def model_path(record: dict[str, Any]) -> str:
+    """The directory of the model an index records: where it was built, else found by its name (a hub id, or a path
+    on another machine). Its weights are checked against the record by whoever loads it."""
+    from bertcli.hub import resolve_model
+
+    made_by = record["model"]
+    return made_by["path"] if Path(made_by["path"], "config.json").is_file() else resolve_model(made_by["name"])
+
+
 def new_ann(record: dict[str, Any]) -> Any:
     """An empty FAISS HNSW index for the record's dtype: inner product (cosine: the vectors are unit) over float32,
     float16 or 8-bit codes (a scalar quantiser trained on the first chunk's range per dimension), Hamming over bits."""
