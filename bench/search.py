@@ -105,13 +105,10 @@ if kind == "exact":
         return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1)
 elif kind.startswith("bertcli"):
     from bertcli.bundle import read_meta
-    from bertcli.tasks.search.store import OpenIndex
-    from bertcli.tasks.search.searcher import Searcher
-    index = OpenIndex(path, read_meta(path))
-    rescore = kind.endswith("+rescore")
-    hits = Searcher.__new__(Searcher); hits.index, hits.record = index, index.record
+    from bertcli.tasks.search.searcher import VectorSearch
+    index, rescore = VectorSearch(path, read_meta(path)), kind.endswith("+rescore")  # no model: queries come encoded
     def search(q, k):
-        return hits._dense(q, k, rescore)[0]
+        return index.nearest(q, k, rescore)[0]
 elif kind.startswith("usearch"):
     from usearch.index import Index
     index = Index.restore(path, view=True); index.expansion_search = ef

@@ -180,17 +180,25 @@ def bundle_dir(path: str) -> Path:
 
 
 def weights_fingerprint(directory: Path) -> dict[str, Any] | None:
-    """Size and SHA-256 of the first and last MiB of the torch weights: enough to tell another model's export."""
-    weights = next((directory / name for name in TORCH_WEIGHTS if (directory / name).is_file()), None)
-    if weights is None:
+    """Size and SHA-256 of the first and last MiB of the weights: enough to tell another model's export. The torch
+    weights when the directory has them, else its ONNX graphs (an export directory has no torch weights)."""
+    torch_weights = next((directory / name for name in TORCH_WEIGHTS if (directory / name).is_file()), None)
+    files = [torch_weights] if torch_weights is not None else sorted(directory.glob("*.onnx"))
+    if not files:
         return None
-    size = weights.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with open(weights, "rb") as handle:
-        digest.update(handle.read(1 << 20))
-        handle.seek(max(0, size - (1 << 20)))
-        digest.update(handle.read(1 << 20))
-    return {"file": weights.name, "bytes": size, "sample_sha256": digest.hexdigest()}
+    digest = hashlib.sha256()
+    for weights in files:
+        size = weights.stat().st_size
+        digest.update(str(size).encode())
+        with open(weights, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, size - (1 << 20)))
+            digest.update(handle.read(1 << 20))
+    return {
+        "file": ", ".join(path.name for path in files),
+        "bytes": sum(path.stat().st_size for path in files),
+        "sample_sha256": digest.hexdigest(),
+    }
 
 
 def save_bundle(

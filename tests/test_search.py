@@ -14,10 +14,12 @@ from helpers import build_tiny_bert, post_in_process, sentiment_rows
 from typer.testing import CliRunner
 
 import bertcli
+from bertcli.bundle import read_meta
 from bertcli.cli.main import app
 from bertcli.config.search import IndexConfig
 from bertcli.errors import ModelError, UsageError
 from bertcli.tasks import build_index, encoder
+from bertcli.tasks.search.searcher import VectorSearch
 
 runner = CliRunner()
 FAST = ["--precision", "no"]
@@ -73,6 +75,10 @@ def test_ann_results_equal_the_exact_scan_on_a_small_set(index, docs):
     assert [[h["id"] for h in hits] for hits in ann] == [[h["id"] for h in hits] for hits in exact]
     assert [hits[0]["id"] for hits in exact] == [f"doc{i}" for i in range(40)]  # each text finds itself first
     assert all(hits[0]["score"] == pytest.approx(1.0, abs=1e-5) for hits in exact)
+    vectors = VectorSearch(index, read_meta(index))  # the index alone, searched with vectors encoded elsewhere
+    rows, scores = vectors.nearest(searcher.encode(queries), 10)
+    assert rows[:, 0].tolist() == list(range(40)) and scores[:, 0] == pytest.approx(1.0, abs=1e-5)
+    assert [[searcher.index.entry(r)["id"] for r in row] for row in rows] == [[h["id"] for h in hits] for hits in ann]
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +204,8 @@ def test_search_takes_queries_as_an_argument_a_file_or_stdin(index, tmp_path, so
     assert line["query"] == query and line["hits"] == want and len(want) == 3
     assert all(set(hit) == {"id", "score", "text"} for hit in want)
     assert [h["score"] for h in want] == sorted((h["score"] for h in want), reverse=True)
+    [bare] = invoke(*args[0], "--no-texts", input=args[1])
+    assert bare["hits"] == [{"id": h["id"], "score": h["score"]} for h in want]
 
 
 def test_indexes_from_embeds_outputs_equal_the_index_of_the_data(tiny_model, docs, index, tmp_path):

@@ -16,6 +16,7 @@ from bertcli.cli.options import (
     ModelOpt,
     PrecisionOpt,
     TextColumnOpt,
+    TextsOpt,
     ThreadsOpt,
     batch_size_option,
     default,
@@ -73,15 +74,7 @@ def command(
             rich_help_panel=INDEX,
         ),  # fmt: skip
     ] = None,
-    texts: Annotated[
-        bool | None,
-        typer.Option(
-            "--texts/--no-texts",
-            help="Keep the input texts: search prints them and --hybrid ranks them with BM25. [default: --texts]",
-            show_default=False,
-            rich_help_panel=INDEX,
-        ),
-    ] = None,
+    texts: TextsOpt = None,
     chunk_size: Annotated[
         int | None,
         typer.Option(

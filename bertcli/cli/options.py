@@ -92,6 +92,16 @@ IncludeTextOpt = Annotated[
     typer.Option("--include-text", help="Copy the input text into each output record.", show_default=False),
 ]
 
+TextsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--texts/--no-texts",
+        help="An index's texts: index keeps them (search prints them, --hybrid ranks them with BM25); search prints "
+        "them with each hit. [default: --texts]",
+        show_default=False,
+    ),
+]
+
 # data
 FormatOpt = Annotated[
     str | None,

@@ -14,6 +14,7 @@ from bertcli.cli.options import (
     IdColumnOpt,
     PrecisionOpt,
     TextColumnOpt,
+    TextsOpt,
     ThreadsOpt,
     batch_size_option,
     default,
@@ -28,6 +29,7 @@ Examples:
   bertcli search docs.index -k 3 --input queries.txt -o hits.jsonl    # one line per query, in input order
   cat queries.txt | bertcli search docs.index --hybrid                # dense + BM25, fused by reciprocal rank
   bertcli search docs.index "read a csv" --exact                      # brute force: the reference
+  bertcli search docs.index "read a csv" --no-texts -k 100            # ids and scores only
 """
 
 
@@ -77,6 +79,7 @@ def command(
             show_default=False,
         ),  # fmt: skip
     ] = None,
+    texts: TextsOpt = None,
     model: Annotated[
         str | None,
         typer.Option(

@@ -58,7 +58,7 @@ class SearchConfig:
     rescore: bool | None = None  # None: for i8 and binary indexes (they keep a full-precision copy for it)
     exact: bool = False  # a brute-force scan of the full-precision vectors: the reference
     hybrid: bool = False  # fuse BM25 over the stored texts with the dense hits (reciprocal rank fusion)
-    include_text: bool = True
+    texts: bool = True  # print each hit's stored text
     model: str | None = None  # only to check: a model other than the index's is refused
     batch_size: int | None = checked(None, POSITIVE)
     precision: str = checked("auto", choices=PRECISIONS)

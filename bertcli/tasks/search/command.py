@@ -23,7 +23,7 @@ def search_records(cfg: SearchConfig, bundle: Bundle) -> Prediction:
         bundle, model=cfg.model, batch_size=cfg.batch_size, precision=cfg.precision, backend=cfg.backend,
         threads=cfg.threads,
     )  # fmt: skip
-    options = {"rescore": cfg.rescore, "exact": cfg.exact, "hybrid": cfg.hybrid, "include_text": cfg.include_text}
+    options = {"rescore": cfg.rescore, "exact": cfg.exact, "hybrid": cfg.hybrid, "include_text": cfg.texts}
     return Prediction("jsonl", _chunks(cfg, searcher, options))
 
 

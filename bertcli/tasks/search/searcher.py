@@ -12,13 +12,91 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.bundle import Bundle, weights_fingerprint
+from bertcli.bundle import Bundle, BundleMeta, weights_fingerprint
 from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RRF_K, SEARCH_K
 from bertcli.errors import ModelError, UsageError
 from bertcli.tasks.search.store import OpenIndex, model_path, unit
 
 
-class Searcher:
+class VectorSearch:
+    """An opened index searched with vectors already encoded: no model is loaded (what a bench of the index alone,
+    or a caller with its own query vectors, needs)."""
+
+    def __init__(self, directory: str | Path, meta: BundleMeta) -> None:
+        self.index = OpenIndex(directory, meta)
+        self.record = self.index.record
+
+    def hits(
+        self, vectors: np.ndarray, k: int = SEARCH_K, *, rescore: bool | None = None, exact: bool = False,
+        hybrid: bool = False, ids: Sequence[Any] | None = None, include_text: bool = True,
+        texts: Sequence[str] | None = None,
+    ) -> list[list[dict[str, Any]]]:  # fmt: skip
+        """The hits of encoded queries. `ids` restricts the search to those ids (an exact scan of their vectors)."""
+        if k < 1:
+            raise UsageError(f"k must be at least 1, got {k}")
+        depth = max(k, HYBRID_DEPTH) if hybrid else k
+        allowed = None if ids is None else self.index.rows_of(ids)
+        if allowed is not None:
+            rows, scores = self.index.exact(vectors, depth, allowed)
+        elif exact:
+            rows, scores = self.index.exact(vectors, depth)
+        else:
+            rows, scores = self.nearest(vectors, depth, rescore)
+        if hybrid:
+            if texts is None:
+                raise UsageError("hybrid search needs the query texts")
+            rows, scores = self._fused(rows, texts, depth, k, allowed)
+        return [
+            [self._hit(row, score, include_text) for row, score in zip(row_list, score_list) if row >= 0][:k]
+            for row_list, score_list in zip(rows, scores)
+        ]
+
+    def nearest(self, vectors: np.ndarray, k: int, rescore: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of each vector's k nearest by the ANN graph (rescored by default for i8 and binary);
+        row -1 where the index holds fewer than k."""
+        dtype = self.record["dtype"]
+        if rescore is None:
+            rescore = dtype in ("i8", "binary")
+        if not rescore:
+            return self.index.ann_search(vectors, k)
+        candidates, _ = self.index.ann_search(vectors, k * RESCORE_FACTOR[dtype])
+        return self.index.rescore(vectors, candidates, k)
+
+    def _fused(
+        self, dense: np.ndarray, texts: Sequence[str], depth: int, k: int, allowed: list[int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Reciprocal rank fusion of each query's dense rows and BM25's top `depth` over the stored texts (of the
+        `allowed` rows only, when a filter names them)."""
+        import bm25s
+
+        retriever = self.index.bm25()
+        tokens = bm25s.tokenize(list(texts), stopwords="en", show_progress=False, return_ids=False)
+        mask = None
+        if allowed is not None:
+            mask = np.zeros(self.index.count, dtype=np.float32)
+            mask[allowed] = 1.0
+        lexical = _bm25_rows(retriever, tokens, min(depth, self.index.count), mask)
+        rows = np.full((len(texts), k), -1, dtype=np.int64)
+        scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
+        for i, (dense_rows, lexical_rows) in enumerate(zip(dense, lexical)):
+            fused: dict[int, float] = {}
+            for ranking in (dense_rows, lexical_rows):
+                for rank, row in enumerate(int(r) for r in ranking if r >= 0):
+                    fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
+            best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+            rows[i, : len(best)] = [row for row, _ in best]
+            scores[i, : len(best)] = [score for _, score in best]
+        return rows, scores
+
+    def _hit(self, row: int, score: float, include_text: bool) -> dict[str, Any]:
+        entry = self.index.entry(int(row))
+        hit = {"id": entry["id"], "score": round(float(score), 6)}
+        if include_text and "text" in entry:
+            hit["text"] = entry["text"]
+        return hit
+
+
+class Searcher(VectorSearch):
     """An index and the encoder its vectors came from; the server batches `run` (query vectors) across requests."""
 
     kind = "index"
@@ -31,8 +109,7 @@ class Searcher:
         from bertcli.hub import resolve_model
         from bertcli.tasks import encoder
 
-        self.index = OpenIndex(bundle.directory, bundle.meta)
-        self.record = self.index.record
+        super().__init__(bundle.directory, bundle.meta)
         made_by = self.record["model"]
         if model is not None and weights_fingerprint(Path(resolve_model(model))) != made_by["weights"]:
             raise UsageError(
@@ -82,73 +159,6 @@ class Searcher:
         found = self.hits(self.encode(texts), k, rescore=rescore, exact=exact, hybrid=hybrid, ids=ids,
                           include_text=include_text, texts=texts)  # fmt: skip
         return found[0] if single else found
-
-    def hits(
-        self, vectors: np.ndarray, k: int = SEARCH_K, *, rescore: bool | None = None, exact: bool = False,
-        hybrid: bool = False, ids: Sequence[Any] | None = None, include_text: bool = True,
-        texts: Sequence[str] | None = None,
-    ) -> list[list[dict[str, Any]]]:  # fmt: skip
-        """The hits of encoded queries. `ids` restricts the search to those ids (an exact scan of their vectors)."""
-        if k < 1:
-            raise UsageError(f"k must be at least 1, got {k}")
-        depth = max(k, HYBRID_DEPTH) if hybrid else k
-        allowed = None if ids is None else self.index.rows_of(ids)
-        if allowed is not None:
-            rows, scores = self.index.exact(vectors, depth, allowed)
-        elif exact:
-            rows, scores = self.index.exact(vectors, depth)
-        else:
-            rows, scores = self._dense(vectors, depth, rescore)
-        if hybrid:
-            if texts is None:
-                raise UsageError("hybrid search needs the query texts")
-            rows, scores = self._fused(rows, texts, depth, k, allowed)
-        return [
-            [self._hit(row, score, include_text) for row, score in zip(row_list, score_list) if row >= 0][:k]
-            for row_list, score_list in zip(rows, scores)
-        ]
-
-    def _dense(self, vectors: np.ndarray, k: int, rescore: bool | None) -> tuple[np.ndarray, np.ndarray]:
-        dtype = self.record["dtype"]
-        if rescore is None:
-            rescore = dtype in ("i8", "binary")
-        if not rescore:
-            return self.index.ann_search(vectors, k)
-        candidates, _ = self.index.ann_search(vectors, k * RESCORE_FACTOR[dtype])
-        return self.index.rescore(vectors, candidates, k)
-
-    def _fused(
-        self, dense: np.ndarray, texts: Sequence[str], depth: int, k: int, allowed: list[int] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Reciprocal rank fusion of each query's dense rows and BM25's top `depth` over the stored texts (of the
-        `allowed` rows only, when a filter names them)."""
-        import bm25s
-
-        retriever = self.index.bm25()
-        tokens = bm25s.tokenize(list(texts), stopwords="en", show_progress=False, return_ids=False)
-        mask = None
-        if allowed is not None:
-            mask = np.zeros(self.index.count, dtype=np.float32)
-            mask[allowed] = 1.0
-        lexical = _bm25_rows(retriever, tokens, min(depth, self.index.count), mask)
-        rows = np.full((len(texts), k), -1, dtype=np.int64)
-        scores = np.full((len(texts), k), -np.inf, dtype=np.float32)
-        for i, (dense_rows, lexical_rows) in enumerate(zip(dense, lexical)):
-            fused: dict[int, float] = {}
-            for ranking in (dense_rows, lexical_rows):
-                for rank, row in enumerate(int(r) for r in ranking if r >= 0):
-                    fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank + 1)
-            best = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
-            rows[i, : len(best)] = [row for row, _ in best]
-            scores[i, : len(best)] = [score for _, score in best]
-        return rows, scores
-
-    def _hit(self, row: int, score: float, include_text: bool) -> dict[str, Any]:
-        entry = self.index.entry(int(row))
-        hit = {"id": entry["id"], "score": round(float(score), 6)}
-        if include_text and "text" in entry:
-            hit["text"] = entry["text"]
-        return hit
 
 
 def _bm25_rows(retriever: Any, tokens: list[list[str]], depth: int, mask: np.ndarray | None = None) -> list[list[int]]:
