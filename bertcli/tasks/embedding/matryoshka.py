@@ -1,6 +1,6 @@
 """Rotations that put what a Matryoshka prefix can hold into the leading dimensions of a trained encoder.
 
-An orthogonal rotation leaves every full-size cosine as it was, so it can only help the prefixes. Two are fitted on
+An orthogonal rotation leaves every full-size cosine as it was, so it changes only what the prefixes hold. Two are fitted on
 the trained model's vectors of the training pairs: the principal axes (largest variance first), and those axes
 refined by gradient descent on the Matryoshka ranking loss at the smaller sizes while staying orthogonal. The one that
 retrieves best at the smaller sizes on validation is kept, or none when the trained cut is best.

@@ -238,8 +238,8 @@ def _describe_loss(emb: Any, dims: list[int], cached: bool, batch_size: int) -> 
     text = f"multiple-negatives ranking loss, scale {emb.loss_scale:g}{', symmetric' if emb.symmetric else ''}"
     if dims:
         text += (
-            f", Matryoshka over {','.join(map(str, dims))} dimensions (then a PCA rotation, 2_Dense, where it helps"
-            " the smaller sizes on validation)"
+            f", Matryoshka over {','.join(map(str, dims))} dimensions (then a rotation, 2_Dense: the principal"
+            " axes or those axes refined on the loss, where one helps the smaller sizes on validation)"
         )
     if cached:
         text += f", cached (batch {batch_size} embedded {emb.mini_batch_size} at a time)"

@@ -24,7 +24,7 @@ from bertcli.data.columns import cell_text, record_columns
 from bertcli.data.records import chunked, iter_records
 from bertcli.errors import DataError, UsageError
 from bertcli.io import ids_path
-from bertcli.tasks.search.store import INDEX_TASK, IndexWriter, OpenIndex, model_path, unit
+from bertcli.tasks.search.store import INDEX_TASK, IndexWriter, OpenIndex, model_path, same_weights, unit
 
 log = logging.getLogger("bertcli")
 VECTOR_KEYS = ("vector", "embedding")  # the vector field of a JSONL or parquet record (embed writes `vector`)
@@ -281,7 +281,7 @@ def _record(cfg: IndexConfig, encoder: Any, base: OpenIndex | None) -> dict[str,
     }
     if base is not None:
         old = base.record
-        if (model["weights"], model["pooling"]) != (old["model"]["weights"], old["model"]["pooling"]):
+        if model["pooling"] != old["model"]["pooling"] or not same_weights(encoder.path, old["model"]["weights"]):
             raise UsageError(
                 f"the index was built with {old['model']['name']}, not the model at {encoder.path}"
                 + ("" if cfg.model else " (its weights changed)"),

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.bundle import Bundle, BundleMeta, weights_fingerprint
+from bertcli.bundle import Bundle, BundleMeta
 from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RRF_K, SEARCH_K
 from bertcli.errors import ModelError, UsageError
-from bertcli.tasks.search.store import OpenIndex, model_path, unit
+from bertcli.tasks.search.store import OpenIndex, model_path, same_weights, unit
 
 
 class VectorSearch:
@@ -111,14 +111,14 @@ class Searcher(VectorSearch):
 
         super().__init__(bundle.directory, bundle.meta)
         made_by = self.record["model"]
-        if model is not None and weights_fingerprint(Path(resolve_model(model))) != made_by["weights"]:
+        if model is not None and not same_weights(resolve_model(model), made_by["weights"]):
             raise UsageError(
                 f"this index was built with {made_by['name']}; its queries must be encoded by that model, not {model}",
                 file=bundle.directory,
                 hint="leave out --model (the index knows its own), or build an index with the other model",
             )
         path = model_path(self.record)
-        if weights_fingerprint(Path(path)) != made_by["weights"]:
+        if not same_weights(path, made_by["weights"]):
             raise ModelError(
                 f"the model at {path} is not the one that built this index (its weights changed)",
                 file=bundle.directory,

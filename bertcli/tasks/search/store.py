@@ -52,6 +52,14 @@ def model_path(record: dict[str, Any]) -> str:
     return made_by["path"] if Path(made_by["path"], "config.json").is_file() else resolve_model(made_by["name"])
 
 
+def same_weights(path: str | Path, recorded: dict[str, Any] | None) -> bool:
+    """Whether the model at `path` has the weights an index recorded. An index built from an ONNX export directory
+    before such directories were fingerprinted recorded None: there is nothing to compare, so it passes."""
+    from bertcli.bundle import weights_fingerprint
+
+    return recorded is None or weights_fingerprint(Path(path)) == recorded
+
+
 def new_ann(record: dict[str, Any]) -> Any:
     """An empty FAISS HNSW index for the record's dtype: inner product (cosine: the vectors are unit) over float32,
     float16 or 8-bit codes (a scalar quantiser trained on the first chunk's range per dimension), Hamming over bits."""
