@@ -169,6 +169,14 @@ def test_matryoshka_prefixes_are_trained(tmp_path, tiny_model):
     assert scores["matryoshka"] > scores["plain"] + 0.05, scores
 
 
+def test_the_rotation_is_fitted_on_pairs_without_a_repeated_text():
+    from bertcli.tasks.embedding.matryoshka import distinct_pairs
+
+    queries = [[1, 2], [3], [1, 2], [4], [5]]
+    documents = [[7], [8], [9], [8], [7, 1]]  # pair 2 repeats a query, pair 3 a document
+    assert distinct_pairs(queries, documents) == [0, 1, 4]
+
+
 def test_the_refined_rotation_stays_orthogonal_and_lowers_the_prefix_loss_it_was_fitted_on():
     """The refined axes keep every full-size cosine and lower the small size's ranking loss on the pairs they were
     fitted on, from the principal axes they start at (whether that helps held-out data is validation's call)."""

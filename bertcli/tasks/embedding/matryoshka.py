@@ -54,6 +54,19 @@ def refined(
         return (start @ rotate.weight.T.double().numpy()).astype(np.float32)
 
 
+def distinct_pairs(queries: list[list[int]], documents: list[list[int]]) -> list[int]:
+    """The indices of the pairs whose query and document both appear for the first time: in a batch drawn from them,
+    no repeated text is scored as another pair's negative (the training sampler's rule, for the refinement)."""
+    seen: set[tuple[str, tuple[int, ...]]] = set()
+    kept = []
+    for i, (query, document) in enumerate(zip(queries, documents)):
+        keys = {("query", tuple(query)), ("document", tuple(document))}
+        if seen.isdisjoint(keys):
+            seen |= keys
+            kept.append(i)
+    return kept
+
+
 def prefix_ndcg(queries: np.ndarray, documents: np.ndarray, sizes: list[int]) -> float:
     """Mean NDCG@10 over `sizes` of each query retrieving its own document (row i) among all the documents."""
     from bertcli.reports.retrieval import validation_metrics

@@ -189,9 +189,10 @@ def _kept_rotation(model, accelerator, examples, val, smaller, encode, pad_id, b
     epoch), NDCG@10 of 800 test queries at 128 of 384 dimensions: 0.7433 cut, 0.7621 principal axes, 0.7636 kept
     refined axes in another run (full size 0.783-0.784); the axes alone lost to the cut on a small model that
     training changes a lot, so validation decides."""
-    from bertcli.tasks.embedding.matryoshka import prefix_ndcg, principal_axes, refined
+    from bertcli.tasks.embedding.matryoshka import distinct_pairs, prefix_ndcg, principal_axes, refined
 
     picked = examples[:: max(1, len(examples) // ROTATION_SAMPLE)]  # a rotation needs a sample, not every pair
+    picked = [picked[i] for i in distinct_pairs([e["input_ids"] for e in picked], [e["docs"][0] for e in picked])]
     queries = _vectors(model, accelerator, [e["input_ids"] for e in picked], encode, pad_id, batch_size)
     positives = _vectors(model, accelerator, [e["docs"][0] for e in picked], encode, pad_id, batch_size)
     axes = principal_axes(np.concatenate([queries, positives]))
