@@ -186,19 +186,16 @@ def weights_fingerprint(directory: Path) -> dict[str, Any] | None:
     files = [torch_weights] if torch_weights is not None else sorted(directory.glob("*.onnx"))
     if not files:
         return None
-    digest = hashlib.sha256()
+    digest, total = hashlib.sha256(), 0
     for weights in files:
         size = weights.stat().st_size
+        total += size
         digest.update(str(size).encode())
         with open(weights, "rb") as handle:
             digest.update(handle.read(1 << 20))
             handle.seek(max(0, size - (1 << 20)))
             digest.update(handle.read(1 << 20))
-    return {
-        "file": ", ".join(path.name for path in files),
-        "bytes": sum(path.stat().st_size for path in files),
-        "sample_sha256": digest.hexdigest(),
-    }
+    return {"file": ", ".join(path.name for path in files), "bytes": total, "sample_sha256": digest.hexdigest()}
 
 
 def save_bundle(

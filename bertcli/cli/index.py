@@ -16,10 +16,10 @@ from bertcli.cli.options import (
     ModelOpt,
     PrecisionOpt,
     TextColumnOpt,
-    TextsOpt,
     ThreadsOpt,
     batch_size_option,
     default,
+    texts_option,
 )
 from bertcli.config.search import INDEX_DTYPES, IndexConfig
 
@@ -74,7 +74,9 @@ def command(
             rich_help_panel=INDEX,
         ),  # fmt: skip
     ] = None,
-    texts: TextsOpt = None,
+    texts: texts_option(
+        "Keep each record's text in the index: search prints it, and --hybrid ranks it with BM25.", INDEX
+    ) = None,
     chunk_size: Annotated[
         int | None,
         typer.Option(

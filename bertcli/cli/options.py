@@ -79,6 +79,16 @@ def output_format_option(formats: str, panel: str | None = None) -> Any:
     return Annotated[str | None, typer.Option(help=formats, rich_help_panel=panel)]
 
 
+def texts_option(help: str, panel: str | None = None) -> Any:
+    """--texts/--no-texts: whether an index's texts are used; `help` says how the command uses them."""
+    return Annotated[
+        bool | None,
+        typer.Option(
+            "--texts/--no-texts", help=f"{help} [default: --texts]", show_default=False, rich_help_panel=panel
+        ),
+    ]
+
+
 # evaluate's report on stdout; --json is its older spelling of --output-format json, kept working
 ReportFormatOpt = output_format_option(
     f"How the report is printed on stdout: {', '.join(REPORT_FORMATS)}. [default: {REPORT_FORMATS[0]}]"
@@ -92,15 +102,6 @@ IncludeTextOpt = Annotated[
     typer.Option("--include-text", help="Copy the input text into each output record.", show_default=False),
 ]
 
-TextsOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--texts/--no-texts",
-        help="An index's texts: index keeps them (search prints them, --hybrid ranks them with BM25); search prints "
-        "them with each hit. [default: --texts]",
-        show_default=False,
-    ),
-]
 
 # data
 FormatOpt = Annotated[

@@ -14,10 +14,10 @@ from bertcli.cli.options import (
     IdColumnOpt,
     PrecisionOpt,
     TextColumnOpt,
-    TextsOpt,
     ThreadsOpt,
     batch_size_option,
     default,
+    texts_option,
 )
 from bertcli.config.search import SearchConfig
 
@@ -79,7 +79,7 @@ def command(
             show_default=False,
         ),  # fmt: skip
     ] = None,
-    texts: TextsOpt = None,
+    texts: texts_option("Print each hit's stored text (when the index keeps texts).") = None,
     model: Annotated[
         str | None,
         typer.Option(

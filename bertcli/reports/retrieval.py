@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.inference.scores import unit_rows
+
 CUTOFFS = {"ndcg": 10, "mrr": 10, "map": 100}
 RECALLS = (1, 10, 100)
 DEPTH = 100  # documents ranked per query
@@ -113,9 +115,7 @@ def similarity_metrics(first: np.ndarray, second: np.ndarray, gold: Sequence[flo
     """STS: Spearman and Pearson correlation of the pairs' cosine with the gold scores (None where undefined)."""
     from scipy import stats
 
-    a = first / np.maximum(np.linalg.norm(first, axis=1, keepdims=True), 1e-12)
-    b = second / np.maximum(np.linalg.norm(second, axis=1, keepdims=True), 1e-12)
-    cosine = np.sum(a * b, axis=1)
+    cosine = np.sum(unit_rows(first) * unit_rows(second), axis=1)
     gold = np.asarray(gold, dtype=np.float64)
     defined = len(gold) > 1 and np.std(gold) > 0 and np.std(cosine) > 0
 

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from bertcli.config import ServeConfig
+from bertcli.inference.scores import unit_rows
 from bertcli.serve.batcher import Batcher, Overloaded
 from bertcli.serve.metrics import Metrics
 from bertcli.serve.models import ServedModel
@@ -154,7 +155,7 @@ def _routes(app: Any, state: ServerState) -> None:
         request.state.inputs = len(texts)
         results, tokens = await state.run(model, [(text, None) for text in texts])
         if body.dimensions is not None and body.dimensions < dim:  # a Matryoshka prefix, renormalised
-            results = [(_unit(vector[: body.dimensions]), rest) for vector, rest in results]
+            results = [(unit_rows(vector[: body.dimensions]), rest) for vector, rest in results]
         encode = _base64 if body.encoding_format == "base64" else lambda v: v.tolist()
         data = [
             {"object": "embedding", "index": i, "embedding": encode(vector)} for i, (vector, _) in enumerate(results)
@@ -280,10 +281,6 @@ def _predict_inputs(inputs: str | list, model: ServedModel) -> list[tuple[str, s
     if pairs and not model.predictor.takes_pairs:
         raise ApiError(422, f"model {model.name!r} reads single texts, not pairs", "unsupported_input")
     return [(pair[0], pair[1]) for pair in pairs] if pairs else [(text, None) for text in inputs]
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
 def _base64(vector: np.ndarray) -> str:

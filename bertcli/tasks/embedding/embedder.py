@@ -18,6 +18,7 @@ from bertcli.bundle import Bundle
 from bertcli.config import BATCH_TOKENS, EmbedOptions
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.batching import batches_for, run_batches
+from bertcli.inference.scores import unit_rows
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int]:
@@ -235,11 +236,11 @@ class Embedder:
         """Pool one batch to one vector per input (or keep each input's real tokens), padding excluded."""
         mask = features["attention_mask"]
         if self.opts.pooling == "pooler":
-            return _normalized(out["pooler_output"]) if self.opts.normalize else out["pooler_output"]
+            return unit_rows(out["pooler_output"]) if self.opts.normalize else out["pooler_output"]
         states = self._token_states(out)
         if self.opts.token_level:
             rows = [states[i, :n] for i, n in enumerate(mask.sum(axis=1))]
-            return [_normalized(r) for r in rows] if self.opts.normalize else [np.ascontiguousarray(r) for r in rows]
+            return [unit_rows(r) for r in rows] if self.opts.normalize else [np.ascontiguousarray(r) for r in rows]
         weights = mask.astype(states.dtype)
         if self.opts.pooling == "mean":
             pooled = np.einsum("bs,bsd->bd", weights, states) / np.maximum(weights.sum(axis=1, keepdims=True), 1e-9)
@@ -250,12 +251,7 @@ class Embedder:
         pooled = pooled.astype(np.float32, copy=False)
         for weight, bias in self.dense:
             pooled = pooled @ weight.T if bias is None else pooled @ weight.T + bias
-        return _normalized(pooled) if self.opts.normalize else pooled
-
-
-def _normalized(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+        return unit_rows(pooled) if self.opts.normalize else pooled
 
 
 def embed_shared(embedder: Embedder, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> Embedded:

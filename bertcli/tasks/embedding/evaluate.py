@@ -10,6 +10,7 @@ import numpy as np
 from bertcli.bundle import Bundle
 from bertcli.config import EmbedOptions, EvaluateConfig
 from bertcli.data.retrieval import Retrieval, Similarity, is_beir, read_beir, read_pairs
+from bertcli.inference.scores import unit_rows
 from bertcli.reports.retrieval import DEPTH, bm25_rankings, positive_ranks, retrieval_metrics, similarity_metrics, top_k
 from bertcli.runtime.device import use_threads
 from bertcli.tasks.embedding.embedder import Embedder, embed_shared, sentence_transformers_pooling
@@ -33,8 +34,8 @@ def evaluate_encoder(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
     head = {"model": str(cfg.model_dir), "data": cfg.input}
     if isinstance(data, Similarity):
         first, second = (
-            _unit(embed_shared(embedder, data.first).vectors),
-            _unit(embed_shared(embedder, data.second).vectors),
+            unit_rows(embed_shared(embedder, data.first).vectors),
+            unit_rows(embed_shared(embedder, data.second).vectors),
         )
         report = {"task": "similarity", **head, "n": len(data.scores), "unit": "pairs"}
         return {**report, **similarity_metrics(first, second, data.scores)}
@@ -44,9 +45,9 @@ def evaluate_encoder(cfg: EvaluateConfig, bundle: Bundle) -> dict[str, Any]:
 def _retrieval(cfg: EvaluateConfig, embedder: Embedder, data: Retrieval, head: dict[str, Any]) -> dict[str, Any]:
     query_ids, doc_ids = list(data.queries), list(data.corpus)
     log.info("retrieval: %d queries against %d documents (%s)", len(query_ids), len(doc_ids), embedder.describe())
-    queries = _unit(embed_shared(embedder, [data.queries[q] for q in query_ids]).vectors)
+    queries = unit_rows(embed_shared(embedder, [data.queries[q] for q in query_ids]).vectors)
     documents = embed_shared(embedder, [data.corpus[d] for d in doc_ids])
-    docs = _unit(documents.vectors)
+    docs = unit_rows(documents.vectors)
     indices, _ = top_k(queries, docs, DEPTH)
     rankings = {q: [doc_ids[i] for i in row] for q, row in zip(query_ids, indices)}
     report = {
@@ -92,9 +93,3 @@ def _write_errors(path: str, data: Retrieval, query_ids, doc_ids, queries: np.nd
                 ],
             }
             handle.write(dumps(record) + "\n")
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    """Unit vectors: the dot product is then the cosine, whatever the model's own normalisation."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from bertcli.config.embedding import REFINE_EPOCHS, REFINE_LR
+from bertcli.inference.scores import unit_rows
 
 
 def principal_axes(vectors: np.ndarray) -> np.ndarray:
     """The columns are the principal axes of the unit vectors, largest eigenvalue first."""
-    unit = _unit(vectors.astype(np.float64))
+    unit = unit_rows(vectors.astype(np.float64))
     values, axes = np.linalg.eigh(unit.T @ unit)
     return axes[:, np.argsort(-values, kind="stable")].astype(np.float32)
 
@@ -39,7 +40,7 @@ def refined(
     rotate = torch.nn.utils.parametrizations.orthogonal(rotate)
     optimizer = torch.optim.Adam(rotate.parameters(), lr=REFINE_LR)
     loss = ranking_loss(scale, False, sizes)
-    q, p = (torch.from_numpy(_unit(v @ start).astype(np.float32)) for v in (queries, positives))
+    q, p = (torch.from_numpy(unit_rows(v @ start).astype(np.float32)) for v in (queries, positives))
     with torch.enable_grad():  # the caller may be evaluating under no_grad
         for _ in range(REFINE_EPOCHS):
             order = torch.randperm(len(q), generator=generator)
@@ -72,9 +73,5 @@ def prefix_ndcg(queries: np.ndarray, documents: np.ndarray, sizes: list[int]) ->
     from bertcli.reports.retrieval import validation_metrics
 
     return float(
-        np.mean([validation_metrics(_unit(queries[:, :k]), _unit(documents[:, :k]))["ndcg@10"] for k in sizes])
+        np.mean([validation_metrics(unit_rows(queries[:, :k]), unit_rows(documents[:, :k]))["ndcg@10"] for k in sizes])
     )
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -17,6 +17,7 @@ from bertcli.config.embedding import EMBEDDING_NEGATIVES, TRAIN_LENGTH_CAP
 from bertcli.data.retrieval import PairColumns, pair_texts, pairs_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
+from bertcli.inference.scores import unit_rows
 from bertcli.training.batches import NoDuplicateBatches
 from bertcli.training.finetune import FinetuneResult, Finished, Prepared, held_out, train_task
 
@@ -109,15 +110,13 @@ class EmbeddingTraining:
         val = _examples(encode, [(q, p) for q, p in zip(*data.validation)])
         if val:
             evaluate = _evaluator(val, objective, tokenizer.pad_token_id or 0, opts.batch_size * 2, dims)
-        rotation_args = (
-            objective,
-            tokenizer.pad_token_id or 0,
-            opts.batch_size * 2,
-            emb.loss_scale,
-            opts.batch_size,
-            opts.seed,
-        )
         smaller = [k for k in dims if k < hidden]  # the sizes a rotation could help
+        rotation = None
+        if smaller and val:
+            rotation = RotationChoice(
+                smaller, val, objective, tokenizer.pad_token_id or 0, opts.batch_size * 2, emb.loss_scale,
+                opts.batch_size, opts.seed,
+            )  # fmt: skip
         log.info(
             "%d training and %d validation pairs, %s pooling, max length %d (in training)",
             len(examples),
@@ -136,8 +135,7 @@ class EmbeddingTraining:
             examples, collate_pairs(tokenizer.pad_token_id or 0), batch_loss, evaluate, facts, described, cfg,
             unit="pairs", sampler=lambda size, seed: NoDuplicateBatches(texts, size, seed),
             finish=lambda model, accelerator, metric: Finished(
-                {}, _st_writer(hidden, pooling, inference_length, _kept_rotation(
-                    model, accelerator, examples, val, smaller, *rotation_args) if smaller and val else None)
+                {}, _st_writer(hidden, pooling, inference_length, rotation and rotation.kept(model, accelerator, examples))
             ),
         )  # fmt: skip
 
@@ -182,35 +180,52 @@ def _negatives(cfg, path, pooling, max_length, queries, positives, given) -> tup
     return [list(row) + [pool[i] for i in found] for row, found in zip(given, mined.negatives)], mined
 
 
-def _kept_rotation(model, accelerator, examples, val, smaller, encode, pad_id, batch_size, scale, train_batch, seed):
-    """The rotation (a 2_Dense module) that makes the smaller Matryoshka sizes retrieve best on validation, or None
-    when the trained cut does: the principal axes of the trained vectors of the training pairs, or those axes refined
-    on the Matryoshka loss. Measured on the docstrings set (all-MiniLM-L6-v2, --matryoshka-dims 384,256,128,64, one
-    epoch), NDCG@10 of 800 test queries at 128 of 384 dimensions: 0.7433 cut, 0.7621 principal axes, 0.7636 kept
-    refined axes in another run (full size 0.783-0.784); the axes alone lost to the cut on a small model that
-    training changes a lot, so validation decides."""
-    from bertcli.tasks.embedding.matryoshka import distinct_pairs, prefix_ndcg, principal_axes, refined
+@dataclass(frozen=True)
+class RotationChoice:
+    """What choosing a Matryoshka rotation after training needs: the smaller sizes, the validation pairs, and how
+    training encoded (`encode`, `pad_id`, `batch_size`) and scored (`scale`, `train_batch`, `seed`) them."""
 
-    picked = examples[:: max(1, len(examples) // ROTATION_SAMPLE)]  # a rotation needs a sample, not every pair
-    picked = [picked[i] for i in distinct_pairs([e["input_ids"] for e in picked], [e["docs"][0] for e in picked])]
-    queries = _vectors(model, accelerator, [e["input_ids"] for e in picked], encode, pad_id, batch_size)
-    positives = _vectors(model, accelerator, [e["docs"][0] for e in picked], encode, pad_id, batch_size)
-    axes = principal_axes(np.concatenate([queries, positives]))
-    candidates = {
-        "principal axes": axes,
-        "refined axes": refined(queries, positives, axes, smaller, scale, train_batch, seed),
-    }
-    val_queries = _vectors(model, accelerator, [e["input_ids"] for e in val], encode, pad_id, batch_size)
-    val_documents = _vectors(model, accelerator, [e["docs"][0] for e in val], encode, pad_id, batch_size)
-    scores = {"as trained": prefix_ndcg(val_queries, val_documents, smaller)}
-    scores |= {name: prefix_ndcg(val_queries @ r, val_documents @ r, smaller) for name, r in candidates.items()}
-    best = max(scores, key=lambda name: (scores[name], name == "as trained"))
-    log.info(
-        "Matryoshka sizes %s on validation, NDCG@10: %s; %s",
-        ",".join(map(str, smaller)), ", ".join(f"{name} {score:.4f}" for name, score in scores.items()),
-        "no rotation" if best == "as trained" else f"kept the {best} (2_Dense)",
-    )  # fmt: skip
-    return candidates.get(best)
+    sizes: list[int]
+    validation: list[dict[str, Any]]
+    encode: Any
+    pad_id: int
+    batch_size: int
+    scale: float
+    train_batch: int
+    seed: int
+
+    def kept(self, model: Any, accelerator: Any, examples: list[dict[str, Any]]) -> np.ndarray | None:
+        """The rotation (a 2_Dense module) that makes the smaller Matryoshka sizes retrieve best on validation, or
+        None when the trained cut does: the principal axes of the trained vectors of the training pairs, or those axes
+        refined on the Matryoshka loss. Measured on the docstrings set (all-MiniLM-L6-v2, --matryoshka-dims
+        384,256,128,64, one epoch), NDCG@10 of 800 test queries at 128 of 384 dimensions: 0.7433 cut, 0.7621 principal
+        axes, 0.7636 kept refined axes in another run (full size 0.783-0.784); the axes alone lost to the cut on a
+        small model that training changes a lot, so validation decides."""
+        from bertcli.tasks.embedding.matryoshka import distinct_pairs, prefix_ndcg, principal_axes, refined
+
+        picked = examples[:: max(1, len(examples) // ROTATION_SAMPLE)]  # a rotation needs a sample, not every pair
+        picked = [picked[i] for i in distinct_pairs([e["input_ids"] for e in picked], [e["docs"][0] for e in picked])]
+        queries = self._vectors(model, accelerator, [e["input_ids"] for e in picked])
+        positives = self._vectors(model, accelerator, [e["docs"][0] for e in picked])
+        axes = principal_axes(np.concatenate([queries, positives]))
+        candidates = {
+            "principal axes": axes,
+            "refined axes": refined(queries, positives, axes, self.sizes, self.scale, self.train_batch, self.seed),
+        }
+        val_queries = self._vectors(model, accelerator, [e["input_ids"] for e in self.validation])
+        val_documents = self._vectors(model, accelerator, [e["docs"][0] for e in self.validation])
+        scores = {"as trained": prefix_ndcg(val_queries, val_documents, self.sizes)}
+        scores |= {name: prefix_ndcg(val_queries @ r, val_documents @ r, self.sizes) for name, r in candidates.items()}
+        best = max(scores, key=lambda name: (scores[name], name == "as trained"))
+        log.info(
+            "Matryoshka sizes %s on validation, NDCG@10: %s; %s",
+            ",".join(map(str, self.sizes)), ", ".join(f"{name} {score:.4f}" for name, score in scores.items()),
+            "no rotation" if best == "as trained" else f"kept the {best} (2_Dense)",
+        )  # fmt: skip
+        return candidates.get(best)
+
+    def _vectors(self, model: Any, accelerator: Any, ids: list[Any]) -> np.ndarray:
+        return _vectors(model, accelerator, ids, self.encode, self.pad_id, self.batch_size)
 
 
 def _st_writer(hidden: int, pooling: str, length: int, rotation: np.ndarray | None):
@@ -258,9 +273,9 @@ def _evaluator(pairs: list[dict[str, Any]], encode: Any, pad_id: int, batch_size
     def evaluate(model: Any, accelerator: Any) -> dict[str, float]:
         q = _vectors(model, accelerator, queries, encode, pad_id, batch_size)
         d = _vectors(model, accelerator, documents, encode, pad_id, batch_size)
-        metrics = validation_metrics(_unit(q), _unit(d))
+        metrics = validation_metrics(unit_rows(q), unit_rows(d))
         for dim in dims[1:]:
-            metrics[f"ndcg@10@{dim}"] = validation_metrics(_unit(q[:, :dim]), _unit(d[:, :dim]))["ndcg@10"]
+            metrics[f"ndcg@10@{dim}"] = validation_metrics(unit_rows(q[:, :dim]), unit_rows(d[:, :dim]))["ndcg@10"]
         return {**metrics, "examples": len(queries)}
 
     return evaluate
@@ -289,7 +304,3 @@ def _vectors(
                 indices.extend(batch.indices)
                 vectors.extend(out.float().cpu().numpy())
     return np.stack(gather_in_order(accelerator, indices, vectors))
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -23,8 +23,9 @@ from bertcli.config.search import CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH,
 from bertcli.data.columns import cell_text, record_columns
 from bertcli.data.records import chunked, iter_records
 from bertcli.errors import DataError, UsageError
+from bertcli.inference.scores import unit_rows
 from bertcli.io import ids_path
-from bertcli.tasks.search.store import INDEX_TASK, IndexWriter, OpenIndex, model_path, same_weights, unit
+from bertcli.tasks.search.store import INDEX_TASK, IndexWriter, OpenIndex, model_path, same_weights
 
 log = logging.getLogger("bertcli")
 VECTOR_KEYS = ("vector", "embedding")  # the vector field of a JSONL or parquet record (embed writes `vector`)
@@ -221,7 +222,9 @@ def _build(cfg: IndexConfig, base: OpenIndex | None) -> IndexResult:
             for number, chunk in enumerate(chunks):
                 if key and number == 0:
                     _check_model(chunk, encoder, record, source)
-                writer.append(chunk.ids, chunk.texts if cfg.texts else None, unit(chunk.vectors, record["dim"]), source)
+                writer.append(
+                    chunk.ids, chunk.texts if cfg.texts else None, unit_rows(chunk.vectors, record["dim"]), source
+                )
                 added += len(chunk.ids)
                 if key:
                     progress.advance(len(chunk.ids), examples=len(chunk.ids))
@@ -328,8 +331,8 @@ def _check_model(chunk: Chunk, encoder: Any, record: dict[str, Any], source: str
     sample = [i for i, text in enumerate(chunk.texts) if text.strip()][:CHECK_SAMPLE]
     if not sample:
         return
-    again = unit(encoder.embed([chunk.texts[i] for i in sample]).vectors)
-    cosines = np.sum(unit(chunk.vectors[sample]) * again, axis=1)
+    again = unit_rows(encoder.embed([chunk.texts[i] for i in sample]).vectors)
+    cosines = np.sum(unit_rows(chunk.vectors[sample]) * again, axis=1)
     worst = int(np.argmin(cosines))
     if cosines[worst] < CHECK_COSINE:
         raise DataError(

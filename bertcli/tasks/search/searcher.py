@@ -15,7 +15,8 @@ import numpy as np
 from bertcli.bundle import Bundle, BundleMeta
 from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RRF_K, SEARCH_K
 from bertcli.errors import ModelError, UsageError
-from bertcli.tasks.search.store import OpenIndex, model_path, same_weights, unit
+from bertcli.inference.scores import unit_rows
+from bertcli.tasks.search.store import OpenIndex, model_path, same_weights
 
 
 class VectorSearch:
@@ -136,7 +137,7 @@ class Searcher(VectorSearch):
 
     def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
         """The batch entry: each query's unit vector (cut to the index's dimensions) and whether it was truncated."""
-        return [(unit(vector[None, :], self.dim)[0], cut) for vector, cut in self.encoder_model.run(inputs)]
+        return [(unit_rows(vector[None, :], self.dim)[0], cut) for vector, cut in self.encoder_model.run(inputs)]
 
     def records(self, results: Sequence[tuple[np.ndarray, bool]], **options: Any) -> list[list[dict[str, Any]]]:
         return self.hits(np.stack([vector for vector, _ in results]), **options)
@@ -147,7 +148,7 @@ class Searcher(VectorSearch):
         return self.search(list(texts))
 
     def encode(self, queries: Sequence[str]) -> np.ndarray:
-        return unit(self.encoder_model.embed(list(queries)).vectors, self.dim)
+        return unit_rows(self.encoder_model.embed(list(queries)).vectors, self.dim)
 
     def search(
         self, queries: str | Sequence[str], k: int = SEARCH_K, *, rescore: bool | None = None, exact: bool = False,

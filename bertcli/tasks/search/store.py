@@ -34,15 +34,6 @@ INDEX_TASK = "index"  # the bundle task of an index directory
 EXACT_BLOCK = 16384  # rows the exact scan reads and scores at a time (25 MB of 384-dim vectors)
 
 
-def unit(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
-    """float32 rows cut to their leading `dim` dimensions (a Matryoshka prefix) and scaled to unit length."""
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if dim is not None:
-        vectors = vectors[:, :dim]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
 def model_path(record: dict[str, Any]) -> str:
     """The directory of the model an index records: where it was built, else found by its name (a hub id, or a path
     on another machine). Its weights are checked against the record by whoever loads it."""
