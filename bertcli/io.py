@@ -44,16 +44,35 @@ def replace_dir(staging: Path, target: Path) -> None:
     """Move a fully written `staging` directory to `target`, replacing an older one.
 
     The old directory is first renamed aside, so at every moment `target` is either the old
-    complete result or the new complete result.
+    complete result or the new complete result. Every file is synced to disk before the rename, and the parent
+    after it: a power loss right after the rename cannot leave a complete-looking directory of empty files.
     """
     target = Path(target)
+    _sync_tree(Path(staging))
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
     os.replace(staging, target)
+    _sync_path(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _sync_tree(directory: Path) -> None:
+    for root, _, files in os.walk(directory):
+        for name in files:
+            _sync_path(Path(root) / name)
+        _sync_path(Path(root))
+
+
+def _sync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's entries are what a rename changes)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def ids_path(output: str | Path) -> Path:

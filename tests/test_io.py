@@ -52,3 +52,38 @@ def test_replace_dir_swaps_complete_directories(tmp_path):
     replace_dir(new, old)
     assert (old / "weights").read_text() == "v2" and not new.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_replace_dir_syncs_every_file_before_the_rename_and_the_parent_after(tmp_path, monkeypatch):
+    import os
+
+    import bertcli.io as io_module
+
+    staging, target = tmp_path / "staging", tmp_path / "model"
+    (staging / "sub").mkdir(parents=True)
+    (staging / "weights").write_text("v2")
+    (staging / "sub" / "vocab").write_text("a")
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("sync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", str(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io_module.os, "fsync", fsync)
+    monkeypatch.setattr(io_module.os, "replace", replace)
+    replace_dir(staging, target)
+    rename = events.index(("rename", str(staging)))
+    synced_before = {path for kind, path in events[:rename] if kind == "sync"}
+    assert synced_before == {
+        str(staging),
+        str(staging / "sub"),
+        str(staging / "weights"),
+        str(staging / "sub" / "vocab"),
+    }
+    assert events[rename + 1 :] == [("sync", str(tmp_path))]
+    assert (target / "sub" / "vocab").read_text() == "a"

@@ -321,9 +321,7 @@ class IndexWriter:
         self.vectors.seek(0)
         self.vectors.write(npy_header(self.count, self.record["dim"], np.dtype("<f4")))
         for handle in (self.vectors, self.records):
-            handle.flush()
-            os.fsync(handle.fileno())
-            handle.close()
+            handle.close()  # synced with the rest of the directory by replace_dir
         np.save(self.staging / OFFSETS_FILE, np.asarray(self.offsets, dtype=np.int64))
         import faiss
 
