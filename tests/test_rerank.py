@@ -370,3 +370,89 @@ def test_predict_scores_each_query_document_record(reranker, tmp_path):
     expected = load(str(reranker), precision="no").predict([QUERY] * 5, [r["document"] for r in rows])
     assert [json.loads(line)["score"] for line in result.stdout.splitlines()] == [e["score"] for e in expected]
     assert all(0 < e["score"] < 1 for e in expected)
+
+
+def _windowed_copy(reranker: Path, root: Path, **policy) -> Path:
+    """The trained reranker with another long-text policy in its bertcli.json (what finetune --long-text records)."""
+    import shutil
+
+    copy = root / "windowed"
+    shutil.copytree(reranker, copy)
+    meta = json.loads((copy / "bertcli.json").read_text())
+    meta["long_text"] = {**meta["long_text"], **policy}
+    (copy / "bertcli.json").write_text(json.dumps(meta))
+    return copy
+
+
+def _peer_window_logits(model_dir: Path, query: str, document: str, max_length: int, stride: int) -> list[float]:
+    """Each window's logit the transformers way: the tokenizer's overflowing windows of the document (query whole),
+    each scored by the plain sequence classifier."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    windows = tokenizer(
+        query, document, truncation="only_second", max_length=max_length, stride=stride,
+        return_overflowing_tokens=True, padding=True, return_tensors="pt",
+    )  # fmt: skip
+    with torch.no_grad():
+        logits = model(input_ids=windows["input_ids"], attention_mask=windows["attention_mask"],
+                       token_type_ids=windows["token_type_ids"]).logits  # fmt: skip
+    return logits[:, 0].tolist()
+
+
+def test_a_long_document_is_read_in_windows_and_scored_by_its_best_one(reranker, tmp_path):
+    from bertcli import load
+
+    meta = json.loads((reranker / "bertcli.json").read_text())
+    length = meta["max_length"]
+    assert meta["long_text"] == {"mode": "truncate", "max_length": length, "stride": length // 4, "aggregate": "max"}
+    texts = candidates()
+    cutting = load(str(reranker), precision="no")
+    alone = [logit for logit, _ in cutting.run([(QUERY, t) for t in texts])]
+    worst, best = texts[int(np.argmin(alone))], texts[int(np.argmax(alone))]
+    document = " ".join([worst] * 30 + [best] * 30)  # the best passage is past the training length
+    peer = _peer_window_logits(reranker, QUERY, document, length, length // 4)
+    assert len(peer) > 2 and int(np.argmax(peer)) > 0 and max(peer) - peer[0] > 1e-5
+    cut = cutting.run([(QUERY, document), (QUERY, best)])
+    scores = load(str(reranker), precision="no", long_text="window").run([(QUERY, document), (QUERY, best)])
+    assert cut[0][1] is True and scores[0][1] is False
+    assert scores[0][0] == pytest.approx(max(peer), abs=1e-6)
+    assert cut[0][0] == pytest.approx(peer[0], abs=1e-6)  # truncating reads the first window only
+    assert scores[1] == pytest.approx(cut[1], abs=1e-6)  # a pair that fits reads the same either way
+    mean = load(str(reranker), precision="no", long_text="window", aggregate="mean").run([(QUERY, document)])
+    assert mean[0][0] == pytest.approx(float(np.mean(peer)), abs=1e-6)
+
+
+def test_a_windowing_bundle_reranks_long_documents_alike_in_the_command_and_the_route(reranker, tmp_path):
+    windowed = _windowed_copy(reranker, tmp_path, mode="window")
+    texts = candidates()
+    documents = [" ".join(texts[5:] * 6), texts[0], " ".join(texts[2:4] * 20)]
+    file = tmp_path / "docs.jsonl"
+    file.write_text("".join(json.dumps({"text": d}) + "\n" for d in documents))
+    cli = runner.invoke(app, ["rerank", str(windowed), str(file), "--query", QUERY, "--precision", "no"])
+    expected = [json.loads(line) for line in cli.stdout.splitlines()]
+    flag = runner.invoke(
+        app, ["rerank", str(reranker), str(file), "--query", QUERY, "--precision", "no", "--long-text", "window"]
+    )
+    assert cli.exit_code == 0 and [json.loads(line) for line in flag.stdout.splitlines()] == expected
+    assert not any("truncated" in e for e in expected)
+    answers = post_in_process(windowed, "/rerank", [{"query": QUERY, "texts": documents, "truncate": False}])
+    ranked = answers[0].json()
+    assert answers[0].status_code == 200 and [r["index"] for r in ranked] == [e["index"] for e in expected]
+    assert [r["score"] for r in ranked] == pytest.approx([e["score"] for e in expected], abs=1e-6)
+    long_query = " ".join(["guitar"] * 400)  # leaves the document no room: cut, so refused when asked not to cut
+    refused = post_in_process(windowed, "/rerank", [{"query": long_query, "texts": ["a guitar"], "truncate": False}])
+    assert refused[0].status_code == 413 and refused[0].json()["error"]["code"] == "input_too_long"
+
+
+def test_finetune_records_the_window_policy_it_is_given(tiny_model, tmp_path):
+    train = write_csv(tmp_path / "pairs.csv", toy_pairs(24))
+    cfg = build_config(
+        FinetuneConfig, None, train=str(train), output=str(tmp_path / "m"), model=str(tiny_model), task="rerank",
+        long_text="window", stride=8, **{**FAST, "epochs": 1, "hard_negatives": 1},
+    )  # fmt: skip
+    finetune(cfg)
+    meta = json.loads((tmp_path / "m" / "bertcli.json").read_text())
+    assert meta["long_text"] == {"mode": "window", "max_length": meta["max_length"], "stride": 8, "aggregate": "max"}

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from bertcli.cli.main import app
 from bertcli.config import WindowOptions
 from bertcli.inference.encoding import TextEncoder
-from bertcli.tasks.classification.windows import LongTextPolicy, aggregate, choose_policy, read_documents, saved_policy
+from bertcli.inference.long_text import LongTextPolicy, aggregate, read_documents, saved_policy
+from bertcli.tasks.classification.windows import choose_policy
 
 runner = CliRunner()
 FILLER = "the a this that movie film story plot actor acting was is and but it we of to in on with".split()
@@ -106,10 +107,10 @@ def test_choose_policy_from_the_real_lengths(caplog):
 
 
 def test_a_bundle_without_a_policy_truncates_at_the_model_limit():
-    assert saved_policy(None, 512) == LongTextPolicy("truncate", 512, 128, "mean")
+    assert saved_policy(None, 512, "mean") == LongTextPolicy("truncate", 512, 128, "mean")
     saved = {"mode": "window", "max_length": 64, "stride": 16, "aggregate": "max"}  # bertcli.json's long_text
-    assert saved_policy(saved, 512) == LongTextPolicy("window", 64, 16, "max")
-    assert saved_policy(saved, 512).overridden(WindowOptions(aggregate="mean")).aggregate == "mean"
+    assert saved_policy(saved, 512, "mean") == LongTextPolicy("window", 64, 16, "max")
+    assert saved_policy(saved, 512, "mean").overridden(WindowOptions(aggregate="mean")).aggregate == "mean"
 
 
 @pytest.fixture(scope="module")

@@ -330,7 +330,7 @@ LexicalOpt = Annotated[
 LongTextOpt = Annotated[
     str | None,
     typer.Option(
-        help=f"Classifiers, inputs past --max-length: {listed(LONG_TEXT)} (every token read, in overlapping windows). [default: the model's; finetune: chosen from the data's lengths]",
+        help=f"Classifiers and rerankers, inputs past --max-length: {listed(LONG_TEXT)} (every token read, in overlapping windows; a reranker keeps the query whole and windows the document). [default: the model's; finetune: chosen from the data's lengths, rerankers truncate]",
         rich_help_panel=LONG,
     ),
 ]
@@ -344,7 +344,7 @@ TrainWindowsOpt = Annotated[
 AggregateOpt = Annotated[
     str | None,
     typer.Option(
-        help=f"How a windowed input's window logits decide: {listed(AGGREGATES)}. [default: the model's; finetune: mean]",
+        help=f"How a windowed input's window logits decide: {listed(AGGREGATES)}. [default: the model's; finetune: mean, rerankers max (the best passage)]",
         rich_help_panel=LONG,
     ),
 ]

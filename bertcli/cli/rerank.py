@@ -8,11 +8,14 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import (
+    AggregateOpt,
     BackendOpt,
     ConfigOpt,
     FormatOpt,
+    LongTextOpt,
     ModelDirArg,
     PrecisionOpt,
+    StrideOpt,
     TextColumnOpt,
     ThreadsOpt,
     batch_size_option,
@@ -24,7 +27,7 @@ from bertcli.config import RerankConfig
 NAME = "rerank"
 BatchSizeOpt = batch_size_option(default(RerankConfig.batch_size))
 MaxLengthOpt = max_length_option(
-    "longer (query, text) pairs are cut and flagged. [default: the model's training length]"
+    "longer (query, text) pairs are cut and flagged, or windowed (--long-text). [default: the model's training length]"
 )
 EXAMPLES = """\b
 Examples:
@@ -62,6 +65,9 @@ def command(
     precision: PrecisionOpt = None,
     backend: BackendOpt = None,
     threads: ThreadsOpt = None,
+    long_text: LongTextOpt = None,
+    stride: StrideOpt = None,
+    aggregate: AggregateOpt = None,
     format: FormatOpt = None,
     text_column: TextColumnOpt = None,
 ) -> None:

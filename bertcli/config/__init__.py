@@ -2,6 +2,7 @@
 help shows. `fields` says how a configuration is declared, checked and built from a recipe and the command line."""
 
 from bertcli.config.common import (
+    AGGREGATE_DEFAULTS,
     AGGREGATES,
     AGGREGATIONS,
     BACKENDS,
@@ -60,7 +61,7 @@ from bertcli.config.training import (
 )
 
 __all__ = [
-    "AGGREGATES", "AGGREGATIONS", "BACKENDS", "LONG_TEXT", "WindowOptions", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "LEXICAL", "POOLINGS", "PRECISIONS",
+    "AGGREGATE_DEFAULTS", "AGGREGATES", "AGGREGATIONS", "BACKENDS", "LONG_TEXT", "WindowOptions", "BATCH_TOKENS", "BERT_VOCAB_SIZE", "CHUNK_SIZE", "LAYER_AGGS", "LEXICAL", "POOLINGS", "PRECISIONS",
     "PRESETS", "PRETRAIN_LR", "TASK_DEFAULTS", "VALIDATION_METRICS", "DEFAULT_METRICS", "DEFAULT_SPACES", "LENGTH_CAP", "WINDOW_SHARE", "BATCH_SIZE", "SMALL_DATA_BATCH_SIZE", "MIN_STEPS", "WINDOWS_PER_TEXT", "train_windows", "classification_batch_size", "classification_epochs", "EPOCHS", "TASKS", "TOKEN_CHUNK_SIZE", "TRACKERS", "DataOptions", "EmbedConfig", "EmbedOptions", "EvaluateConfig",
     "FinetuneConfig", "NerOptions", "PredictConfig", "RerankConfig", "PretrainConfig", "PretrainOptions", "TokenizeConfig", "TrainOptions",
     "VectorOptions", "REPORT_FORMATS", "QUANTIZATIONS", "ExportConfig", "ServeConfig", "build_config", "read_recipe", "to_dict", "validate", "with_defaults", "seed_list", "TuneConfig", "budget_seconds",

@@ -16,8 +16,11 @@ LEXICAL = (
     "off",
     "only",
 )  # classifiers: combine with the lexical baseline when it helps, never, or use it alone
-LONG_TEXT = ("truncate", "window")  # what classification does with inputs past --max-length
+LONG_TEXT = ("truncate", "window")  # what classifiers and rerankers do with inputs past --max-length
 AGGREGATES = ("mean", "max")  # how a document's window logits become its own
+# per task kind, when not given: a class is the evidence of the whole document; relevance is that of its best passage
+# (MaxP: a document is as relevant as its most relevant window, whatever else it holds)
+AGGREGATE_DEFAULTS = {"classifier": "mean", "reranker": "max"}
 BERT_VOCAB_SIZE = 30522
 # Padded tokens per inference batch when no batch size is given: batches of short inputs hold more of them, which
 # keeps the matrix products large on CPU.

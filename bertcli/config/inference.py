@@ -40,7 +40,7 @@ class EvaluateConfig:
     backend: str = checked("auto", choices=BACKENDS)  # auto: the ONNX export when there is one
     threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use
     scheme: str | None = None
-    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's (classifiers)
+    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's (classifiers, rerankers)
     stride: int | None = checked(None, NON_NEGATIVE)
     aggregate: str | None = checked(None, choices=AGGREGATES)
     onnx_file: str | None = None  # an export's other model file (export's int8 check); no command-line option
@@ -85,7 +85,7 @@ class PredictConfig:
     threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use
     aggregation: str = checked("first", choices=AGGREGATIONS)
     stride: int | None = checked(None, NON_NEGATIVE)  # None: the model's
-    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's (classifiers)
+    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's (classifiers, rerankers)
     aggregate: str | None = checked(None, choices=AGGREGATES)  # None: the model's
     data: DataOptions = field(default_factory=DataOptions)
 
@@ -115,6 +115,9 @@ class RerankConfig:
     precision: str = checked("auto", choices=PRECISIONS)
     backend: str = checked("auto", choices=BACKENDS)
     threads: int | None = checked(None, POSITIVE)
+    long_text: str | None = checked(None, choices=LONG_TEXT)  # None: the model's
+    stride: int | None = checked(None, NON_NEGATIVE)  # None: the model's
+    aggregate: str | None = checked(None, choices=AGGREGATES)  # None: the model's
     data: DataOptions = field(default_factory=DataOptions)
 
     def validate(self) -> None:

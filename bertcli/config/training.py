@@ -147,7 +147,7 @@ class WindowOptions:
 
     long_text: str | None = checked(None, choices=LONG_TEXT)
     stride: int | None = checked(None, NON_NEGATIVE)  # tokens shared by neighbouring windows (None: a quarter)
-    aggregate: str = checked("mean", choices=AGGREGATES)  # a document's windows: mean or (elementwise) max logits
+    aggregate: str | None = checked(None, choices=AGGREGATES)  # mean or elementwise max; None: AGGREGATE_DEFAULTS
     train_windows: int | None = checked(None, NON_NEGATIVE)  # per text and epoch, drawn afresh; 0: all; None: auto
 
 

@@ -196,8 +196,9 @@ def _routes(app: Any, state: ServerState) -> None:
 def _rerank_route(app: Any, state: ServerState) -> None:
     @app.post("/rerank")
     async def rerank(body: RerankRequest, request: Request) -> Any:
-        """TEI's rerank: the texts' indices and scores, best first; a pair past the model's length is cut and
-        flagged, or refused with 413 when the request says `truncate: false`."""
+        """TEI's rerank: the texts' indices and scores, best first. A pair past the model's length is cut and
+        flagged, or refused with 413 when the request says `truncate: false`; a model that windows long documents
+        reads them whole, and cuts (or refuses) only a pair whose query leaves the document no room."""
         model = state.model(body.model, "rerank")
         if not body.query.strip():
             raise ApiError(422, "the query is empty", "empty_input")
@@ -205,11 +206,17 @@ def _rerank_route(app: Any, state: ServerState) -> None:
         if empty is not None:
             raise ApiError(422, f"text {empty} is empty", "empty_input")
         inputs = [(body.query, text) for text in body.texts]
-        if body.truncate is False:
+        refuse_cut = body.truncate is False
+        if refuse_cut and not model.predictor.windowed:
             state.check_count(len(inputs))
             _refuse_long(model, body.query, body.texts)
         request.state.inputs = len(inputs)
         results, _ = await state.run(model, inputs)
+        cut = next((i for i, (_, truncated) in enumerate(results) if truncated), None)
+        if refuse_cut and cut is not None:
+            raise ApiError(
+                413, f"the query leaves text {cut} no room in the model's {model.max_length} tokens", "input_too_long"
+            )
         return model.predictor.ranked(results, body.texts if body.return_text else None, body.raw_scores)
 
 

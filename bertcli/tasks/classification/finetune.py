@@ -24,9 +24,10 @@ from bertcli.data.labels import LabelSpec, encode_labels, infer_labels
 from bertcli.data.tables import Table, load_table
 from bertcli.errors import DataError, UsageError
 from bertcli.inference.encoding import TextEncoder
+from bertcli.inference.long_text import Documents, LongTextPolicy, aggregate, read_documents
 from bertcli.tasks.classification.blend import Splits, finisher
 from bertcli.tasks.classification.scores import probabilities, references_and_predictions
-from bertcli.tasks.classification.windows import Documents, LongTextPolicy, aggregate, choose_policy, read_documents
+from bertcli.tasks.classification.windows import choose_policy
 from bertcli.training.batches import collate_examples
 from bertcli.training.finetune import (
     FinetuneResult,

@@ -9,15 +9,15 @@ from typing import Any
 import numpy as np
 
 from bertcli.bundle import Bundle, bundle_dir
-from bertcli.config import WindowOptions
+from bertcli.config import AGGREGATE_DEFAULTS, WindowOptions
 from bertcli.data.labels import LabelSpec
 from bertcli.errors import UsageError
 from bertcli.inference.batching import length_sorted_batches, run_batches
 from bertcli.inference.loading import open_model
+from bertcli.inference.long_text import aggregate, read_documents, saved_policy
 from bertcli.tasks.classification.combine import mix
 from bertcli.tasks.classification.lexical import saved_lexical
 from bertcli.tasks.classification.scores import probabilities
-from bertcli.tasks.classification.windows import aggregate, read_documents, saved_policy
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Classifier:
         self.labels = self.spec.names
         if max_length is not None and max_length > bundle.limit:
             raise UsageError(f"--max-length {max_length} exceeds the model's limit of {bundle.limit}")
-        self.policy = saved_policy(self.meta.long_text, bundle.limit).overridden(
+        self.policy = saved_policy(self.meta.long_text, bundle.limit, AGGREGATE_DEFAULTS["classifier"]).overridden(
             WindowOptions(long_text, stride, aggregate), max_length
         )
         self.max_length = self.policy.max_length

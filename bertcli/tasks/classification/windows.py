@@ -1,59 +1,18 @@
-"""Long texts for sequence classification: truncate at max length, or read every token in overlapping windows and
-decide per document from the mean (or max) of its windows' logits.
-
-The policy (mode, max length, stride, aggregation) is chosen when a model is trained and saved in bertcli.json,
-so evaluate, predict, the Python API and the server apply it without flags. Without flags, the data's real token
-lengths choose it (`choose_policy`).
+"""Long texts for sequence classification: the training policy, chosen from the data's real token lengths
+(`choose_policy`); the policy itself and how it reads and aggregates windows are `bertcli.inference.long_text`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 
-from bertcli.config import LENGTH_CAP, WINDOW_SHARE, WindowOptions
-from bertcli.errors import UsageError
-from bertcli.inference.encoding import Encoded, TextEncoder, percentiles, suggest_max_length
+from bertcli.config import AGGREGATE_DEFAULTS, LENGTH_CAP, WINDOW_SHARE, WindowOptions
+from bertcli.inference.encoding import percentiles, suggest_max_length
+from bertcli.inference.long_text import LongTextPolicy, checked
 
 log = logging.getLogger("bertcli")
-
-
-@dataclass(frozen=True)
-class LongTextPolicy:
-    mode: str  # truncate | window
-    max_length: int
-    stride: int
-    aggregate: str  # mean | max (of the windows' logits)
-
-    def meta(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def overridden(self, options: WindowOptions | Any, max_length: int | None = None) -> LongTextPolicy:
-        """This policy with what a command line gave (evaluate/predict may change mode, stride, aggregation, length)."""
-        length = max_length or self.max_length
-        mode = options.long_text or self.mode
-        stride = (
-            options.stride
-            if options.stride is not None
-            else (self.stride if length == self.max_length else length // 4)
-        )
-        return checked(LongTextPolicy(mode, length, stride, options.aggregate or self.aggregate))
-
-
-def checked(policy: LongTextPolicy) -> LongTextPolicy:
-    if policy.mode == "window" and not 0 <= policy.stride < policy.max_length - 2:
-        raise UsageError(f"--stride must be at least 0 and below max length - 2 ({policy.max_length - 2})")
-    return policy
-
-
-def saved_policy(saved: dict[str, Any] | None, limit: int) -> LongTextPolicy:
-    """The policy a bundle recorded; a bundle from before windows (or from transformers) truncates at the model's limit."""
-    if saved:
-        return LongTextPolicy(saved["mode"], saved["max_length"], saved["stride"], saved["aggregate"])
-    return LongTextPolicy("truncate", limit, limit // 4, "mean")
 
 
 def choose_policy(lengths: list[int], options: WindowOptions, max_length: int | None, cap: int) -> LongTextPolicy:
@@ -68,7 +27,7 @@ def choose_policy(lengths: list[int], options: WindowOptions, max_length: int | 
     longer = float(np.mean(np.asarray(lengths) > length))
     mode = options.long_text or ("window" if longer > WINDOW_SHARE else "truncate")
     stride = options.stride if options.stride is not None else length // 4
-    policy = checked(LongTextPolicy(mode, length, stride, options.aggregate))
+    policy = checked(LongTextPolicy(mode, length, stride, options.aggregate or AGGREGATE_DEFAULTS["classifier"]))
     how = (
         f"windows of {length} tokens, {stride} shared, {policy.aggregate} of window logits"
         if mode == "window"
@@ -85,41 +44,3 @@ def choose_policy(lengths: list[int], options: WindowOptions, max_length: int | 
         length,
     )
     return policy
-
-
-@dataclass
-class Documents:
-    """Inputs as the model reads them: `encoded` rows (windows, or one truncated row each), the input each row comes
-    from, and per input its number of rows and whether it was cut."""
-
-    encoded: Encoded
-    source: np.ndarray
-    counts: np.ndarray
-    truncated: list[bool]
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-
-def read_documents(
-    encoder: TextEncoder, texts: list[str], pairs: list[str] | None, policy: LongTextPolicy
-) -> Documents:
-    """The encoder's max length is the policy's."""
-    if policy.mode == "truncate":
-        encoded = encoder.encode(texts, pairs)
-        return Documents(encoded, np.arange(len(texts)), np.ones(len(texts), dtype=np.int64), encoded.truncated)
-    encoded, source = encoder.windows(texts, pairs, policy.stride)
-    counts = np.bincount(np.asarray(source, dtype=np.int64), minlength=len(texts))
-    return Documents(encoded, np.asarray(source), counts, encoded.truncated)
-
-
-def aggregate(logits: np.ndarray, documents: Documents, how: str) -> np.ndarray:
-    """One row of logits per document: the mean (or elementwise max) of its rows'."""
-    shape = (len(documents), logits.shape[-1])
-    if how == "max":
-        pooled = np.full(shape, -np.inf, dtype=np.float64)
-        np.maximum.at(pooled, documents.source, logits)
-        return pooled
-    summed = np.zeros(shape, dtype=np.float64)
-    np.add.at(summed, documents.source, logits)
-    return summed / np.maximum(documents.counts, 1)[:, None]

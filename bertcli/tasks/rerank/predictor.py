@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from bertcli.bundle import Bundle, bundle_dir
+from bertcli.config import AGGREGATE_DEFAULTS, WindowOptions
 from bertcli.errors import UsageError
 from bertcli.inference.batching import length_sorted_batches, run_batches
 from bertcli.inference.loading import open_model
+from bertcli.inference.long_text import aggregate, read_documents, saved_policy
 
 
 def sigmoid(logit: float) -> float:
@@ -21,8 +23,9 @@ def sigmoid(logit: float) -> float:
 
 class Reranker:
     """Scores (query, document) pairs with a cross-encoder: length-sorted batches, dynamic padding, input order.
-    A pair longer than the model's length is cut at its longer side (as transformers' tokenizers cut pairs) and
-    flagged `truncated`."""
+    A pair longer than the model's length is, as the bundle's long-text policy says (or --long-text): cut at its
+    longer side (as transformers' tokenizers cut pairs) and flagged `truncated`; or read as the query with each
+    overlapping window of the document, scored by the best window (or the mean: --aggregate)."""
 
     kind = "reranker"  # what /info calls it
     routes = frozenset({"rerank", "predict"})
@@ -40,26 +43,42 @@ class Reranker:
         backend: str = "auto",
         threads: int | None = None,
         onnx_file: str | None = None,
+        long_text: str | None = None,
+        stride: int | None = None,
+        aggregate: str | None = None,
     ) -> None:
         self.bundle = bundle = model if isinstance(model, Bundle) else Bundle.open(bundle_dir(model))
         self.meta = bundle.meta
         if max_length is not None and max_length > bundle.limit:
             raise UsageError(f"--max-length {max_length} exceeds the model's limit of {bundle.limit}")
-        self.max_length = max_length or min(self.meta.max_length or bundle.limit, bundle.limit)
+        trained = min(self.meta.max_length or bundle.limit, bundle.limit)  # a bundle from before policies cuts here
+        self.policy = saved_policy(self.meta.long_text, trained, AGGREGATE_DEFAULTS["reranker"]).overridden(
+            WindowOptions(long_text, stride, aggregate), max_length
+        )
+        self.max_length = self.policy.max_length
         self.batch_size = batch_size
         self.backend, self.encoder = open_model(
             bundle, "sequence-classification", self.max_length, backend, precision, threads, onnx_file=onnx_file
         )
 
+    @property
+    def windowed(self) -> bool:
+        """Whether a long document is read in windows rather than cut."""
+        return self.policy.mode == "window"
+
     def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[float, bool]]:
-        """Per (query, document), in order: the model's logit and whether the pair was cut."""
+        """Per (query, document), in order: the model's logit (windows: their aggregate) and whether the pair was
+        cut (windows cut only a pair whose query leaves the document no room)."""
         if not inputs:
             return []
         has_pairs = any(pair is not None for _, pair in inputs)
-        encoded = self.encoder.encode([t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None)
-        batches = length_sorted_batches(encoded.lengths, self.batch_size)
-        rows = run_batches(self.backend, encoded, self.encoder.specials.pad, batches)
-        return [(float(row[0]), cut) for row, cut in zip(rows, encoded.truncated)]
+        texts, pairs = [t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None
+        documents = read_documents(self.encoder, texts, pairs, self.policy)
+        batches = length_sorted_batches(documents.encoded.lengths, self.batch_size)
+        logits = np.stack(run_batches(self.backend, documents.encoded, self.encoder.specials.pad, batches))[:, :1]
+        if self.windowed:
+            logits = aggregate(logits, documents, self.policy.aggregate)
+        return [(float(row[0]), cut) for row, cut in zip(logits, documents.truncated)]
 
     def records(self, results: Sequence[tuple[float, bool]]) -> list[dict[str, Any]]:
         """`bertcli predict`'s record per pair: its relevance score (0..1)."""

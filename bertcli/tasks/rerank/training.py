@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from bertcli.config import TASK_DEFAULTS, FinetuneConfig
+from bertcli.config import AGGREGATE_DEFAULTS, TASK_DEFAULTS, FinetuneConfig, WindowOptions
 from bertcli.config.rerank import RERANK_LENGTH_CAP, RERANK_NEGATIVES, VALIDATION_CANDIDATES
 from bertcli.errors import UsageError
 from bertcli.inference.encoding import TextEncoder
+from bertcli.inference.long_text import LongTextPolicy, checked
 from bertcli.reports.retrieval import retrieval_metrics, top_k
 from bertcli.tasks.rerank.data import QueryGroups, first_stage, read_groups
 from bertcli.training.batches import collate_examples
@@ -76,7 +77,8 @@ class RerankTraining:
             "%d training (query, positive) groups of up to %d pairs, %d validation queries; max length %d; %s loss",
             len(examples), 1 + k, len(validation.queries), max_length, loss_name,
         )  # fmt: skip
-        facts = {"task": "reranker", "labels": [LABEL], "max_length": max_length}
+        policy = long_text_policy(cfg.windows, max_length)
+        facts = {"task": "reranker", "labels": [LABEL], "max_length": max_length, "long_text": policy.meta()}
         train_data = {
             "rows": train.rows,
             "columns": train.columns.describe(),
@@ -93,6 +95,14 @@ class RerankTraining:
 def train_reranker(cfg: FinetuneConfig, callbacks: Any = None) -> FinetuneResult:
     """Fine-tune a cross-encoder on query/document data and save it as a one-output sequence classifier."""
     return train_task(cfg, RerankTraining(), callbacks)
+
+
+def long_text_policy(options: WindowOptions, max_length: int) -> LongTextPolicy:
+    """What prediction does with a (query, document) pair past the training length, saved in the bundle: cut it
+    (TEI's and sentence-transformers' way, the default) or, with --long-text window, read the document in windows."""
+    stride = options.stride if options.stride is not None else max_length // 4
+    aggregate = options.aggregate or AGGREGATE_DEFAULTS["reranker"]
+    return checked(LongTextPolicy(options.long_text or "truncate", max_length, stride, aggregate))
 
 
 def _mined_negatives(cfg: FinetuneConfig, encoder: Any, train: QueryGroups, k: int) -> tuple[list[list[str]], str]:
