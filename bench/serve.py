@@ -65,7 +65,9 @@ def start(command: list[str], port: int, threads: int, model: Path, root: Path =
     import httpx
 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MODEL_DIR": str(model), "PYTHONPATH": str(root)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # cwd: `python -m` puts the working directory ahead of PYTHONPATH, so the server would import the checkout it was
+    # started from, not `root`
+    process = subprocess.Popen(command, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 
 from bertcli.runtime import precision
@@ -52,3 +53,25 @@ def test_an_explicit_slow_bf16_is_kept_and_warned_about(monkeypatch, bertcli_log
     assert len(warnings) == (0 if fast else 1)
     if not fast:
         assert "emulated" in warnings[0] and "--precision auto" in warnings[0]
+
+
+def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_results(tiny_model):
+    """Autocast casts fp32 weights on every call; the backend keeps them cast, and the outputs stay bit-identical."""
+    import torch
+
+    from bertcli.inference.encoding import TextEncoder, pad
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+
+    backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="bf16")
+    linear = [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    assert backend.model.embeddings.word_embeddings.weight.dtype == torch.float32  # autocast keeps embeddings fp32
+    encoded = TextEncoder.load(tiny_model, 32).encode(["a short text", "and a somewhat longer second text here"])
+    features = pad(encoded, [0, 1], 0)
+    reference = load_model(str(tiny_model), "encoder").eval()
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = reference(**{k: torch.from_numpy(v) for k, v in features.items()}).last_hidden_state.float()
+    got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
+    assert np.array_equal(got, expected.numpy())
+    fp32 = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
+    assert all(m.weight.dtype == torch.float32 for m in fp32.model.modules() if isinstance(m, torch.nn.Linear))

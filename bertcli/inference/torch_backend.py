@@ -31,6 +31,8 @@ class TorchBackend:
         self.precision = resolve_precision(precision)
         self.dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
+        if self.dtype is not None:
+            _cast_linear_weights(self.model, self.dtype)
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
         self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
 
@@ -52,6 +54,17 @@ class TorchBackend:
                     value = torch.stack(value, dim=1)
                 arrays[name] = value.float().cpu().numpy()
         return arrays
+
+
+def _cast_linear_weights(model: Any, dtype: Any) -> None:
+    """Store the Linear layers' weights in the autocast dtype once. Autocast would cast them again on every call:
+    about 4 of the 10 ms a small all-MiniLM-L6-v2 forward takes on 2 cores, the fixed cost a server pays per batch.
+    The results are bit-identical (the same rounding, done once), and the model is this backend's own."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.to(dtype)
 
 
 def load_model(path: str, head: str, keep_pooler: bool = False, **options: Any) -> Any:
