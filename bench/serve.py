@@ -188,7 +188,7 @@ def serve_encoder(
 def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
     from bertcli.hub import resolve_model
 
-    model = Path(resolve_model(args.encoder))
+    model = Path(resolve_model(args.encoder)).resolve()
     onnx = work / "onnx-encoder"
     subprocess.run(
         bertcli("export", str(model), "-o", str(onnx), "--overwrite"),
@@ -273,7 +273,7 @@ def classifier_part(args: argparse.Namespace, work: Path) -> None:
 
     train, test = write_rotten_tomatoes(str(work / "rt"), 400 if args.quick else 2000, 1000)
     texts = [" ".join(str(t).split()) for t in pd.read_csv(test)["text"]]
-    model = Path(args.model) if args.model else work / "clf"
+    model = Path(args.model).resolve() if args.model else work / "clf"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if not args.model:
         log("fine-tuning the classifier to serve")

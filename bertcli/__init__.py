@@ -20,7 +20,8 @@ def load(model_dir: str, **options: Any) -> Any:
     records; for an index directory (`bertcli index`), a searcher: `search(queries, k)` gives each query's hits.
 
     Options, as the predict command takes them: precision, batch_size, max_length, backend (auto, torch, onnx),
-    threads; classifiers long_text, stride, aggregate (else the model's saved policy); NER stride, aggregation.
+    threads; classifiers and rerankers long_text, stride, aggregate (else the model's saved policy); NER stride,
+    aggregation.
     """
     from bertcli.tasks import load as load_task
 

@@ -39,7 +39,7 @@ class BundleMeta:
     columns: dict[str, str | None] | None = None  # the training data's columns, reused by evaluate and predict
     label_sep: str | None = None  # multi-label cells split on it
     threshold: float | None = None  # multi-label decision threshold
-    long_text: dict[str, Any] | None = None  # the long-text policy (classification/windows.py)
+    long_text: dict[str, Any] | None = None  # the long-text policy (inference/long_text.py): classifiers, rerankers
     scheme: str | None = None  # NER: the tagging scheme the model predicts in
     data_scheme: str | None = None  # NER: the scheme its training data was in
     stride: int | None = None  # NER: window overlap

@@ -145,7 +145,7 @@ def test_encoder_parity_and_every_pooling_on_the_real_model(tmp_path, real_text)
 
 def test_the_onnx_path_imports_no_torch(exported, tmp_path, real_text):
     """predict (classifier and tagger) on an export, in fresh processes: torch, transformers, datasets and accelerate
-    stay unloaded, and so does pydantic (typer 0.29 imported it for every command: 0.1 s of a cold start)."""
+    stay unloaded, and so does pydantic (typer 0.29 imported it for every command: 0.15 s of a cold start)."""
     cold = (*HEAVY, "pydantic")
     code = (
         "import sys\nfrom bertcli.cli.main import app\n"

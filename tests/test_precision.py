@@ -68,10 +68,11 @@ def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_result
     assert backend.model.embeddings.word_embeddings.weight.dtype == torch.float32  # autocast keeps embeddings fp32
     encoded = TextEncoder.load(tiny_model, 32).encode(["a short text", "and a somewhat longer second text here"])
     features = pad(encoded, [0, 1], 0)
-    reference = load_model(str(tiny_model), "encoder").eval()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        expected = reference(**{k: torch.from_numpy(v) for k, v in features.items()}).last_hidden_state.float()
+    reference = load_model(str(tiny_model), "encoder").to(backend.device).eval()
+    tensors = {k: torch.from_numpy(v).to(backend.device) for k, v in features.items()}
+    with torch.inference_mode(), torch.autocast(backend.device.type, dtype=torch.bfloat16):
+        expected = reference(**tensors).last_hidden_state.float().cpu().numpy()
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
-    assert np.array_equal(got, expected.numpy())
+    assert np.array_equal(got, expected)
     fp32 = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
     assert all(m.weight.dtype == torch.float32 for m in fp32.model.modules() if isinstance(m, torch.nn.Linear))

@@ -436,8 +436,11 @@ def test_a_windowing_bundle_reranks_long_documents_alike_in_the_command_and_the_
     flag = runner.invoke(
         app, ["rerank", str(reranker), str(file), "--query", QUERY, "--precision", "no", "--long-text", "window"]
     )
-    assert cli.exit_code == 0 and [json.loads(line) for line in flag.stdout.splitlines()] == expected
-    assert not any("truncated" in e for e in expected)
+    assert cli.exit_code == 0 and flag.exit_code == 0
+    assert [json.loads(line) for line in flag.stdout.splitlines()] == expected
+    cut = runner.invoke(app, ["rerank", str(reranker), str(file), "--query", QUERY, "--precision", "no"])
+    assert {e["index"] for e in map(json.loads, cut.stdout.splitlines()) if e.get("truncated")} == {0, 2}
+    assert not any("truncated" in e for e in expected)  # windows read the long documents whole
     answers = post_in_process(windowed, "/rerank", [{"query": QUERY, "texts": documents, "truncate": False}])
     ranked = answers[0].json()
     assert answers[0].status_code == 200 and [r["index"] for r in ranked] == [e["index"] for e in expected]

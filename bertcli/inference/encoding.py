@@ -102,9 +102,7 @@ class TextEncoder:
         inputs = list(zip(texts, pairs)) if pairs is not None else list(texts)
         windowed = list(range(len(inputs)))
         if pairs is not None:  # tokenizers panics (uncatchably) when a window has no room beyond the stride
-            firsts = self.whole.encode_batch(list(texts), add_special_tokens=False)
-            specials = self.whole.num_special_tokens_to_add(True)  # BERT: 3, RoBERTa/XLM-R: 4
-            windowed = [i for i, first in enumerate(firsts) if self.max_length - specials - len(first.ids) > stride]
+            windowed = [i for i, room in enumerate(self.room(texts)) if room > stride]
         kept = set(windowed)
         cut = [i for i in range(len(inputs)) if i not in kept]
         truncated = [False] * len(inputs)
@@ -123,6 +121,14 @@ class TextEncoder:
             types += [e.type_ids for e in parts[index]]
             source += [index] * len(parts[index])
         return Encoded(ids, types, truncated), source
+
+    def room(self, firsts: Sequence[str]) -> list[int]:
+        """Tokens a pair's second text gets beside each first text (kept whole), special tokens counted."""
+        specials = self.whole.num_special_tokens_to_add(True)  # BERT: 3, RoBERTa/XLM-R: 4
+        return [
+            self.max_length - specials - len(e.ids)
+            for e in self.whole.encode_batch(list(firsts), add_special_tokens=False)
+        ]
 
     def _windower(self, stride: int, pairs: bool) -> Any:
         from tokenizers import Tokenizer

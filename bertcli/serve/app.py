@@ -206,17 +206,13 @@ def _rerank_route(app: Any, state: ServerState) -> None:
         if empty is not None:
             raise ApiError(422, f"text {empty} is empty", "empty_input")
         inputs = [(body.query, text) for text in body.texts]
-        refuse_cut = body.truncate is False
-        if refuse_cut and not model.predictor.windowed:
+        if body.truncate is False:
             state.check_count(len(inputs))
-            _refuse_long(model, body.query, body.texts)
+            reason = model.predictor.first_cut(body.query, body.texts)
+            if reason is not None:
+                raise ApiError(413, f"{reason} (send truncate: true to cut it)", "input_too_long")
         request.state.inputs = len(inputs)
         results, _ = await state.run(model, inputs)
-        cut = next((i for i, (_, truncated) in enumerate(results) if truncated), None)
-        if refuse_cut and cut is not None:
-            raise ApiError(
-                413, f"the query leaves text {cut} no room in the model's {model.max_length} tokens", "input_too_long"
-            )
         return model.predictor.ranked(results, body.texts if body.return_text else None, body.raw_scores)
 
 
@@ -239,18 +235,6 @@ def _search_route(app: Any, state: ServerState) -> None:
         if body.query is not None:
             return {"query": body.query, "hits": hits[0], "model": model.name, "usage": usage}
         return {"results": [{"query": q, "hits": h} for q, h in zip(texts, hits)], "model": model.name, "usage": usage}
-
-
-def _refuse_long(model: ServedModel, query: str, texts: list[str]) -> None:
-    lengths = model.encoder.lengths([query] * len(texts), texts)
-    longest = max(range(len(lengths)), key=lengths.__getitem__)
-    if lengths[longest] > model.max_length:
-        raise ApiError(
-            413,
-            f"text {longest} with the query is {lengths[longest]} tokens; the limit is {model.max_length} "
-            "(send truncate: true to cut it)",
-            "input_too_long",
-        )
 
 
 def _status_routes(app: Any, state: ServerState) -> None:

@@ -66,6 +66,23 @@ class Reranker:
         """Whether a long document is read in windows rather than cut."""
         return self.policy.mode == "window"
 
+    def first_cut(self, query: str, texts: Sequence[str]) -> str | None:
+        """Why a pair of `query` with one of `texts` would be cut, before any forward (serve's 413 for truncate:
+        false); None when none would be. Windows cut a pair only when the query leaves them no more than the stride."""
+        lengths = self.encoder.lengths([query] * len(texts), list(texts))
+        longest = max(range(len(texts)), key=lengths.__getitem__)
+        if lengths[longest] <= self.max_length:
+            return None
+        if not self.windowed:
+            return f"text {longest} with the query is {lengths[longest]} tokens; the limit is {self.max_length}"
+        room = self.encoder.room([query])[0]
+        if room > self.policy.stride:
+            return None
+        return (
+            f"the query leaves {max(room, 0)} of the model's {self.max_length} tokens, no more than the {self.policy.stride} "
+            f"its windows share, so text {longest} ({lengths[longest]} tokens with the query) would be cut"
+        )
+
     def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[float, bool]]:
         """Per (query, document), in order: the model's logit (windows: their aggregate) and whether the pair was
         cut (windows cut only a pair whose query leaves the document no room)."""

@@ -62,6 +62,7 @@ class RerankTraining:
         if opts.max_length is not None and opts.max_length > limit:
             raise UsageError(f"--max-length {opts.max_length} exceeds the model's limit of {limit}")
         max_length = opts.max_length or min(RERANK_LENGTH_CAP, limit)
+        policy = long_text_policy(cfg.windows, max_length)  # checked before the mining, which takes minutes
         k = RERANK_NEGATIVES if mining.hard_negatives is None else mining.hard_negatives
         retriever = cfg.rerank.retriever or model.name_or_path
         encoder = first_stage(retriever, opts.precision, given=cfg.rerank.retriever is not None)
@@ -73,11 +74,12 @@ class RerankTraining:
         if validation.queries:
             evaluate = _evaluator(encoder, validation, encode, tokenizer.pad_token_id or 0, opts.batch_size * 8)
         loss_name = cfg.rerank.rerank_loss
+        after = f"{policy.aggregate} of windows" if policy.mode == "window" else "cut"
         log.info(
-            "%d training (query, positive) groups of up to %d pairs, %d validation queries; max length %d; %s loss",
-            len(examples), 1 + k, len(validation.queries), max_length, loss_name,
+            "%d training (query, positive) groups of up to %d pairs, %d validation queries; max length %d (longer "
+            "pairs cut in training and validation, %s after); %s loss",
+            len(examples), 1 + k, len(validation.queries), max_length, after, loss_name,
         )  # fmt: skip
-        policy = long_text_policy(cfg.windows, max_length)
         facts = {"task": "reranker", "labels": [LABEL], "max_length": max_length, "long_text": policy.meta()}
         train_data = {
             "rows": train.rows,
