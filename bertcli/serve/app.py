@@ -198,7 +198,7 @@ def _rerank_route(app: Any, state: ServerState) -> None:
     async def rerank(body: RerankRequest, request: Request) -> Any:
         """TEI's rerank: the texts' indices and scores, best first. A pair past the model's length is cut and
         flagged, or refused with 413 when the request says `truncate: false`; a model that windows long documents
-        reads them whole, and cuts (or refuses) only a pair whose query leaves the document no room."""
+        reads them whole, and cuts (or refuses) only a pair whose query leaves its windows too little room."""
         model = state.model(body.model, "rerank")
         if not body.query.strip():
             raise ApiError(422, "the query is empty", "empty_input")
