@@ -316,3 +316,33 @@ def test_scoring_a_saved_model_imports_neither_torch_nor_scikit_learn(rt_model, 
     mixed, loaded = done.stdout.splitlines()
     expected = 0.75 * 0.5 + 0.25 * rt_model.probabilities(["A triumph of style.", "Two hours lost."])
     assert loaded == "[]" and np.allclose(json.loads(mixed), expected, atol=1e-6)
+
+
+def test_a_mix_no_better_than_the_lexical_model_alone_gives_way_to_it(rt, rt_model):
+    """BERT near chance beside a lexical model that learned: the best mix beats BERT but ties the lexical model within
+    noise, so auto predicts with the lexical model alone (weight 1), as it keeps BERT alone when the mix ties it."""
+    _, _, test, gold = rt
+    lexical = rt_model.probabilities(test["text"].tolist())
+    rng = np.random.default_rng(0)
+    noise = 0.5 + rng.uniform(-0.01, 0.01, len(gold))
+    bert = np.stack([noise, 1 - noise], axis=1)  # chance: right on about half the texts
+    choice = combine.choose("single_label", gold, bert, lexical, "accuracy")
+    assert choice.combine and choice.weight == 1.0 and choice.combined == choice.lexical > choice.bert + 0.1
+    assert choice.confidence == combine.paired_confidence("single_label", gold, bert, lexical, "accuracy")
+
+
+def test_a_mix_that_beats_both_parts_is_kept():
+    """Two models each sure where they are right and unsure where they are wrong, on overlapping thirds: together they
+    get every text right, so the mix beats each part by more than noise and stays."""
+    gold = np.random.default_rng(0).integers(0, 2, 300)
+    onehot = np.eye(2)[gold]
+
+    def sure_on(first: int, last: int) -> np.ndarray:
+        probs = onehot * 0.4 + (1 - onehot) * 0.6  # unsure and wrong
+        probs[first:last] = onehot[first:last] * 0.9 + (1 - onehot[first:last]) * 0.1
+        return probs
+
+    bert, lexical = sure_on(0, 200), sure_on(100, 300)
+    choice = combine.choose("single_label", gold, bert, lexical, "accuracy")
+    assert choice.combine and 0.0 < choice.weight < 1.0 and choice.combined == 1.0
+    assert choice.bert == pytest.approx(2 / 3) and choice.lexical == pytest.approx(2 / 3)
