@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import statistics
@@ -143,7 +144,9 @@ def lexical_row(data: Data, seed: int) -> dict:
 
 def bertcli(*args: str) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bertcli", *args], capture_output=True, text=True)
+    # from the checkout this bench imported: `python -m` puts the working directory ahead of PYTHONPATH
+    root = Path(importlib.util.find_spec("bertcli").origin).parents[1]
+    done = subprocess.run([sys.executable, "-m", "bertcli", *args], capture_output=True, text=True, cwd=root)
     if done.returncode != 0:
         sys.exit(f"bertcli {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.perf_counter() - start, done.stdout
@@ -286,7 +289,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of: {', '.join(ROWS)}")
     parser.add_argument("--keep", help="work in this directory and keep it")
     args = parser.parse_args()
-    work = Path(args.keep or tempfile.mkdtemp(prefix="bertcli-bench-quality-"))
+    work = Path(args.keep or tempfile.mkdtemp(prefix="bertcli-bench-quality-")).resolve()  # bertcli runs elsewhere
     sets = ["debates-long"] if args.quick else args.sets.split(",")
     seeds = [1] if args.quick else list(range(1, args.seeds + 1))
     rows = args.rows.split(",")

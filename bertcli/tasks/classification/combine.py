@@ -86,13 +86,12 @@ def choose(
     score = {w: _score(sign * v) for w, v in raw.items()}
     tied = [w for w in GRID.tolist() if score[w] >= max(score.values()) - TIE]
     weight = min(w for w in tied if loss[w] <= min(loss[t] for t in tied) + TIE)
-    confidence = 0.0
+    confidence, mixed = 0.0, mix(bert, lexical, weight)
     if score[weight] > score[0.0] + TIE:
-        confidence = paired_confidence(task, refs, bert, mix(bert, lexical, weight), metric, threshold)
+        confidence = paired_confidence(task, refs, bert, mixed, metric, threshold)
     if confidence >= CONFIDENCE and 0.0 < weight < 1.0:
         # a mix that beats the lexical model alone only within noise: the lexical model alone, when it beats BERT
-        over_lexical = paired_confidence(task, refs, lexical, mix(bert, lexical, weight), metric, threshold)
-        if over_lexical < CONFIDENCE:
+        if paired_confidence(task, refs, lexical, mixed, metric, threshold) < CONFIDENCE:
             alone = paired_confidence(task, refs, bert, lexical, metric, threshold)
             if alone >= CONFIDENCE:
                 weight, confidence = 1.0, alone
