@@ -408,3 +408,44 @@ def test_an_internal_failure_is_one_json_500_and_the_server_goes_on(bundles):
     first, second = asyncio.run(scenario())
     assert first.status_code == 500 and first.json()["error"]["code"] == "internal_error" and "boom" not in first.text
     assert second.status_code == 200 and second.json()["label"] in ("neg", "pos")
+
+
+def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monkeypatch):
+    """Torch run first on another thread left the forward thread's forwards on about one core: `serve` loads and
+    warms up each model on the forward thread, and the app runs the forwards there."""
+    import asyncio
+    import threading
+
+    import bertcli.serve.models as served
+    from bertcli.config import ServeConfig
+    from bertcli.serve.app import create_app, forward_executor
+    from bertcli.serve.run import load_models
+
+    threads = []
+    real = served.ServedModel.run
+
+    def recorded(self, inputs):
+        threads.append(threading.get_ident())
+        return real(self, inputs)
+
+    monkeypatch.setattr(served.ServedModel, "run", recorded)
+    cfg = ServeConfig(models=[str(bundles["clf"]), f"e={bundles['clf']}"], precision="no")
+    executor = forward_executor()
+    forward_thread = executor.submit(threading.get_ident).result()
+    models = executor.submit(load_models, cfg).result()
+    assert sorted(models) == ["clf", "e"] and threads == [forward_thread, forward_thread]  # the warm-ups
+    guarded = create_app(models, cfg, executor=executor)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=guarded)
+        async with (
+            guarded.app.router.lifespan_context(guarded.app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            return [await client.post("/predict", json={"model": name, "inputs": "hi"}) for name in models]
+
+    answers = asyncio.run(scenario())
+    assert [a.status_code for a in answers] == [200, 200] and threading.get_ident() != forward_thread
+    assert threads == [forward_thread] * 4
+    with pytest.raises(RuntimeError):  # the app shut the forward thread down with itself
+        executor.submit(threading.get_ident)

@@ -95,17 +95,29 @@ class ServerState:
         return list(results), tokens
 
 
-def create_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | None = None) -> Any:
+def forward_executor() -> ThreadPoolExecutor:
+    """The one thread every forward runs on: one forward at a time, so intra-op threads never compete."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertcli-forward")
+
+
+def create_app(
+    models: dict[str, ServedModel],
+    cfg: ServeConfig,
+    api_key: str | None = None,
+    executor: ThreadPoolExecutor | None = None,
+) -> Any:
+    """The app serving `models`. `executor`: the forward thread the models were loaded on (`serve` does that; see
+    run.load_models), else one of its own; it is shut down with the app."""
     from bertcli.serve.middleware import Guard, install_error_handlers
 
     state = ServerState(models, cfg, api_key)
 
     @asynccontextmanager
     async def lifespan(app):
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertcli-forward")  # one forward at a time
+        forward = executor or forward_executor()
         for name, model in models.items():
             state.batchers[name] = Batcher(
-                model.run, executor, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name)
+                model.run, forward, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name)
             )
             state.batchers[name].start()
         state.ready = True
@@ -113,7 +125,7 @@ def create_app(models: dict[str, ServedModel], cfg: ServeConfig, api_key: str | 
         state.ready = False
         for batcher in state.batchers.values():
             await batcher.stop()
-        executor.shutdown(wait=True)
+        forward.shutdown(wait=True)
 
     app = FastAPI(title="bertcli", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.server = state
