@@ -346,3 +346,36 @@ def test_a_mix_that_beats_both_parts_is_kept():
     choice = combine.choose("single_label", gold, bert, lexical, "accuracy")
     assert choice.combine and 0.0 < choice.weight < 1.0 and choice.combined == 1.0
     assert choice.bert == pytest.approx(2 / 3) and choice.lexical == pytest.approx(2 / 3)
+
+
+def test_the_one_standard_error_rule_keeps_the_strongest_regularisation_within_noise():
+    grid = (0.25, 1.0, 4.0)
+    flat = np.array([[0.80, 0.82, 0.78], [0.81, 0.83, 0.79], [0.80, 0.84, 0.79]])  # 0.25 is within the best's error
+    assert lexical.one_standard_error(grid, flat) == 0.25
+    peaked = np.array([[0.60, 0.61, 0.59], [0.70, 0.71, 0.69], [0.80, 0.81, 0.79]])
+    assert lexical.one_standard_error(grid, peaked) == 4.0
+    near = np.array([[0.60, 0.61, 0.59], [0.795, 0.80, 0.805], [0.78, 0.82, 0.80]])  # 1.0 is within 4.0's error
+    assert lexical.one_standard_error(grid, near) == 1.0
+
+
+def test_a_tuned_fit_refits_plain_logistic_regression_at_the_c_cross_validation_chose(rt, tmp_path):
+    train, labels, test, _ = rt
+    model = lexical.fit(train["text"].tolist(), None, labels, "single_label", 2, tuned=True)
+    chosen = model.regularisation["C"]
+    assert chosen in lexical.C_GRID and "one-standard-error" in model.regularisation["chosen_by"]
+    again = lexical.fit(train["text"].tolist(), None, labels, "single_label", 2, tuned=True)
+    assert again.regularisation == model.regularisation  # seeded folds: the same choice every run
+    vectorizer, features, _ = sklearn_reference(train["text"].tolist(), None, labels)
+    reference = LogisticRegression(C=chosen, max_iter=1000).fit(features, labels)
+    want = reference.predict_proba(vectorizer.transform(test["text"]))
+    assert np.abs(model.probabilities(test["text"].tolist()) - want).max() < 1e-9
+    assert model.save(tmp_path)["regularisation"]["C"] == chosen  # the record bertcli.json gets
+    assert lexical.LexicalModel.load(tmp_path).regularisation == model.regularisation
+
+
+def test_tuning_falls_back_to_the_defaults_when_the_data_are_too_few_to_fold():
+    texts = ["good fun film", "bad dull film", "good great fun", "dull bad boring", "fun good"]
+    model = lexical.fit(texts, None, [1, 0, 1, 0, 1], "single_label", 2, tuned=True)
+    assert model.regularisation["C"] == lexical.C  # two negatives: two folds at most, no usable error
+    ridge = lexical.fit(texts[:3], None, np.array([0.1, 0.9, 0.3]), "regression", 1, tuned=True)
+    assert ridge.regularisation["alpha"] == lexical.ALPHA

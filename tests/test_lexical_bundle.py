@@ -53,6 +53,9 @@ def test_the_combination_is_never_worse_than_either_part_on_validation(weak):
     scores = lexical["validation"]
     assert scores["combined"] >= max(scores["bert"], scores["lexical"])
     assert lexical["mode"] == "auto" and lexical["weight"] > 0 and scores["lexical"] > scores["bert"]
+    assert (
+        lexical["regularisation"]["C"] in (0.25, 0.5, 1.0, 2.0, 4.0, 8.0) and "chosen_by" in lexical["regularisation"]
+    )
     assert f"validation accuracy: BERT {scores['bert']:.4f}, lexical baseline {scores['lexical']:.4f}" in log
 
 
@@ -64,6 +67,7 @@ def test_a_collapse_is_reported_in_the_log_the_bundle_and_the_card(weak):
     assert "warning: the model learned nothing" in log and "try more optimizer steps" in log
     card = (model_dir / "README.md").read_text()
     assert "**Warning:** the model learned nothing" in card and "A plain `pipeline()` loads the" in card
+    assert "chosen by 5-fold cross-validation on the training split, one-standard-error rule)" in card
 
 
 def test_no_pickle_is_written(weak):

@@ -291,8 +291,11 @@ def _baselines(meta: dict[str, Any]) -> list[str]:
     lines = ["## Baselines", ""] if lexical or collapse else []
     scores = lexical.get("validation")
     if scores:
+        chosen = lexical.get("regularisation") or {}
+        settings = ", ".join(f"{key} {value}" for key, value in chosen.items() if key != "chosen_by")
+        how = f" ({settings}, chosen by {chosen['chosen_by']})" if chosen.get("chosen_by") else ""
         lines += [
-            f"A TF-IDF + linear baseline was fitted on the same training split. Validation `{scores['metric']}`: "
+            f"A TF-IDF + linear baseline{how} was fitted on the same training split. Validation `{scores['metric']}`: "
             f"fine-tuned model {_number(scores['bert'])}, lexical baseline {_number(scores['lexical'])}, "
             f"best mix {_number(scores['combined'])} at lexical weight {scores['weight']}.",
             "",

@@ -49,6 +49,10 @@ NGRAMS = (1, 2)
 MIN_DF = 2  # a term seen once is noise; tiny sets whose terms are all unique fall back to 1
 ABSENT = -1e4  # the logit of a class the training split lacks: its probability underflows to exactly 0
 C, ALPHA, MAX_ITER = 1.0, 1.0, 1000  # scikit-learn's regularisation defaults; iterations enough to converge
+C_GRID = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # logistic regression's C, strongest regularisation first
+ALPHA_GRID = (10.0, 3.0, 1.0, 0.3, 0.1)  # ridge's alpha, strongest first
+FOLDS, FEWEST_FOLDS = 5, 3  # fewer folds give no usable standard error: the defaults are kept
+TUNED_ROWS = 20_000  # cross-validation sees at most this many training rows (seeded); the final fit sees them all
 MODELS = {"single_label": "logistic", "multi_label": "logistic per label", "regression": "ridge"}
 
 
@@ -69,6 +73,7 @@ class LexicalModel:
     coef: np.ndarray  # (outputs, terms): classes (single-label), labels (multi-label) or 1 (regression)
     intercept: np.ndarray  # (outputs,)
     min_df: int = MIN_DF
+    regularisation: dict[str, Any] | None = None  # what fit chose: {"C": ...} / {"C": [per label]} / {"alpha": ...}
 
     @cached_property
     def index(self) -> dict[str, int]:
@@ -111,7 +116,8 @@ class LexicalModel:
     def settings(self) -> dict[str, Any]:
         vectorizer = {"lowercase": True, "token_pattern": TOKEN_PATTERN, "ngram_range": list(NGRAMS)}
         vectorizer |= {"min_df": self.min_df, "sublinear_tf": True, "norm": "l2", "separator": SEPARATOR}
-        return {"task": self.task, "vectorizer": vectorizer, "model": MODELS[self.task]}
+        regularisation = {"regularisation": self.regularisation} if self.regularisation else {}
+        return {"task": self.task, "vectorizer": vectorizer, "model": MODELS[self.task]} | regularisation
 
     @classmethod
     def load(cls, directory: str | Path) -> LexicalModel:
@@ -129,6 +135,7 @@ class LexicalModel:
                 arrays["coef"],
                 arrays["intercept"],
                 vectorizer["min_df"],
+                settings.get("regularisation"),
             )
 
 
@@ -144,27 +151,98 @@ def analyzer():
 
 
 def fit(
-    texts: Sequence[str], pairs: Sequence[str] | None, labels: Sequence[Any], task: str, num_labels: int
+    texts: Sequence[str],
+    pairs: Sequence[str] | None,
+    labels: Sequence[Any],
+    task: str,
+    num_labels: int,
+    tuned: bool = False,
 ) -> LexicalModel | None:
-    """Fit on the training split. labels: class ids, 0/1 rows, or values. None when no text has a word in it."""
+    """Fit on the training split. labels: class ids, 0/1 rows, or values. None when no text has a word in it.
+
+    tuned: the regularisation (C, or ridge's alpha) chosen by cross-validation on these texts alone, what `finetune`
+    fits; else scikit-learn's defaults, the plain baseline. On bench/quality.py's sets the chosen C beat C = 1 on
+    the held-out test sets by 1.4 (debates), 0.8 (movie documents), 4.7 (long debates) and 4.4 (Rotten Tomatoes)
+    accuracy points, over three validation splits each; on rt-pairs, where no model gets far above chance, it lost 0.3.
+    """
     fitted = vectorize(joined(texts, pairs))
     if fitted is None:
         return None
     vectorizer, features = fitted
     terms = vectorizer.get_feature_names_out().tolist()
     if task == "single_label":
-        coef, intercept = _single_label(features, np.asarray(labels, dtype=np.int64), num_labels)
+        classes = np.asarray(labels, dtype=np.int64)
+        c = _chosen(C_GRID, features, classes, classify=True) if tuned else C
+        coef, intercept = _single_label(features, classes, num_labels, c)
+        regularisation = {"C": c}
     elif task == "multi_label":
-        heads = [_binary(features, column) for column in np.asarray(labels, dtype=np.int64).T]
+        columns = np.asarray(labels, dtype=np.int64).T
+        cs = [_chosen(C_GRID, features, column, classify=True) if tuned else C for column in columns]
+        heads = [_binary(features, column, c) for column, c in zip(columns, cs)]
         coef, intercept = np.stack([h[0] for h in heads]), np.array([h[1] for h in heads])
+        regularisation = {"C": cs}
     else:
         from sklearn.linear_model import Ridge
 
-        ridge = Ridge(alpha=ALPHA).fit(features, np.asarray(labels, dtype=np.float64))
+        values = np.asarray(labels, dtype=np.float64)
+        alpha = _chosen(ALPHA_GRID, features, values, classify=False) if tuned else ALPHA
+        ridge = Ridge(alpha=alpha).fit(features, values)
         coef, intercept = ridge.coef_.reshape(1, -1), np.atleast_1d(ridge.intercept_).astype(np.float64)
+        regularisation = {"alpha": alpha}
+    if tuned:
+        regularisation["chosen_by"] = f"{FOLDS}-fold cross-validation on the training split, one-standard-error rule"
     return LexicalModel(
-        task, terms, vectorizer.idf_.astype(np.float64), coef.astype(np.float64), intercept, vectorizer.min_df
+        task,
+        terms,
+        vectorizer.idf_.astype(np.float64),
+        coef.astype(np.float64),
+        intercept,
+        vectorizer.min_df,
+        regularisation,
     )
+
+
+def _logistic(c: float) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=MAX_ITER)
+
+
+def _chosen(grid: Sequence[float], features: Any, target: np.ndarray, classify: bool) -> float:
+    """The most regularised setting in `grid` (strongest first) whose mean cross-validated score (accuracy, or R2)
+    is within one standard error of the best one's (the one-standard-error rule): where the scores are flat within
+    noise it keeps the simpler model. Logistic regression walks each fold's grid from a warm start (its previous
+    solution): on debates (844 texts, 3 classes) that took the search from 15 s to 6 s. The default (C or alpha 1)
+    when the data are too few to fold."""
+    from sklearn.base import clone
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    counts = np.bincount(target) if classify else None
+    folds = min(FOLDS, int(counts[counts > 0].min()) if classify else len(target) // 2)
+    if folds < FEWEST_FOLDS or (classify and (counts > 0).sum() < 2):
+        return C if classify else ALPHA
+    if len(target) > TUNED_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(len(target), TUNED_ROWS, replace=False))
+        features, target = features[rows], target[rows]
+    splitter = (StratifiedKFold if classify else KFold)(n_splits=folds, shuffle=True, random_state=0)
+    scores = np.empty((len(grid), folds))
+    for fold, (train, held) in enumerate(splitter.split(features, target)):
+        model = _logistic(grid[0]).set_params(warm_start=True) if classify else Ridge()
+        for i, value in enumerate(grid):
+            model = clone(model).set_params(alpha=value) if not classify else model.set_params(C=value)
+            model.fit(features[train], target[train])
+            scores[i, fold] = model.score(features[held], target[held])
+    return one_standard_error(grid, scores)
+
+
+def one_standard_error(grid: Sequence[float], scores: np.ndarray) -> float:
+    """The first setting of `grid` (strongest regularisation first) whose mean score over folds (`scores`: settings x
+    folds) reaches the best mean less the best's standard error."""
+    means = scores.mean(axis=1)
+    best = int(np.argmax(means))
+    floor = means[best] - scores[best].std(ddof=1) / math.sqrt(scores.shape[1])
+    return float(next(value for value, mean in zip(grid, means) if mean >= floor))
 
 
 def vectorize(docs: list[str]) -> tuple[Any, Any] | None:
@@ -182,18 +260,16 @@ def vectorize(docs: list[str]) -> tuple[Any, Any] | None:
     return None
 
 
-def _single_label(features: Any, labels: np.ndarray, num_labels: int) -> tuple[np.ndarray, np.ndarray]:
+def _single_label(features: Any, labels: np.ndarray, num_labels: int, c: float) -> tuple[np.ndarray, np.ndarray]:
     """Logits for every class: a class missing from the training split gets ABSENT; two classes, [0, w] (softmax
     of [0, d] is scikit-learn's [1 - expit(d), expit(d)])."""
-    from sklearn.linear_model import LogisticRegression
-
     coef = np.zeros((num_labels, features.shape[1]))
     intercept = np.full(num_labels, ABSENT)
     present = np.unique(labels)
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    model = LogisticRegression(C=C, max_iter=MAX_ITER).fit(features, labels)
+    model = _logistic(c).fit(features, labels)
     if len(present) == 2:
         coef[present[1]], intercept[present] = model.coef_[0], (0.0, model.intercept_[0])
     else:
@@ -201,15 +277,13 @@ def _single_label(features: Any, labels: np.ndarray, num_labels: int) -> tuple[n
     return coef, intercept
 
 
-def _binary(features: Any, column: np.ndarray) -> tuple[np.ndarray, float]:
+def _binary(features: Any, column: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """One label's logistic regression; a label constant in training gets its smoothed log-odds as the intercept."""
-    from sklearn.linear_model import LogisticRegression
-
     positives = int(column.sum())
     if positives in (0, len(column)):
         share = (positives + 0.5) / (len(column) + 1.0)
         return np.zeros(features.shape[1]), math.log(share / (1.0 - share))
-    model = LogisticRegression(C=C, max_iter=MAX_ITER).fit(features, column)
+    model = _logistic(c).fit(features, column)
     return model.coef_[0], float(model.intercept_[0])
 
 
