@@ -359,13 +359,18 @@ def test_the_one_standard_error_rule_keeps_the_strongest_regularisation_within_n
 
 
 def test_a_tuned_fit_refits_plain_logistic_regression_at_the_c_cross_validation_chose(rt, tmp_path):
+    """The warm-started search picks what cold fits over the same seeded folds pick, and the final model is plain
+    logistic regression at that C on the whole training split."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
     train, labels, test, _ = rt
     model = lexical.fit(train["text"].tolist(), None, labels, "single_label", 2, tuned=True)
     chosen = model.regularisation["C"]
-    assert chosen in lexical.C_GRID and "one-standard-error" in model.regularisation["chosen_by"]
-    again = lexical.fit(train["text"].tolist(), None, labels, "single_label", 2, tuned=True)
-    assert again.regularisation == model.regularisation  # seeded folds: the same choice every run
     vectorizer, features, _ = sklearn_reference(train["text"].tolist(), None, labels)
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    cold = np.array([cross_val_score(LogisticRegression(C=c, max_iter=1000), features, labels, cv=folds)
+                     for c in lexical.C_GRID])  # fmt: skip
+    assert chosen == lexical.one_standard_error(lexical.C_GRID, cold) and model.regularisation["folds"] == 5
     reference = LogisticRegression(C=chosen, max_iter=1000).fit(features, labels)
     want = reference.predict_proba(vectorizer.transform(test["text"]))
     assert np.abs(model.probabilities(test["text"].tolist()) - want).max() < 1e-9
@@ -373,9 +378,30 @@ def test_a_tuned_fit_refits_plain_logistic_regression_at_the_c_cross_validation_
     assert lexical.LexicalModel.load(tmp_path).regularisation == model.regularisation
 
 
-def test_tuning_falls_back_to_the_defaults_when_the_data_are_too_few_to_fold():
+def test_tuning_keeps_the_defaults_where_the_data_are_too_few_to_fold(mfd):
     texts = ["good fun film", "bad dull film", "good great fun", "dull bad boring", "fun good"]
     model = lexical.fit(texts, None, [1, 0, 1, 0, 1], "single_label", 2, tuned=True)
-    assert model.regularisation["C"] == lexical.C  # two negatives: two folds at most, no usable error
-    ridge = lexical.fit(texts[:3], None, np.array([0.1, 0.9, 0.3]), "regression", 1, tuned=True)
-    assert ridge.regularisation["alpha"] == lexical.ALPHA
+    assert (model.regularisation["C"], model.regularisation["folds"]) == (lexical.C, 0)  # two negatives
+    ridge = lexical.fit(texts, None, np.array([0.1, 0.9, 0.3, 0.8, 0.2]), "regression", 1, tuned=True)
+    assert (ridge.regularisation["alpha"], ridge.regularisation["folds"]) == (lexical.ALPHA, 0)
+    train, rows, _, _, names = mfd
+    rows = rows.copy()
+    rows[:, 0] = 0
+    rows[:2, 0] = 1  # a label with two positives: untuned; the others are tuned on their own folds
+    multi = lexical.fit(train["text"].tolist(), None, rows, "multi_label", len(names), tuned=True)
+    assert multi.regularisation["folds"][0] == 0 and multi.regularisation["C"][0] == lexical.C
+    assert all(f == 5 for f in multi.regularisation["folds"][1:]) and set(multi.regularisation["C"]) <= set(
+        lexical.C_GRID
+    )
+
+
+def test_a_large_training_split_is_subsampled_for_the_search_keeping_a_rare_class(rt, monkeypatch):
+    train, labels, _, _ = rt
+    texts, classes = train["text"].tolist(), np.array(labels)
+    classes[:4] = 2  # a rare third class of 4 texts
+    monkeypatch.setattr(lexical, "TUNED_ROWS", 300)
+    rows = lexical._subsample(classes, classify=True)
+    assert 295 <= len(rows) <= 310 and (classes[rows] == 2).sum() == 4 and len(set(rows)) == len(rows)
+    model = lexical.fit(texts, None, classes, "single_label", 3, tuned=True)
+    assert model.regularisation["folds"] == 5 and model.regularisation["C"] in lexical.C_GRID
+    assert model.probabilities(texts[:4]).shape == (4, 3)

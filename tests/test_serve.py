@@ -412,40 +412,56 @@ def test_an_internal_failure_is_one_json_500_and_the_server_goes_on(bundles):
 
 def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monkeypatch):
     """Torch run first on another thread left the forward thread's forwards on about one core: `serve` loads and
-    warms up each model on the forward thread, and the app runs the forwards there."""
+    warms up each model on the forward thread, and the app runs the forwards there (uvicorn replaced by a stand-in
+    that drives the app's lifespan and two requests)."""
     import asyncio
     import threading
 
     import bertcli.serve.models as served
+    import bertcli.serve.run as run
     from bertcli.config import ServeConfig
-    from bertcli.serve.app import create_app, forward_executor
-    from bertcli.serve.run import load_models
 
-    threads = []
+    threads, answers = [], []
     real = served.ServedModel.run
 
     def recorded(self, inputs):
-        threads.append(threading.get_ident())
+        threads.append(threading.current_thread())
         return real(self, inputs)
 
+    class Answering:
+        def __init__(self, config, state):
+            self.guarded = config.app
+
+        def run(self):
+            async def scenario():
+                transport = httpx.ASGITransport(app=self.guarded)
+                async with (
+                    self.guarded.app.router.lifespan_context(self.guarded.app),
+                    httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+                ):
+                    for name in ("clf", "e"):
+                        answers.append(await client.post("/predict", json={"model": name, "inputs": "hi"}))
+
+            asyncio.run(scenario())
+
     monkeypatch.setattr(served.ServedModel, "run", recorded)
-    cfg = ServeConfig(models=[str(bundles["clf"]), f"e={bundles['clf']}"], precision="no")
-    executor = forward_executor()
-    forward_thread = executor.submit(threading.get_ident).result()
-    models = executor.submit(load_models, cfg).result()
-    assert sorted(models) == ["clf", "e"] and threads == [forward_thread, forward_thread]  # the warm-ups
-    guarded = create_app(models, cfg, executor=executor)
+    monkeypatch.setattr(run, "draining_server", Answering)
+    run.serve(ServeConfig(models=[str(bundles["clf"]), f"e={bundles['clf']}"], precision="no"))
+    assert [a.status_code for a in answers] == [200, 200] and answers[1].json()["label"] in ("neg", "pos")
+    assert len(threads) == 4 and len(set(threads)) == 1  # two warm-ups, two forwards: one thread
+    assert threads[0].name.startswith("bertcli-forward") and not threads[0].is_alive()  # shut down with the app
 
-    async def scenario():
-        transport = httpx.ASGITransport(app=guarded)
-        async with (
-            guarded.app.router.lifespan_context(guarded.app),
-            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-        ):
-            return [await client.post("/predict", json={"model": name, "inputs": "hi"}) for name in models]
 
-    answers = asyncio.run(scenario())
-    assert [a.status_code for a in answers] == [200, 200] and threading.get_ident() != forward_thread
-    assert threads == [forward_thread] * 4
-    with pytest.raises(RuntimeError):  # the app shut the forward thread down with itself
-        executor.submit(threading.get_ident)
+def test_a_model_that_fails_to_load_stops_serve_with_its_error_and_the_forward_thread(tmp_path):
+    import threading
+
+    from bertcli.config import ServeConfig
+    from bertcli.errors import BertcliError
+    from bertcli.serve.run import serve
+
+    with pytest.raises(BertcliError):
+        serve(ServeConfig(models=[str(tmp_path / "missing")], precision="no"))
+    for thread in threading.enumerate():
+        if thread.name.startswith("bertcli-forward"):
+            thread.join(timeout=10)
+            assert not thread.is_alive()

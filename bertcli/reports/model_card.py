@@ -291,11 +291,8 @@ def _baselines(meta: dict[str, Any]) -> list[str]:
     lines = ["## Baselines", ""] if lexical or collapse else []
     scores = lexical.get("validation")
     if scores:
-        chosen = lexical.get("regularisation") or {}
-        settings = ", ".join(f"{key} {value}" for key, value in chosen.items() if key != "chosen_by")
-        how = f" ({settings}, chosen by {chosen['chosen_by']})" if chosen.get("chosen_by") else ""
         lines += [
-            f"A TF-IDF + linear baseline{how} was fitted on the same training split. Validation `{scores['metric']}`: "
+            f"A TF-IDF + linear baseline{_regularisation(lexical.get('regularisation') or {})} was fitted on the same training split. Validation `{scores['metric']}`: "
             f"fine-tuned model {_number(scores['bert'])}, lexical baseline {_number(scores['lexical'])}, "
             f"best mix {_number(scores['combined'])} at lexical weight {scores['weight']}.",
             "",
@@ -311,6 +308,21 @@ def _baselines(meta: dict[str, Any]) -> list[str]:
     if collapse:
         lines += [f"**Warning:** {collapse['warning']}.", ""]
     return lines
+
+
+def _regularisation(chosen: dict[str, Any]) -> str:
+    """The baseline's regularisation for the card, e.g. ' (C 2, chosen by cross-validation on the training split)',
+    a range over a multi-label set's labels; empty when the baseline kept scikit-learn's defaults untuned."""
+    if not chosen.get("chosen_by"):
+        return ""
+    name = "C" if "C" in chosen else "alpha"
+    values, folds = chosen[name], chosen.get("folds", 0)
+    values, folds = (values, folds) if isinstance(values, list) else ([values], [folds])
+    low, high = min(values), max(values)
+    setting = f"{name} {low:g}" + (f"-{high:g} over the labels" if low != high else "")
+    if not any(folds):
+        return f" ({setting}, scikit-learn's default: too few examples to cross-validate)"
+    return f" ({setting}, chosen by cross-validation on the training split)"
 
 
 def _reproduce(meta: dict[str, Any]) -> list[str]:

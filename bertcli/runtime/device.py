@@ -41,8 +41,8 @@ def inference_device() -> Any:
 
 
 def use_threads(threads: int | None) -> None:
-    """--threads for torch, whose thread pool belongs to the whole process: set once by the command, after its models
-    load (ONNX Runtime sizes each session itself). Only a process already running torch imports it here."""
+    """--threads for torch: set once by the command, after its models load, on the thread that runs their forwards
+    (ONNX Runtime sizes each session itself). Only a process already running torch imports it here."""
     import sys
 
     if threads and "torch" in sys.modules:

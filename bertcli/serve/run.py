@@ -30,7 +30,7 @@ def serve(cfg: ServeConfig) -> None:
     if warning:
         log.warning(warning)
     executor = forward_executor()
-    models = executor.submit(load_models, cfg).result()
+    models = load_models(cfg, executor)
     app = create_app(models, cfg, api_key, executor)
     config = uvicorn.Config(
         app,
@@ -51,27 +51,32 @@ def serve(cfg: ServeConfig) -> None:
     log.info("stopped: every accepted request was answered")
 
 
-def load_models(cfg: ServeConfig) -> dict[str, Any]:
-    """Every served model, loaded and warmed up, with torch's thread count set: called on the forward thread, the
-    one thread that then runs every forward. When torch first ran on the main thread, the forward thread's own
-    forwards kept only about one core busy: a one-text forward took 9-12 ms instead of 5-7 (all-MiniLM-L6-v2, bf16,
-    2 cores, per-thread CPU time measured), which at 1 and 8 clients is most of a request."""
+def load_models(cfg: ServeConfig, executor: Any) -> dict[str, Any]:
+    """Every served model, loaded and warmed up on `executor`'s one thread (the forward thread, which then runs every
+    forward), and torch's thread count set there. When torch first ran on the main thread, the forward thread's
+    forwards kept only about one core busy: a one-text forward took 10.5-12 ms instead of 5.6-6.5 (all-MiniLM-L6-v2,
+    bf16, 2 cores, per-thread CPU time measured), which at 1 and 8 clients is most of a request. One model per
+    call, so that Ctrl-C during loading waits for the current model only."""
     from bertcli.runtime.device import use_threads
     from bertcli.serve.models import load_model
 
     models = {}
-    for spec in cfg.models:
-        model = load_model(spec, cfg)  # the names are distinct: ServeConfig.validate checked them
-        models[model.name] = model
-        log.info(
-            "serving %s as %r: %s, %s, max length %d",
-            model.directory,
-            model.name,
-            model.predictor.kind,
-            model.predictor.backend.name,
-            model.max_length,
-        )
-    use_threads(cfg.threads)  # torch's pool is the process's: set once, for every model served
+    try:
+        for spec in cfg.models:
+            model = executor.submit(load_model, spec, cfg).result()  # ServeConfig.validate made the names distinct
+            models[model.name] = model
+            log.info(
+                "serving %s as %r: %s, %s, max length %d",
+                model.directory,
+                model.name,
+                model.predictor.kind,
+                model.predictor.backend.name,
+                model.max_length,
+            )
+        executor.submit(use_threads, cfg.threads).result()  # torch's count, set where its forwards run
+    except BaseException:  # a model that fails to load, or Ctrl-C: nothing more is loaded
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
     return models
 
 
