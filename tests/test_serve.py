@@ -452,16 +452,17 @@ def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monk
     assert threads[0].name.startswith("bertcli-forward") and not threads[0].is_alive()  # shut down with the app
 
 
-def test_a_model_that_fails_to_load_stops_serve_with_its_error_and_the_forward_thread(tmp_path):
-    import threading
-
+def test_a_model_that_fails_to_load_stops_serve_with_its_error_and_the_forward_thread(tmp_path, monkeypatch):
+    import bertcli.serve.app as served_app
     from bertcli.config import ServeConfig
-    from bertcli.errors import BertcliError
+    from bertcli.errors import ModelError
     from bertcli.serve.run import serve
 
-    with pytest.raises(BertcliError):
+    made = []
+    real = served_app.forward_executor
+    monkeypatch.setattr(served_app, "forward_executor", lambda: made.append(real()) or made[-1])
+    with pytest.raises(ModelError, match="missing"):
         serve(ServeConfig(models=[str(tmp_path / "missing")], precision="no"))
-    for thread in threading.enumerate():
-        if thread.name.startswith("bertcli-forward"):
-            thread.join(timeout=10)
-            assert not thread.is_alive()
+    assert len(made) == 1
+    with pytest.raises(RuntimeError, match="shutdown"):  # the forward thread takes no more work
+        made[0].submit(print)

@@ -291,8 +291,9 @@ def _baselines(meta: dict[str, Any]) -> list[str]:
     lines = ["## Baselines", ""] if lexical or collapse else []
     scores = lexical.get("validation")
     if scores:
+        how = _regularisation(lexical.get("regularisation") or {})
         lines += [
-            f"A TF-IDF + linear baseline{_regularisation(lexical.get('regularisation') or {})} was fitted on the same training split. Validation `{scores['metric']}`: "
+            f"A TF-IDF + linear baseline{how} was fitted on the same training split. Validation `{scores['metric']}`: "
             f"fine-tuned model {_number(scores['bert'])}, lexical baseline {_number(scores['lexical'])}, "
             f"best mix {_number(scores['combined'])} at lexical weight {scores['weight']}.",
             "",

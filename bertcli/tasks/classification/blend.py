@@ -36,9 +36,8 @@ def finisher(
 
     def finish(model: Any, accelerator: Any, metric: str) -> Finished:
         bert = validation_probs(model, accelerator)
-        fitted = lexical.fit(
-            *splits.train, spec.task, max(1, spec.num_labels), tuned=mode != "off"
-        )  # off: reported only
+        tuned = mode != "off"  # off: scikit-learn's plain baseline, reported only
+        fitted = lexical.fit(*splits.train, spec.task, max(1, spec.num_labels), tuned=tuned)
         record, weight, final = _blend(spec, splits, mode, metric, bert, fitted)
         facts: dict[str, Any] = {"lexical": record}
         if bert is not None:
