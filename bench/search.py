@@ -146,7 +146,8 @@ def size_mb(path: Path) -> float:
 
 
 def build_peers(vectors: np.ndarray, root: Path) -> dict[str, tuple[Path, float]]:
-    """usearch and FAISS HNSW indexes built directly: f32 and 8-bit codes of both, and FAISS's binary HNSW."""
+    """usearch and FAISS HNSW indexes built directly: f32 and 8-bit codes of both, FAISS's 6-bit codes and its binary
+    HNSW."""
     import faiss
     from usearch.index import Index
 
@@ -164,6 +165,10 @@ def build_peers(vectors: np.ndarray, root: Path) -> dict[str, tuple[Path, float]
         (
             "faiss-sq8",
             lambda d: faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, HNSW["M"], faiss.METRIC_INNER_PRODUCT),
+        ),
+        (
+            "faiss-sq6",
+            lambda d: faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_6bit, HNSW["M"], faiss.METRIC_INNER_PRODUCT),
         ),
         ("faiss-binary", lambda d: faiss.IndexBinaryHNSW(d, HNSW["M"])),
     ):
@@ -210,7 +215,7 @@ def main() -> None:
 
     rows = []
     builds: dict[str, tuple[Path, float]] = {}
-    for dtype in ("f32", "f16", "i8", "binary"):
+    for dtype in ("f32", "f16", "i8", "i6", "binary"):
         out = root / f"index-{dtype}"
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "bertcli", "-q", "index", str(data / "corpus.parquet"), "--dtype", dtype,
@@ -218,7 +223,7 @@ def main() -> None:
         builds[dtype] = (out, time.perf_counter() - start)
     peers = build_peers(vectors, root)
     configs = [("exact numpy", "exact", root / "matrix.npy", None)]
-    for dtype in ("f32", "f16", "i8", "binary"):
+    for dtype in ("f32", "f16", "i8", "i6", "binary"):
         path, seconds = builds[dtype]
         configs.append((f"bertcli {dtype}", f"bertcli-{dtype}", path, seconds))
         if dtype != "f32":
@@ -245,7 +250,7 @@ def main() -> None:
 
 def served(root: Path, data: Path, args) -> None:
     texts = [json.loads(line)["text"] for line in open(data / "queries.jsonl", encoding="utf-8")]
-    for dtype in ("f32", "i8"):
+    for dtype in ("f32", "i8", "i6"):
         rate = serve_rate(root / f"index-{dtype}", texts, args.clients)
         print(f"\n/search on the {dtype} index ({args.clients} clients, {rate['done']} requests of one query, k=10): "
               f"{rate['rate']:.0f} queries/s, p50 {rate['p50']:.1f} ms, p99 {rate['p99']:.1f} ms, "

@@ -20,6 +20,7 @@ from bertcli.config.search import IndexConfig
 from bertcli.errors import ModelError, UsageError
 from bertcli.tasks import build_index, encoder
 from bertcli.tasks.search.searcher import VectorSearch
+from bertcli.tasks.search.store import read_ann
 
 runner = CliRunner()
 FAST = ["--precision", "no"]
@@ -95,7 +96,7 @@ def real_vectors(tmp_path_factory) -> tuple[Path, list[str]]:
     return root / "docs.npy", texts
 
 
-@pytest.mark.parametrize("dtype", ["f16", "i8", "binary"])
+@pytest.mark.parametrize("dtype", ["f16", "i8", "i6", "binary"])
 def test_quantized_indexes_with_rescoring_recover_the_exact_top10_on_real_text(real_vectors, dtype, tmp_path):
     path, texts = real_vectors
     out = tmp_path / f"{dtype}.index"
@@ -116,6 +117,11 @@ def test_quantized_indexes_with_rescoring_recover_the_exact_top10_on_real_text(r
         assert rescored == exact
         assert recall["coarse"] >= 0.8  # the codes alone find most of the exact hits
     assert np.load(out / "vectors.npy", mmap_mode="r").dtype == np.float32  # the copy rescoring reads
+    import faiss
+
+    stored = read_ann(out / "ann.faiss", dtype, mapped=True)  # bytes of codes per vector the graph holds in memory
+    code_size = stored.code_size if dtype == "binary" else faiss.downcast_index(stored.storage).code_size
+    assert code_size == {"f16": 768, "i8": 384, "i6": 288, "binary": 48}[dtype]  # 384 dimensions
 
 
 def test_adding_to_an_index_equals_building_it_at_once(tiny_model, docs, tmp_path):

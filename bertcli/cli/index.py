@@ -21,7 +21,7 @@ from bertcli.cli.options import (
     default,
     texts_option,
 )
-from bertcli.config.search import INDEX_DTYPES, IndexConfig
+from bertcli.config.search import INDEX_DTYPES, RESCORED, IndexConfig
 
 NAME = "index"
 INDEX = "Index"
@@ -53,8 +53,8 @@ def command(
     dtype: Annotated[
         str | None,
         typer.Option(
-            help=f"What the index holds per vector: {', '.join(INDEX_DTYPES)}. i8 and binary keep a full-precision "
-            f"copy on disk that search rescores from. {default(IndexConfig.dtype)}",
+            help=f"What the index holds per vector: {', '.join(INDEX_DTYPES)}. Search rescores "
+            f"{', '.join(RESCORED)} from the full-precision copy every index keeps on disk. {default(IndexConfig.dtype)}",
             rich_help_panel=INDEX,
         ),
     ] = None,

@@ -59,7 +59,7 @@ def command(
         typer.Option(
             "--rescore/--no-rescore",
             help="Reorder more ANN candidates by their full-precision vectors (read from disk). "
-            "[default: on for i8 and binary indexes]",
+            "[default: on for i8, i6 and binary indexes]",
             show_default=False,
         ),
     ] = None,

@@ -9,15 +9,20 @@ from bertcli.config.fields import POSITIVE, checked, required, validate
 from bertcli.errors import UsageError
 
 # what the ANN index stores per vector: f32 (exact scores), f16 (half), i8 (a quarter, rescored from the full-precision
-# copy on disk) or binary (1/32, one bit per dimension, rescored likewise)
-INDEX_DTYPES = ("f32", "f16", "i8", "binary")
+# copy on disk), i6 (6 bits a dimension, rescored likewise) or binary (1/32, one bit per dimension, rescored likewise).
+# The graph's links take about 140 bytes a vector whatever the dtype, so i6 is the one that fits in a third of the
+# float32 matrix: at 200k x 384 (bench/search.py) i8's codes and links took 104 MB resident (0.36x), i6's 86 MB
+# (0.29x), and rescored, both found 0.994 of the exact top 10
+INDEX_DTYPES = ("f32", "f16", "i8", "i6", "binary")
+RESCORED = ("i8", "i6", "binary")  # --rescore is their default: they keep a full-precision copy for it
 # HNSW graph (FAISS): links per node, and the candidate lists while adding and searching. At 200k docstring
 # paragraphs (bench/search.py), i8 rescored from 40 candidates found 0.987 of the exact top 10 at efSearch 128, 0.993
 # at 192 and 0.995 at 256 (0.62 / 0.80 / 1.10 ms a query, the exact scan 15.8 ms)
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 192
 # --rescore reads this many candidates per wanted hit from the index, then orders them by full-precision cosine
-# (binary codes rank coarsely, so they fetch more)
-RESCORE_FACTOR = {"f32": 1, "f16": 2, "i8": 4, "binary": 20}
+# (binary codes rank coarsely, so they fetch more). At 200k, i8 and i6 found as many of the exact top 10 from 20
+# candidates as from 40 (the graph's search decides what is missed), in 0.7 ms a query instead of 0.9
+RESCORE_FACTOR = {"f32": 1, "f16": 2, "i8": 2, "i6": 2, "binary": 20}
 RRF_K = 60  # reciprocal rank fusion: a hit at rank r adds 1 / (RRF_K + r) (Cormack et al.)
 HYBRID_DEPTH = 100  # --hybrid fuses this many hits of each retriever (at least k)
 INDEX_CHUNK = 8192  # vectors read, normalised, written and added at a time: memory stays bounded while building
@@ -55,7 +60,7 @@ class SearchConfig:
     input: str | None = None
     output: str | None = None  # None: stdout
     k: int = checked(SEARCH_K, POSITIVE)
-    rescore: bool | None = None  # None: for i8 and binary indexes (they keep a full-precision copy for it)
+    rescore: bool | None = None  # None: for RESCORED indexes
     exact: bool = False  # a brute-force scan of the full-precision vectors: the reference
     hybrid: bool = False  # fuse BM25 over the stored texts with the dense hits (reciprocal rank fusion)
     texts: bool = True  # print each hit's stored text

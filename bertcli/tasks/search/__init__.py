@@ -1,4 +1,4 @@
-"""Search: an approximate nearest-neighbour index of vectors (FAISS HNSW; f32, f16, i8 or binary codes with a
+"""Search: an approximate nearest-neighbour index of vectors (FAISS HNSW; f32, f16, i8, i6 or binary codes with a
 full-precision copy on disk for rescoring), built by `bertcli index`, searched by `bertcli search`,
 `bertcli.load(index_dir).search` and serve's /search, with the index's own model encoding every query."""
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.bundle import Bundle, BundleMeta
-from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RRF_K, SEARCH_K
+from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RESCORED, RRF_K, SEARCH_K
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.scores import unit_rows
 from bertcli.tasks.search.store import OpenIndex, model_path, same_weights
@@ -53,11 +53,11 @@ class VectorSearch:
         ]
 
     def nearest(self, vectors: np.ndarray, k: int, rescore: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of each vector's k nearest by the ANN graph (rescored by default for i8 and binary);
+        """Rows and scores of each vector's k nearest by the ANN graph (rescored by default for RESCORED dtypes);
         row -1 where the index holds fewer than k."""
         dtype = self.record["dtype"]
         if rescore is None:
-            rescore = dtype in ("i8", "binary")
+            rescore = dtype in RESCORED
         if not rescore:
             return self.index.ann_search(vectors, k)
         candidates, _ = self.index.ann_search(vectors, k * RESCORE_FACTOR[dtype])
