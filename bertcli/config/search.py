@@ -16,8 +16,8 @@ from bertcli.errors import UsageError
 INDEX_DTYPES = ("f32", "f16", "i8", "i6", "binary")
 RESCORED = ("i8", "i6", "binary")  # --rescore is their default: they keep a full-precision copy for it
 # HNSW graph (FAISS): links per node, and the candidate lists while adding and searching. At 200k docstring
-# paragraphs (bench/search.py), i8 rescored from 40 candidates found 0.987 of the exact top 10 at efSearch 128, 0.993
-# at 192 and 0.995 at 256 (0.62 / 0.80 / 1.10 ms a query, the exact scan 15.8 ms)
+# paragraphs (bench/search.py), i8 rescored from 40 candidates (20 find as many, below) found 0.987 of the exact top
+# 10 at efSearch 128, 0.993 at 192 and 0.995 at 256 (0.62 / 0.80 / 1.10 ms a query, the exact scan 15.8 ms)
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 192
 # --rescore reads this many candidates per wanted hit from the index, then orders them by full-precision cosine
 # (binary codes rank coarsely, so they fetch more). At 200k, i8 and i6 found as many of the exact top 10 from 20
