@@ -143,6 +143,22 @@ def test_adding_to_an_index_equals_building_it_at_once(tiny_model, docs, tmp_pat
     assert result.exit_code == 1 and "id 'doc120' is already in the index (row 121)" in result.stderr
 
 
+def test_a_quantized_index_grows_with_the_quantiser_it_was_trained_with(tiny_model, docs, tmp_path):
+    """--add on an i6 index encodes the new vectors with the ranges learned at the first build: every text, old or
+    added, finds itself first."""
+    rows = [json.loads(line) for line in docs.read_text().splitlines()]
+    first, second = write_jsonl(tmp_path / "a.jsonl", rows[:120]), write_jsonl(tmp_path / "b.jsonl", rows[120:])
+    grown = tmp_path / "grown.index"
+    invoke("index", str(first), "-m", str(tiny_model), "--id-column", "id", "--dtype", "i6", "-o", str(grown))
+    invoke("index", str(second), "--id-column", "id", "-o", str(grown), "--add")
+    record = json.loads((grown / "bertcli.json").read_text())["index"]
+    assert (record["dtype"], record["count"]) == ("i6", 200)
+    picked = rows[100:140]  # 20 of the first build, 20 added
+    hits = bertcli.load(str(grown), precision="no").search([row["text"] for row in picked], 1)
+    assert [h[0]["id"] for h in hits] == [row["id"] for row in picked]
+    assert min(h[0]["score"] for h in hits) > 0.999  # rescored: the full-precision cosine of a text with itself
+
+
 def test_an_interrupted_build_leaves_the_old_index_or_none(tiny_model, docs, tmp_path, monkeypatch):
     from bertcli.tasks.search import store
 

@@ -30,7 +30,7 @@ EXAMPLES = """\b
 Examples:
   bertcli index docs.jsonl -o docs.index                     # embed the texts with the default model, then index
   bertcli embed docs.csv --id-column id --include-text -o docs.parquet && bertcli index docs.parquet -o docs.index
-  bertcli index vectors.npy -m runs/emb --dtype i8 -o docs.index   # a quarter of the memory, rescored from disk
+  bertcli index vectors.npy -m runs/emb --dtype i6 -o docs.index   # under a third of the memory, rescored from disk
   bertcli index more.jsonl -o docs.index --add                # grow an existing index
   bertcli search docs.index "how do I read a csv file"
 """
@@ -54,7 +54,8 @@ def command(
         str | None,
         typer.Option(
             help=f"What the index holds per vector: {', '.join(INDEX_DTYPES)}. Search rescores "
-            f"{', '.join(RESCORED)} from the full-precision copy every index keeps on disk. {default(IndexConfig.dtype)}",
+            f"{', '.join(RESCORED)} by default, from the full-precision copy every index keeps on disk. "
+            f"{default(IndexConfig.dtype)}",
             rich_help_panel=INDEX,
         ),
     ] = None,

@@ -19,7 +19,7 @@ from bertcli.cli.options import (
     default,
     texts_option,
 )
-from bertcli.config.search import SearchConfig
+from bertcli.config.search import RESCORED, SearchConfig
 
 NAME = "search"
 BatchSizeOpt = batch_size_option("Encoding queries. [default: batches of about 4096 padded tokens]")
@@ -59,7 +59,7 @@ def command(
         typer.Option(
             "--rescore/--no-rescore",
             help="Reorder more ANN candidates by their full-precision vectors (read from disk). "
-            "[default: on for i8, i6 and binary indexes]",
+            f"[default: on for {', '.join(RESCORED)} indexes]",
             show_default=False,
         ),
     ] = None,

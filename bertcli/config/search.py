@@ -10,9 +10,9 @@ from bertcli.errors import UsageError
 
 # what the ANN index stores per vector: f32 (exact scores), f16 (half), i8 (a quarter, rescored from the full-precision
 # copy on disk), i6 (6 bits a dimension, rescored likewise) or binary (1/32, one bit per dimension, rescored likewise).
-# The graph's links take about 140 bytes a vector whatever the dtype, so i6 is the one that fits in a third of the
-# float32 matrix: at 200k x 384 (bench/search.py) i8's codes and links took 104 MB resident (0.36x), i6's 86 MB
-# (0.29x), and rescored, both found 0.994 of the exact top 10
+# The graph's links take about 140 bytes a vector whatever the dtype, so i6 is the finest dtype that fits in a third
+# of the float32 matrix: at 200k x 384 (bench/search.py) an i8 searcher kept 110 MB resident (0.38x), an i6 one
+# 92 MB (0.31x), and rescored, both found 0.994 of the exact top 10
 INDEX_DTYPES = ("f32", "f16", "i8", "i6", "binary")
 RESCORED = ("i8", "i6", "binary")  # --rescore is their default: they keep a full-precision copy for it
 # HNSW graph (FAISS): links per node, and the candidate lists while adding and searching. At 200k docstring
@@ -21,7 +21,8 @@ RESCORED = ("i8", "i6", "binary")  # --rescore is their default: they keep a ful
 CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH = 16, 128, 192
 # --rescore reads this many candidates per wanted hit from the index, then orders them by full-precision cosine
 # (binary codes rank coarsely, so they fetch more). At 200k, i8 and i6 found as many of the exact top 10 from 20
-# candidates as from 40 (the graph's search decides what is missed), in 0.7 ms a query instead of 0.9
+# candidates as from 40 (the graph's search decides what is missed): 0.71 / 0.70 ms a query instead of 0.98 / 0.92,
+# measured back to back
 RESCORE_FACTOR = {"f32": 1, "f16": 2, "i8": 2, "i6": 2, "binary": 20}
 RRF_K = 60  # reciprocal rank fusion: a hit at rank r adds 1 / (RRF_K + r) (Cormack et al.)
 HYBRID_DEPTH = 100  # --hybrid fuses this many hits of each retriever (at least k)

@@ -53,7 +53,8 @@ def same_weights(path: str | Path, recorded: dict[str, Any] | None) -> bool:
 
 def new_ann(record: dict[str, Any]) -> Any:
     """An empty FAISS HNSW index for the record's dtype: inner product (cosine: the vectors are unit) over float32,
-    float16, 8-bit or 6-bit codes (a scalar quantiser trained on the first chunk's range per dimension), Hamming over bits."""
+    float16, or 8-bit or 6-bit codes (a scalar quantiser trained on the first chunk's range per dimension); Hamming
+    over bits."""
     import faiss
 
     dim, links = record["dim"], record["connectivity"]
@@ -109,7 +110,7 @@ class DiskRows:
         """Ask the kernel for `rows` all at once (POSIX_FADV_WILLNEED), so that rows the page cache has lost come from
         disk together rather than one read after another. Measured on 40 random rows of 200k evicted from the cache:
         2.2-2.5 ms to read them, 0.6-0.8 ms announced first; no slower when they are cached."""
-        if not hasattr(os, "posix_fadvise"):  # not on macOS: the reads then simply come one after another
+        if not hasattr(os, "posix_fadvise"):  # not on macOS or Windows: the reads then come one after another
             return
         fd = self.handle.fileno()
         for row in np.unique(rows):
@@ -310,7 +311,7 @@ class IndexWriter:
                 )
             self.ids[key] = self.count + position
         data = codes(vectors, self.record["dtype"])
-        if not self.ann.is_trained:  # the 8-bit quantiser learns each dimension's range from the first chunk
+        if not self.ann.is_trained:  # i8/i6's quantiser learns each dimension's range from the first chunk
             self.ann.train(data)
         self.ann.add(data)  # FAISS numbers vectors in the order they come: row n is id n
         self.vectors.write(np.asarray(vectors, dtype="<f4").tobytes())
