@@ -5,9 +5,11 @@ hand-computed fusion, `bertcli search` over argument/file/stdin, `bertcli.load(d
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 from helpers import build_tiny_bert, post_in_process, sentiment_rows
@@ -16,7 +18,7 @@ from typer.testing import CliRunner
 import bertcli
 from bertcli.bundle import read_meta
 from bertcli.cli.main import app
-from bertcli.config.search import IndexConfig
+from bertcli.config.search import RESCORE_FACTOR, IndexConfig
 from bertcli.errors import ModelError, UsageError
 from bertcli.tasks import build_index, encoder
 from bertcli.tasks.search.searcher import VectorSearch
@@ -117,8 +119,6 @@ def test_quantized_indexes_with_rescoring_recover_the_exact_top10_on_real_text(r
         assert rescored == exact
         assert recall["coarse"] >= 0.8  # the codes alone find most of the exact hits
     assert np.load(out / "vectors.npy", mmap_mode="r").dtype == np.float32  # the copy rescoring reads
-    import faiss
-
     stored = read_ann(out / "ann.faiss", dtype, mapped=True)  # bytes of codes per vector the graph holds in memory
     code_size = stored.code_size if dtype == "binary" else faiss.downcast_index(stored.storage).code_size
     assert code_size == {"f16": 768, "i8": 384, "i6": 288, "binary": 48}[dtype]  # 384 dimensions
@@ -150,13 +150,43 @@ def test_a_quantized_index_grows_with_the_quantiser_it_was_trained_with(tiny_mod
     first, second = write_jsonl(tmp_path / "a.jsonl", rows[:120]), write_jsonl(tmp_path / "b.jsonl", rows[120:])
     grown = tmp_path / "grown.index"
     invoke("index", str(first), "-m", str(tiny_model), "--id-column", "id", "--dtype", "i6", "-o", str(grown))
+    built = read_ann(grown / "ann.faiss", "i6", mapped=False)  # kept alive: its storage is owned by it
+    before = faiss.downcast_index(built.storage)
+    ranges, codes = faiss.vector_to_array(before.sq.trained), faiss.vector_to_array(before.codes)
     invoke("index", str(second), "--id-column", "id", "-o", str(grown), "--add")
     record = json.loads((grown / "bertcli.json").read_text())["index"]
     assert (record["dtype"], record["count"]) == ("i6", 200)
+    grew = read_ann(grown / "ann.faiss", "i6", mapped=False)
+    after = faiss.downcast_index(grew.storage)
+    np.testing.assert_array_equal(faiss.vector_to_array(after.sq.trained), ranges)  # not trained again
+    assert faiss.vector_to_array(after.codes)[: len(codes)].tobytes() == codes.tobytes()  # old codes kept as they were
+    assert after.ntotal == 200 and before.ntotal == 120
     picked = rows[100:140]  # 20 of the first build, 20 added
     hits = bertcli.load(str(grown), precision="no").search([row["text"] for row in picked], 1)
     assert [h[0]["id"] for h in hits] == [row["id"] for row in picked]
     assert min(h[0]["score"] for h in hits) > 0.999  # rescored: the full-precision cosine of a text with itself
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise here: reads are not announced")
+def test_rescoring_announces_each_candidate_row_once_at_its_offset(real_vectors, tmp_path, monkeypatch):
+    """Before reading, rescoring asks the kernel for every candidate row of every query (-1 padding left out, a row
+    two queries share asked for once), at the byte range that row holds in vectors.npy; the hits are unchanged."""
+    path, texts = real_vectors
+    out = tmp_path / "i8.index"
+    invoke("index", str(path), "--dtype", "i8", "-o", str(out))
+    searcher = bertcli.load(str(out), precision="no")
+    queries = texts[600:604]
+    expected = [[h["id"] for h in hits] for hits in searcher.search(queries, 5, exact=True)]
+    asked: list[tuple[int, int, int]] = []
+    monkeypatch.setattr("os.posix_fadvise", lambda fd, offset, length, advice: asked.append((offset, length, advice)))
+    assert [[h["id"] for h in hits] for hits in searcher.search(queries, 5, rescore=True)] == expected
+    rows = searcher.index.vectors
+    assert {length for _, length, _ in asked} == {rows.row_bytes} == {384 * 4}
+    assert {advice for _, _, advice in asked} == {os.POSIX_FADV_WILLNEED}
+    offsets = [offset for offset, _, _ in asked]
+    assert len(offsets) == len(set(offsets)) and all((o - rows.start) % rows.row_bytes == 0 for o in offsets)
+    candidates, _ = searcher.index.ann_search(searcher.encode(queries), 5 * RESCORE_FACTOR["i8"])
+    assert {(o - rows.start) // rows.row_bytes for o in offsets} == set(candidates[candidates >= 0].tolist())
 
 
 def test_an_interrupted_build_leaves_the_old_index_or_none(tiny_model, docs, tmp_path, monkeypatch):

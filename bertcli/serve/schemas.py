@@ -77,7 +77,7 @@ class SearchRequest(BaseModel):
     queries: list[str] | None = None
     k: int = Field(default=10, ge=1, le=MAX_K)
     filter: SearchFilter | None = None
-    rescore: bool | None = None  # None: the index's default (on for i8, i6 and binary)
+    rescore: bool | None = None  # None: the index's default (on for config.search.RESCORED)
     hybrid: bool = False
     include_text: bool = True
     model: str | None = None

@@ -63,8 +63,9 @@ def new_ann(record: dict[str, Any]) -> Any:
     elif record["dtype"] == "f32":
         index = faiss.IndexHNSWFlat(dim, links, faiss.METRIC_INNER_PRODUCT)
     else:
-        kind = {"f16": "QT_fp16", "i8": "QT_8bit", "i6": "QT_6bit"}[record["dtype"]]
-        index = faiss.IndexHNSWSQ(dim, getattr(faiss.ScalarQuantizer, kind), links, faiss.METRIC_INNER_PRODUCT)
+        quantizers = {"f16": faiss.ScalarQuantizer.QT_fp16, "i8": faiss.ScalarQuantizer.QT_8bit,
+                      "i6": faiss.ScalarQuantizer.QT_6bit}  # fmt: skip
+        index = faiss.IndexHNSWSQ(dim, quantizers[record["dtype"]], links, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = record["expansion_add"]
     return index
 
