@@ -117,6 +117,28 @@ def test_int8_kept_behind_the_gate_is_recorded(exported):
     assert check["drop"] <= check["max_drop"] == 0.01 and check["examples"] == 30 and len(check["data"]["sha256"]) == 64
 
 
+def test_precision_no_runs_the_fp32_graph_never_the_int8_one(exported, real_text, tmp_path):
+    """--precision no asks for full precision: beside an int8 export it runs the export's fp32 graph, torch when that
+    graph is gone, and an export directory left with only int8 says so in one line."""
+    from bertcli import load
+
+    directory = exported / "ner"
+    args = ["predict", str(directory), str(real_text)]
+    int8_run, full_run = runner.invoke(app, args), runner.invoke(app, [*args, "--precision", "no"])
+    assert int8_run.exit_code == full_run.exit_code == 0
+    assert "onnx/model.int8.onnx (int8" in int8_run.stderr and "onnx/model.onnx (fp32" in full_run.stderr
+    texts = real_text.read_text(encoding="utf-8").splitlines()
+    fp32 = load(str(directory), backend="onnx", onnx_file="model.onnx").predict(texts)
+    assert records(full_run) == fp32 and sum(len(r["entities"]) for r in fp32) > 0
+    int8_only = tmp_path / "ner"
+    shutil.copytree(directory, int8_only)
+    (int8_only / "onnx" / "model.onnx").unlink()
+    torch_run = runner.invoke(app, ["predict", str(int8_only), str(real_text), "--precision", "no"])
+    assert torch_run.exit_code == 0 and "ONNX" not in torch_run.stderr and len(records(torch_run)) == len(texts)
+    alone = runner.invoke(app, ["predict", str(int8_only / "onnx"), str(real_text), "--precision", "no"])
+    assert alone.exit_code == 2 and "only its int8 graph" in alone.stderr and "without --quantize" in alone.stderr
+
+
 def test_encoder_parity_and_every_pooling_on_the_real_model(tmp_path, real_text):
     """all-MiniLM-L6-v2 exported: vectors equal torch's (cosine >= 0.9999) for mean, cls, max, several layers, tokens."""
     from bertcli import Embedder

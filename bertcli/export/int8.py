@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bertcli.config import EmbedOptions, EvaluateConfig, ExportConfig
+from bertcli.inference.loading import FP32
 
 log = logging.getLogger("bertcli")
 SCHEME = "int8: dynamic, per-channel QInt8 weights"
@@ -48,23 +49,23 @@ def measure(cfg: ExportConfig, export_dir: Path, metric: str | None, int8_file: 
         from bertcli import tasks
 
         scores = {}
-        for name in ("model.onnx", int8_file):
+        for name in (FP32, int8_file):
             evaluation = EvaluateConfig(
                 model_dir=str(export_dir), input=cfg.check, backend="onnx", onnx_file=name, batch_size=cfg.batch_size
             )
             scores[name] = tasks.evaluate(evaluation)
-        fp32, int8 = scores["model.onnx"][metric], scores[int8_file][metric]
+        fp32, int8 = scores[FP32][metric], scores[int8_file][metric]
         return Check(metric, float(fp32 or 0.0), float(int8 or 0.0), int(scores[int8_file]["n"]))
     texts = _texts(cfg.check)
     vectors = {}
-    for name in ("model.onnx", int8_file):
+    for name in (FP32, int8_file):
         from bertcli.tasks.embedding.embedder import Embedder
 
         embedder = Embedder(
             str(export_dir), EmbedOptions(normalize=True, backend="onnx", batch_size=cfg.batch_size), onnx_file=name
         )
         vectors[name] = embedder.embed(texts).vectors
-    cosines = (vectors["model.onnx"] * vectors[int8_file]).sum(axis=1)
+    cosines = (vectors[FP32] * vectors[int8_file]).sum(axis=1)
     return Check("cosine to fp32", 1.0, float(cosines.mean()), len(texts), worst=float(cosines.min()))
 
 

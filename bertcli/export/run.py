@@ -17,10 +17,9 @@ from typing import Any
 from bertcli.bundle import TORCH_WEIGHTS, Bundle, BundleMeta, weights_fingerprint
 from bertcli.config import ExportConfig
 from bertcli.errors import ModelError, UsageError
-from bertcli.inference.loading import EXPORT_DIR
+from bertcli.inference.loading import EXPORT_DIR, FP32, INT8
 
 log = logging.getLogger("bertcli")
-FP32, INT8 = "model.onnx", "model.int8.onnx"
 SKIPPED = {*TORCH_WEIGHTS, "training_curves.png", "bertcli.json"}  # files an export does not need
 
 

@@ -18,6 +18,7 @@ from bertcli.inference.encoding import TOKENIZER_FILE, TextEncoder
 
 log = logging.getLogger("bertcli")
 EXPORT_DIR = "onnx"
+FP32, INT8 = "model.onnx", "model.int8.onnx"  # an export's files: the graph, and its int8 copy after --quantize
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,10 @@ def find_export(bundle: Bundle) -> Export | None:
 
 def choose_backend(bundle: Bundle, backend: str, precision: str = "auto", needs: tuple[str, ...] = ()) -> Export | None:
     """The export to run, or None for torch. `auto` takes the export when there is one and the options need nothing
-    it lacks (an autocast precision; `needs`: outputs such as pooler_output)."""
-    export = find_export(bundle)
+    it lacks (an autocast precision; `needs`: outputs such as pooler_output). `--precision no` asks for full
+    precision, so it runs an int8 export's fp32 graph, and torch when the export kept only int8."""
+    found = find_export(bundle)
+    export = _full_precision(found) if found and precision == "no" and found.meta.get("quantized") else found
     directory, has_torch = bundle.directory, bundle.has_torch_weights
     if backend == "torch":
         if not has_torch:
@@ -54,7 +57,12 @@ def choose_backend(bundle: Bundle, backend: str, precision: str = "auto", needs:
                 "no torch weights here: this directory is an ONNX export", file=directory, hint="drop --backend torch"
             )
         return None
-    if backend == "onnx" or (export is not None and not has_torch):  # an export's own directory runs only on ONNX
+    if backend == "onnx" or (found is not None and not has_torch):  # an export's own directory runs only on ONNX
+        if export is None and found is not None:
+            raise UsageError(
+                "--precision no asks for full precision, and this ONNX export holds only its int8 graph",
+                hint="drop --precision, or export again without --quantize",
+            )
         if export is None:
             raise ModelError("this model has no ONNX export", file=directory, hint=f"run: bertcli export {directory}")
         if precision not in ("auto", "no"):
@@ -74,6 +82,13 @@ def choose_backend(bundle: Bundle, backend: str, precision: str = "auto", needs:
             export.meta.get("quantized") or "fp32",
         )
     return export
+
+
+def _full_precision(export: Export) -> Export | None:
+    """An int8 export's fp32 graph (the export writes both), or None when it is gone."""
+    if not (export.directory / FP32).is_file():
+        return None
+    return Export(export.directory, {**export.meta, "file": FP32, "quantized": None})
 
 
 def open_model(
