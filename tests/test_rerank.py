@@ -146,6 +146,27 @@ def test_rerank_scores_equal_sentence_transformers_cross_encoder(reranker):
     assert raw[0]["score"] == pytest.approx(math.log(ranked[0]["score"] / (1 - ranked[0]["score"])), abs=1e-4)
 
 
+def test_without_a_batch_size_batches_hold_the_backends_token_budget(reranker):
+    """The default batches are cut by padded tokens (the backend's budget: 1024 on CPU), not by count, and score
+    exactly as fixed-size batches do."""
+    from bertcli import load
+    from bertcli.config import BATCH_TOKENS
+
+    texts = [" ".join(candidates()[: 1 + i % 12]) for i in range(40)]  # 40 lengths from a few tokens to ~60
+    budgeted, fixed = load(str(reranker), precision="no"), load(str(reranker), precision="no", batch_size=32)
+    assert budgeted.backend.batch_tokens == BATCH_TOKENS["cpu"] == 1024
+    budgeted.backend.batch_tokens = 96
+    shapes, forward = [], budgeted.backend.forward
+    budgeted.backend.forward = lambda features, outputs: (
+        shapes.append(features["input_ids"].shape) or forward(features, outputs)
+    )
+    got, want = budgeted.run([(QUERY, t) for t in texts]), fixed.run([(QUERY, t) for t in texts])
+    assert sum(rows for rows, _ in shapes) == len(texts) and len(shapes) > 2
+    assert all(rows * length <= 96 or rows == 1 for rows, length in shapes)
+    assert [cut for _, cut in got] == [cut for _, cut in want]
+    assert max(abs(a - b) for (a, _), (b, _) in zip(got, want)) < 1e-5
+
+
 @pytest.mark.parametrize("source", ["argument", "file", "stdin"])
 def test_the_rerank_command_orders_candidates(reranker, tmp_path, source):
     from bertcli import load

@@ -9,6 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     RUNTIME,
+    TOKEN_BUDGET,
     BackendOpt,
     ConfigOpt,
     FormatOpt,
@@ -23,13 +24,13 @@ from bertcli.cli.options import (
     max_length_option,
     output_format_option,
 )
-from bertcli.config import BATCH_TOKENS, CHUNK_SIZE, LAYER_AGGS, POOLINGS, TOKEN_CHUNK_SIZE, EmbedOptions, VectorOptions
+from bertcli.config import CHUNK_SIZE, LAYER_AGGS, POOLINGS, TOKEN_CHUNK_SIZE, EmbedOptions, VectorOptions
 
 NAME = "embed"
 POOLING = "Pooling"
 OUTPUT = "Output"
 OutputFormatOpt = output_format_option("npy, parquet or jsonl. [default: from the -o suffix]", OUTPUT)
-BatchSizeOpt = batch_size_option(f"[default: batches of about {BATCH_TOKENS} padded tokens, faster on CPU]")
+BatchSizeOpt = batch_size_option(TOKEN_BUDGET)
 MaxLengthOpt = max_length_option(
     "longer ones are truncated. [default: the model's, or its sentence-transformers max_seq_length]"
 )

@@ -12,6 +12,7 @@ from bertcli.config import (
     AGGREGATIONS,
     BACKENDS,
     BATCH_SIZE,
+    BATCH_TOKENS,
     BERT_VOCAB_SIZE,
     EPOCHS,
     LENGTH_CAP,
@@ -152,6 +153,11 @@ ThreadsOpt = Annotated[
     int | None,
     typer.Option(help="CPU threads for the model. [default: the cores this process may use]", rich_help_panel=RUNTIME),
 ]
+
+
+TOKEN_BUDGET = (
+    f"[default: batches of about {BATCH_TOKENS['cpu']} padded tokens on CPU, {BATCH_TOKENS['accelerator']} on a GPU]"
+)
 
 
 def batch_size_option(note: str) -> Any:

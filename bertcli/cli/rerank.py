@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import (
+    TOKEN_BUDGET,
     AggregateOpt,
     BackendOpt,
     ConfigOpt,
@@ -19,13 +20,12 @@ from bertcli.cli.options import (
     TextColumnOpt,
     ThreadsOpt,
     batch_size_option,
-    default,
     max_length_option,
 )
 from bertcli.config import RerankConfig
 
 NAME = "rerank"
-BatchSizeOpt = batch_size_option(default(RerankConfig.batch_size))
+BatchSizeOpt = batch_size_option(TOKEN_BUDGET)
 MaxLengthOpt = max_length_option(
     "longer (query, text) pairs are cut and flagged, or windowed (--long-text). [default: the model's training length]"
 )

@@ -110,7 +110,7 @@ class RerankConfig:
     output: str | None = None  # None: stdout
     query: str | None = None
     raw_scores: bool = False  # the logits, not their sigmoid
-    batch_size: int = checked(32, POSITIVE)
+    batch_size: int | None = checked(None, POSITIVE)  # None: batches of about BATCH_TOKENS padded tokens (by device)
     max_length: int | None = checked(None, POSITIVE)  # None: the length the model was trained with
     precision: str = checked("auto", choices=PRECISIONS)
     backend: str = checked("auto", choices=BACKENDS)
@@ -136,7 +136,7 @@ class EmbedOptions:
     normalize: bool = False
     token_level: bool = False
     max_length: int | None = checked(None, POSITIVE)  # None: the model's (or its sentence-transformers max_seq_length)
-    batch_size: int | None = checked(None, POSITIVE)  # None: batches of about BATCH_TOKENS padded tokens
+    batch_size: int | None = checked(None, POSITIVE)  # None: batches of about BATCH_TOKENS padded tokens (by device)
     precision: str = checked("auto", choices=PRECISIONS)
     backend: str = checked("auto", choices=BACKENDS)
     threads: int | None = checked(None, POSITIVE)

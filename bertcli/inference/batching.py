@@ -19,6 +19,7 @@ class Backend(Protocol):
 
     inputs: frozenset[str]
     name: str  # what the logs, /info and bertcli.json say ran the model
+    batch_tokens: int  # padded tokens per batch when no batch size is given (config BATCH_TOKENS, by device)
 
     def provides(self, output: str) -> bool:
         """Whether `forward` can return this output."""
@@ -35,7 +36,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
 
 def token_budget_batches(
     lengths: Sequence[int],
-    max_tokens: int = BATCH_TOKENS,
+    max_tokens: int = BATCH_TOKENS["cpu"],
     max_batch: int = MAX_BATCH,
     min_equal: int = MIN_EQUAL_LENGTH,
 ) -> list[np.ndarray]:
@@ -61,8 +62,8 @@ def token_budget_batches(
     return batches
 
 
-def batches_for(lengths: Sequence[int], batch_size: int | None, max_tokens: int = BATCH_TOKENS) -> list[np.ndarray]:
-    """A fixed batch size when one is given, else token-budget batches."""
+def batches_for(lengths: Sequence[int], batch_size: int | None, max_tokens: int) -> list[np.ndarray]:
+    """A fixed batch size when one is given, else token-budget batches (`max_tokens`: the backend's batch_tokens)."""
     return length_sorted_batches(lengths, batch_size) if batch_size else token_budget_batches(lengths, max_tokens)
 
 

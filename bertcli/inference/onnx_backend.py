@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bertcli.config import BATCH_TOKENS
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.encoding import Features
 
@@ -54,6 +55,7 @@ class OnnxBackend:
             ) from None
         self.inputs = frozenset(i.name for i in self.session.get_inputs())
         self.name = f"onnxruntime {Path(path).name}"
+        self.batch_tokens = BATCH_TOKENS["cpu"]  # the session runs on CPUExecutionProvider
         self.names = [o.name for o in self.session.get_outputs()]
         self.layers = sorted(int(n.split(".")[1]) for n in self.names if n.startswith("hidden_states."))
 

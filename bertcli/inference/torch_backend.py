@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bertcli.config import BATCH_TOKENS
 from bertcli.errors import ModelError
 from bertcli.inference.encoding import Features
 
@@ -35,6 +36,7 @@ class TorchBackend:
             _cast_linear_weights(self.model, self.dtype)
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
         self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
+        self.batch_tokens = BATCH_TOKENS["cpu" if self.device.type == "cpu" else "accelerator"]
 
     def provides(self, output: str) -> bool:
         """Whether the model computes `output` (an encoder without a trained pooler has no pooler_output)."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.bundle import Bundle
-from bertcli.config import BATCH_TOKENS, EmbedOptions
+from bertcli.config import EmbedOptions
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.batching import batches_for, run_batches
 from bertcli.inference.scores import unit_rows
@@ -197,7 +197,7 @@ class Embedder:
     def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> Embedded:
         """Embed `texts` in length-sorted, dynamically padded batches; results come back in input order."""
         encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
-        batches = batches_for(encoded.lengths, self.opts.batch_size, BATCH_TOKENS)
+        batches = batches_for(encoded.lengths, self.opts.batch_size, self.backend.batch_tokens)
         results = run_batches(
             self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch
         )

@@ -11,7 +11,7 @@ import numpy as np
 from bertcli.bundle import Bundle, bundle_dir
 from bertcli.config import AGGREGATE_DEFAULTS, WindowOptions
 from bertcli.errors import UsageError
-from bertcli.inference.batching import length_sorted_batches, run_batches
+from bertcli.inference.batching import batches_for, run_batches
 from bertcli.inference.loading import open_model
 from bertcli.inference.long_text import aggregate, read_documents, saved_policy
 
@@ -22,7 +22,8 @@ def sigmoid(logit: float) -> float:
 
 
 class Reranker:
-    """Scores (query, document) pairs with a cross-encoder: length-sorted batches, dynamic padding, input order.
+    """Scores (query, document) pairs with a cross-encoder: length-sorted batches (of the backend's token budget
+    unless a batch size is given), dynamic padding, input order.
     A pair longer than the model's length is, as the bundle's long-text policy says (or --long-text): cut at its
     longer side (as transformers' tokenizers cut pairs) and flagged `truncated`; or read as the query with each
     overlapping window of the document, scored by the best window (or the mean: --aggregate)."""
@@ -38,7 +39,7 @@ class Reranker:
         model: Bundle | str,
         *,
         precision: str = "auto",
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_length: int | None = None,
         backend: str = "auto",
         threads: int | None = None,
@@ -91,7 +92,7 @@ class Reranker:
         has_pairs = any(pair is not None for _, pair in inputs)
         texts, pairs = [t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None
         documents = read_documents(self.encoder, texts, pairs, self.policy)
-        batches = length_sorted_batches(documents.encoded.lengths, self.batch_size)
+        batches = batches_for(documents.encoded.lengths, self.batch_size, self.backend.batch_tokens)
         logits = np.stack(run_batches(self.backend, documents.encoded, self.encoder.specials.pad, batches))[:, :1]
         if self.windowed:
             logits = aggregate(logits, documents, self.policy.aggregate)
