@@ -6,6 +6,7 @@ by the negatives). Training is a whole process, start-up included. Latency: one
 query's 100 candidates, median of 5, torch and ONNX int8 (bertcli) vs CrossEncoder.predict.
 
     python bench/rerank.py [--train 1500] [--test 800] [--queries 200] [--dir /tmp/bench-rerank]
+    python bench/rerank.py --latency-only RERANKER_DIR [--queries 12]   # latency alone, on a trained reranker
 """
 
 from __future__ import annotations
@@ -79,12 +80,52 @@ def latency(score, pairs) -> float:
     return float(np.median(times)) * 1000
 
 
+def latencies(model_dir: Path, test_dir: Path, queries: int) -> None:
+    """Rerank latency of each query's 100 candidates (the first 100 corpus texts after its own), median of 5, every
+    scorer in turn on the same query; then each scorer's median over the queries and its speed-up over
+    CrossEncoder.predict, measured query by query."""
+    from sentence_transformers import CrossEncoder
+
+    from bertcli import load
+    from bertcli.data.retrieval import read_beir
+
+    if not (model_dir / "onnx" / "model.int8.onnx").is_file():
+        subprocess.run(
+            [sys.executable, "-m", "bertcli", "-q", "export", str(model_dir), "--quantize", "int8", "--force",
+             "--overwrite"], check=True,
+        )  # fmt: skip
+    data = read_beir(str(test_dir))
+    documents = list(data.corpus.values())
+    peer = CrossEncoder(str(model_dir), device="cpu")
+    scorers = {
+        "bertcli ONNX int8 (default batches)": load(str(model_dir)).run,
+        "bertcli ONNX int8, -b 32": load(str(model_dir), batch_size=32).run,
+        "bertcli torch (default precision)": load(str(model_dir), backend="torch").run,
+        "sentence-transformers CrossEncoder.predict": lambda p: peer.predict(p, batch_size=32),
+    }
+    times: dict[str, list[float]] = {name: [] for name in scorers}
+    for i, query in enumerate(list(data.queries)[:queries]):
+        pairs = [(data.queries[query], doc) for doc in documents[i * 100 : (i + 1) * 100]]
+        for name, score in scorers.items():
+            times[name].append(latency(score, pairs))
+    peer_ms = np.asarray(times["sentence-transformers CrossEncoder.predict"])
+    print(
+        f"\nrerank latency, {len(peer_ms)} queries x 100 docstring candidates (median of 5 each), {os.cpu_count()} cores\n"
+    )
+    print("| scorer | median ms | speed-up over CrossEncoder.predict: median (min-max) |")
+    print("|---|---:|---|")
+    for name, ms in times.items():
+        ratio = peer_ms / np.asarray(ms)
+        print(f"| {name} | {np.median(ms):.0f} | {np.median(ratio):.2f}x ({ratio.min():.2f}-{ratio.max():.2f}) |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--train", type=int, default=1500)
     parser.add_argument("--test", type=int, default=800)
     parser.add_argument("--queries", type=int, default=200, help="test queries reranked (each: 100 candidates)")
     parser.add_argument("--dir", default="/tmp/bench-rerank")
+    parser.add_argument("--latency-only", metavar="RERANKER_DIR", help="only the latency rows, over --queries queries")
     args = parser.parse_args()
     root = Path(args.dir)
     data_dir = root / "data"
@@ -93,6 +134,9 @@ def main() -> None:
             [sys.executable, "-m", "bertcli.corpora", "docstrings", str(data_dir), str(args.train), str(args.test)],
             check=True,
         )
+    if args.latency_only:
+        latencies(Path(args.latency_only), data_dir / "test", args.queries)
+        return
     from sentence_transformers import CrossEncoder
 
     from bertcli import Embedder, load
