@@ -81,15 +81,17 @@ def latency(score, pairs) -> float:
 
 
 def latencies(model_dir: Path, test_dir: Path, queries: int) -> None:
-    """Rerank latency of each query's 100 candidates (the first 100 corpus texts after its own), median of 5, every
+    """Rerank latency of each query's 100 candidates (query i: corpus texts 100i to 100i + 99, wrapping around the
+    corpus), median of 5, every
     scorer in turn on the same query; then each scorer's median over the queries and its speed-up over
     CrossEncoder.predict, measured query by query."""
     from sentence_transformers import CrossEncoder
 
     from bertcli import load
     from bertcli.data.retrieval import read_beir
+    from bertcli.inference.loading import INT8
 
-    if not (model_dir / "onnx" / "model.int8.onnx").is_file():
+    if not (model_dir / "onnx" / INT8).is_file():
         subprocess.run(
             [sys.executable, "-m", "bertcli", "-q", "export", str(model_dir), "--quantize", "int8", "--force",
              "--overwrite"], check=True,
@@ -105,7 +107,7 @@ def latencies(model_dir: Path, test_dir: Path, queries: int) -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in scorers}
     for i, query in enumerate(list(data.queries)[:queries]):
-        pairs = [(data.queries[query], doc) for doc in documents[i * 100 : (i + 1) * 100]]
+        pairs = [(data.queries[query], documents[(i * 100 + j) % len(documents)]) for j in range(100)]
         for name, score in scorers.items():
             times[name].append(latency(score, pairs))
     peer_ms = np.asarray(times["sentence-transformers CrossEncoder.predict"])

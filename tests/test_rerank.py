@@ -147,14 +147,18 @@ def test_rerank_scores_equal_sentence_transformers_cross_encoder(reranker):
 
 
 def test_without_a_batch_size_batches_hold_the_backends_token_budget(reranker):
-    """The default batches are cut by padded tokens (the backend's budget: 1024 on CPU), not by count, and score
-    exactly as fixed-size batches do."""
+    """The default batches are cut by padded tokens (the backend's budget: 1024 on CPU, 4096 for torch on a GPU), not
+    by count, and score exactly as fixed-size batches do."""
     from bertcli import load
     from bertcli.config import BATCH_TOKENS
 
     texts = [" ".join(candidates()[: 1 + i % 12]) for i in range(40)]  # 40 lengths from a few tokens to ~60
     budgeted, fixed = load(str(reranker), precision="no"), load(str(reranker), precision="no", batch_size=32)
-    assert budgeted.backend.batch_tokens == BATCH_TOKENS["cpu"] == 1024
+    on_cpu = budgeted.backend.device.type == "cpu"
+    assert (
+        budgeted.backend.batch_tokens == BATCH_TOKENS["cpu" if on_cpu else "accelerator"]
+        and BATCH_TOKENS["cpu"] == 1024
+    )
     budgeted.backend.batch_tokens = 96
     shapes, forward = [], budgeted.backend.forward
     budgeted.backend.forward = lambda features, outputs: (

@@ -9,6 +9,7 @@ import typer
 
 from bertcli.cli.options import (
     RUNTIME,
+    TOKEN_BUDGET,
     BackendOpt,
     ConfigOpt,
     FormatOpt,
@@ -25,7 +26,7 @@ from bertcli.config.search import INDEX_DTYPES, RESCORED, IndexConfig
 
 NAME = "index"
 INDEX = "Index"
-BatchSizeOpt = batch_size_option("Embedding texts. [default: batches of about 4096 padded tokens]")
+BatchSizeOpt = batch_size_option(f"Embedding texts. {TOKEN_BUDGET}")
 EXAMPLES = """\b
 Examples:
   bertcli index docs.jsonl -o docs.index                     # embed the texts with the default model, then index

@@ -136,7 +136,8 @@ IdColumnOpt = Annotated[
 PrecisionOpt = Annotated[
     str | None,
     typer.Option(
-        help=f"{listed(PRECISIONS[1:])} or auto (bf16 where the hardware runs it fast). {default(TrainOptions.precision)}",
+        help=f"{listed(PRECISIONS[1:])} or auto (bf16 where the hardware runs it fast); no is full precision, never an "
+        f"int8 export. {default(TrainOptions.precision)}",
         rich_help_panel=RUNTIME,
     ),
 ]
@@ -155,9 +156,7 @@ ThreadsOpt = Annotated[
 ]
 
 
-TOKEN_BUDGET = (
-    f"[default: batches of about {BATCH_TOKENS['cpu']} padded tokens on CPU, {BATCH_TOKENS['accelerator']} on a GPU]"
-)
+TOKEN_BUDGET = f"[default: batches of about {BATCH_TOKENS['cpu']} padded tokens on CPU, {BATCH_TOKENS['accelerator']} for torch on a GPU]"
 
 
 def batch_size_option(note: str) -> Any:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from bertcli.cli.options import (
+    TOKEN_BUDGET,
     BackendOpt,
     ConfigOpt,
     FormatOpt,
@@ -22,7 +23,7 @@ from bertcli.cli.options import (
 from bertcli.config.search import RESCORED, SearchConfig
 
 NAME = "search"
-BatchSizeOpt = batch_size_option("Encoding queries. [default: batches of about 4096 padded tokens]")
+BatchSizeOpt = batch_size_option(f"Encoding queries. {TOKEN_BUDGET}")
 EXAMPLES = """\b
 Examples:
   bertcli search docs.index "how do I read a csv file"

@@ -7,7 +7,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bertcli.config import BATCH_TOKENS
 from bertcli.inference.encoding import Encoded, Features, pad
 
 MAX_BATCH = 256
@@ -36,7 +35,7 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.nd
 
 def token_budget_batches(
     lengths: Sequence[int],
-    max_tokens: int = BATCH_TOKENS["cpu"],
+    max_tokens: int,
     max_batch: int = MAX_BATCH,
     min_equal: int = MIN_EQUAL_LENGTH,
 ) -> list[np.ndarray]:

@@ -61,6 +61,7 @@ def choose_backend(bundle: Bundle, backend: str, precision: str = "auto", needs:
         if export is None and found is not None:
             raise UsageError(
                 "--precision no asks for full precision, and this ONNX export holds only its int8 graph",
+                file=found.directory,
                 hint="drop --precision, or export again without --quantize",
             )
         if export is None:
@@ -98,7 +99,12 @@ def open_model(
     """The backend running `head` (see torch_backend.HEADS) and the encoder for its inputs. `threads` sizes ONNX
     Runtime's session; torch's thread pool is the process's, set once by the command (runtime.device.set_threads)."""
     bundle = model if isinstance(model, Bundle) else Bundle.open(model)
-    export = choose_backend(bundle, "onnx" if onnx_file else backend, precision, needs)
+    # a named file (the int8 gate's) is run as it is, whatever the precision
+    export = (
+        choose_backend(bundle, "onnx", "auto", needs)
+        if onnx_file
+        else choose_backend(bundle, backend, precision, needs)
+    )
     if export is not None:
         from bertcli.inference.onnx_backend import OnnxBackend
 
