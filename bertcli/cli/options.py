@@ -156,7 +156,10 @@ ThreadsOpt = Annotated[
 ]
 
 
-TOKEN_BUDGET = f"[default: batches of about {BATCH_TOKENS['cpu']} padded tokens on CPU, {BATCH_TOKENS['accelerator']} for torch on a GPU]"
+TOKEN_BUDGET = (
+    f"[default: batches of about {BATCH_TOKENS['cpu']} padded tokens on CPU, {BATCH_TOKENS['accelerator']} for torch "
+    "on a GPU]"
+)
 
 
 def batch_size_option(note: str) -> Any:
