@@ -13,9 +13,10 @@ hand (FastAPI calling `transformers.pipeline` per request) and against offline p
 change is measured against the code before it on the same machine load. Every request goes to 127.0.0.1; request
 counts and each scenario's time are bounded.
 
-    python bench/serve.py --part embeddings --before /tmp/base   # about 8 minutes on 2 idle cores
+    python bench/serve.py --part embeddings --before /tmp/base   # about 6 minutes on 2 idle cores
     python bench/serve.py --part classifier                      # about 6 minutes
-    python bench/serve.py --part embeddings --scenarios "long tail" --repeats 3 --before /tmp/base   # medians of 3
+    python bench/serve.py --part embeddings --repeats 3 --before /tmp/base   # medians of 3 runs: about 11 minutes
+    python bench/serve.py --part embeddings --scenarios "long tail"          # one corpus
     python bench/serve.py --quick                                # fewer requests: checks that everything runs
 """
 
@@ -132,8 +133,9 @@ async def load(url: str, bodies: list[str], clients: int, per_request: int = 1) 
 
 
 def median_run(results: list[dict]) -> dict:
-    """Each measure's median over repeated runs of one load."""
-    return {key: sorted(r[key] for r in results)[len(results) // 2] for key in results[0]}
+    """Each measure's median over repeated runs of one load; failures summed, so that none is hidden."""
+    median = {key: sorted(r[key] for r in results)[len(results) // 2] for key in results[0]}
+    return {**median, "failures": sum(r["failures"] for r in results)}
 
 
 def bertcli(*args: str) -> list[str]:
@@ -168,7 +170,7 @@ def corpora(tokenizer_dir: str, size: int) -> dict[str, list[str]]:
 def offline_embed_rate(model: Path, texts: list[str], backend: str, threads: int, passes: int = 3) -> float:
     """`bertcli.Embedder` on all the texts at once (in-process, loaded, warmed up on them): the ceiling a server can
     approach, since it sorts every text by length before batching. The median of `passes` timed passes: one pass
-    moved by up to 20% between runs on 2 shared cores."""
+    moved by up to 25% within a run on 2 shared cores."""
     from bertcli import Embedder
     from bertcli.tasks.embedding.embedder import sentence_transformers_pooling
 
@@ -234,7 +236,7 @@ def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
                     process.terminate()
                     process.wait(timeout=60)
             # the ceiling on either side of the load runs, so that a drift of the machine's speed during them (it
-            # moved by up to 20% between runs here) weighs on the ceiling as it does on the servers
+            # moved by up to 25% within one run here) weighs on the ceiling as it does on the servers
             after = offline_embed_rate(directory, texts, backend.lower(), args.threads)
             offline = (before + after) / 2
             log(f"{scenario}, {backend}: offline {before:.1f} texts/s before the servers, {after:.1f} after")
@@ -270,7 +272,8 @@ def embeddings_report(rows: list[tuple]) -> None:
         if ("short snippets", backend, "before", 64) in found:
             snippets = [found["short snippets", backend, v, 64]["requests/s"] for v in ("now", "before")]
             line += f"; short snippets at 64 clients {snippets[0]:.1f} vs {snippets[1]:.1f} req/s before"
-        lines.append(line)
+        if line != backend:
+            lines.append(line)
     print("\n" + "\n".join(lines))
 
 
