@@ -88,9 +88,9 @@ def latencies(model_dir: Path, test_dir: Path, queries: int) -> None:
 
     from bertcli import load
     from bertcli.data.retrieval import read_beir
-    from bertcli.inference.loading import INT8
+    from bertcli.inference.loading import EXPORT_DIR, INT8
 
-    if not (model_dir / "onnx" / INT8).is_file():
+    if not (model_dir / EXPORT_DIR / INT8).is_file():
         subprocess.run(
             [sys.executable, "-m", "bertcli", "-q", "export", str(model_dir), "--quantize", "int8", "--force",
              "--overwrite"], check=True,

@@ -37,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"vs_hand_written_64": 3.0, "of_offline": 0.70, "long_tail_64": 0.80, "long_tail_8": 0.60}
+SCENARIOS = ("short snippets", "long tail")  # the embeddings part's corpora (see corpora)
 DEADLINE_SECONDS = 120  # no load run lasts longer, whatever the server does
 HAND_WRITTEN = """
 import os
@@ -154,7 +155,7 @@ def corpora(tokenizer_dir: str, size: int) -> dict[str, list[str]]:
 
     _, snippets = rotten_tomatoes()
     statements = pd.concat(debates())
-    scenarios = {"short snippets": list(snippets["text"]), "long tail": list(statements["text"])}
+    scenarios = dict(zip(SCENARIOS, (list(snippets["text"]), list(statements["text"]))))
     tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir, "tokenizer.json")))
     tokenizer.no_truncation()
     tokenizer.no_padding()
@@ -382,13 +383,11 @@ def main() -> None:
     parser.add_argument("--model", help="a fine-tuned classifier [default: fine-tune one on Rotten Tomatoes]")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each load (embeddings part); medians reported")
-    parser.add_argument(
-        "--scenarios", default="short snippets,long tail", help="the embeddings part's, comma-separated"
-    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="the embeddings part's, comma-separated")
     args = parser.parse_args()
-    unknown = set(args.scenarios.split(",")) - {"short snippets", "long tail"}
+    unknown = set(args.scenarios.split(",")) - set(SCENARIOS)
     if unknown:
-        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose short snippets, long tail")
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))}: choose from {', '.join(SCENARIOS)}")
     work = Path(tempfile.mkdtemp(prefix="bertcli-bench-serve-"))
     try:
         if args.part in ("embeddings", "all"):
