@@ -93,3 +93,19 @@ def test_pad_pads_to_the_longest_of_the_batch_only():
         [0, 0, 1],
         [0, 0, 0],
     ]
+
+
+def test_encoded_rows_subset_and_joined_give_back_the_same_inputs():
+    """The server queues each input's own row and joins a forward's rows: nothing is lost or reordered."""
+    from bertcli.inference.encoding import Encoded, joined
+
+    encoded = Encoded([[1, 5, 2], [1, 2], [1, 7, 8, 2]], [[0, 0, 0], [0, 0], [0, 0, 1, 1]], [False, False, True])
+    rows = encoded.rows()
+    assert (
+        [len(row) for row in rows] == [1, 1, 1] and rows[2].input_ids == [[1, 7, 8, 2]] and rows[2].truncated == [True]
+    )
+    assert joined(rows) == encoded
+    assert joined([rows[2], rows[0]]) == encoded.subset([2, 0])
+    assert encoded.subset([2, 0]).token_type_ids == [[0, 0, 1, 1], [0, 0, 0]]
+    untyped = Encoded([[1, 2]], None, [False])
+    assert joined([untyped, rows[0]]).token_type_ids is None and joined([]) == Encoded([], [], [], [])

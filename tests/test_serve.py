@@ -410,6 +410,42 @@ def test_an_internal_failure_is_one_json_500_and_the_server_goes_on(bundles):
     assert second.status_code == 200 and second.json()["label"] in ("neg", "pos")
 
 
+def test_a_forward_reads_the_tokens_its_requests_were_counted_with(bundles):
+    """Each request is tokenized once, on the event loop, as its own shape asks (text, or pair); the forward reads
+    those tokens. So a single text batched with a request of pairs is read as a single text: its answer equals the
+    one it gets alone (it was read as a pair with an empty second text, one [SEP] longer)."""
+    import asyncio
+
+    from bertcli.config import ServeConfig
+    from bertcli.serve.app import create_app
+    from bertcli.serve.models import load_model
+
+    cfg = ServeConfig(models=[str(bundles["clf"])], precision="no", max_wait_ms=500)
+    model = load_model(str(bundles["clf"]), cfg)
+    model.predictor.lexical = None  # the BERT part alone: this bundle's lexical part (weight 1) would hide it
+    encodes, forwards = [], []
+    real_encode, real_run = model.encoder.encode, model.run
+    model.encoder.encode = lambda *args, **kwargs: encodes.append(args[0]) or real_encode(*args, **kwargs)
+    model.run = lambda queued: forwards.append([q.text for q in queued]) or real_run(queued)
+    guarded = create_app({model.name: model}, cfg)
+    single, pairs = {"inputs": "a great film"}, {"inputs": [["dull", "it was awful"], ["fun", "it was great"]]}
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=guarded)
+        async with (
+            guarded.app.router.lifespan_context(guarded.app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            together = await asyncio.gather(client.post("/predict", json=single), client.post("/predict", json=pairs))
+            alone = [await client.post("/predict", json=body) for body in (single, pairs)]
+            return together, alone
+
+    together, alone = asyncio.run(scenario())
+    assert forwards[0] == ["a great film", "dull", "fun"]  # one forward held both requests
+    assert encodes == [["a great film"], ["dull", "fun"]] * 2  # each request once, the forwards never
+    assert [r.json() for r in together] == [r.json() for r in alone]
+
+
 def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monkeypatch):
     """Torch run first on another thread left the forward thread's forwards on about one core: `serve` loads and
     warms up each model on the forward thread, and the app runs the forwards there (uvicorn replaced by a stand-in

@@ -37,6 +37,31 @@ class Encoded:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
+    def subset(self, indices: Sequence[int]) -> Encoded:
+        """The selected inputs, in the order given."""
+
+        def pick(rows: list | None) -> list | None:
+            return None if rows is None else [rows[i] for i in indices]
+
+        return Encoded(
+            [self.input_ids[i] for i in indices], pick(self.token_type_ids), [self.truncated[i] for i in indices],
+            pick(self.offsets),
+        )  # fmt: skip
+
+    def rows(self) -> list[Encoded]:
+        """One Encoded per input: what a server queues with each input, so that its forward need not tokenize again."""
+        return [self.subset([i]) for i in range(len(self))]
+
+
+def joined(parts: Sequence[Encoded]) -> Encoded:
+    """Several Encoded as one, in order (token types and offsets kept only when every part has them)."""
+
+    def rows(field: str) -> list | None:
+        lists = [getattr(part, field) for part in parts]
+        return None if any(rows is None for rows in lists) else [row for rows in lists for row in rows]
+
+    return Encoded(rows("input_ids"), rows("token_type_ids"), rows("truncated"), rows("offsets"))
+
 
 @dataclass(frozen=True)
 class SpecialIds:

@@ -69,11 +69,13 @@ class Documents:
 
 
 def read_documents(
-    encoder: TextEncoder, texts: list[str], pairs: list[str] | None, policy: LongTextPolicy
-) -> Documents:
-    """The encoder's max length is the policy's."""
+    encoder: TextEncoder, texts: list[str], pairs: list[str] | None, policy: LongTextPolicy,
+    encoded: Encoded | None = None,
+) -> Documents:  # fmt: skip
+    """The encoder's max length is the policy's. `encoded`: the inputs as `encoder.encode` already tokenized them
+    (the server's token count), which truncation reads as they are; windows tokenize again."""
     if policy.mode == "truncate":
-        encoded = encoder.encode(texts, pairs)
+        encoded = encoded if encoded is not None else encoder.encode(texts, pairs)
         return Documents(encoded, np.arange(len(texts)), np.ones(len(texts), dtype=np.int64), encoded.truncated)
     encoded, source = encoder.windows(texts, pairs, policy.stride)
     counts = np.bincount(np.asarray(source, dtype=np.int64), minlength=len(texts))

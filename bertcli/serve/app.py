@@ -80,10 +80,10 @@ class ServerState:
         self.check_count(len(inputs))
         if any(not text.strip() for text, _ in inputs):
             raise ApiError(422, "an input is empty text", "empty_input")
-        tokens = model.tokens([t for t, _ in inputs], [p for _, p in inputs])
+        queued, tokens = model.prepare(inputs)
         batcher = self.batchers[model.name]
         try:
-            futures = batcher.submit(inputs, tokens)
+            futures = batcher.submit(queued, tokens)
         except Overloaded as exc:
             raise ApiError(
                 503, f"overloaded: {exc}; retry later", "overloaded", {"Retry-After": RETRY_AFTER_SECONDS}

@@ -11,8 +11,18 @@ from typing import Any
 
 from bertcli.config import ServeConfig
 from bertcli.config.deploy import served_name
+from bertcli.inference.encoding import Encoded, joined
 
 WARM_UP = ["A warm-up sentence, so the first request does not pay for lazy initialisation.", "ok"]
+
+
+@dataclass
+class Queued:
+    """An input as a batcher holds it: its text (and pair) with its tokens, encoded as its own request asked."""
+
+    text: str
+    pair: str | None
+    encoded: Encoded
 
 
 @dataclass
@@ -30,15 +40,18 @@ class ServedModel:
     def max_length(self) -> int:
         return self.predictor.max_length
 
-    def tokens(self, texts: Sequence[str], pairs: Sequence[str | None] | None = None) -> list[int]:
-        """How many tokens each input takes (truncated as the model will): the batch budget and `usage`."""
-        has_pairs = pairs is not None and any(p is not None for p in pairs)
-        encoded = self.encoder.encode(list(texts), [p or "" for p in pairs] if has_pairs else None)
-        return encoded.lengths
+    def prepare(self, inputs: Sequence[tuple[str, str | None]]) -> tuple[list[Queued], list[int]]:
+        """One request's inputs as its batcher queues them, tokenized once here (truncated as the model will), and
+        each one's token count: the batch budget and `usage`. The forward then reads these tokens: tokenizing the
+        batch again took about 4% of the forward thread."""
+        texts, pairs = [text for text, _ in inputs], [pair for _, pair in inputs]
+        has_pairs = any(pair is not None for pair in pairs)
+        encoded = self.encoder.encode(texts, [pair or "" for pair in pairs] if has_pairs else None)
+        return [Queued(text, pair, row) for (text, pair), row in zip(inputs, encoded.rows())], encoded.lengths
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[Any]:
+    def run(self, queued: Sequence[Queued]) -> list[Any]:
         """One forward over many requests' inputs: a result per input, in order (the thread's only work)."""
-        return self.predictor.run(inputs)
+        return self.predictor.run([(q.text, q.pair) for q in queued], joined([q.encoded for q in queued]))
 
     def info(self) -> dict[str, Any]:
         return {
@@ -57,5 +70,5 @@ def load_model(spec: str, cfg: ServeConfig) -> ServedModel:
     bundle, task = open_bundle(given if Path(given).is_dir() else resolve_model(given))  # a directory says what it is
     predictor = task.load(bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads)
     model = ServedModel(name, bundle.directory, bundle.meta.task or "encoder", predictor)
-    model.run([(text, None) for text in WARM_UP])
+    model.run(model.prepare([(text, None) for text in WARM_UP])[0])
     return model

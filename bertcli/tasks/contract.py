@@ -25,9 +25,10 @@ class Predictor(Protocol):
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[Any]:
         """One result per text, in order: the records `bertcli predict` writes (encoders: vectors)."""
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[Any]:
+    def run(self, inputs: Sequence[tuple[str, str | None]], encoded: Any = None) -> list[Any]:
         """The batch entry: one raw result per (text, pair) input, in order; the server's forward thread calls it
-        with many requests' inputs at once."""
+        with many requests' inputs at once. `encoded`: the inputs as `encoder.encode` tokenized them (the server
+        counts tokens with it), read as they are by a predictor that would tokenize them the same way."""
 
     def records(self, results: Sequence[Any], **options: Any) -> list[Any]:
         """`run`'s results as the records the API answers with, shaped by per-request options."""

@@ -13,6 +13,7 @@ from bertcli.config import AGGREGATE_DEFAULTS, WindowOptions
 from bertcli.data.labels import LabelSpec
 from bertcli.errors import UsageError
 from bertcli.inference.batching import length_sorted_batches, run_batches
+from bertcli.inference.encoding import Encoded
 from bertcli.inference.loading import open_model
 from bertcli.inference.long_text import aggregate, read_documents, saved_policy
 from bertcli.tasks.classification.combine import mix
@@ -71,9 +72,13 @@ class Classifier:
         self.threshold = (self.meta.threshold or 0.5) if threshold is None else threshold
         self.lexical, self.lexical_weight = saved_lexical(self.meta.lexical, bundle.directory)
 
-    def scores(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> Scored:
+    def scores(
+        self, texts: Sequence[str], pairs: Sequence[str] | None = None, encoded: Encoded | None = None
+    ) -> Scored:
         """Per input, in input order: its probabilities (windows: from the aggregated window logits)."""
-        documents = read_documents(self.encoder, list(texts), list(pairs) if pairs is not None else None, self.policy)
+        documents = read_documents(
+            self.encoder, list(texts), list(pairs) if pairs is not None else None, self.policy, encoded
+        )
         batches = length_sorted_batches(documents.encoded.lengths, self.batch_size)
         rows = run_batches(self.backend, documents.encoded, self.encoder.specials.pad, batches)
         logits = np.stack(rows) if rows else np.zeros((0, self.spec.num_labels), dtype=np.float32)
@@ -84,17 +89,22 @@ class Classifier:
             probs = mix(probs, self.lexical.probabilities(texts, pairs), self.lexical_weight)
         return Scored(probs, documents.truncated, documents.counts.tolist())
 
-    def score_rows(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool, int]]:
+    def score_rows(
+        self, inputs: Sequence[tuple[str, str | None]], encoded: Encoded | None = None
+    ) -> list[tuple[np.ndarray, bool, int]]:
         """Per (text, pair), in order: its probabilities, whether it was cut, and how many windows read it."""
         has_pairs = any(pair is not None for _, pair in inputs)
-        scored = self.scores([t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None)
+        scored = self.scores([t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None, encoded)
         return list(zip(scored.probs, scored.truncated, scored.windows))
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool, int] | None]:
+    def run(
+        self, inputs: Sequence[tuple[str, str | None]], encoded: Encoded | None = None
+    ) -> list[tuple[np.ndarray, bool, int] | None]:
         """`score_rows`, with None for an empty text (nothing to classify: its record has null scores)."""
         live = [i for i, (text, _) in enumerate(inputs) if text.strip()]
         results: list[tuple[np.ndarray, bool, int] | None] = [None] * len(inputs)
-        for i, row in zip(live, self.score_rows([inputs[i] for i in live])):
+        rows = self.score_rows([inputs[i] for i in live], None if encoded is None else encoded.subset(live))
+        for i, row in zip(live, rows):
             results[i] = row
         return results
 

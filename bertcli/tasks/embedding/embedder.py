@@ -18,6 +18,7 @@ from bertcli.bundle import Bundle
 from bertcli.config import EmbedOptions
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.batching import batches_for, run_batches
+from bertcli.inference.encoding import Encoded
 from bertcli.inference.scores import unit_rows
 
 
@@ -194,9 +195,13 @@ class Embedder:
             return f"{kind} of layer {self.layers[0]}"
         return f"{kind} of layers {','.join(map(str, self.layers))} ({self.opts.layer_agg})"
 
-    def embed(self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None) -> Embedded:
-        """Embed `texts` in length-sorted, dynamically padded batches; results come back in input order."""
-        encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
+    def embed(
+        self, texts: Sequence[str], on_batch: Callable[[int], None] | None = None, encoded: Encoded | None = None
+    ) -> Embedded:
+        """Embed `texts` in length-sorted, dynamically padded batches; results come back in input order.
+        `encoded`: the texts as `self.encoder.encode` already tokenized them (token vectors need their offsets too)."""
+        if encoded is None or (self.opts.token_level and encoded.offsets is None):
+            encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
         batches = batches_for(encoded.lengths, self.opts.batch_size, self.backend.batch_tokens)
         results = run_batches(
             self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch
@@ -207,9 +212,11 @@ class Embedder:
         vectors = np.stack(results) if results else np.zeros((0, self.dim), dtype=np.float32)
         return Embedded(vectors, encoded.truncated)
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
+    def run(
+        self, inputs: Sequence[tuple[str, str | None]], encoded: Encoded | None = None
+    ) -> list[tuple[np.ndarray, bool]]:
         """The batch entry: (vector, truncated) per input text, in order."""
-        embedded = self.embed([text for text, _ in inputs])
+        embedded = self.embed([text for text, _ in inputs], encoded=encoded)
         return list(zip(embedded.vectors, embedded.truncated))
 
     def records(self, results: Sequence[tuple[np.ndarray, bool]]) -> list[np.ndarray]:

@@ -71,8 +71,9 @@ class Tagger:
         """`tag` as one (tags, scores) row per sentence: the shape `across_processes` deals out."""
         return list(zip(*self.tag(sentences))) if sentences else []
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[dict[str, Any]]:
-        """One record per raw text: its entities with character offsets and scores."""
+    def run(self, inputs: Sequence[tuple[str, str | None]], encoded: Any = None) -> list[dict[str, Any]]:
+        """One record per raw text: its entities with character offsets and scores. A tagger reads words in windows
+        of its own, so an `encoded` the caller has (the server's token count) is of no use to it."""
         if any(pair is not None for _, pair in inputs):
             raise UsageError("a token classifier tags single texts; pairs are for classifiers")
         sentences = [text_sentence(text) for text, _ in inputs]

@@ -12,6 +12,7 @@ from bertcli.bundle import Bundle, bundle_dir
 from bertcli.config import AGGREGATE_DEFAULTS, WindowOptions
 from bertcli.errors import UsageError
 from bertcli.inference.batching import batches_for, run_batches
+from bertcli.inference.encoding import Encoded
 from bertcli.inference.loading import open_model
 from bertcli.inference.long_text import aggregate, read_documents, saved_policy
 
@@ -84,14 +85,14 @@ class Reranker:
             f"its windows share, so text {longest} ({lengths[longest]} tokens with the query) would be cut"
         )
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[float, bool]]:
+    def run(self, inputs: Sequence[tuple[str, str | None]], encoded: Encoded | None = None) -> list[tuple[float, bool]]:
         """Per (query, document), in order: the model's logit (windows: their aggregate) and whether the pair was
         cut (windows cut only a pair whose query leaves the document no room)."""
         if not inputs:
             return []
         has_pairs = any(pair is not None for _, pair in inputs)
         texts, pairs = [t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None
-        documents = read_documents(self.encoder, texts, pairs, self.policy)
+        documents = read_documents(self.encoder, texts, pairs, self.policy, encoded)
         batches = batches_for(documents.encoded.lengths, self.batch_size, self.backend.batch_tokens)
         logits = np.stack(run_batches(self.backend, documents.encoded, self.encoder.specials.pad, batches))[:, :1]
         if self.windowed:

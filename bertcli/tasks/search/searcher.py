@@ -15,6 +15,7 @@ import numpy as np
 from bertcli.bundle import Bundle, BundleMeta
 from bertcli.config.search import HYBRID_DEPTH, RESCORE_FACTOR, RESCORED, RRF_K, SEARCH_K
 from bertcli.errors import ModelError, UsageError
+from bertcli.inference.encoding import Encoded
 from bertcli.inference.scores import unit_rows
 from bertcli.tasks.search.store import OpenIndex, model_path, same_weights
 
@@ -135,9 +136,12 @@ class Searcher(VectorSearch):
         self.max_length = self.encoder_model.max_length
         self.dim = self.record["dim"]
 
-    def run(self, inputs: Sequence[tuple[str, str | None]]) -> list[tuple[np.ndarray, bool]]:
+    def run(
+        self, inputs: Sequence[tuple[str, str | None]], encoded: Encoded | None = None
+    ) -> list[tuple[np.ndarray, bool]]:
         """The batch entry: each query's unit vector (cut to the index's dimensions) and whether it was truncated."""
-        return [(unit_rows(vector[None, :], self.dim)[0], cut) for vector, cut in self.encoder_model.run(inputs)]
+        vectors = self.encoder_model.run(inputs, encoded)
+        return [(unit_rows(vector[None, :], self.dim)[0], cut) for vector, cut in vectors]
 
     def records(self, results: Sequence[tuple[np.ndarray, bool]], **options: Any) -> list[list[dict[str, Any]]]:
         return self.hits(np.stack([vector for vector, _ in results]), **options)
