@@ -1,6 +1,7 @@
 """The server's batcher, directly: concurrent requests merge into batches, results go back to their own inputs,
 the token budget cuts batches, a cut batch runs as length buckets (little padding, shortest first), nothing waits
-past max_wait plus the forwards ahead of it, and a full queue refuses at once."""
+past max_wait plus the forwards ahead of it, a full queue refuses at once, and the forwards share the cores: at once
+in streams under load, alone on all of them."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bertcli.serve.batcher import Batcher, ForwardCost, Overloaded, buckets
+from bertcli.serve.batcher import Batcher, Cores, ForwardCost, Overloaded, buckets
 
 
 def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seconds_per_forward=0.0):
     """Run `scenario(batcher)` on a batcher whose model upper-cases its inputs; the batches it ran, and the result."""
     batches: list[list[str]] = []
 
-    def model(inputs: list[str]) -> list[str]:
+    def model(inputs: list[str], threads: int) -> list[str]:
         batches.append(list(inputs))
         time.sleep(seconds_per_forward)
         return [text.upper() for text in inputs]
@@ -76,7 +77,7 @@ def test_a_full_queue_refuses_the_whole_request_at_once():
 def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
     calls = []
 
-    def model(inputs):
+    def model(inputs, threads):
         calls.append(list(inputs))
         if len(calls) == 1:
             raise RuntimeError("boom")
@@ -151,7 +152,7 @@ def test_nothing_waits_past_max_wait_plus_the_forwards_ahead_and_long_inputs_do_
     forwards: list[tuple[list[str], float]] = []
     latencies: dict[str, float] = {}
 
-    def model(inputs: list[str]) -> list[str]:
+    def model(inputs: list[str], threads: int) -> list[str]:
         start = time.perf_counter()
         time.sleep(0.005 + 0.0001 * len(inputs) * max(tokens[text] for text in inputs))
         forwards.append((list(inputs), time.perf_counter() - start))
@@ -185,3 +186,78 @@ def test_nothing_waits_past_max_wait_plus_the_forwards_ahead_and_long_inputs_do_
     assert max(latencies.values()) < bound, (bound, sorted(latencies.items(), key=lambda kv: -kv[1])[:3])
     assert {len({text.startswith("long") for text in inputs}) for inputs, _ in forwards} == {1}  # never padded together
     assert len(forwards) < 45  # short inputs still merge
+
+
+def streamed(models: dict[str, bool], scenario, total=2, streams=2, seconds=0.05):
+    """Run `scenario(batchers)` with one batcher per model (name: whether it streams) sharing `total` cores; each
+    forward (name, inputs, threads) with its start and end, and the scenario's result."""
+    forwards: list[tuple[str, list[str], int, float, float]] = []
+
+    def model(name):
+        def run(inputs, threads):
+            start = time.perf_counter()
+            time.sleep(seconds)
+            forwards.append((name, list(inputs), threads, start, time.perf_counter()))
+            return [text.upper() for text in inputs]
+
+        return run
+
+    async def main():
+        cores = Cores(total, streams)
+        with ThreadPoolExecutor(streams) as executor:
+            batchers = {
+                name: Batcher(model(name), executor, 1000, 1.0, 100, cores=cores, streams=streams_)
+                for name, streams_ in models.items()
+            }
+            for batcher in batchers.values():
+                batcher.start()
+            try:
+                return await scenario(batchers), cores.free
+            finally:
+                for batcher in batchers.values():
+                    await batcher.stop()
+
+    result, free = asyncio.run(main())
+    assert free == total  # every forward gave its threads back
+    return forwards, result
+
+
+def overlapping(forwards) -> int:
+    """The most threads in use at one moment."""
+    events = sorted(
+        [(start, threads) for *_, threads, start, _ in forwards] + [(end, -t) for *_, t, _, end in forwards]
+    )
+    busy = peak = 0
+    for _, change in events:
+        busy += change
+        peak = max(peak, busy)
+    return peak
+
+
+def test_under_load_forwards_run_at_once_on_a_share_of_the_cores_and_a_lone_one_takes_them_all():
+    async def scenario(batchers):
+        lone = await request(batchers["m"], ["lone"])
+        loaded = await asyncio.gather(*(request(batchers["m"], [f"t{i}"], tokens=600) for i in range(4)))
+        return lone, loaded
+
+    forwards, (lone, loaded) = streamed({"m": True}, scenario)
+    assert lone == ["LONE"] and loaded == [[f"T{i}"] for i in range(4)]
+    assert forwards[0][1:3] == (["lone"], 2)  # alone: both threads
+    assert [threads for _, inputs, threads, *_ in forwards[1:]] == [1, 1, 1, 1]  # the last still overlaps one
+    assert overlapping(forwards) == 2  # two one-thread forwards at once, never more than the cores
+    assert sum(len(inputs) for _, inputs, *_ in forwards) == 5
+
+
+def test_a_model_that_cannot_share_takes_every_core_and_models_never_exceed_them_together():
+    """An ONNX Runtime session fixed its threads: its forwards take all the cores, one at a time, beside a torch
+    model's streams, and together the two never use more threads than there are."""
+
+    async def scenario(batchers):
+        return await asyncio.gather(
+            *(request(batchers[name], [f"{name}{i}"], tokens=600) for i in range(3) for name in ("onnx", "torch"))
+        )
+
+    forwards, answers = streamed({"onnx": False, "torch": True}, scenario)
+    assert answers == [[f"{name.upper()}{i}"] for i in range(3) for name in ("onnx", "torch")]
+    assert {threads for name, _, threads, *_ in forwards if name == "onnx"} == {2}
+    assert overlapping(forwards) == 2 and len(forwards) == 6

@@ -386,11 +386,11 @@ def test_an_internal_failure_is_one_json_500_and_the_server_goes_on(bundles):
     calls = {"n": 0}
     real = model.run
 
-    def flaky(inputs):
+    def flaky(inputs, threads=None):
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("boom")
-        return real(inputs)
+        return real(inputs, threads)
 
     model.run = flaky
     guarded = create_app({model.name: model}, cfg)
@@ -426,7 +426,7 @@ def test_a_forward_reads_the_tokens_its_requests_were_counted_with(bundles):
     encodes, forwards = [], []
     real_encode, real_run = model.encoder.encode, model.run
     model.encoder.encode = lambda *args, **kwargs: encodes.append(args[0]) or real_encode(*args, **kwargs)
-    model.run = lambda queued: forwards.append([q.text for q in queued]) or real_run(queued)
+    model.run = lambda queued, threads: forwards.append([q.text for q in queued]) or real_run(queued, threads)
     guarded = create_app({model.name: model}, cfg)
     single, pairs = {"inputs": "a great film"}, {"inputs": [["dull", "it was awful"], ["fun", "it was great"]]}
 
@@ -446,10 +446,57 @@ def test_a_forward_reads_the_tokens_its_requests_were_counted_with(bundles):
     assert [r.json() for r in together] == [r.json() for r in alone]
 
 
-def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monkeypatch):
+def test_forwards_at_once_in_streams_answer_every_request_as_the_offline_embedder_does(bundles):
+    """Under load two one-thread torch forwards run at once on the two forward threads, each setting its own thread
+    count; every request still gets its own vectors, equal to the offline embedder's."""
+    import asyncio
+    import threading
+
+    from bertcli.config import ServeConfig
+    from bertcli.serve.app import create_app
+    from bertcli.serve.models import load_model
+    from bertcli import Embedder
+
+    cfg = ServeConfig(models=[str(bundles["enc"])], precision="no", threads=2, streams=2, max_batch_tokens=64)
+    model = load_model(f"m={bundles['enc']}", cfg)
+    forwards, real_run = [], model.run
+
+    def recorded(queued, threads):
+        import torch
+
+        result = real_run(queued, threads)
+        forwards.append((threading.current_thread().name, threads, torch.get_num_threads()))
+        return result
+
+    model.run = recorded
+    guarded = create_app({model.name: model}, cfg)
+    texts = [" ".join(TEXTS[: 1 + i % 4]) * (1 + i % 5) for i in range(24)]
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=guarded)
+        async with (
+            guarded.app.router.lifespan_context(guarded.app),
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+        ):
+            return await asyncio.gather(
+                *(
+                    client.post("/v1/embeddings", json={"model": "m", "input": text, "encoding_format": "float"})
+                    for text in texts
+                )
+            )
+
+    answers = asyncio.run(scenario())
+    got = np.array([answer.json()["data"][0]["embedding"] for answer in answers], dtype=np.float32)
+    np.testing.assert_allclose(got, Embedder(str(bundles["enc"]), precision="no").embed(texts).vectors, atol=1e-5)
+    assert all(threads == used for _, threads, used in forwards)  # each forward ran on the threads it was given
+    assert {threads for _, threads, _ in forwards} <= {1, 2} and 1 in {threads for _, threads, _ in forwards}
+    assert len({name for name, threads, _ in forwards if threads == 1}) == 2  # both forward threads ran streams
+
+
+def test_serve_loads_warms_up_and_runs_every_forward_on_its_forward_threads(bundles, monkeypatch):
     """Torch run first on another thread left the forward thread's forwards on about one core: `serve` loads and
-    warms up each model on the forward thread, and the app runs the forwards there (uvicorn replaced by a stand-in
-    that drives the app's lifespan and two requests)."""
+    warms up each model on a forward thread, and the app runs the forwards on those threads, a lone forward on every
+    core (uvicorn replaced by a stand-in that drives the app's lifespan and two requests)."""
     import asyncio
     import threading
 
@@ -460,9 +507,9 @@ def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monk
     threads, answers = [], []
     real = served.ServedModel.run
 
-    def recorded(self, inputs):
-        threads.append(threading.current_thread())
-        return real(self, inputs)
+    def recorded(self, inputs, count=None):
+        threads.append((threading.current_thread(), count))
+        return real(self, inputs, count)
 
     class Answering:
         def __init__(self, config, state):
@@ -482,10 +529,11 @@ def test_serve_loads_warms_up_and_runs_every_forward_on_one_thread(bundles, monk
 
     monkeypatch.setattr(served.ServedModel, "run", recorded)
     monkeypatch.setattr(run, "draining_server", Answering)
-    run.serve(ServeConfig(models=[str(bundles["clf"]), f"e={bundles['clf']}"], precision="no"))
+    run.serve(ServeConfig(models=[str(bundles["clf"]), f"e={bundles['clf']}"], precision="no", threads=2))
     assert [a.status_code for a in answers] == [200, 200] and answers[1].json()["label"] in ("neg", "pos")
-    assert len(threads) == 4 and len(set(threads)) == 1  # two warm-ups, two forwards: one thread
-    assert threads[0].name.startswith("bertcli-forward") and not threads[0].is_alive()  # shut down with the app
+    assert [count for _, count in threads] == [None, None, 2, 2]  # two warm-ups; two forwards alone, on both threads
+    ran_on = {thread for thread, _ in threads}
+    assert len(ran_on) <= 2 and all(t.name.startswith("bertcli-forward") and not t.is_alive() for t in ran_on)
 
 
 def test_a_model_that_fails_to_load_stops_serve_with_its_error_and_the_forward_thread(tmp_path, monkeypatch):
@@ -496,7 +544,7 @@ def test_a_model_that_fails_to_load_stops_serve_with_its_error_and_the_forward_t
 
     made = []
     real = served_app.forward_executor
-    monkeypatch.setattr(served_app, "forward_executor", lambda: made.append(real()) or made[-1])
+    monkeypatch.setattr(served_app, "forward_executor", lambda *streams: made.append(real(*streams)) or made[-1])
     with pytest.raises(ModelError, match="missing"):
         serve(ServeConfig(models=[str(tmp_path / "missing")], precision="no"))
     assert len(made) == 1

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bertcli.cli.options import BackendOpt, ConfigOpt, PrecisionOpt, ThreadsOpt, default
+from bertcli.cli.options import RUNTIME, BackendOpt, ConfigOpt, PrecisionOpt, ThreadsOpt, default
 from bertcli.config import ServeConfig
 
 NAME = "serve"
@@ -45,6 +45,14 @@ def command(
     backend: BackendOpt = None,
     precision: PrecisionOpt = None,
     threads: ThreadsOpt = None,
+    streams: Annotated[
+        int | None,
+        typer.Option(
+            help="Forwards that run at once under load, each on --threads / STREAMS of the cores (torch on a CPU; "
+            f"a forward alone takes them all). {default(ServeConfig.streams)}",
+            rich_help_panel=RUNTIME,
+        ),
+    ] = None,
     max_batch_tokens: Annotated[
         int | None,
         typer.Option(

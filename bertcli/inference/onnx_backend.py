@@ -6,7 +6,6 @@ The export names its outputs after the torch model's (`logits`; `hidden_states.0
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,18 +14,11 @@ import numpy as np
 from bertcli.config import BATCH_TOKENS
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.encoding import Features
+from bertcli.runtime.device import default_threads
 
 INSTALL = 'pip install "onnxruntime>=1.20"'
 # fused SkipLayerNorm measured slower than the unfused nodes on CPUs with AVX512-VNNI (fp32 and int8 alike)
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
-
-
-def default_threads() -> int:
-    """The cores this process may use (as torch would pick them: OMP_NUM_THREADS first)."""
-    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if configured.isdigit() and int(configured) > 0:
-        return int(configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def import_onnxruntime():
@@ -56,6 +48,7 @@ class OnnxBackend:
         self.inputs = frozenset(i.name for i in self.session.get_inputs())
         self.name = f"onnxruntime {Path(path).name}"
         self.batch_tokens = BATCH_TOKENS["cpu"]  # the session runs on CPUExecutionProvider
+        self.threads_per_call = False  # the session fixed its threads when it was made
         self.names = [o.name for o in self.session.get_outputs()]
         self.layers = sorted(int(n.split(".")[1]) for n in self.names if n.startswith("hidden_states."))
 

@@ -37,6 +37,7 @@ class TorchBackend:
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
         self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
         self.batch_tokens = BATCH_TOKENS["cpu" if self.device.type == "cpu" else "accelerator"]
+        self.threads_per_call = self.device.type == "cpu"  # the calling thread's count (runtime.device.use_threads)
 
     def provides(self, output: str) -> bool:
         """Whether the model computes `output` (an encoder without a trained pooler has no pooler_output)."""

@@ -7,6 +7,7 @@ needs none of it, and imports no torch for it: the ONNX path stays torch-free.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,21 @@ def inference_device() -> Any:
     return PartialState(cpu=not torch.accelerator.is_available()).device
 
 
+def default_threads() -> int:
+    """The cores this process may use (as torch would pick them: OMP_NUM_THREADS first)."""
+    configured = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def use_threads(threads: int | None) -> None:
-    """--threads for torch: set once by the command, after its models load, on the thread that runs their forwards
-    (ONNX Runtime sizes each session itself). Only a process already running torch imports it here."""
+    """--threads for torch, on the calling thread: set by a command after its models load, on the thread that runs
+    their forwards, and by the server before each forward (ONNX Runtime sizes each session itself). The count is
+    the calling thread's own (OpenMP's), so the server's forward threads each run on their own share. Only a
+    process already running torch imports it here."""
     import sys
 
-    if threads and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    if threads and torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse, Response
 
 from bertcli.config import ServeConfig
 from bertcli.inference.scores import unit_rows
-from bertcli.serve.batcher import Batcher, Overloaded
+from bertcli.runtime.device import default_threads
+from bertcli.serve.batcher import Batcher, Cores, Overloaded
 from bertcli.serve.metrics import Metrics
 from bertcli.serve.models import ServedModel
 from bertcli.serve.schemas import (
@@ -95,9 +96,10 @@ class ServerState:
         return list(results), tokens
 
 
-def forward_executor() -> ThreadPoolExecutor:
-    """The one thread every forward runs on: one forward at a time, so intra-op threads never compete."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="bertcli-forward")
+def forward_executor(streams: int = 1) -> ThreadPoolExecutor:
+    """The threads the forwards run on, one per stream; `Cores` decides how many run at once and on how many cores,
+    so that intra-op threads never compete."""
+    return ThreadPoolExecutor(max_workers=streams, thread_name_prefix="bertcli-forward")
 
 
 def create_app(
@@ -106,19 +108,21 @@ def create_app(
     api_key: str | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Any:
-    """The app serving `models`. `executor`: the forward thread the models were loaded on (`serve` does that; see
-    run.load_models), else one of its own; it is shut down with the app."""
+    """The app serving `models`. `executor`: the forward threads the models were loaded on (`serve` does that; see
+    run.load_models), else its own; they are shut down with the app."""
     from bertcli.serve.middleware import Guard, install_error_handlers
 
     state = ServerState(models, cfg, api_key)
 
     @asynccontextmanager
     async def lifespan(app):
-        forward = executor or forward_executor()
+        forward = executor or forward_executor(cfg.streams)
+        cores = Cores(cfg.threads or default_threads(), cfg.streams)
         for name, model in models.items():
             state.batchers[name] = Batcher(
-                model.run, forward, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name)
-            )
+                model.run, forward, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name),
+                cores, model.predictor.backend.threads_per_call,
+            )  # fmt: skip
             state.batchers[name].start()
         state.ready = True
         yield

@@ -12,6 +12,7 @@ from typing import Any
 from bertcli.config import ServeConfig
 from bertcli.config.deploy import served_name
 from bertcli.inference.encoding import Encoded, joined
+from bertcli.runtime.device import use_threads
 
 WARM_UP = ["A warm-up sentence, so the first request does not pay for lazy initialisation.", "ok"]
 
@@ -49,8 +50,10 @@ class ServedModel:
         encoded = self.encoder.encode(texts, [pair or "" for pair in pairs] if has_pairs else None)
         return [Queued(text, pair, row) for (text, pair), row in zip(inputs, encoded.rows())], encoded.lengths
 
-    def run(self, queued: Sequence[Queued]) -> list[Any]:
-        """One forward over many requests' inputs: a result per input, in order (the thread's only work)."""
+    def run(self, queued: Sequence[Queued], threads: int | None = None) -> list[Any]:
+        """One forward over many requests' inputs, on `threads` of the cores: a result per input, in order (a
+        forward thread's only work)."""
+        use_threads(threads)
         return self.predictor.run([(q.text, q.pair) for q in queued], joined([q.encoded for q in queued]))
 
     def info(self) -> dict[str, Any]:

@@ -29,7 +29,7 @@ def serve(cfg: ServeConfig) -> None:
     warning = exposure_warning(cfg.host, api_key)
     if warning:
         log.warning(warning)
-    executor = forward_executor()
+    executor = forward_executor(cfg.streams)
     models = load_models(cfg, executor)
     app = create_app(models, cfg, api_key, executor)
     config = uvicorn.Config(
@@ -52,12 +52,11 @@ def serve(cfg: ServeConfig) -> None:
 
 
 def load_models(cfg: ServeConfig, executor: Any) -> dict[str, Any]:
-    """Every served model, loaded and warmed up on `executor`'s one thread (the forward thread, which then runs every
-    forward), and torch's thread count set there. When torch first ran on the main thread, the forward thread's
-    forwards kept only about one core busy: a one-text forward took 10.5-12 ms instead of 5.6-6.5 (all-MiniLM-L6-v2,
-    bf16, 2 cores, per-thread CPU time measured), which at 1 and 8 clients is most of a request. One model per
-    call, so that Ctrl-C during loading waits for the current model only."""
-    from bertcli.runtime.device import use_threads
+    """Every served model, loaded and warmed up on a forward thread of `executor` (the threads that then run every
+    forward, each setting torch's thread count for itself before each forward). When torch first ran on the main
+    thread, the forward thread's forwards kept only about one core busy: a one-text forward took 10.5-12 ms instead
+    of 5.6-6.5 (all-MiniLM-L6-v2, bf16, 2 cores, per-thread CPU time measured), which at 1 and 8 clients is most of
+    a request. One model per call, so that Ctrl-C during loading waits for the current model only."""
     from bertcli.serve.models import load_model
 
     models = {}
@@ -73,7 +72,6 @@ def load_models(cfg: ServeConfig, executor: Any) -> dict[str, Any]:
                 model.predictor.backend.name,
                 model.max_length,
             )
-        executor.submit(use_threads, cfg.threads).result()  # torch's count, set where its forwards run
     except BaseException:  # a model that fails to load, or Ctrl-C: nothing more is loaded
         executor.shutdown(wait=False, cancel_futures=True)
         raise
