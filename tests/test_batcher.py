@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bertcli.serve.batcher import Batcher, Cores, ForwardCost, Overloaded, buckets
+from bertcli.serve.batcher import Batcher, ForwardCost, Overloaded, buckets
+from bertcli.serve.cores import Cores
 
 
 def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seconds_per_forward=0.0):
@@ -24,13 +24,14 @@ def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seco
         return [text.upper() for text in inputs]
 
     async def main():
-        with ThreadPoolExecutor(1) as executor:
-            batcher = Batcher(model, executor, max_tokens, max_wait_ms, max_queue)
-            batcher.start()
-            try:
-                return await scenario(batcher)
-            finally:
-                await batcher.stop()
+        cores = Cores(1)
+        batcher = Batcher(model, cores, max_tokens, max_wait_ms, max_queue)
+        batcher.start()
+        try:
+            return await scenario(batcher)
+        finally:
+            await batcher.stop()
+            cores.shutdown()
 
     result = asyncio.run(main())
     return batches, result
@@ -84,15 +85,16 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
         return [text.upper() for text in inputs]
 
     async def main():
-        with ThreadPoolExecutor(1) as executor:
-            batcher = Batcher(model, executor, 1000, 1.0, 100)
-            batcher.start()
-            try:
-                with pytest.raises(RuntimeError, match="boom"):
-                    await request(batcher, ["x"])
-                return await request(batcher, ["y"])
-            finally:
-                await batcher.stop()
+        cores = Cores(1)
+        batcher = Batcher(model, cores, 1000, 1.0, 100)
+        batcher.start()
+        try:
+            with pytest.raises(RuntimeError, match="boom"):
+                await request(batcher, ["x"])
+            return await request(batcher, ["y"])
+        finally:
+            await batcher.stop()
+            cores.shutdown()
 
     assert asyncio.run(main()) == ["Y"] and calls == [["x"], ["y"]]
 
@@ -166,19 +168,20 @@ def test_nothing_waits_past_max_wait_plus_the_forwards_ahead_and_long_inputs_do_
         return answer
 
     async def main():
-        with ThreadPoolExecutor(1) as executor:
-            batcher = Batcher(model, executor, 8192, max_wait * 1000, 1000)
-            batcher.start()
-            try:
-                tasks = []
-                for i in range(60):
-                    if i in (0, 30):
-                        tasks.append(asyncio.create_task(timed(batcher, f"long{i}", 250)))
-                    tasks.append(asyncio.create_task(timed(batcher, f"short{i}", 10 + i % 3)))
-                    await asyncio.sleep(0.005)
-                return await asyncio.gather(*tasks)
-            finally:
-                await batcher.stop()
+        cores = Cores(1)
+        batcher = Batcher(model, cores, 8192, max_wait * 1000, 1000)
+        batcher.start()
+        try:
+            tasks = []
+            for i in range(60):
+                if i in (0, 30):
+                    tasks.append(asyncio.create_task(timed(batcher, f"long{i}", 250)))
+                tasks.append(asyncio.create_task(timed(batcher, f"short{i}", 10 + i % 3)))
+                await asyncio.sleep(0.005)
+            return await asyncio.gather(*tasks)
+        finally:
+            await batcher.stop()
+            cores.shutdown()
 
     answers = asyncio.run(main())
     assert answers == [text.upper() for text in tokens] and len(answers) == 62  # in submission order
@@ -204,18 +207,17 @@ def streamed(models: dict[str, bool], scenario, total=2, streams=2, seconds=0.05
 
     async def main():
         cores = Cores(total, streams)
-        with ThreadPoolExecutor(streams) as executor:
-            batchers = {
-                name: Batcher(model(name), executor, 1000, 1.0, 100, cores=cores, streams=streams_)
-                for name, streams_ in models.items()
-            }
+        batchers = {
+            name: Batcher(model(name), cores, 1000, 1.0, 100, streams=streams_) for name, streams_ in models.items()
+        }
+        for batcher in batchers.values():
+            batcher.start()
+        try:
+            return await scenario(batchers), cores.free
+        finally:
             for batcher in batchers.values():
-                batcher.start()
-            try:
-                return await scenario(batchers), cores.free
-            finally:
-                for batcher in batchers.values():
-                    await batcher.stop()
+                await batcher.stop()
+            cores.shutdown()
 
     result, free = asyncio.run(main())
     assert free == total  # every forward gave its threads back

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from bertcli.config import ServeConfig
 from bertcli.inference.scores import unit_rows
 from bertcli.runtime.device import default_threads
-from bertcli.serve.batcher import Batcher, Cores, Overloaded
+from bertcli.serve.batcher import Batcher, Overloaded
+from bertcli.serve.cores import Cores
 from bertcli.serve.metrics import Metrics
 from bertcli.serve.models import ServedModel
 from bertcli.serve.schemas import (
@@ -96,19 +96,18 @@ class ServerState:
         return list(results), tokens
 
 
-def forward_executor(streams: int = 1) -> ThreadPoolExecutor:
-    """The threads the forwards run on, one per stream; `Cores` decides how many run at once and on how many cores,
-    so that intra-op threads never compete."""
-    return ThreadPoolExecutor(max_workers=streams, thread_name_prefix="bertcli-forward")
+def forward_cores(cfg: ServeConfig) -> Cores:
+    """The cores the forwards share (--threads) and their forward threads, one per stream (--streams)."""
+    return Cores(cfg.threads or default_threads(), cfg.streams)
 
 
 def create_app(
     models: dict[str, ServedModel],
     cfg: ServeConfig,
     api_key: str | None = None,
-    executor: ThreadPoolExecutor | None = None,
+    cores: Cores | None = None,
 ) -> Any:
-    """The app serving `models`. `executor`: the forward threads the models were loaded on (`serve` does that; see
+    """The app serving `models`. `cores`: the forward threads the models were loaded on (`serve` does that; see
     run.load_models), else its own; they are shut down with the app."""
     from bertcli.serve.middleware import Guard, install_error_handlers
 
@@ -116,12 +115,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app):
-        forward = executor or forward_executor(cfg.streams)
-        cores = Cores(cfg.threads or default_threads(), cfg.streams)
+        forward = cores or forward_cores(cfg)
         for name, model in models.items():
             state.batchers[name] = Batcher(
                 model.run, forward, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name),
-                cores, model.predictor.backend.threads_per_call,
+                model.predictor.backend.threads_per_call,
             )  # fmt: skip
             state.batchers[name].start()
         state.ready = True

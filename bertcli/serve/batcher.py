@@ -5,13 +5,8 @@ the token budget or when the oldest has waited `max_wait`. A forward pads every 
 real long-tail text (a few statements of 300 tokens among many of 20) one padded forward mostly computes padding;
 the cut batch is therefore split into length buckets, the split that minimises the forwards' estimated cost
 (`buckets`), and the buckets run shortest first on the forward threads, off the event loop. Every input's result
-goes back to its own request, which reassembles them in order.
-
-The forwards share the CPU's threads (`Cores`). A forward alone takes them all; under load, forwards run at once
-in streams, each on its share: on 2 cores, two one-thread forwards of the long-tail server's small batches ran
-15-25% more texts per second than one two-thread forward at a time, which spends much of each small forward
-synchronising its threads. A backend that cannot change its threads per forward (ONNX Runtime's session fixed
-them) always takes them all, one forward at a time.
+goes back to its own request, which reassembles them in order. The forwards share the cores (`cores.Cores`): a
+forward alone takes them all, and under load forwards run at once in streams, each on its share.
 
 The guarantees: batches are cut in arrival order and a cut batch's buckets all start before the next is cut, so
 nothing starves; and since the buckets together cost no more than the batch as one forward, no input waits longer
@@ -24,11 +19,12 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from bertcli.serve.cores import Cores
 
 PRIOR_OVERHEAD_TOKENS = 32.0  # a forward's fixed cost in tokens until measured (CPU, all-MiniLM-L6-v2: 10 to 60)
 OVERHEAD_RANGE = (8.0, 4096.0)  # a fit outside it is noise: 8 keeps lengths a few tokens apart in one forward
@@ -95,38 +91,15 @@ class ForwardCost:
         return float(np.clip(np.median(y - slope * x) / slope, *OVERHEAD_RANGE))
 
 
-class Cores:
-    """The CPU threads the forwards of every served model share, counted on the event loop: a forward takes `total`
-    when nothing else runs or waits, else a stream's share (`total // streams`), and gives them back when done."""
-
-    def __init__(self, total: int, streams: int = 1) -> None:
-        self.total, self.share = total, max(1, total // streams)
-        self.free = total
-        self.returned = asyncio.Event()
-
-    async def take(self, count: int) -> None:
-        while self.free < count:
-            self.returned.clear()
-            await self.returned.wait()
-        self.free -= count
-
-    def give(self, count: int) -> None:
-        self.free += count
-        self.returned.set()
-
-
 class Batcher:
     def __init__(
-        self, run: Callable[[list[Any], int], list[Any]], executor: Executor, max_tokens: int, max_wait_ms: float,
-        max_queue: int, observe: Callable[[int, int], None] | None = None, cores: Cores | None = None,
-        streams: bool = False,
+        self, run: Callable[[list[Any], int], list[Any]], cores: Cores, max_tokens: int, max_wait_ms: float,
+        max_queue: int, observe: Callable[[int, int], None] | None = None, streams: bool = False,
     ) -> None:  # fmt: skip
-        """`run(payloads, threads)`: one forward on `threads` CPU threads. `cores`: shared with the other models'
-        batchers (default: one thread of its own). `streams`: whether this model's forwards may run at once, each
-        on a share of the cores (a backend that sets its threads per forward: torch on a CPU)."""
-        self.run, self.executor = run, executor
-        self.cores = cores or Cores(1)
-        self.streams = streams
+        """`run(payloads, threads)`: one forward on `threads` CPU threads, run on one of `cores`' forward threads
+        (the cores every served model's batcher shares). `streams`: whether this model's forwards may run at once,
+        each on a share of the cores (a backend that sets its threads per forward: torch on a CPU)."""
+        self.run, self.cores, self.streams = run, cores, streams
         self.max_tokens, self.max_wait, self.max_queue = max_tokens, max_wait_ms / 1000, max_queue
         self.observe = observe  # (inputs in the forward, inputs still queued) after each forward
         self.cost = ForwardCost()
@@ -165,7 +138,7 @@ class Batcher:
                     self.arrived.clear()
                     await self.arrived.wait()
                 share = self.cores.share if self.streams else self.cores.total
-                await self.cores.take(share)  # a stream is free: only now is the next batch cut, as full as it got
+                stream = await self.cores.take(share)  # a stream is free: only now is the next batch cut
                 if not pending:
                     await self._fill()
                     batch = self._cut()
@@ -173,36 +146,33 @@ class Batcher:
                         [batch[i] for i in group] for group in buckets([j.tokens for j in batch], self.cost.overhead)
                     )
                 if not pending:  # every input of the cut went away
-                    self.cores.give(share)
+                    self.cores.give(stream, share)
                     continue
-                alone = len(pending) == 1 and not self.jobs and self.cores.free + share == self.cores.total
-                if alone and share < self.cores.total:  # nothing else to run: this forward takes every thread
-                    await self.cores.take(self.cores.total - share)
+                if len(pending) == 1 and not self.jobs and self.cores.free + share == self.cores.total > share:
+                    self.cores.widen(self.cores.total - share)  # nothing else runs or waits: it takes every thread
                     share = self.cores.total
-                forward = asyncio.get_running_loop().create_task(self._forward(pending.popleft(), share))
+                forward = asyncio.get_running_loop().create_task(self._forward(pending.popleft(), stream, share))
                 forwards.add(forward)
                 forward.add_done_callback(forwards.discard)
         finally:
             for forward in forwards:
                 forward.cancel()
 
-    async def _forward(self, jobs: list[Job], threads: int) -> None:
-        """One forward pass over `jobs` on a forward thread, with `threads` of the cores (given back when it ends);
-        each result (or the failure) goes to its own future."""
+    async def _forward(self, jobs: list[Job], stream: int, threads: int) -> None:
+        """One forward pass over `jobs` on `stream`'s forward thread, with `threads` of the cores (given back when it
+        ends); each result (or the failure) goes to its own future."""
         try:
-            await self._run(jobs, threads)
+            await self._run(jobs, stream, threads)
         finally:
-            self.cores.give(threads)
+            self.cores.give(stream, threads)
 
-    async def _run(self, jobs: list[Job], threads: int) -> None:
+    async def _run(self, jobs: list[Job], stream: int, threads: int) -> None:
         jobs = [job for job in jobs if not job.future.done()]  # a request that went away needs no forward
         if not jobs:
             return
         start = time.perf_counter()
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.run, [job.payload for job in jobs], threads
-            )
+            results = await self.cores.run(stream, self.run, [job.payload for job in jobs], threads)
         except Exception as exc:  # the requests of this forward fail; the batcher and the server go on
             for job in jobs:
                 if not job.future.done():

@@ -22,16 +22,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def serve(cfg: ServeConfig) -> None:
     import uvicorn
 
-    from bertcli.serve.app import create_app, forward_executor
+    from bertcli.serve.app import create_app, forward_cores
 
     cfg.validate()
     api_key = cfg.api_key or os.environ.get(API_KEY_ENV) or None
     warning = exposure_warning(cfg.host, api_key)
     if warning:
         log.warning(warning)
-    executor = forward_executor(cfg.streams)
-    models = load_models(cfg, executor)
-    app = create_app(models, cfg, api_key, executor)
+    cores = forward_cores(cfg)
+    models = load_models(cfg, cores)
+    app = create_app(models, cfg, api_key, cores)
     config = uvicorn.Config(
         app,
         host=cfg.host,
@@ -51,9 +51,9 @@ def serve(cfg: ServeConfig) -> None:
     log.info("stopped: every accepted request was answered")
 
 
-def load_models(cfg: ServeConfig, executor: Any) -> dict[str, Any]:
-    """Every served model, loaded and warmed up on a forward thread of `executor` (the threads that then run every
-    forward, each setting torch's thread count for itself before each forward). When torch first ran on the main
+def load_models(cfg: ServeConfig, cores: Any) -> dict[str, Any]:
+    """Every served model, loaded and warmed up on the first forward thread of `cores`, where lone forwards then run
+    (each forward thread sets torch's thread count for itself before each forward). When torch first ran on the main
     thread, the forward thread's forwards kept only about one core busy: a one-text forward took 10.5-12 ms instead
     of 5.6-6.5 (all-MiniLM-L6-v2, bf16, 2 cores, per-thread CPU time measured), which at 1 and 8 clients is most of
     a request. One model per call, so that Ctrl-C during loading waits for the current model only."""
@@ -62,7 +62,7 @@ def load_models(cfg: ServeConfig, executor: Any) -> dict[str, Any]:
     models = {}
     try:
         for spec in cfg.models:
-            model = executor.submit(load_model, spec, cfg).result()  # ServeConfig.validate made the names distinct
+            model = cores.submit(load_model, spec, cfg).result()  # ServeConfig.validate made the names distinct
             models[model.name] = model
             log.info(
                 "serving %s as %r: %s, %s, max length %d",
@@ -73,7 +73,7 @@ def load_models(cfg: ServeConfig, executor: Any) -> dict[str, Any]:
                 model.max_length,
             )
     except BaseException:  # a model that fails to load, or Ctrl-C: nothing more is loaded
-        executor.shutdown(wait=False, cancel_futures=True)
+        cores.shutdown(wait=False, cancel_futures=True)
         raise
     return models
 
