@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bertcli.serve.batcher import Batcher, ForwardCost, Overloaded, buckets
+from bertcli.serve.batcher import QUIET_SECONDS, Batcher, ForwardCost, Overloaded, buckets
 from bertcli.serve.cores import Cores
 
 
@@ -237,17 +237,22 @@ def overlapping(forwards) -> int:
 
 
 def test_under_load_forwards_run_at_once_on_a_share_of_the_cores_and_a_lone_one_takes_them_all():
+    """One request at a time: each forward takes both threads. Overlapping requests: one-thread forwards at once,
+    and a lone request right after them still gets one thread (a second request may be on its way); after a quiet
+    moment, all of them again."""
+
     async def scenario(batchers):
         lone = await request(batchers["m"], ["lone"])
         loaded = await asyncio.gather(*(request(batchers["m"], [f"t{i}"], tokens=600) for i in range(4)))
-        return lone, loaded
+        after = await request(batchers["m"], ["after"])
+        await asyncio.sleep(QUIET_SECONDS)
+        return lone, loaded, after, await request(batchers["m"], ["quiet"])
 
-    forwards, (lone, loaded) = streamed({"m": True}, scenario)
-    assert lone == ["LONE"] and loaded == [[f"T{i}"] for i in range(4)]
-    assert forwards[0][1:3] == (["lone"], 2)  # alone: both threads
-    assert [threads for _, inputs, threads, *_ in forwards[1:]] == [1, 1, 1, 1]  # the last still overlaps one
+    forwards, (lone, loaded, after, quiet) = streamed({"m": True}, scenario)
+    assert [lone, after, quiet] == [["LONE"], ["AFTER"], ["QUIET"]] and loaded == [[f"T{i}"] for i in range(4)]
+    threads = {inputs[0]: count for _, inputs, count, *_ in forwards}
+    assert len(forwards) == 7 and threads == {"lone": 2, **{f"t{i}": 1 for i in range(4)}, "after": 1, "quiet": 2}
     assert overlapping(forwards) == 2  # two one-thread forwards at once, never more than the cores
-    assert sum(len(inputs) for _, inputs, *_ in forwards) == 5
 
 
 def test_a_model_that_cannot_share_takes_every_core_and_models_never_exceed_them_together():
