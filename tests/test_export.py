@@ -264,6 +264,33 @@ def test_threads_reach_onnx_runtime(exported):
     assert classifier.backend.session.get_session_options().intra_op_num_threads == 1
 
 
+def test_a_forward_asked_for_another_thread_count_gets_a_session_of_its_own_with_the_same_scores(exported):
+    """The server's streams: a forward thread that set a count (`use_threads`) runs on a session of that many
+    threads, made once and kept; another thread, and a command that never set one, keep the backend's own."""
+    import threading
+
+    from bertcli import load
+    from bertcli.runtime.device import use_threads
+
+    classifier = load(str(exported / "clf"), backend="onnx", threads=2)
+    texts = ["a triumph of a film", "dull", "it was fine, i guess, for a sunday afternoon"]
+    own = classifier.predict(texts)
+    asked = {}
+
+    def on_one_thread():
+        use_threads(1)
+        asked["records"] = classifier.predict(texts)
+
+    worker = threading.Thread(target=on_one_thread)
+    worker.start()
+    worker.join()
+    sessions = classifier.backend.sessions
+    assert sorted(sessions) == [1, 2] and sessions[1].get_session_options().intra_op_num_threads == 1
+    assert [r["label"] for r in asked["records"]] == [r["label"] for r in own]
+    np.testing.assert_allclose([r["score"] for r in asked["records"]], [r["score"] for r in own], atol=1e-5)
+    assert classifier.predict(texts) == own and sorted(sessions) == [1, 2]  # this thread never asked: its own
+
+
 def test_a_corrupt_model_onnx_is_one_clear_line(exported, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(exported / "clf" / "onnx", broken)

@@ -531,7 +531,8 @@ def test_serve_loads_warms_up_and_runs_every_forward_on_its_forward_threads(bund
     monkeypatch.setattr(run, "draining_server", Answering)
     run.serve(ServeConfig(models=[str(bundles["clf"]), f"e={bundles['clf']}"], precision="no", threads=2))
     assert [a.status_code for a in answers] == [200, 200] and answers[1].json()["label"] in ("neg", "pos")
-    assert [count for _, count in threads] == [None, None, 2, 2]  # two warm-ups; two forwards alone, on both threads
+    assert [count for _, count in threads] == [2, 1, 2, 1, 2, 2]  # each model warmed up on all threads and on a
+    # stream's share; then two forwards alone, on both threads
     (ran_on,) = {thread for thread, _ in threads}  # lone forwards run where the models were loaded
     assert ran_on.name.startswith("bertcli-forward-0") and not ran_on.is_alive()  # shut down with the app
 

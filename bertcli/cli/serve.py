@@ -48,8 +48,8 @@ def command(
     streams: Annotated[
         int | None,
         typer.Option(
-            help="Forwards that run at once under load, each on --threads / STREAMS of the cores (torch on a CPU; "
-            f"a forward alone takes them all). {default(ServeConfig.streams)}",
+            help="Forwards that run at once under load, each on --threads / STREAMS of the cores (a lone request's "
+            f"forward takes them all). {default(ServeConfig.streams)}",
             rich_help_panel=RUNTIME,
         ),
     ] = None,

@@ -44,7 +44,7 @@ class ServeConfig:
     backend: str = checked("auto", choices=BACKENDS)
     precision: str = checked("auto", choices=PRECISIONS)
     threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use, shared by the forwards
-    streams: int = checked(2, POSITIVE)  # torch on a CPU: forwards at once under load, each on threads / streams
+    streams: int = checked(2, POSITIVE)  # forwards at once under load (on a CPU), each on threads / streams
     max_batch_tokens: int = checked(8192, POSITIVE)  # tokens of the inputs merged into one forward batch
     max_wait_ms: float = checked(5.0, NON_NEGATIVE)  # how long a batch waits to fill once it has its first input
     max_queue: int = checked(1024, POSITIVE)  # inputs waiting per model; beyond: 503 with Retry-After

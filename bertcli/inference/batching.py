@@ -19,7 +19,7 @@ class Backend(Protocol):
     inputs: frozenset[str]
     name: str  # what the logs, /info and bertcli.json say ran the model
     batch_tokens: int  # padded tokens per batch when no batch size is given (config BATCH_TOKENS, by device)
-    threads_per_call: bool  # whether a forward runs on its calling thread's CPU thread count (torch on a CPU)
+    threads_per_call: bool  # whether a forward runs on its calling thread's count (runtime.device.use_threads)
 
     def provides(self, output: str) -> bool:
         """Whether `forward` can return this output."""

@@ -8,6 +8,7 @@ needs none of it, and imports no torch for it: the ONNX path stays torch-free.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,13 +50,22 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+_calling = threading.local()
+
+
 def use_threads(threads: int | None) -> None:
-    """--threads for torch, on the calling thread: set by a command after its models load, on the thread that runs
-    their forwards, and by the server before each forward (ONNX Runtime sizes each session itself). The count is
-    the calling thread's own (OpenMP's), so the server's forward threads each run on their own share. Only a
-    process already running torch imports it here."""
+    """--threads on the calling thread: set by a command after its models load, on the thread that runs their
+    forwards, and by the server before each forward. The count is the calling thread's own (torch's is OpenMP's),
+    so the server's forward threads each run on their own share; an ONNX backend reads it (`calling_threads`) to
+    pick a session of that many threads. Only a process already running torch imports it here."""
     import sys
 
+    _calling.threads = threads
     torch = sys.modules.get("torch")
     if threads and torch is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def calling_threads() -> int | None:
+    """The thread count `use_threads` last set on the calling thread (None: never set there)."""
+    return getattr(_calling, "threads", None)

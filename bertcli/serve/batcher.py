@@ -101,7 +101,7 @@ class Batcher:
     ) -> None:  # fmt: skip
         """`run(payloads, threads)`: one forward on `threads` CPU threads, run on one of `cores`' forward threads
         (the cores every served model's batcher shares). `streams`: whether this model's forwards may run at once,
-        each on a share of the cores (a backend that sets its threads per forward: torch on a CPU)."""
+        each on a share of the cores (a backend that runs on its caller's thread count: torch on a CPU, ONNX Runtime)."""
         self.run, self.cores, self.streams = run, cores, streams
         self.running = 0  # inputs in forwards now
         self.overlapped = -float("inf")  # when a request last came while others were queued or running

@@ -8,8 +8,8 @@ the first: a forward thread's intra-op threads (OpenMP's team) are its own, and 
 keep spinning for a moment after a forward, which took a quarter of a lone request's speed when lone forwards
 moved between threads.
 
-The count is kept on the event loop; a backend that cannot change its threads per forward (an ONNX Runtime
-session fixed them) takes them all.
+The count is kept on the event loop. Torch sets a forward's count on its thread; an ONNX backend keeps a session
+per count. A backend that cannot run on a share (torch on a GPU) takes them all.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class Cores:
         self.threads = [ThreadPoolExecutor(1, thread_name_prefix=f"bertcli-forward-{i}") for i in range(streams)]
         self.idle = set(range(streams))  # streams with no forward running
         self.returned = asyncio.Event()
+
+    @property
+    def thread_counts(self) -> list[int]:
+        """The counts a forward may run on: all of them, or a stream's share."""
+        return sorted({self.total, self.share}, reverse=True)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Run `fn` on the first forward thread, where lone forwards run: `serve` loads and warms up models there."""

@@ -64,8 +64,9 @@ class ServedModel:
         }  # fmt: skip
 
 
-def load_model(spec: str, cfg: ServeConfig) -> ServedModel:
-    """The predictor for one served directory, from its task, warmed up."""
+def load_model(spec: str, cfg: ServeConfig, thread_counts: Sequence[int | None] = (None,)) -> ServedModel:
+    """The predictor for one served directory, from its task, warmed up on each thread count its forwards will use
+    (an ONNX model makes its session for a stream's share then, not on the first request under load)."""
     from bertcli.hub import resolve_model
     from bertcli.tasks import open_bundle
 
@@ -73,5 +74,7 @@ def load_model(spec: str, cfg: ServeConfig) -> ServedModel:
     bundle, task = open_bundle(given if Path(given).is_dir() else resolve_model(given))  # a directory says what it is
     predictor = task.load(bundle, backend=cfg.backend, precision=cfg.precision, threads=cfg.threads)
     model = ServedModel(name, bundle.directory, bundle.meta.task or "encoder", predictor)
-    model.run(model.prepare([(text, None) for text in WARM_UP])[0])
+    queued = model.prepare([(text, None) for text in WARM_UP])[0]
+    for threads in thread_counts:
+        model.run(queued, threads)
     return model

@@ -62,7 +62,7 @@ def load_models(cfg: ServeConfig, cores: Any) -> dict[str, Any]:
     models = {}
     try:
         for spec in cfg.models:
-            model = cores.submit(load_model, spec, cfg).result()  # ServeConfig.validate made the names distinct
+            model = cores.submit(load_model, spec, cfg, cores.thread_counts).result()  # names are distinct (validate)
             models[model.name] = model
             log.info(
                 "serving %s as %r: %s, %s, max length %d",
