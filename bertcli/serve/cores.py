@@ -1,12 +1,12 @@
 """The CPU threads that the forwards of every served model share, and the forward threads that run them.
 
-A forward alone takes every thread. Under load, forwards run at once in streams, each on its share
-(`total // streams`): on 2 cores, the long-tail server's small batches (about 13 inputs) ran 15-25% more texts per
-second as two one-thread forwards at once than as one two-thread forward at a time, which spends much of each
-small forward synchronising its threads. Each stream has a thread of its own, and a lone forward always runs on
-the first: a forward thread's intra-op threads (OpenMP's team) are its own, and those of the thread that ran last
-keep spinning for a moment after a forward, which took a quarter of a lone request's speed when lone forwards
-moved between threads.
+Under load, forwards run at once in streams, each on its share (`total // streams`): on 2 cores, the long-tail
+server's small batches (about 13 inputs) ran 15-25% more texts per second as two one-thread forwards at once than
+as one two-thread forward at a time, which spends much of each small forward synchronising its threads. When
+requests come one at a time, a forward takes every thread (the batcher decides: batcher.QUIET_SECONDS). Each stream
+has a thread of its own, and such a lone forward always runs on the first: a forward thread's intra-op threads
+(OpenMP's team) are its own, and those of the thread that ran last keep spinning for a moment after a forward,
+which cost a lone request a quarter of its speed when lone forwards moved between threads.
 
 The count is kept on the event loop. Torch sets a forward's count on its thread; an ONNX backend keeps a session
 per count. A backend that cannot run on a share (torch on a GPU) takes them all.
