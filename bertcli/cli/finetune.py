@@ -21,6 +21,7 @@ from bertcli.cli.embedding_options import (
 )
 from bertcli.cli.options import (
     AggregateOpt,
+    AttentionDropoutOpt,
     ClassWeightsOpt,
     ConfigOpt,
     EpochsOpt,
@@ -95,6 +96,7 @@ def command(
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
+    attention_dropout: AttentionDropoutOpt = None,
     max_length: FinetuneMaxLengthOpt = None,
     max_steps: MaxStepsOpt = None,
     eval_steps: EvalStepsOpt = None,

@@ -247,6 +247,13 @@ WeightDecayOpt = Annotated[
     float | None,
     typer.Option(help=f"AdamW weight decay. {default(TrainOptions.weight_decay)}", rich_help_panel=TRAINING),
 ]
+AttentionDropoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        help=f"Dropout on the attention probabilities while training. [default: the model's own (0.1 for BERT); reranker {TASK_DEFAULTS['rerank']['attention_dropout']:g}]",
+        rich_help_panel=TRAINING,
+    ),
+]
 SeedOpt = Annotated[
     int | None,
     typer.Option(

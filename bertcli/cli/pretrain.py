@@ -10,6 +10,7 @@ import typer
 from bertcli.cli.options import (
     DATA,
     TRAINING,
+    AttentionDropoutOpt,
     ConfigOpt,
     EpochsOpt,
     EvalStepsOpt,
@@ -155,6 +156,7 @@ def command(
     grad_accum: GradAccumOpt = None,
     warmup_ratio: WarmupOpt = None,
     weight_decay: WeightDecayOpt = None,
+    attention_dropout: AttentionDropoutOpt = None,
     max_length: MaxLengthOpt = None,
     eval_steps: EvalStepsOpt = None,
     save_steps: Annotated[

@@ -32,6 +32,11 @@ from bertcli.training.checkpoints import (
     save_best,
     save_checkpoint,
 )
+from bertcli.training.model_settings import (
+    eager_attention_in_training,
+    enable_gradient_checkpointing,
+    set_attention_dropout,
+)
 from bertcli.training.run import finish_trackers, start_tracking
 
 log = logging.getLogger("bertcli")
@@ -199,18 +204,6 @@ def _optimizer(model: torch.nn.Module, opts: TrainOptions) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=opts.lr, fused=True)
 
 
-def _enable_gradient_checkpointing(model: torch.nn.Module) -> None:
-    """On the outermost transformers model inside the task's module; non-reentrant, the variant that works under DDP."""
-    pretrained = next((m for m in model.modules() if hasattr(m, "gradient_checkpointing_enable")), None)
-    if pretrained is None or not pretrained.supports_gradient_checkpointing:
-        raise UsageError("--gradient-checkpointing: this model does not support it")
-    if hasattr(pretrained, "activation_checkpointing_enable"):  # the name from transformers 5.x on
-        pretrained.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        pretrained.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    log.info("gradient checkpointing: activations are recomputed in the backward pass")
-
-
 def _loader(job: TrainJob, opts: TrainOptions) -> tuple[Any, Any]:
     """The DataLoader and what sets its epoch: length-grouped batches, or the stream itself.
 
@@ -271,7 +264,10 @@ def train(
     callbacks = callbacks or Callbacks()
     loader, epochs_of = _loader(job, opts)
     if opts.gradient_checkpointing:
-        _enable_gradient_checkpointing(job.model)
+        enable_gradient_checkpointing(job.model)
+    if opts.attention_dropout is not None:
+        set_attention_dropout(job.model, opts.attention_dropout)
+    restore_attention = eager_attention_in_training(job.model, accelerator.device)
     model = job.model.to(accelerator.device)
     optimizer = _optimizer(model, opts)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -295,6 +291,7 @@ def train(
             f"interrupted at step {state.global_step}; checkpoint saved in {run_dir}",
             hint="continue with the same command and --resume auto",
         ) from None
+    restore_attention()
     restore_best(accelerator, model, run_dir, state)
     finish_trackers(accelerator)
     weights = accelerator.get_state_dict(model)  # a collective under FSDP/ZeRO-3: every process gathers
