@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bertcli.serve.batcher import QUIET_SECONDS, Batcher, ForwardCost, Overloaded, buckets
+from bertcli.serve.batcher import QUIET_SECONDS, WIDE_TOKENS, Batcher, ForwardCost, Overloaded, buckets
 from bertcli.serve.cores import Cores
 
 
@@ -253,6 +253,50 @@ def test_under_load_forwards_run_at_once_on_a_share_of_the_cores_and_a_lone_one_
     threads = {inputs[0]: count for _, inputs, count, *_ in forwards}
     assert len(forwards) == 7 and threads == {"lone": 2, **{f"t{i}": 1 for i in range(4)}, "after": 1, "quiet": 2}
     assert overlapping(forwards) == 2  # two one-thread forwards at once, never more than the cores
+
+
+def test_under_load_a_long_bucket_runs_alone_on_every_thread_and_short_ones_on_shares():
+    """A forward padded to WIDE_TOKENS or more takes both threads even under load (the long-tail's slowest requests
+    are its long ones); it waits for the forward running on the other stream and overlaps none."""
+
+    async def scenario(batchers):
+        short = [request(batchers["m"], [f"s{i}"], tokens=600) for i in range(4)]
+        return await asyncio.gather(*short[:2], request(batchers["m"], ["long"], tokens=WIDE_TOKENS), *short[2:])
+
+    forwards, answers = streamed({"m": True}, scenario)
+    assert answers == [["S0"], ["S1"], ["LONG"], ["S2"], ["S3"]]
+    threads = {inputs[0]: count for _, inputs, count, *_ in forwards}
+    assert threads == {"long": 2, **{f"s{i}": 1 for i in range(4)}}
+    (long,) = [(start, end) for _, inputs, _, start, end in forwards if inputs == ["long"]]
+    assert not [f for f in forwards if f[1] != ["long"] and f[3] < long[1] and f[4] > long[0]]  # it ran alone
+    assert overlapping(forwards) == 2
+
+
+def test_a_take_of_every_thread_goes_before_smaller_takes_that_come_while_it_waits():
+    """Otherwise models that keep taking one-thread shares could hold off a wide forward for ever."""
+
+    async def main():
+        cores = Cores(2, 2)
+        running = await cores.take(1)
+        taken: list[tuple[str, int]] = []
+
+        async def take(name, count):
+            taken.append((name, await cores.take(count)))
+
+        wide = asyncio.create_task(take("every thread", 2))
+        await asyncio.sleep(0)
+        share = asyncio.create_task(take("a share", 1))
+        await asyncio.sleep(0.01)
+        held = list(taken)  # one thread is free, but it is kept for the take of every thread
+        cores.give(running, 1)
+        await wide
+        cores.give(0, 2)
+        await share
+        cores.shutdown()
+        return held, taken, cores.free
+
+    held, taken, free = asyncio.run(main())
+    assert held == [] and taken == [("every thread", 0), ("a share", 0)] and free == 1
 
 
 def test_a_model_that_cannot_share_takes_every_core_and_models_never_exceed_them_together():

@@ -3,7 +3,8 @@
 Under load, forwards run at once in streams, each on its share (`total // streams`): on 2 cores, the long-tail
 server's small batches (about 13 inputs) ran 15-25% more texts per second as two one-thread forwards at once than
 as one two-thread forward at a time, which spends much of each small forward synchronising its threads. When
-requests come one at a time, a forward takes every thread (the batcher decides: batcher.QUIET_SECONDS). Each stream
+requests come one at a time, a forward takes every thread (the batcher decides: batcher.QUIET_SECONDS), and so does
+a forward of many padded tokens even under load (batcher.WIDE_TOKENS), which large forwards repay. Each stream
 has a thread of its own, and such a lone forward always runs on the first: a forward thread's intra-op threads
 (OpenMP's team) are its own, and those of the thread that ran last keep spinning for a moment after a forward,
 which cost a lone request a quarter of its speed when lone forwards moved between threads.
@@ -27,6 +28,7 @@ class Cores:
         self.threads = [ThreadPoolExecutor(1, thread_name_prefix=f"bertcli-forward-{i}") for i in range(streams)]
         self.idle = set(range(streams))  # streams with no forward running
         self.returned = asyncio.Event()
+        self.waiting_for_all = 0  # takes of every thread now waiting: smaller takes let the threads drain to them
 
     @property
     def thread_counts(self) -> list[int]:
@@ -38,10 +40,18 @@ class Cores:
         return self.threads[0].submit(fn, *args)
 
     async def take(self, count: int) -> int:
-        """Wait for `count` free threads and an idle stream; the stream (the first idle one)."""
-        while self.free < count or not self.idle:
-            self.returned.clear()
-            await self.returned.wait()
+        """Wait for `count` free threads and an idle stream; the stream (the first idle one). A take of every thread
+        goes before smaller ones that come while it waits, so models that keep taking shares cannot starve it."""
+        everything = count == self.total > self.share
+        self.waiting_for_all += everything
+        try:
+            while self.free < count or not self.idle or (self.waiting_for_all and not everything):
+                self.returned.clear()
+                await self.returned.wait()
+        finally:
+            self.waiting_for_all -= everything
+            if everything:
+                self.returned.set()  # smaller takes held back for it look again
         self.free -= count
         stream = min(self.idle)
         self.idle.remove(stream)
