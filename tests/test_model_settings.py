@@ -1,5 +1,5 @@
-"""What the loop sets on a model before it trains: the attention dropout (--attention-dropout, the reranker's default
-of 0) and eager attention for training forwards on a CPU, which must compute what sdpa computes."""
+"""What the loop sets on a model before it trains: the attention dropout (--attention-dropout) and eager attention for
+training forwards on a CPU, which must compute what sdpa computes."""
 
 from __future__ import annotations
 

@@ -75,7 +75,7 @@ class TrainOptions:
     resume: str | None = None
     report_to: str = checked("none", choices=TRACKERS)
     gradient_checkpointing: bool = False
-    attention_dropout: float | None = checked(None, SHARE)  # None: the task's default, else the model's own
+    attention_dropout: float | None = checked(None, SHARE)  # None: the model's own (a task may set it)
 
 
 def with_defaults(opts: TrainOptions, defaults: dict[str, Any]) -> TrainOptions:

@@ -36,7 +36,7 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
 def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
     """Dropout on the attention probabilities: each self-attention module's, and the config's (so the saved model
     says what it was trained with). The probability matrices are the largest tensors of a training step, and
-    drawing their mask took a quarter of a reranker's step on a CPU (see RERANK_DEFAULTS)."""
+    drawing their mask took a quarter of a reranker's step on a CPU (what it is worth: RERANK_DEFAULTS)."""
     modules = [
         m
         for m in model.modules()
@@ -59,8 +59,9 @@ def eager_attention_in_training(model: torch.nn.Module, device: torch.device) ->
     """On a CPU, forwards in training mode run eager attention and the others (validation) the model's own; undone
     by the returned call. Measured on all-MiniLM-L6-v2, bf16, 2 cores, a step of 64 x 128 tokens: sdpa's fused CPU
     kernel has a slow backward (2.96-3.02 s a step without attention dropout, 2.36-2.49 s eager); with dropout sdpa
-    falls back to its unfused path (3.54-3.97 s, eager 3.15-3.21); at 32 x 48 and 16 x 256 tokens they were even.
-    In inference sdpa is the faster (128 x 128: 1.47 s, eager 2.1-2.2 s)."""
+    falls back to its unfused path (3.54-3.97 s, eager 3.15-3.21); at 32 x 48 and 16 x 256 tokens they were even, and
+    so were 20 steps of the bench's reranker (58-64 s eager, 60-62 s sdpa). So eager attention is what makes training
+    without attention dropout fast. In inference sdpa is the faster (128 x 128: 1.47 s, eager 2.1-2.2 s)."""
     pretrained = _pretrained(model, "set_attn_implementation")
     if device.type != "cpu" or pretrained is None or pretrained.config._attn_implementation != "sdpa":
         return lambda: None
