@@ -261,7 +261,7 @@ def test_threads_reach_onnx_runtime(exported):
     from bertcli import load
 
     classifier = load(str(exported / "clf"), backend="onnx", threads=1)
-    assert classifier.backend.session.get_session_options().intra_op_num_threads == 1
+    assert classifier.backend.session_for(None).get_session_options().intra_op_num_threads == 1
 
 
 def test_a_forward_asked_for_another_thread_count_gets_a_session_of_its_own_with_the_same_scores(exported):

@@ -37,14 +37,14 @@ class OnnxBackend:
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         self.path, self.threads = Path(path), threads or default_threads()
-        self.session = self._open(self.threads)
-        self.sessions = {self.threads: self.session}
+        session = self._open(self.threads)
+        self.sessions = {self.threads: session}
         self.opening = threading.Lock()
-        self.inputs = frozenset(i.name for i in self.session.get_inputs())
+        self.inputs = frozenset(i.name for i in session.get_inputs())
         self.name = f"onnxruntime {Path(path).name}"
         self.batch_tokens = BATCH_TOKENS["cpu"]  # the session runs on CPUExecutionProvider
         self.threads_per_call = True  # a session per thread count
-        self.names = [o.name for o in self.session.get_outputs()]
+        self.names = [o.name for o in session.get_outputs()]
         self.layers = sorted(int(n.split(".")[1]) for n in self.names if n.startswith("hidden_states."))
 
     def _open(self, threads: int) -> Any:
