@@ -75,6 +75,23 @@ def test_a_full_queue_refuses_the_whole_request_at_once():
     assert answer == ["A", "B", "C"] and depth == 0 and batches == [["a", "b", "c"]]
 
 
+def test_a_lone_request_after_a_quiet_moment_is_cut_at_once_and_overlapping_ones_wait_to_merge():
+    async def scenario(batcher):
+        start = time.perf_counter()
+        lone = await request(batcher, ["lone"])
+        lone_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        merged = await asyncio.gather(*(request(batcher, [f"m{i}"]) for i in range(3)))
+        return lone, lone_seconds, merged, time.perf_counter() - start
+
+    batches, (lone, lone_seconds, merged, merged_seconds) = run_batcher(scenario, max_wait_ms=300)
+    assert lone == ["LONE"] and merged == [["M0"], ["M1"], ["M2"]]
+    assert batches == [["lone"], ["m0", "m1", "m2"]]
+    assert lone_seconds < 0.15 and merged_seconds >= 0.3  # the lone one did not wait max_wait; the merged ones did
+    batches, (lone, lone_seconds, *_) = run_batcher(scenario, max_wait_ms=1000 * QUIET_SECONDS)
+    assert lone_seconds >= QUIET_SECONDS  # a wait as long as the quiet while batches on purpose: it holds a lone one
+
+
 def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
     calls = []
 
@@ -127,6 +144,8 @@ def test_the_forward_cost_is_fitted_from_the_forwards_seen_and_a_slow_one_does_n
         cost.observe(tokens, 0.010 + 0.0001 * tokens)  # 10 ms fixed, 0.1 ms a token: the fixed cost is 100 tokens
     assert abs(cost.overhead - 100) < 1e-6
     cost.observe(300, 0.5)  # another process took the cores for half a second
+    for tokens in (150, 900, 2000, 70, 500, 1000, 30):
+        cost.observe(tokens, 0.010 + 0.0001 * tokens)
     assert abs(cost.overhead - 100) < 10
     alike = ForwardCost(prior=32)
     for _ in range(10):

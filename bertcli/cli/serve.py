@@ -63,7 +63,10 @@ def command(
     max_wait_ms: Annotated[
         float | None,
         typer.Option(
-            help=f"How long a batch waits to fill after its first input. {default(ServeConfig.max_wait_ms)}",
+            help=(
+                "How long a batch waits to fill after its first input (under 500, a lone request after a quiet"
+                f" moment does not wait). {default(ServeConfig.max_wait_ms)}"
+            ),
             rich_help_panel=LIMITS,
         ),
     ] = None,
