@@ -46,9 +46,8 @@ class ServeConfig:
     threads: int | None = checked(None, POSITIVE)  # None: the cores this process may use, shared by the forwards
     streams: int = checked(2, POSITIVE)  # forwards at once under load (on a CPU), each on threads / streams
     max_batch_tokens: int = checked(8192, POSITIVE)  # tokens of the inputs merged into one forward batch
-    max_wait_ms: float = checked(
-        5.0, NON_NEGATIVE
-    )  # how long a batch waits to fill once it has its first input (see batcher._fill)
+    # how long a batch waits to fill once it has its first input (a lone request after a quiet moment: see batcher)
+    max_wait_ms: float = checked(5.0, NON_NEGATIVE)
     max_queue: int = checked(1024, POSITIVE)  # inputs waiting per model; beyond: 503 with Retry-After
     max_inputs: int = checked(256, POSITIVE)  # inputs per request; beyond: 413
     max_body_bytes: int = checked(2_000_000, POSITIVE)  # request body; beyond: 413
