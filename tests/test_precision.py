@@ -56,15 +56,17 @@ def test_an_explicit_slow_bf16_is_kept_and_warned_about(monkeypatch, bertcli_log
 
 
 def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_results(tiny_model):
-    """Autocast casts fp32 weights on every call; the backend keeps them cast, and the outputs stay bit-identical."""
+    """Autocast casts fp32 weights on every call; the backend keeps them cast (and, where oneDNN runs bf16 natively,
+    packed), and the outputs stay bit-identical."""
     import torch
 
     from bertcli.inference.encoding import TextEncoder, pad
-    from bertcli.inference.torch_backend import TorchBackend, load_model
+    from bertcli.inference.torch_backend import TorchBackend, _packs_bf16, load_model
 
     backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="bf16")
     linear = [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
     assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
+    assert {"forward" in vars(m) for m in linear} == {_packs_bf16() and backend.device.type == "cpu"}
     assert backend.model.embeddings.word_embeddings.weight.dtype == torch.float32  # autocast keeps embeddings fp32
     encoded = TextEncoder.load(tiny_model, 32).encode(["a short text", "and a somewhat longer second text here"])
     features = pad(encoded, [0, 1], 0)
@@ -74,5 +76,8 @@ def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_result
         expected = reference(**tensors).last_hidden_state.float().cpu().numpy()
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
     assert np.array_equal(got, expected)
+    for rows in ([1], [0, 1, 0]):  # other batch shapes than the first: a packed weight fits any
+        got = backend.forward(pad(encoded, rows, 0), ("last_hidden_state",))["last_hidden_state"]
+        assert np.array_equal(got, expected[rows][:, : got.shape[1]])
     fp32 = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
     assert all(m.weight.dtype == torch.float32 for m in fp32.model.modules() if isinstance(m, torch.nn.Linear))

@@ -59,15 +59,47 @@ class TorchBackend:
         return arrays
 
 
-def _cast_linear_weights(model: Any, dtype: Any) -> None:
+def _cast_linear_weights(model: Any, dtype: Any) -> int:
     """Store the Linear layers' weights in the autocast dtype once. Autocast would cast them again on every call:
     about 4 of the 10 ms a small all-MiniLM-L6-v2 forward takes on 2 cores, the fixed cost a server pays per batch.
-    The results are bit-identical (the same rounding, done once), and the model is this backend's own."""
+    On a CPU in bf16, each weight is also packed once into oneDNN's blocked layout, which a bf16 matmul otherwise
+    rebuilds on every call: half the time of a 16 x 384 x 1536 linear on one thread, and 20-30% of a large one. The
+    results are bit-identical (the same rounding and the same kernels, done once), and the model is this backend's
+    own. The number of layers packed."""
     import torch
 
+    pack = dtype == torch.bfloat16 and next(model.parameters()).device.type == "cpu" and _packs_bf16()
+    packed = 0
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module.to(dtype)
+            if pack:
+                module.forward = _packed_linear(module, dtype)
+                packed += 1
+    return packed
+
+
+def _packs_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX): elsewhere bf16 is emulated and not worth it."""
+    import torch
+
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without these private ops: autocast's own path
+        return False
+
+
+def _packed_linear(module: Any, dtype: Any) -> Any:
+    """`module`'s forward on its weight packed once; its input cast to `dtype`, as autocast casts a linear's."""
+    import torch
+
+    weight = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), None)
+    bias = None if module.bias is None else module.bias.detach()
+
+    def forward(hidden: Any) -> Any:
+        return torch.ops.mkldnn._linear_pointwise(hidden.to(dtype), weight, bias, "none", [], "")
+
+    return forward
 
 
 def load_model(path: str, head: str, keep_pooler: bool = False, **options: Any) -> Any:
