@@ -128,6 +128,7 @@ def test_buckets_split_a_long_tail_batch_where_padding_costs_more_than_a_forward
     assert buckets([256, 20, 18, 22, 19], overhead=32) == [[2, 4, 1, 3], [0]]  # shortest first, the long one alone
     assert buckets([256, 20, 18, 22, 19], overhead=10_000) == [[2, 4, 1, 3, 0]]  # a forward costs more: merge
     assert buckets([7, 7, 7], overhead=1) == [[0, 1, 2]]  # equal lengths never split
+    assert buckets([300], overhead=32) == [[0]] and buckets([], overhead=32) == []  # a lone input; a cut gone away
     groups = buckets(LONG_TAIL, overhead=32)
     assert [[LONG_TAIL[i] for i in group] for group in groups] == [
         [8, 9, 10, 11, 12, 13, 14, 15], [16, 17, 18, 19, 20, 21, 22, 23], [26, 31, 37, 45], [88], [140], [256, 256],

@@ -61,12 +61,12 @@ def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_result
     import torch
 
     from bertcli.inference.encoding import TextEncoder, pad
-    from bertcli.inference.torch_backend import TorchBackend, _packs_bf16, load_model
+    from bertcli.inference.torch_backend import TorchBackend, load_model
 
     backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="bf16")
     linear = [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
     assert linear and all(m.weight.dtype == torch.bfloat16 for m in linear)
-    assert {"forward" in vars(m) for m in linear} == {_packs_bf16() and backend.device.type == "cpu"}
+    assert {"forward" in vars(m) for m in linear} == {precision.native_bf16_cpu() and backend.device.type == "cpu"}
     assert backend.model.embeddings.word_embeddings.weight.dtype == torch.float32  # autocast keeps embeddings fp32
     encoded = TextEncoder.load(tiny_model, 32).encode(["a short text", "and a somewhat longer second text here"])
     features = pad(encoded, [0, 1], 0)

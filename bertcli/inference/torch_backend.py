@@ -33,7 +33,7 @@ class TorchBackend:
         self.dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
         if self.dtype is not None:
-            _cast_linear_weights(self.model, self.dtype)
+            _prepare_linear_layers(self.model, self.dtype)
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
         self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
         self.batch_tokens = BATCH_TOKENS["cpu" if self.device.type == "cpu" else "accelerator"]
@@ -59,7 +59,7 @@ class TorchBackend:
         return arrays
 
 
-def _cast_linear_weights(model: Any, dtype: Any) -> None:
+def _prepare_linear_layers(model: Any, dtype: Any) -> None:
     """Store the Linear layers' weights in the autocast dtype once. Autocast would cast them again on every call:
     about 4 of the 10 ms a small all-MiniLM-L6-v2 forward takes on 2 cores, the fixed cost a server pays per batch.
     On a CPU in bf16, each weight is also packed once into oneDNN's blocked layout, which a bf16 matmul otherwise
@@ -68,22 +68,15 @@ def _cast_linear_weights(model: Any, dtype: Any) -> None:
     own."""
     import torch
 
-    pack = dtype == torch.bfloat16 and next(model.parameters()).device.type == "cpu" and _packs_bf16()
+    from bertcli.runtime.precision import native_bf16_cpu
+
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    pack = dtype == torch.bfloat16 and on_cpu and torch.backends.mkldnn.is_available() and native_bf16_cpu()
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module.to(dtype)
             if pack:
                 module.forward = _packed_linear(module, dtype)
-
-
-def _packs_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX): elsewhere bf16 is emulated and not worth it."""
-    import torch
-
-    try:
-        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without these private ops: autocast's own path
-        return False
 
 
 def _packed_linear(module: Any, dtype: Any) -> Any:

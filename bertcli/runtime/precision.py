@@ -30,6 +30,13 @@ def fast_bf16_available() -> bool:
         from accelerate.utils import is_bf16_available
 
         return is_bf16_available()
+    return native_bf16_cpu()
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), whatever BERTCLI_FAST_BF16 says."""
+    import torch
+
     probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return any(probe() for probe in probes if probe is not None)
 
