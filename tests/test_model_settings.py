@@ -1,5 +1,5 @@
-"""What the loop sets on a model before it trains: the attention dropout (--attention-dropout) and eager attention for
-training forwards on a CPU, which must compute what sdpa computes."""
+"""What the loop sets on a model before it trains: the attention dropout (--attention-dropout), and on a CPU eager
+attention and random-bits dropout for training forwards, which must compute what sdpa computes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from bertcli.cli.main import app
 from bertcli.errors import UsageError
-from bertcli.training.model_settings import eager_attention_in_training, set_attention_dropout
+from bertcli.training.dropout import ATTENTION
+from bertcli.training.model_settings import cpu_training_kernels, set_attention_dropout
 
 runner = CliRunner()
 
@@ -58,7 +59,7 @@ def test_training_forwards_run_eager_attention_on_a_cpu_and_compute_what_sdpa_co
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
     seen = _implementations_seen(model)
-    undo = eager_attention_in_training(model, torch.device("cpu"))
+    undo = cpu_training_kernels(model, torch.device("cpu"))
     batch = _batch()
     model.train()
     reference.train()
@@ -68,7 +69,7 @@ def test_training_forwards_run_eager_attention_on_a_cpu_and_compute_what_sdpa_co
     with torch.no_grad():
         evaluated = model(**batch).logits
         expected = reference(**batch).logits
-    assert seen == ["eager", "sdpa"]
+    assert seen == [ATTENTION, "sdpa"]
     assert reference.config._attn_implementation == "sdpa"
     torch.testing.assert_close(trained.detach(), expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(evaluated, expected, atol=1e-6, rtol=1e-6)
@@ -81,10 +82,31 @@ def test_training_forwards_run_eager_attention_on_a_cpu_and_compute_what_sdpa_co
 def test_on_an_accelerator_training_keeps_the_models_own_attention(tiny_model):
     model = _classifier(tiny_model)
     seen = _implementations_seen(model)
-    eager_attention_in_training(model, torch.device("cuda"))  # only the device's type is read: no GPU needed
+    cpu_training_kernels(model, torch.device("cuda"))  # only the device's type is read: no GPU needed
     model.train()
     model(**_batch())
     assert seen == ["sdpa"]
+    assert all("forward" not in vars(m) for m in model.modules())  # torch's own dropout
+
+
+def test_on_a_cpu_training_forwards_drop_with_random_bits_and_the_undo_restores_torchs_dropout(tiny_model):
+    model = _classifier(tiny_model)
+    undo = cpu_training_kernels(model, torch.device("cpu"))
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all("forward" in vars(m) for m in dropouts)
+    model.train()
+    torch.manual_seed(3)
+    first = model(**_batch()).logits
+    torch.manual_seed(3)
+    again = model(**_batch()).logits
+    other = model(**_batch()).logits
+    torch.testing.assert_close(first, again, atol=0, rtol=0)  # torch's generator: a seeded run repeats itself
+    assert not torch.allclose(first, other)  # and each forward draws new masks
+    undo()
+    assert all("forward" not in vars(m) for m in dropouts)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(**_batch()).logits, model(**_batch()).logits)
 
 
 def _saved(directory) -> tuple[float, float | None]:

@@ -33,7 +33,7 @@ from bertcli.training.checkpoints import (
     save_checkpoint,
 )
 from bertcli.training.model_settings import (
-    eager_attention_in_training,
+    cpu_training_kernels,
     enable_gradient_checkpointing,
     set_attention_dropout,
 )
@@ -267,7 +267,7 @@ def train(
         enable_gradient_checkpointing(job.model)
     if opts.attention_dropout is not None:
         set_attention_dropout(job.model, opts.attention_dropout)
-    restore_attention = eager_attention_in_training(job.model, accelerator.device)
+    restore_kernels = cpu_training_kernels(job.model, accelerator.device)
     model = job.model.to(accelerator.device)
     optimizer = _optimizer(model, opts)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -291,7 +291,7 @@ def train(
             f"interrupted at step {state.global_step}; checkpoint saved in {run_dir}",
             hint="continue with the same command and --resume auto",
         ) from None
-    restore_attention()
+    restore_kernels()
     restore_best(accelerator, model, run_dir, state)
     finish_trackers(accelerator)
     weights = accelerator.get_state_dict(model)  # a collective under FSDP/ZeRO-3: every process gathers

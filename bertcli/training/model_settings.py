@@ -1,5 +1,5 @@
-"""What the loop sets on a model before it trains: gradient checkpointing, the attention dropout, and which attention
-kernel a training forward runs on a CPU."""
+"""What the loop sets on a model before it trains: gradient checkpointing, the attention dropout, and the attention
+and dropout kernels a training forward runs on a CPU."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from bertcli.errors import UsageError
+from bertcli.training.dropout import bits_dropout_modules, register_attention
 
 log = logging.getLogger("bertcli")
 # where a BERT-family config records the attention dropout (BERT, RoBERTa, ELECTRA, MPNet; DistilBERT)
@@ -55,26 +56,34 @@ def set_attention_dropout(model: torch.nn.Module, p: float) -> None:
             setattr(config, key, p)
 
 
-def eager_attention_in_training(model: torch.nn.Module, device: torch.device) -> Callable[[], None]:
-    """On a CPU, forwards in training mode run eager attention and the others (validation) the model's own; undone
-    by the returned call. Measured on all-MiniLM-L6-v2, bf16, 2 cores, a step of 64 x 128 tokens: sdpa's fused CPU
-    kernel has a slow backward (2.96-3.02 s a step without attention dropout, 2.36-2.49 s eager); with dropout sdpa
-    falls back to its unfused path (3.54-3.97 s, eager 3.15-3.21); at 32 x 48 and 16 x 256 tokens they were even, and
-    so were 20 steps of the bench's reranker (58-64 s eager, 60-62 s sdpa). So eager attention is what makes training
-    without attention dropout fast. In inference sdpa is the faster (128 x 128: 1.47 s, eager 2.1-2.2 s)."""
-    pretrained = _pretrained(model, "set_attn_implementation")
-    if device.type != "cpu" or pretrained is None or pretrained.config._attn_implementation != "sdpa":
+def cpu_training_kernels(model: torch.nn.Module, device: torch.device) -> Callable[[], None]:
+    """On a CPU, every dropout draws its mask from random bits (training/dropout.py), and forwards in training mode run
+    eager attention with that dropout while the others (validation) run the model's own; undone by the returned call.
+    sdpa's fused CPU kernel has a slow backward (a step of 64 x 128 tokens without attention dropout: 2.96-3.02 s,
+    eager 2.36-2.49 s), and with dropout it falls back to its unfused path (3.54-3.97 s). all-MiniLM-L6-v2, bf16, 2
+    cores, a reranker's step of 64 pairs x 128 tokens with the model's dropouts: eager attention and torch's dropout
+    2.19-2.80 s, these kernels 1.42-1.62 s. In inference sdpa is the faster (128 x 128: 1.47 s, eager 2.1-2.2 s)."""
+    if device.type != "cpu":
         return lambda: None
+    dropouts = bits_dropout_modules(model)
+    pretrained = _pretrained(model, "set_attn_implementation")
+    own = None if pretrained is None else pretrained.config._attn_implementation
+    hook = None
+    if own in ("sdpa", "eager"):
+        training = register_attention()
 
-    def choose(module: Any, args: Any) -> None:
-        wanted = "eager" if module.training else "sdpa"
-        if module.config._attn_implementation != wanted:
-            module.set_attn_implementation(wanted)
+        def choose(module: Any, args: Any) -> None:
+            wanted = training if module.training else own
+            if module.config._attn_implementation != wanted:
+                module.set_attn_implementation(wanted)
 
-    hook = pretrained.register_forward_pre_hook(choose)
+        hook = pretrained.register_forward_pre_hook(choose)
 
     def undo() -> None:
-        hook.remove()
-        pretrained.set_attn_implementation("sdpa")
+        for module in dropouts:
+            del module.forward
+        if hook is not None:
+            hook.remove()
+            pretrained.set_attn_implementation(own)
 
     return undo
