@@ -63,3 +63,20 @@ def test_attention_is_transformers_eager_attention_and_drops_its_probabilities()
     dropped = (weights == 0) & (theirs[1] > 0)
     assert 0.3 < dropped.float().mean().item() < 0.7
     torch.testing.assert_close(output, torch.matmul(weights, value).transpose(1, 2))
+
+
+def test_under_autocast_attention_keeps_the_query_precision_with_an_fp32_softmax():
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    torch.manual_seed(4)
+    query, key, value = (torch.randn(2, 4, 16, 8) for _ in range(3))
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[0, :, :, 10:] = torch.finfo(torch.float32).min
+    module = torch.nn.Module().eval()
+    expected, _ = eager_attention_forward(module, query, key, value, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output, weights = cpu_training_attention(module, query.bfloat16(), key.bfloat16(), value.bfloat16(), mask)
+    assert weights.dtype == output.dtype == torch.bfloat16
+    assert torch.all(weights[0, :, :, 10:] == 0)  # the padding is masked in bf16 too
+    torch.testing.assert_close(weights.float().sum(-1), torch.ones(2, 4, 16), atol=2e-2, rtol=0)
+    torch.testing.assert_close(output.float(), expected, atol=3e-2, rtol=3e-2)

@@ -20,11 +20,14 @@ ATTENTION = "bertcli_cpu_training"  # the attention implementation training forw
 
 
 class _BitsDropout(torch.autograd.Function):
+    """The mask is kept in the input's dtype (0 or 1): multiplying a bf16 tensor by a bool one converts it on every
+    call (11 ms against 2 for 12.6M elements); the scale stays a Python float, which bf16 would round (1/0.9 to 1.109)."""
+
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, p: float) -> torch.Tensor:
         words = torch.empty((x.numel() + 1) // 2, dtype=torch.int32, device=x.device).random_()
         bits = words.view(torch.int16)[: x.numel()].view(x.shape) & (LEVELS - 1)
-        keep = bits >= round(p * LEVELS)
+        keep = (bits >= round(p * LEVELS)).to(x.dtype)
         ctx.save_for_backward(keep)
         ctx.scale = 1.0 / (1.0 - p)
         return x.mul(keep).mul_(ctx.scale)
@@ -53,14 +56,14 @@ def cpu_training_attention(
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eager attention (transformers' `eager_attention_forward` for BERT-family encoders) with `cpu_dropout` on the
-    probabilities (`register_attention`). Under autocast the scores stay in the query's precision: the softmax
-    computes in fp32 and returns to it (as transformers' decoders do), where adding the fp32 mask made every later
-    pass of the step fp32 (64 pairs x 128 tokens, bf16: 1.81-2.11 s a step, 1.62-1.67 s)."""
+    probabilities (`register_attention`). Under autocast the scores stay in the query's precision: adding the fp32
+    mask made them, the softmax, its backward and the dropout fp32, with two conversions each way, all on the step's
+    largest tensors (64 pairs x 128 tokens, bf16: 1.81-2.11 s a step, 1.38-1.43 s kept in bf16). torch's CPU softmax
+    computes in fp32 inside and rounds its output to bf16, which is what transformers' decoders do by hand."""
     scores = torch.matmul(query, key.transpose(2, 3)) * (query.size(-1) ** -0.5 if scaling is None else scaling)
     if attention_mask is not None:
         scores = scores + attention_mask.to(scores.dtype)
-    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = cpu_dropout(weights, dropout, module.training)
+    weights = cpu_dropout(F.softmax(scores, dim=-1), dropout, module.training)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
 
 

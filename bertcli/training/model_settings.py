@@ -62,7 +62,7 @@ def cpu_training_kernels(model: torch.nn.Module, device: torch.device) -> Callab
     sdpa's fused CPU kernel has a slow backward (a step of 64 x 128 tokens without attention dropout: 2.96-3.02 s,
     eager 2.36-2.49 s), and with dropout it falls back to its unfused path (3.54-3.97 s). all-MiniLM-L6-v2, bf16, 2
     cores, a reranker's step of 64 pairs x 128 tokens with the model's dropouts: eager attention and torch's dropout
-    2.19-2.80 s, these kernels 1.42-1.62 s. In inference sdpa is the faster (128 x 128: 1.47 s, eager 2.1-2.2 s)."""
+    2.15-2.43 s, these kernels 1.38-1.43 s. In inference sdpa is the faster (128 x 128: 1.47 s, eager 2.1-2.2 s)."""
     if device.type != "cpu":
         return lambda: None
     dropouts = bits_dropout_modules(model)
