@@ -13,8 +13,9 @@ RERANK_LOSSES = ("listwise", "bce")  # softmax over each query's positive and ne
 # left the reranked order near random (NDCG@10 0.21 on the base encoder's top 30, whose own order scores 0.76), and
 # 4 epochs at 1e-4 reached 0.68 (bce) / 0.67 (listwise); 1,350 queries, 3 epochs, listwise: 0.75.
 # The model's own attention dropout (0.1) stays: without it (--attention-dropout 0) the bench's reranker trained
-# 1.27x faster (620 s of steps against 788) but overfit (validation NDCG@10 fell in epoch 3) and reranked the test
-# queries worse: 0.7051 against 0.7320 (bench/rerank.py, 200 test queries, base encoder's top 100 at 0.7413).
+# 1.27x faster (620 s of steps against 788, with torch's dropout, before training/dropout.py made a mask cheap) but
+# overfit (validation NDCG@10 fell in epoch 3) and reranked the test queries worse: 0.7051 against 0.7320
+# (bench/rerank.py, 200 test queries, base encoder's top 100 at 0.7413).
 RERANK_DEFAULTS = {"lr": 1e-4, "batch_size": 16, "epochs": 3.0}
 RERANK_NEGATIVES = 3  # --hard-negatives for a reranker: mined per query with the first stage
 # training reads at most this many tokens of a (query, document) pair (a document's start carries its topic; 256
