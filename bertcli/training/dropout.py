@@ -39,8 +39,9 @@ class _BitsDropout(torch.autograd.Function):
 
 
 def cpu_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """`F.dropout`, with the mask drawn from random bits on a CPU (torch's own elsewhere, where it is fused)."""
-    if not training or p == 0.0 or x.device.type != "cpu":
+    """`F.dropout` with the mask drawn from random bits (for CPU tensors: on an accelerator the loop keeps torch's
+    fused dropout, see model_settings.cpu_training_kernels)."""
+    if not training or p == 0.0:
         return F.dropout(x, p, training)
     return _BitsDropout.apply(x, p)
 
