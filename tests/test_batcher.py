@@ -14,7 +14,7 @@ from bertcli.serve.batcher import QUIET_SECONDS, WIDE_TOKENS, Batcher, ForwardCo
 from bertcli.serve.cores import Cores
 
 
-def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seconds_per_forward=0.0):
+def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seconds_per_forward=0.0, unpadded=False):
     """Run `scenario(batcher)` on a batcher whose model upper-cases its inputs; the batches it ran, and the result."""
     batches: list[list[str]] = []
 
@@ -25,7 +25,7 @@ def run_batcher(scenario, max_tokens=1000, max_wait_ms=50.0, max_queue=100, seco
 
     async def main():
         cores = Cores(1)
-        batcher = Batcher(model, cores, max_tokens, max_wait_ms, max_queue)
+        batcher = Batcher(model, cores, max_tokens, max_wait_ms, max_queue, unpadded=unpadded)
         batcher.start()
         try:
             return await scenario(batcher)
@@ -332,3 +332,30 @@ def test_a_model_that_cannot_share_takes_every_core_and_models_never_exceed_them
     assert answers == [[f"{name.upper()}{i}"] for i in range(3) for name in ("onnx", "torch")]
     assert {threads for name, _, threads, *_ in forwards if name == "onnx"} == {2}
     assert overlapping(forwards) == 2 and len(forwards) == 6
+
+
+def test_an_unpadded_model_runs_a_cut_batch_whole_in_arrival_order():
+    """Its forward costs the inputs' real tokens, so a long-tail batch gains nothing from length buckets."""
+
+    async def scenario(batcher):
+        return await asyncio.gather(
+            asyncio.gather(*batcher.submit(["long-a", "s1", "s2"], [250, 10, 12])),
+            asyncio.gather(*batcher.submit(["s3", "long-b"], [11, 240])),
+        )
+
+    batches, answers = run_batcher(scenario, unpadded=True)
+    assert [list(a) for a in answers] == [["LONG-A", "S1", "S2"], ["S3", "LONG-B"]]
+    assert batches == [["long-a", "s1", "s2", "s3", "long-b"]]
+
+
+@pytest.mark.parametrize(("unpadded", "wide"), [(False, True), (True, False)])
+def test_a_forward_runs_on_every_thread_by_the_tokens_it_computes(unpadded, wide):
+    """One input of 1500 tokens among three of 10: padded, 6000 tokens; unpadded, 1530 (WIDE_TOKENS is 2048)."""
+    from bertcli.serve.batcher import Job
+
+    cores = Cores(2)
+    try:
+        batcher = Batcher(lambda inputs, threads: inputs, cores, 8192, 1.0, 100, streams=True, unpadded=unpadded)
+        assert batcher._wide([Job(None, tokens, None) for tokens in (1500, 10, 10, 10)]) is wide
+    finally:
+        cores.shutdown()

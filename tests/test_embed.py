@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bertcli.cli.main import app
 from bertcli.config import DataOptions, EmbedConfig, EmbedOptions, VectorOptions
 from bertcli.errors import Interrupted, ModelError, UsageError
-from bertcli.inference.batching import token_budget_batches
+from bertcli.inference.batching import batches_for, token_budget_batches, unpadded_batches
 from bertcli.tasks.embedding.embed import embed
 from bertcli.tasks.embedding.embedder import Embedder, parse_layers
 
@@ -131,6 +131,15 @@ def test_token_budget_batches_cover_every_input_once():
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
     assert all(len(b) * max(lengths[i] for i in b) <= 80 or len(b) == 1 for b in batches)
     assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+
+
+def test_unpadded_batches_hold_the_budget_in_real_tokens_longest_first():
+    lengths = [5, 40, 3, 40, 12, 7, 100, 2, 30]
+    batches = unpadded_batches(lengths, max_tokens=80, max_batch=3)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert [[lengths[i] for i in b] for b in batches] == [[100], [40, 40], [30, 12, 7], [5, 3, 2]]
+    assert [len(b) for b in batches_for(lengths, None, 80, unpadded=True)] == [1, 2, 6]  # 100, 80, 59 tokens
+    assert [len(b) for b in batches_for(lengths, None, 80)] == [1, 2, 2, 4]  # padded: 100, 80, 60, 28
 
 
 def test_a_common_length_gets_unpadded_batches_of_its_own():

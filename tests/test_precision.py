@@ -62,6 +62,7 @@ def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_result
 
     from bertcli.inference.encoding import TextEncoder, pad
     from bertcli.inference.torch_backend import TorchBackend, load_model
+    from bertcli.inference.unpadded import UNPAD, unpad_encoder
 
     backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="bf16")
     linear = [m for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
@@ -71,13 +72,17 @@ def test_a_bf16_torch_backend_casts_its_linear_weights_once_with_the_same_result
     encoded = TextEncoder.load(tiny_model, 32).encode(["a short text", "and a somewhat longer second text here"])
     features = pad(encoded, [0, 1], 0)
     reference = load_model(str(tiny_model), "encoder").to(backend.device).eval()
+    unpadded = {UNPAD: True} if backend.unpadded and unpad_encoder(reference) else {}  # the same shapes, uncast
     tensors = {k: torch.from_numpy(v).to(backend.device) for k, v in features.items()}
     with torch.inference_mode(), torch.autocast(backend.device.type, dtype=torch.bfloat16):
-        expected = reference(**tensors).last_hidden_state.float().cpu().numpy()
+        expected = reference(**tensors, **unpadded).last_hidden_state.float().cpu().numpy()
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
-    assert np.array_equal(got, expected)
+    real = features["attention_mask"].astype(bool)  # padding's outputs are not results (and unpadded, zero)
+    assert np.array_equal(got[real], expected[real])
     for rows in ([1], [0, 1, 0]):  # other batch shapes than the first: a packed weight fits any
-        got = backend.forward(pad(encoded, rows, 0), ("last_hidden_state",))["last_hidden_state"]
-        assert np.array_equal(got, expected[rows][:, : got.shape[1]])
+        batch = pad(encoded, rows, 0)
+        got = backend.forward(batch, ("last_hidden_state",))["last_hidden_state"]
+        real = batch["attention_mask"].astype(bool)
+        assert np.array_equal(got[real], expected[rows][:, : got.shape[1]][real])
     fp32 = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
     assert all(m.weight.dtype == torch.float32 for m in fp32.model.modules() if isinstance(m, torch.nn.Linear))

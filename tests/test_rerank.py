@@ -147,26 +147,27 @@ def test_rerank_scores_equal_sentence_transformers_cross_encoder(reranker):
 
 
 def test_without_a_batch_size_batches_hold_the_backends_token_budget(reranker):
-    """The default batches are cut by padded tokens (the backend's budget: 1024 on CPU, 4096 for torch on a GPU), not
-    by count, and score exactly as fixed-size batches do."""
+    """The default batches are cut by the tokens the backend computes (its budget: 2048 real tokens for torch on a
+    CPU, which runs unpadded; 1024 padded for ONNX Runtime; 4096 for torch on a GPU), not by count, and score exactly
+    as fixed-size batches do."""
     from bertcli import load
     from bertcli.config import BATCH_TOKENS
 
     texts = [" ".join(candidates()[: 1 + i % 12]) for i in range(40)]  # 40 lengths from a few tokens to ~60
     budgeted, fixed = load(str(reranker), precision="no"), load(str(reranker), precision="no", batch_size=32)
     on_cpu = budgeted.backend.device.type == "cpu"
-    assert (
-        budgeted.backend.batch_tokens == BATCH_TOKENS["cpu" if on_cpu else "accelerator"]
-        and BATCH_TOKENS["cpu"] == 1024
-    )
+    unpadded = budgeted.backend.unpadded
+    assert unpadded == on_cpu  # a BERT on a CPU runs unpadded
+    assert budgeted.backend.batch_tokens == BATCH_TOKENS["cpu-unpadded" if unpadded else "accelerator"]
     budgeted.backend.batch_tokens = 96
     shapes, forward = [], budgeted.backend.forward
     budgeted.backend.forward = lambda features, outputs: (
-        shapes.append(features["input_ids"].shape) or forward(features, outputs)
+        shapes.append((*features["input_ids"].shape, int(features["attention_mask"].sum())))
+        or forward(features, outputs)
     )
     got, want = budgeted.run([(QUERY, t) for t in texts]), fixed.run([(QUERY, t) for t in texts])
-    assert sum(rows for rows, _ in shapes) == len(texts) and len(shapes) > 2
-    assert all(rows * length <= 96 or rows == 1 for rows, length in shapes)
+    assert sum(rows for rows, _, _ in shapes) == len(texts) and len(shapes) > 2
+    assert all((real if unpadded else rows * length) <= 96 or rows == 1 for rows, length, real in shapes)
     assert [cut for _, cut in got] == [cut for _, cut in want]
     assert max(abs(a - b) for (a, _), (b, _) in zip(got, want)) < 1e-5
 

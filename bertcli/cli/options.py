@@ -157,8 +157,8 @@ ThreadsOpt = Annotated[
 
 
 TOKEN_BUDGET = (
-    f"[default: batches of about {BATCH_TOKENS['cpu']} padded tokens on CPU, {BATCH_TOKENS['accelerator']} for torch "
-    "on a GPU]"
+    f"[default: batches of about {BATCH_TOKENS['cpu-unpadded']} tokens for torch on a CPU (it skips padding), "
+    f"{BATCH_TOKENS['cpu']} padded tokens for ONNX, {BATCH_TOKENS['accelerator']} for torch on a GPU]"
 )
 
 

@@ -20,6 +20,7 @@ class Backend(Protocol):
     name: str  # what the logs, /info and bertcli.json say ran the model
     batch_tokens: int  # padded tokens per batch when no batch size is given (config BATCH_TOKENS, by device)
     threads_per_call: bool  # whether a forward runs on its calling thread's count (runtime.device.use_threads)
+    unpadded: bool  # whether a forward costs its inputs' real tokens, not batch x longest (inference/unpadded.py)
 
     def provides(self, output: str) -> bool:
         """Whether `forward` can return this output."""
@@ -62,9 +63,28 @@ def token_budget_batches(
     return batches
 
 
-def batches_for(lengths: Sequence[int], batch_size: int | None, max_tokens: int) -> list[np.ndarray]:
-    """A fixed batch size when one is given, else token-budget batches (`max_tokens`: the backend's batch_tokens)."""
-    return length_sorted_batches(lengths, batch_size) if batch_size else token_budget_batches(lengths, max_tokens)
+def unpadded_batches(lengths: Sequence[int], max_tokens: int, max_batch: int = MAX_BATCH) -> list[np.ndarray]:
+    """Index batches, longest first, each holding at most `max_tokens` real tokens (and `max_batch` inputs): what a
+    batch costs a backend that runs unpadded. A long-tail batch then runs in fewer forwards than padded budgets cut."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches, start = [], 0
+    while start < len(order):
+        fits = np.cumsum(lengths[order[start : start + max_batch]]) <= max_tokens
+        size = max(1, int(fits.sum()))  # sorted longest first, so the ones that fit are a prefix
+        batches.append(order[start : start + size])
+        start += size
+    return batches
+
+
+def batches_for(
+    lengths: Sequence[int], batch_size: int | None, max_tokens: int, unpadded: bool = False
+) -> list[np.ndarray]:
+    """A fixed batch size when one is given, else token-budget batches (`max_tokens`: the backend's batch_tokens,
+    counted as the backend computes them: real tokens when it runs unpadded, else padded)."""
+    if batch_size:
+        return length_sorted_batches(lengths, batch_size)
+    return unpadded_batches(lengths, max_tokens) if unpadded else token_budget_batches(lengths, max_tokens)
 
 
 def run_batches(

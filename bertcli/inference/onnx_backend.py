@@ -44,6 +44,7 @@ class OnnxBackend:
         self.name = f"onnxruntime {Path(path).name}"
         self.batch_tokens = BATCH_TOKENS["cpu"]  # the session runs on CPUExecutionProvider
         self.threads_per_call = True  # a session per thread count
+        self.unpadded = False  # the graph takes padded batches
         self.names = [o.name for o in session.get_outputs()]
         self.layers = sorted(int(n.split(".")[1]) for n in self.names if n.startswith("hidden_states."))
 

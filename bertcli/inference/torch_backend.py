@@ -15,6 +15,7 @@ import numpy as np
 from bertcli.config import BATCH_TOKENS
 from bertcli.errors import ModelError
 from bertcli.inference.encoding import Features
+from bertcli.inference.unpadded import UNPAD, unpad_encoder
 
 HEADS = {
     "sequence-classification": "AutoModelForSequenceClassification",
@@ -36,8 +37,10 @@ class TorchBackend:
             _prepare_linear_layers(self.model, self.dtype)
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
         self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
-        self.batch_tokens = BATCH_TOKENS["cpu" if self.device.type == "cpu" else "accelerator"]
         self.threads_per_call = self.device.type == "cpu"  # the calling thread's count (runtime.device.use_threads)
+        self.unpadded = self.device.type == "cpu" and unpad_encoder(self.model)
+        on = "accelerator" if self.device.type != "cpu" else "cpu-unpadded" if self.unpadded else "cpu"
+        self.batch_tokens = BATCH_TOKENS[on]
 
     def provides(self, output: str) -> bool:
         """Whether the model computes `output` (an encoder without a trained pooler has no pooler_output)."""
@@ -49,7 +52,10 @@ class TorchBackend:
         autocast = torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
         with torch.inference_mode(), autocast:
             tensors = {k: torch.from_numpy(v).to(self.device) for k, v in features.items()}
-            result = self.model(**tensors, output_hidden_states="hidden_states" in outputs)
+            if "hidden_states" in outputs:  # every layer's output, padded: the unpadded layers' would be packed
+                result = self.model(**tensors, output_hidden_states=True)
+            else:
+                result = self.model(**tensors, **({UNPAD: True} if self.unpadded else {}))
             arrays = {}
             for name in outputs:
                 value = result[name]

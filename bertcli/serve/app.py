@@ -119,7 +119,7 @@ def create_app(
         for name, model in models.items():
             state.batchers[name] = Batcher(
                 model.run, forward, cfg.max_batch_tokens, cfg.max_wait_ms, cfg.max_queue, _observer(state, name),
-                model.predictor.backend.threads_per_call,
+                model.predictor.backend.threads_per_call, model.predictor.backend.unpadded,
             )  # fmt: skip
             state.batchers[name].start()
         state.ready = True

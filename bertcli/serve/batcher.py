@@ -4,7 +4,8 @@ Each input waits in a bounded queue with its own future. A batch is cut, oldest 
 the token budget or when the oldest has waited `max_wait`. A forward pads every input to the batch's longest, so on
 real long-tail text (a few statements of 300 tokens among many of 20) one padded forward mostly computes padding;
 the cut batch is therefore split into length buckets, the split that minimises the forwards' estimated cost
-(`buckets`), and the buckets run shortest first on the forward threads, off the event loop. Every input's result
+(`buckets`), and the buckets run shortest first on the forward threads, off the event loop. A backend that runs
+unpadded (torch on a CPU: inference/unpadded.py) costs its real tokens, and its batch runs whole. Every input's result
 goes back to its own request, which reassembles them in order. The forwards share the cores (`cores.Cores`): a
 forward alone takes them all, and under load forwards run at once in streams, each on its share, but for a forward of
 many padded tokens, which takes them all.
@@ -114,11 +115,13 @@ class Batcher:
     def __init__(
         self, run: Callable[[list[Any], int], list[Any]], cores: Cores, max_tokens: int, max_wait_ms: float,
         max_queue: int, observe: Callable[[int, int], None] | None = None, streams: bool = False,
+        unpadded: bool = False,
     ) -> None:  # fmt: skip
         """`run(payloads, threads)`: one forward on `threads` CPU threads, run on one of `cores`' forward threads
         (the cores every served model's batcher shares). `streams`: whether this model's forwards may run at once,
-        each on a share of the cores (a backend that runs on its caller's thread count: torch on a CPU, ONNX Runtime)."""
-        self.run, self.cores, self.streams = run, cores, streams
+        each on a share of the cores (a backend that runs on its caller's thread count: torch on a CPU, ONNX Runtime).
+        `unpadded`: whether a forward costs its inputs' real tokens (then nothing is gained by splitting a batch)."""
+        self.run, self.cores, self.streams, self.unpadded = run, cores, streams, unpadded
         self.running = 0  # inputs in forwards now
         self.overlapped = -float("inf")  # when a request last came while others were queued or running
         self.max_tokens, self.max_wait, self.max_queue = max_tokens, max_wait_ms / 1000, max_queue
@@ -166,10 +169,7 @@ class Batcher:
                 stream = await self.cores.take(share)  # a stream is free: only now is the next batch cut
                 if not pending:
                     await self._fill()
-                    batch = self._cut()
-                    pending.extend(
-                        [batch[i] for i in group] for group in buckets([j.tokens for j in batch], self.cost.overhead)
-                    )
+                    pending.extend(self._forwards(self._cut()))
                 if not pending or (share < self.cores.total and self._wide(pending[0])):
                     self.cores.give(stream, share)  # every input of the cut went away, or the next takes every thread
                     continue
@@ -188,9 +188,19 @@ class Batcher:
             for forward in forwards:
                 forward.cancel()
 
+    def _forwards(self, batch: list[Job]) -> list[list[Job]]:
+        """A cut batch as the forwards to run, shortest first: whole when unpadded, else its length buckets."""
+        if self.unpadded:
+            return [batch] if batch else []
+        return [[batch[i] for i in group] for group in buckets([job.tokens for job in batch], self.cost.overhead)]
+
     def _wide(self, bucket: list[Job]) -> bool:
-        """Whether a forward over `bucket` pads to enough tokens to run on every thread (WIDE_TOKENS)."""
-        return len(bucket) * max(job.tokens for job in bucket) >= WIDE_TOKENS
+        """Whether a forward over `bucket` computes enough tokens to run on every thread (WIDE_TOKENS)."""
+        return self._computed(bucket) >= WIDE_TOKENS
+
+    def _computed(self, jobs: list[Job]) -> int:
+        """The tokens a forward over `jobs` computes: their own when unpadded, else each padded to the longest."""
+        return sum(job.tokens for job in jobs) if self.unpadded else len(jobs) * max(job.tokens for job in jobs)
 
     def _quiet(self) -> bool:
         """Whether requests have come one at a time for a while (QUIET_SECONDS)."""
@@ -217,7 +227,7 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
         else:
-            self.cost.observe(len(jobs) * max(job.tokens for job in jobs), time.perf_counter() - start)
+            self.cost.observe(self._computed(jobs), time.perf_counter() - start)
             for job, result in zip(jobs, results):
                 if not job.future.done():
                     job.future.set_result(result)

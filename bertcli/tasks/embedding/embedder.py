@@ -202,7 +202,8 @@ class Embedder:
         `encoded`: the texts as `self.encoder.encode` already tokenized them (token vectors need their offsets too)."""
         if encoded is None or (self.opts.token_level and encoded.offsets is None):
             encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
-        batches = batches_for(encoded.lengths, self.opts.batch_size, self.backend.batch_tokens)
+        unpadded = self.backend.unpadded and "hidden_states" not in self.outputs  # every layer's output runs padded
+        batches = batches_for(encoded.lengths, self.opts.batch_size, self.backend.batch_tokens, unpadded)
         results = run_batches(
             self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch
         )

@@ -93,7 +93,9 @@ class Reranker:
         has_pairs = any(pair is not None for _, pair in inputs)
         texts, pairs = [t for t, _ in inputs], [p or "" for _, p in inputs] if has_pairs else None
         documents = read_documents(self.encoder, texts, pairs, self.policy, encoded)
-        batches = batches_for(documents.encoded.lengths, self.batch_size, self.backend.batch_tokens)
+        batches = batches_for(
+            documents.encoded.lengths, self.batch_size, self.backend.batch_tokens, self.backend.unpadded
+        )
         logits = np.stack(run_batches(self.backend, documents.encoded, self.encoder.specials.pad, batches))[:, :1]
         if self.windowed:
             logits = aggregate(logits, documents, self.policy.aggregate)

@@ -1,0 +1,140 @@
+"""Unpadded inference (inference/unpadded.py): a padded batch's real tokens through the encoder layers as one packed
+sequence compute what the padded forward computes, for every head and each architecture it claims; a batch without
+padding, a request for every layer's output and an unknown architecture keep the model's own path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+HEADS = [("encoder", "last_hidden_state"), ("sequence-classification", "logits"), ("token-classification", "logits")]
+
+
+def batch(model_dir, texts):
+    from bertcli.inference.encoding import TextEncoder, pad
+
+    return pad(TextEncoder.load(model_dir, 64).encode(texts), range(len(texts)), 0)
+
+
+TEXTS = ["a short text", "and a somewhat longer second text with more words in it", "mid length here", "x"]
+
+
+def reference_outputs(model_dir, head, features, output, **options):
+    """The plain transformers model (sdpa, padded) on the same weights."""
+    from bertcli.inference.torch_backend import load_model
+
+    torch.manual_seed(0)  # a head's random initialisation: the same as the backend's model
+    model = load_model(str(model_dir), head).eval()
+    with torch.inference_mode():
+        result = model(**{k: torch.from_numpy(v) for k, v in features.items()}, **options)
+    return result
+
+
+@pytest.mark.parametrize(("head", "output"), HEADS)
+def test_an_unpadded_forward_computes_what_the_padded_one_does_for_every_head(tiny_model, head, output):
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+
+    features = batch(tiny_model, TEXTS)
+    real = features["attention_mask"].astype(bool)
+    assert not real.all()  # the batch has padding to drop
+    torch.manual_seed(0)
+    backend = TorchBackend(load_model(str(tiny_model), head), precision="no")
+    assert backend.unpadded and backend.model.config._attn_implementation == "bertcli_unpadded"
+    got = backend.forward(features, (output,))[output]
+    expected = reference_outputs(tiny_model, head, features, output)[output].numpy()
+    per_token = output == "last_hidden_state" or head == "token-classification"
+    np.testing.assert_allclose(got[real] if per_token else got, expected[real] if per_token else expected, atol=2e-5)
+    if output == "last_hidden_state":
+        assert not got[~real].any()  # padding's rows are zeros, not computed
+
+
+def test_every_layers_output_stays_padded_and_equal_to_the_models_own(tiny_model):
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+
+    features = batch(tiny_model, TEXTS)
+    backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
+    got = backend.forward(features, ("last_hidden_state", "hidden_states"))
+    expected = reference_outputs(tiny_model, "encoder", features, "hidden_states", output_hidden_states=True)
+    assert got["hidden_states"].shape == (4, 3, features["input_ids"].shape[1], 32)  # embeddings + 2 layers
+    real = features["attention_mask"].astype(bool)
+    for layer, hidden in enumerate(expected.hidden_states):
+        np.testing.assert_allclose(got["hidden_states"][:, layer][real], hidden.numpy()[real], atol=2e-5)
+
+
+def test_a_batch_without_padding_runs_the_models_own_path_bit_for_bit(tiny_model):
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+
+    features = batch(tiny_model, ["the same text", "the same text"])
+    assert features["attention_mask"].all()
+    backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
+    got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
+    expected = reference_outputs(tiny_model, "encoder", features, "last_hidden_state").last_hidden_state.numpy()
+    assert np.array_equal(got, expected)
+
+
+def test_attention_per_input_equals_each_inputs_own_attention_and_the_masked_padded_one():
+    from bertcli.inference.unpadded import unpadded_attention
+
+    torch.manual_seed(0)
+    lengths = [3, 3, 7, 1, 1, 1, 5]  # runs of one length attend in one call
+    query, key, value = (torch.randn(1, 2, sum(lengths), 8) for _ in range(3))
+    packed, _ = unpadded_attention(None, query, key, value, None, scaling=0.3, bertcli_lengths=lengths)
+    assert packed.shape == (1, sum(lengths), 2, 8)  # (batch, tokens, heads, head width), as transformers expects
+    start = 0
+    for length in lengths:  # one input alone: its tokens see only each other
+        span = slice(start, start + length)
+        alone, _ = unpadded_attention(None, query[:, :, span], key[:, :, span], value[:, :, span], None, scaling=0.3)
+        torch.testing.assert_close(packed[:, span], alone)
+        start += length
+    width = max(lengths)  # the same inputs padded, with a 2D mask
+    padded = [torch.zeros(len(lengths), 2, width, 8) for _ in range(3)]
+    mask = torch.zeros(len(lengths), width, dtype=torch.bool)
+    start = 0
+    for row, length in enumerate(lengths):
+        for tensor, source in zip(padded, (query, key, value)):
+            tensor[row, :, :length] = source[0, :, start : start + length]
+        mask[row, :length] = True
+        start += length
+    masked, _ = unpadded_attention(None, *padded, mask, scaling=0.3)
+    torch.testing.assert_close(masked[mask], packed[0])
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "camembert", "electra"])
+def test_each_claimed_architecture_computes_the_same_unpadded(model_type):
+    from transformers import AutoConfig, AutoModel
+
+    from bertcli.inference.unpadded import UNPAD, unpad_encoder
+
+    config = AutoConfig.for_model(
+        model_type, vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64, pad_token_id=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model, reference = AutoModel.from_config(config).eval(), AutoModel.from_config(config).eval()
+    reference.load_state_dict(model.state_dict())
+    assert unpad_encoder(model)
+    mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5, [1] * 6 + [0] * 3])
+    ids = torch.randint(5, 99, mask.shape).masked_fill(mask == 0, 1)
+    with torch.inference_mode():
+        got = model(input_ids=ids, attention_mask=mask, **{UNPAD: True}).last_hidden_state
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    torch.testing.assert_close(got[real], expected[real], atol=2e-5, rtol=1e-4)
+
+
+def test_an_architecture_it_does_not_know_keeps_its_own_path(tmp_path):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from bertcli.inference.torch_backend import TorchBackend
+    from bertcli.inference.unpadded import unpad_encoder
+
+    config = DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=4, hidden_dim=64, max_position_embeddings=64)
+    model = DistilBertModel(config).eval()
+    own = model.config._attn_implementation
+    assert not unpad_encoder(model) and model.config._attn_implementation == own
+    backend = TorchBackend(model, precision="no")
+    features = {"input_ids": np.array([[5, 6, 7], [8, 9, 0]]), "attention_mask": np.array([[1, 1, 1], [1, 1, 0]])}
+    assert not backend.unpadded
+    assert backend.forward(features, ("last_hidden_state",))["last_hidden_state"].shape == (2, 3, 32)
