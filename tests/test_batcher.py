@@ -211,7 +211,7 @@ def test_nothing_waits_past_max_wait_plus_the_forwards_ahead_and_long_inputs_do_
     assert len(forwards) < 45  # short inputs still merge
 
 
-def streamed(models: dict[str, bool], scenario, total=2, streams=2, seconds=0.05):
+def streamed(models: dict[str, bool], scenario, total=2, streams=2, seconds=0.05, unpadded=False):
     """Run `scenario(batchers)` with one batcher per model (name: whether it streams) sharing `total` cores; each
     forward (name, inputs, threads) with its start and end, and the scenario's result."""
     forwards: list[tuple[str, list[str], int, float, float]] = []
@@ -228,7 +228,8 @@ def streamed(models: dict[str, bool], scenario, total=2, streams=2, seconds=0.05
     async def main():
         cores = Cores(total, streams)
         batchers = {
-            name: Batcher(model(name), cores, 1000, 1.0, 100, streams=streams_) for name, streams_ in models.items()
+            name: Batcher(model(name), cores, 1000, 1.0, 100, streams=streams_, unpadded=unpadded)
+            for name, streams_ in models.items()
         }
         for batcher in batchers.values():
             batcher.start()
@@ -334,7 +335,7 @@ def test_a_model_that_cannot_share_takes_every_core_and_models_never_exceed_them
     assert overlapping(forwards) == 2 and len(forwards) == 6
 
 
-def test_an_unpadded_model_runs_a_cut_batch_whole_in_arrival_order():
+def test_an_unpadded_model_runs_a_cut_batch_whole_when_its_forwards_cannot_share_the_cores():
     """Its forward costs the inputs' real tokens, so a long-tail batch gains nothing from length buckets."""
 
     async def scenario(batcher):
@@ -345,12 +346,37 @@ def test_an_unpadded_model_runs_a_cut_batch_whole_in_arrival_order():
 
     batches, answers = run_batcher(scenario, unpadded=True)
     assert [list(a) for a in answers] == [["LONG-A", "S1", "S2"], ["S3", "LONG-B"]]
-    assert batches == [["long-a", "s1", "s2", "s3", "long-b"]]
+    assert sorted(batches[0]) == ["long-a", "long-b", "s1", "s2", "s3"] and len(batches) == 1
+
+
+def test_an_unpadded_models_cut_batch_runs_as_one_part_per_stream_of_about_equal_tokens_at_once():
+    """So that both streams have work; and no part runs on every thread under load, however many tokens it holds."""
+
+    async def scenario(batchers):
+        tokens = {"long-a": 300, "long-b": 250, "s1": 200, "s2": 150, "s3": 50}  # one cut batch (1000 tokens)
+        return await asyncio.gather(*batchers["m"].submit(list(tokens), list(tokens.values())))
+
+    forwards, _ = streamed({"m": True}, scenario, unpadded=True)
+    parts = sorted(sorted(inputs) for _, inputs, _, _, _ in forwards)
+    assert parts == [["long-a", "s2", "s3"], ["long-b", "s1"]]  # 500 and 450 tokens
+    assert {threads for _, _, threads, _, _ in forwards} == {1} and overlapping(forwards) == 2
+
+
+def test_balanced_parts_take_each_input_once_and_never_outnumber_it():
+    from bertcli.serve.batcher import Job, balanced
+
+    jobs = [Job(name, tokens, None) for name, tokens in [("a", 5), ("b", 50), ("c", 20), ("d", 30), ("e", 10)]]
+    parts = balanced(jobs, 2)
+    assert sorted(job.payload for part in parts for job in part) == list("abcde")
+    assert sorted(sum(job.tokens for job in part) for part in parts) == [55, 60]
+    assert [[job.payload for job in part] for part in balanced(jobs[:1], 2)] == [["a"]]
+    assert balanced([], 2) == []
 
 
 @pytest.mark.parametrize(("unpadded", "wide"), [(False, True), (True, False)])
 def test_a_forward_runs_on_every_thread_by_the_tokens_it_computes(unpadded, wide):
-    """One input of 1500 tokens among three of 10: padded, 6000 tokens; unpadded, 1530 (WIDE_TOKENS is 2048)."""
+    """One input of 1500 tokens among three of 10: padded, 6000 tokens, wide; unpadded, never wide (its parts
+    run at once, one per stream)."""
     from bertcli.serve.batcher import Job
 
     cores = Cores(2)

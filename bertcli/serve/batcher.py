@@ -5,7 +5,8 @@ the token budget or when the oldest has waited `max_wait`. A forward pads every 
 real long-tail text (a few statements of 300 tokens among many of 20) one padded forward mostly computes padding;
 the cut batch is therefore split into length buckets, the split that minimises the forwards' estimated cost
 (`buckets`), and the buckets run shortest first on the forward threads, off the event loop. A backend that runs
-unpadded (torch on a CPU: inference/unpadded.py) costs its real tokens, and its batch runs whole. Every input's result
+unpadded (torch on a CPU: inference/unpadded.py) costs its real tokens whatever their lengths: its cut batch runs as
+one part per stream, of about equal tokens, so that every stream has work. Every input's result
 goes back to its own request, which reassembles them in order. The forwards share the cores (`cores.Cores`): a
 forward alone takes them all, and under load forwards run at once in streams, each on its share, but for a forward of
 many padded tokens, which takes them all.
@@ -78,6 +79,17 @@ def buckets(lengths: Sequence[int], overhead: float) -> list[list[int]]:
         j = cut[j]
     starts = [0, *reversed(ends[1:])]
     return [order[start:end] for start, end in zip(starts, reversed(ends))]
+
+
+def balanced(jobs: list[Job], parts: int) -> list[list[Job]]:
+    """`jobs` in at most `parts` groups of about equal tokens (longest first, each to the lightest group so far)."""
+    groups: list[list[Job]] = [[] for _ in range(min(parts, len(jobs)))]
+    loads = [0] * len(groups)
+    for job in sorted(jobs, key=lambda job: -job.tokens):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(job)
+        loads[lightest] += job.tokens
+    return groups
 
 
 class ForwardCost:
@@ -189,14 +201,15 @@ class Batcher:
                 forward.cancel()
 
     def _forwards(self, batch: list[Job]) -> list[list[Job]]:
-        """A cut batch as the forwards to run, shortest first: whole when unpadded, else its length buckets."""
+        """A cut batch as the forwards to run: unpadded, one part per stream of about equal tokens (so that every
+        stream has work); else its length buckets, shortest first."""
         if self.unpadded:
-            return [batch] if batch else []
+            return balanced(batch, self.cores.total // self.cores.share if self.streams else 1)
         return [[batch[i] for i in group] for group in buckets([job.tokens for job in batch], self.cost.overhead)]
 
     def _wide(self, bucket: list[Job]) -> bool:
         """Whether a forward over `bucket` computes enough tokens to run on every thread (WIDE_TOKENS)."""
-        return self._computed(bucket) >= WIDE_TOKENS
+        return not self.unpadded and self._computed(bucket) >= WIDE_TOKENS
 
     def _computed(self, jobs: list[Job]) -> int:
         """The tokens a forward over `jobs` computes: their own when unpadded, else each padded to the longest."""
