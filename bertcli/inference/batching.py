@@ -18,7 +18,7 @@ class Backend(Protocol):
 
     inputs: frozenset[str]
     name: str  # what the logs, /info and bertcli.json say ran the model
-    batch_tokens: int  # padded tokens per batch when no batch size is given (config BATCH_TOKENS, by device)
+    batch_tokens: int  # tokens per batch when no batch size is given (config BATCH_TOKENS; real ones when unpadded)
     threads_per_call: bool  # whether a forward runs on its calling thread's count (runtime.device.use_threads)
     unpadded: bool  # whether a forward costs its inputs' real tokens, not batch x longest (inference/unpadded.py)
 

@@ -132,7 +132,7 @@ class Batcher:
         """`run(payloads, threads)`: one forward on `threads` CPU threads, run on one of `cores`' forward threads
         (the cores every served model's batcher shares). `streams`: whether this model's forwards may run at once,
         each on a share of the cores (a backend that runs on its caller's thread count: torch on a CPU, ONNX Runtime).
-        `unpadded`: whether a forward costs its inputs' real tokens (then nothing is gained by splitting a batch)."""
+        `unpadded`: whether a forward costs its inputs' real tokens (a cut batch then runs as one part per stream)."""
         self.run, self.cores, self.streams, self.unpadded = run, cores, streams, unpadded
         self.running = 0  # inputs in forwards now
         self.overlapped = -float("inf")  # when a request last came while others were queued or running
