@@ -346,7 +346,7 @@ def test_an_unpadded_model_runs_a_cut_batch_whole_when_its_forwards_cannot_share
 
     batches, answers = run_batcher(scenario, unpadded=True)
     assert [list(a) for a in answers] == [["LONG-A", "S1", "S2"], ["S3", "LONG-B"]]
-    assert sorted(batches[0]) == ["long-a", "long-b", "s1", "s2", "s3"] and len(batches) == 1
+    assert batches == [["long-a", "s1", "s2", "s3", "long-b"]]  # in arrival order
 
 
 def test_an_unpadded_models_cut_batch_runs_as_one_part_per_stream_of_about_equal_tokens_at_once():
@@ -368,7 +368,7 @@ def test_balanced_parts_take_each_input_once_and_never_outnumber_it():
     jobs = [Job(name, tokens, None) for name, tokens in [("a", 5), ("b", 50), ("c", 20), ("d", 30), ("e", 10)]]
     parts = balanced(jobs, 2)
     assert sorted(job.payload for part in parts for job in part) == list("abcde")
-    assert sorted(sum(job.tokens for job in part) for part in parts) == [55, 60]
+    assert [[job.payload for job in part] for part in parts] == [["b", "e"], ["a", "c", "d"]]  # 60 and 55 tokens
     assert [[job.payload for job in part] for part in balanced(jobs[:1], 2)] == [["a"]]
     assert balanced([], 2) == []
 

@@ -82,14 +82,15 @@ def buckets(lengths: Sequence[int], overhead: float) -> list[list[int]]:
 
 
 def balanced(jobs: list[Job], parts: int) -> list[list[Job]]:
-    """`jobs` in at most `parts` groups of about equal tokens (longest first, each to the lightest group so far)."""
-    groups: list[list[Job]] = [[] for _ in range(min(parts, len(jobs)))]
+    """`jobs` in at most `parts` groups of about equal tokens (longest first, each to the lightest group so far),
+    each group in arrival order."""
+    groups: list[list[int]] = [[] for _ in range(min(parts, len(jobs)))]
     loads = [0] * len(groups)
-    for job in sorted(jobs, key=lambda job: -job.tokens):
+    for index in sorted(range(len(jobs)), key=lambda i: -jobs[i].tokens):
         lightest = loads.index(min(loads))
-        groups[lightest].append(job)
-        loads[lightest] += job.tokens
-    return groups
+        groups[lightest].append(index)
+        loads[lightest] += jobs[index].tokens
+    return [[jobs[i] for i in sorted(group)] for group in groups]
 
 
 class ForwardCost:
