@@ -142,6 +142,28 @@ def test_unpadded_batches_hold_the_budget_in_real_tokens_longest_first():
     assert [len(b) for b in batches_for(lengths, None, 80)] == [1, 2, 2, 4]  # padded: 100, 80, 60, 28
 
 
+@pytest.mark.parametrize("layers", ["-1", "-2:"])
+def test_default_batches_hold_the_budget_of_the_path_the_forward_takes(tiny_model, layers):
+    """Torch on a CPU runs unpadded, in batches of BATCH_TOKENS["cpu-unpadded"] real tokens; every layer's output
+    (`--layers`) runs padded, in batches of BATCH_TOKENS["cpu"] padded tokens."""
+    from bertcli.config import BATCH_TOKENS
+
+    embedder = Embedder(str(tiny_model), EmbedOptions(precision="no", layers=layers))
+    if not embedder.backend.unpadded:
+        pytest.skip("torch runs unpadded on a CPU only")
+    shapes, forward = [], embedder.backend.forward
+    embedder.backend.forward = lambda features, outputs: (
+        shapes.append((*features["input_ids"].shape, int(features["attention_mask"].sum())))
+        or forward(features, outputs)
+    )
+    texts = [" ".join(["good movie"] * (3 + i % 2)) for i in range(400)]  # two lengths: 200 inputs each
+    embedder.embed(texts)
+    padded = layers != "-1"
+    used = [rows * width if padded else real for rows, width, real in shapes]
+    assert sum(rows for rows, _, _ in shapes) == 400
+    assert max(used) <= BATCH_TOKENS["cpu" if padded else "cpu-unpadded"] < 2 * max(used)  # full batches
+
+
 def test_a_common_length_gets_unpadded_batches_of_its_own():
     lengths = [9, 7, 30, 7, 8, 7, 7, 7, 7, 6, 7, 7, 5]  # eight inputs of 7 tokens, five rarer lengths
     batches = token_budget_batches(lengths, max_tokens=40, min_equal=8)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from bertcli.bundle import Bundle
-from bertcli.config import EmbedOptions
+from bertcli.config import BATCH_TOKENS, EmbedOptions
 from bertcli.errors import ModelError, UsageError
 from bertcli.inference.batching import batches_for, run_batches
 from bertcli.inference.encoding import Encoded
@@ -203,7 +203,8 @@ class Embedder:
         if encoded is None or (self.opts.token_level and encoded.offsets is None):
             encoded = self.encoder.encode(texts, None, offsets=self.opts.token_level)
         unpadded = self.backend.unpadded and "hidden_states" not in self.outputs  # every layer's output runs padded
-        batches = batches_for(encoded.lengths, self.opts.batch_size, self.backend.batch_tokens, unpadded)
+        budget = self.backend.batch_tokens if unpadded == self.backend.unpadded else BATCH_TOKENS["cpu"]
+        batches = batches_for(encoded.lengths, self.opts.batch_size, budget, unpadded)
         results = run_batches(
             self.backend, encoded, self.encoder.specials.pad, batches, self.outputs, self._reduce, on_batch
         )
