@@ -374,9 +374,9 @@ def test_balanced_parts_take_each_input_once_and_never_outnumber_it():
 
 
 @pytest.mark.parametrize(("unpadded", "wide"), [(False, True), (True, False)])
-def test_a_forward_runs_on_every_thread_by_the_tokens_it_computes(unpadded, wide):
-    """One input of 1500 tokens among three of 10: padded, 6000 tokens, wide; unpadded, never wide (its parts
-    run at once, one per stream)."""
+def test_a_padded_forward_of_many_tokens_takes_every_thread_and_an_unpadded_one_never(unpadded, wide):
+    """One input of 1500 tokens among three of 10: padded, 6000 tokens (WIDE_TOKENS is 2048), wide; unpadded, never
+    wide (its parts run at once, one per stream)."""
     from bertcli.serve.batcher import Job
 
     cores = Cores(2)

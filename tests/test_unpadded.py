@@ -124,7 +124,7 @@ def test_each_claimed_architecture_computes_the_same_unpadded(model_type):
     torch.testing.assert_close(got[real], expected[real], atol=2e-5, rtol=1e-4)
 
 
-def test_an_architecture_it_does_not_know_keeps_its_own_path(tmp_path):
+def test_an_architecture_it_does_not_know_keeps_its_own_path():
     from transformers import DistilBertConfig, DistilBertModel
 
     from bertcli.inference.torch_backend import TorchBackend

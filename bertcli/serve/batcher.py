@@ -209,12 +209,9 @@ class Batcher:
         return [[batch[i] for i in group] for group in buckets([job.tokens for job in batch], self.cost.overhead)]
 
     def _wide(self, bucket: list[Job]) -> bool:
-        """Whether a forward over `bucket` computes enough tokens to run on every thread (WIDE_TOKENS)."""
-        return not self.unpadded and self._computed(bucket) >= WIDE_TOKENS
-
-    def _computed(self, jobs: list[Job]) -> int:
-        """The tokens a forward over `jobs` computes: their own when unpadded, else each padded to the longest."""
-        return sum(job.tokens for job in jobs) if self.unpadded else len(jobs) * max(job.tokens for job in jobs)
+        """Whether a forward over `bucket` pads to enough tokens to run on every thread (WIDE_TOKENS); an unpadded
+        model's parts never do: they run at once, one per stream."""
+        return not self.unpadded and len(bucket) * max(job.tokens for job in bucket) >= WIDE_TOKENS
 
     def _quiet(self) -> bool:
         """Whether requests have come one at a time for a while (QUIET_SECONDS)."""
@@ -241,7 +238,7 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
         else:
-            self.cost.observe(self._computed(jobs), time.perf_counter() - start)
+            self.cost.observe(len(jobs) * max(job.tokens for job in jobs), time.perf_counter() - start)
             for job, result in zip(jobs, results):
                 if not job.future.done():
                     job.future.set_result(result)
