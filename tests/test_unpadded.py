@@ -63,7 +63,7 @@ def test_every_layers_output_stays_padded_and_equal_to_the_models_own(tiny_model
         np.testing.assert_allclose(got["hidden_states"][:, layer][real], hidden.numpy()[real], atol=2e-5)
 
 
-def test_a_batch_without_padding_runs_the_models_own_path_bit_for_bit(tiny_model):
+def test_a_batch_without_padding_computes_what_the_models_own_path_does(tiny_model):
     from bertcli.inference.torch_backend import TorchBackend, load_model
 
     features = batch(tiny_model, ["the same text", "the same text"])
@@ -71,34 +71,51 @@ def test_a_batch_without_padding_runs_the_models_own_path_bit_for_bit(tiny_model
     backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
     expected = reference_outputs(tiny_model, "encoder", features, "last_hidden_state").last_hidden_state.numpy()
-    assert np.array_equal(got, expected)
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    np.testing.assert_array_equal(got[0], got[1])  # one run of equal lengths: both inputs in one attention call
 
 
-def test_attention_per_input_equals_each_inputs_own_attention_and_the_masked_padded_one():
-    from bertcli.inference.unpadded import unpadded_attention
+def test_packed_attention_equals_each_inputs_own_attention_and_the_masked_padded_one():
+    from bertcli.inference.unpadded import _runs, packed_attention, padded_attention
 
     torch.manual_seed(0)
     lengths = [3, 3, 7, 1, 1, 1, 5]  # runs of one length attend in one call
-    query, key, value = (torch.randn(1, 2, sum(lengths), 8) for _ in range(3))
-    packed, _ = unpadded_attention(None, query, key, value, None, scaling=0.3, bertcli_lengths=lengths)
-    assert packed.shape == (1, sum(lengths), 2, 8)  # (batch, tokens, heads, head width), as transformers expects
+    assert _runs(lengths) == [(3, 2), (7, 1), (1, 3), (5, 1)]
+    query, key, value = (torch.randn(sum(lengths), 2, 8) for _ in range(3))  # (tokens, heads, head width)
+    packed = packed_attention(query, key, value, _runs(lengths), 0.3)
+    assert packed.shape == (sum(lengths), 16)  # (tokens, width): the next linear layer's input
     start = 0
     for length in lengths:  # one input alone: its tokens see only each other
         span = slice(start, start + length)
-        alone, _ = unpadded_attention(None, query[:, :, span], key[:, :, span], value[:, :, span], None, scaling=0.3)
-        torch.testing.assert_close(packed[:, span], alone)
+        alone = torch.nn.functional.scaled_dot_product_attention(
+            *(t[span].transpose(0, 1) for t in (query, key, value)), scale=0.3
+        )
+        torch.testing.assert_close(packed[span], alone.transpose(0, 1).reshape(length, 16))
         start += length
-    width = max(lengths)  # the same inputs padded, with a 2D mask
+    width = max(lengths)  # the same inputs padded, with a 2D mask, through the padded forward's attention
     padded = [torch.zeros(len(lengths), 2, width, 8) for _ in range(3)]
     mask = torch.zeros(len(lengths), width, dtype=torch.bool)
     start = 0
     for row, length in enumerate(lengths):
         for tensor, source in zip(padded, (query, key, value)):
-            tensor[row, :, :length] = source[0, :, start : start + length]
+            tensor[row, :, :length] = source[start : start + length].transpose(0, 1)
         mask[row, :length] = True
         start += length
-    masked, _ = unpadded_attention(None, *padded, mask, scaling=0.3)
-    torch.testing.assert_close(masked[mask], packed[0])
+    masked, _ = padded_attention(None, *padded, mask, scaling=0.3)
+    torch.testing.assert_close(masked[mask].flatten(1), packed)
+
+
+def test_the_fused_projection_computes_query_key_and_value_side_by_side(tiny_model):
+    from bertcli.inference.torch_backend import load_model
+    from bertcli.inference.unpadded import unpad_encoder
+
+    model = load_model(str(tiny_model), "encoder").eval()
+    assert unpad_encoder(model)
+    attention, fused = model.encoder.layer[1].attention.self, model.encoder.bertcli_qkv[1]
+    hidden = torch.randn(5, 32)
+    with torch.inference_mode():
+        expected = torch.cat([attention.query(hidden), attention.key(hidden), attention.value(hidden)], dim=1)
+        torch.testing.assert_close(fused(hidden), expected)
 
 
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "camembert", "electra"])

@@ -33,12 +33,12 @@ class TorchBackend:
         self.precision = resolve_precision(precision)
         self.dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
+        self.unpadded = self.device.type == "cpu" and unpad_encoder(self.model)  # before the cast: it adds layers
         if self.dtype is not None:
             _prepare_linear_layers(self.model, self.dtype)
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
         self.name = f"torch {self.precision if self.precision != 'no' else 'fp32'} on {self.device}"
         self.threads_per_call = self.device.type == "cpu"  # the calling thread's count (runtime.device.use_threads)
-        self.unpadded = self.device.type == "cpu" and unpad_encoder(self.model)
         on = "accelerator" if self.device.type != "cpu" else "cpu-unpadded" if self.unpadded else "cpu"
         self.batch_tokens = BATCH_TOKENS[on]
 

@@ -8,9 +8,10 @@ at a time over its own tokens. The encoder's output is scattered back to the pad
 caller see what they saw before.
 
 Batches then count real tokens (config BATCH_TOKENS). All-MiniLM-L6-v2, bf16, 2 cores, offline: Rotten Tomatoes
-snippets 815-845 texts/s against 681-691 padded, long-tail statements 396-416 against 346-351. A batch without
-padding takes the model's own path. On an accelerator padding costs little and a loop of per-input attention
-calls much, so this is a CPU path (TorchBackend)."""
+snippets 815-845 texts/s against 681-691 padded, long-tail statements 396-416 against 346-351. The layers run as
+one short loop of their own arithmetic (`_encode`), which also takes a batch without padding: transformers' layer
+modules cost about 1.5 of the 5 ms a one-text forward took. On an accelerator padding costs little and a loop of
+per-input attention calls much, so this is a CPU path (TorchBackend)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from typing import Any
 
 ATTENTION = "bertcli_unpadded"  # the name registered with transformers' AttentionInterface
 UNPAD = "bertcli_unpad"  # the keyword a forward passes to run unpadded (the encoder layers' outputs are then packed)
-# architectures whose encoder is `base_model.encoder`, called with the embeddings and a padding mask, and whose
-# self-attention goes through transformers' AttentionInterface (the BERT family's modeling code)
+# architectures whose encoder is `base_model.encoder`, called with the embeddings and a padding mask, whose layers
+# are the BERT family's post-norm blocks, and whose self-attention goes through transformers' AttentionInterface
 ENCODERS = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
 
 
@@ -31,29 +32,35 @@ def padding_mask(attention_mask: Any = None, **_: Any) -> Any:
     return attention_mask.bool()
 
 
-def unpadded_attention(
-    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
-    bertcli_lengths: list[int] | None = None, **_: Any,
-) -> tuple[Any, None]:  # fmt: skip
-    """Scaled dot-product attention per input over a packed sequence (`bertcli_lengths`: each input's tokens, in
-    order), or over a padded batch masked by its 2D padding mask. Inference only: no dropout."""
+def padded_attention(
+    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None, **_: Any
+) -> tuple[Any, None]:
+    """Scaled dot-product attention over a padded batch, masked by its 2D padding mask: the registered attention
+    of a forward that stays padded (every layer's output asked for). Inference only: no dropout."""
+    import torch.nn.functional as F
+
+    mask = None if attention_mask is None else attention_mask[:, None, None, :]
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling)
+    return output.transpose(1, 2).contiguous(), None
+
+
+def packed_attention(query: Any, key: Any, value: Any, runs: list[tuple[int, int]], scaling: float) -> Any:
+    """Scaled dot-product attention per input over packed (tokens, heads, head width) tensors, each input attending
+    to its own tokens only; `runs` are the inputs' lengths in order as (length, count). Returns (tokens, width)."""
     import torch
     import torch.nn.functional as F
 
-    if bertcli_lengths is None:
-        mask = None if attention_mask is None else attention_mask[:, None, None, :]
-        output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling)
-        return output.transpose(1, 2).contiguous(), None
+    heads, width = query.shape[1:]
     parts, start = [], 0
-    for length, count in _runs(bertcli_lengths):  # inputs of one length side by side: one call (views, no copy)
+    for length, count in runs:  # inputs of one length side by side: one call (views, no copy)
         span = slice(start, start + length * count)
         query_run, key_run, value_run = (
-            t[0, :, span].unflatten(1, (count, length)).transpose(0, 1) for t in (query, key, value)
+            t[span].view(count, length, heads, width).transpose(1, 2) for t in (query, key, value)
         )
         output = F.scaled_dot_product_attention(query_run, key_run, value_run, scale=scaling)
-        parts.append(output.transpose(1, 2).flatten(0, 1))  # (tokens, heads, head width)
+        parts.append(output.transpose(1, 2).reshape(length * count, heads * width))
         start += length * count
-    return torch.cat(parts).unsqueeze(0), None
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _runs(lengths: list[int]) -> list[tuple[int, int]]:
@@ -69,29 +76,66 @@ def _runs(lengths: list[int]) -> list[tuple[int, int]]:
 
 def unpad_encoder(model: Any) -> bool:
     """Make `model` (in place, inference only) run its encoder layers unpadded when a forward passes UNPAD=True;
-    False, and the model untouched, when its architecture is not one of ENCODERS."""
+    False, and the model untouched, when its architecture is not one of ENCODERS.
+
+    The layers then run as one short loop (`_encode`) rather than through transformers' layer modules: on a CPU
+    their Python costs about as much as a small batch's arithmetic, and a server pays it on every forward. Each
+    layer's query, key and value projections become one linear layer (`encoder.bertcli_qkv`, registered so that the
+    backend's weight cast and packing reach it): a third of the linear calls fewer, at the memory of a copy of
+    those weights."""
+    import torch
     from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
     base = getattr(model, "base_model", None)
     encoder = getattr(base, "encoder", None)
     if model.config.model_type not in ENCODERS or encoder is None or model.config.is_decoder:
         return False
-    AttentionInterface.register(ATTENTION, unpadded_attention)
+    AttentionInterface.register(ATTENTION, padded_attention)
     AttentionMaskInterface.register(ATTENTION, padding_mask)
     model.set_attn_implementation(ATTENTION)
+    encoder.bertcli_qkv = torch.nn.ModuleList(_fused_projection(layer.attention.self) for layer in encoder.layer)
     padded = encoder.forward
 
     def forward(hidden_states: Any, attention_mask: Any = None, bertcli_unpad: bool = False, **kwargs: Any) -> Any:
-        if not bertcli_unpad or attention_mask is None:
+        if not bertcli_unpad:
             return padded(hidden_states, attention_mask=attention_mask, **kwargs)
-        batch, width, _ = hidden_states.shape
+        batch, width, size = hidden_states.shape
+        if attention_mask is None:  # nothing padded: the batch is packed as it is
+            tokens = _encode(encoder, hidden_states.reshape(batch * width, size), [(width, batch)])
+            return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=tokens.view(batch, width, size))
         real = attention_mask.reshape(-1).nonzero().squeeze(1)
-        packed = hidden_states.flatten(0, 1).index_select(0, real).unsqueeze(0)
-        output = padded(packed, attention_mask=None, bertcli_lengths=attention_mask.sum(1).tolist(), **kwargs)
-        tokens = output.last_hidden_state[0]
-        scattered = tokens.new_zeros(batch * width, tokens.shape[-1]).index_copy_(0, real, tokens)
-        output.last_hidden_state = scattered.view(batch, width, -1)
-        return output
+        packed = hidden_states.reshape(batch * width, size).index_select(0, real)
+        tokens = _encode(encoder, packed, _runs(attention_mask.sum(1).tolist()))
+        scattered = tokens.new_zeros(batch * width, size).index_copy_(0, real, tokens)
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=scattered.view(batch, width, size))
 
     encoder.forward = forward
     return True
+
+
+def _fused_projection(attention: Any) -> Any:
+    """One linear layer computing `attention`'s query, key and value projections side by side."""
+    import torch
+
+    parts = (attention.query, attention.key, attention.value)
+    fused = torch.nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), device=parts[0].weight.device)
+    with torch.no_grad():
+        fused.weight.copy_(torch.cat([p.weight for p in parts]))
+        fused.bias.copy_(torch.cat([p.bias for p in parts]))
+    return fused.to(parts[0].weight.dtype).eval()
+
+
+def _encode(encoder: Any, hidden: Any, runs: list[tuple[int, int]]) -> Any:
+    """The encoder layers over packed (tokens, width) hidden states: the modeling code's arithmetic (post-norm
+    residual blocks), with attention per input."""
+    for layer, projection in zip(encoder.layer, encoder.bertcli_qkv):
+        attention = layer.attention.self
+        heads, head_width = attention.num_attention_heads, attention.attention_head_size
+        query, key, value = projection(hidden).view(-1, 3, heads, head_width).unbind(1)
+        context = packed_attention(query, key, value, runs, attention.scaling)
+        block = layer.attention.output
+        hidden = block.LayerNorm(block.dense(context) + hidden)
+        inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
+        hidden = layer.output.LayerNorm(layer.output.dense(inner) + hidden)
+    return hidden
