@@ -4,7 +4,8 @@ embeddings: `bertcli serve` (torch, ONNX) answering single-text `/v1/embeddings`
 clients, as a share of what `bertcli.Embedder` reaches offline on the same texts in the same run (the ceiling: the
 median of 3 passes, measured before and after the servers' runs and averaged), on two real corpora: short snippets
 (Rotten Tomatoes critics, nearly uniform in length) and long-tail statements (the 2016 US debates: tokens p50 20,
-p95 about 300, capped at the model's 256), with all-MiniLM-L6-v2.
+p95 about 300, capped at the model's 256), with all-MiniLM-L6-v2. Each load also reports the cores each side used
+meanwhile (from /proc): the server's forward threads, its event loop, and the client, which shares the machine.
 
 classifier: a fine-tuned classifier's `/predict` (1 and 16 inputs per request) against the server people write by
 hand (FastAPI calling `transformers.pipeline` per request) and against offline predict.
@@ -185,6 +186,36 @@ def offline_embed_rate(model: Path, texts: list[str], backend: str, threads: int
     return sorted(rates)[len(rates) // 2]
 
 
+def thread_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds a process has used so far: its first thread (the event loop) and all others together (forward
+    threads and their intra-op workers); empty where /proc is missing."""
+    used = {"loop": 0.0, "forwards": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rpartition(")")[2].split()
+        except OSError:  # the thread ended
+            continue
+        used["loop" if task == str(pid) else "forwards"] += (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+async def measured_load(url: str, bodies: list[str], clients: int, server: int) -> dict:
+    """`load`, with the cores each side used meanwhile: the server's forward threads and event loop, and this
+    process (the client). On 2 cores a share of the offline rate is bounded by what the forwards get."""
+    before, client_before = thread_seconds(server), time.process_time()
+    start = time.perf_counter()
+    result = await load(url, bodies, clients)
+    wall = time.perf_counter() - start
+    after = thread_seconds(server)
+    cores = {f"{k} cores": (after[k] - before[k]) / wall for k in after.keys() & before.keys()}
+    return {**result, **cores, "client cores": (time.process_time() - client_before) / wall}
+
+
 def serve_encoder(
     directory: Path, backend: str, root: Path, texts: list[str], args: argparse.Namespace
 ) -> tuple[int, subprocess.Popen]:
@@ -225,8 +256,9 @@ def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
                     bodies = [json.dumps({"model": "m", "input": texts[i % len(texts)]}) for i in range(count)]
                     runs: dict[str, list[dict]] = {version: [] for version in servers}
                     for _repeat in range(args.repeats):  # now and before alternate: the machine's speed drifts
-                        for version, (port, _) in servers.items():
-                            result = asyncio.run(load(f"http://127.0.0.1:{port}/v1/embeddings", bodies, clients))
+                        for version, (port, process) in servers.items():
+                            url = f"http://127.0.0.1:{port}/v1/embeddings"
+                            result = asyncio.run(measured_load(url, bodies, clients, process.pid))
                             runs[version].append(result)
                             log(
                                 f"{scenario}, {backend}, {version}: {clients} clients: {result['requests/s']:.1f} req/s"
@@ -246,12 +278,16 @@ def embeddings_part(args: argparse.Namespace, work: Path) -> list[tuple]:
 
 
 def embeddings_report(rows: list[tuple]) -> None:
-    print("\n| scenario | backend | server | clients | requests/s | of offline | p50 ms | p99 ms | non-200 |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| scenario | backend | server | clients | requests/s | of offline | p50 ms | p99 ms | non-200 "
+        "| cores: forwards / event loop / client |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for scenario, backend, version, clients, offline, r in rows:
+        cores = " / ".join(f"{r[k]:.2f}" if k in r else "-" for k in ("forwards cores", "loop cores", "client cores"))
         print(
             f"| {scenario} | {backend} | {version} | {clients} | {r['requests/s']:.1f} | {r['requests/s'] / offline:.0%} "
-            f"| {r['p50']:.0f} | {r['p99']:.0f} | {r['failures']} |"
+            f"| {r['p50']:.0f} | {r['p99']:.0f} | {r['failures']} | {cores} |"
         )
     print("\n| scenario | backend | offline texts/s (bertcli.Embedder, same texts) |\n|---|---|---:|")
     for scenario, backend, offline in dict.fromkeys((s, b, o) for s, b, _, _, o, _ in rows):
