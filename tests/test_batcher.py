@@ -362,6 +362,30 @@ def test_an_unpadded_models_cut_batch_runs_as_one_part_per_stream_of_about_equal
     assert {threads for _, _, threads, _, _ in forwards} == {1} and overlapping(forwards) == 2
 
 
+def test_an_unpadded_cut_batch_is_split_only_among_the_streams_free_now():
+    """A part for a busy stream would wait for it, and what queued meanwhile would wait for that part."""
+    from bertcli.serve.batcher import Job
+
+    async def main():
+        cores = Cores(2, 2)
+        try:
+            batcher = Batcher(lambda inputs, threads: inputs, cores, 1000, 1.0, 100, streams=True, unpadded=True)
+            jobs = [Job(name, tokens, None) for name, tokens in [("a", 30), ("b", 20), ("c", 10)]]
+            busy = await cores.take(1)  # another forward runs on one stream
+            mine = await cores.take(1)  # the stream this cut runs on
+            alone = [[job.payload for job in part] for part in batcher._forwards(jobs)]
+            cores.give(busy, 1)  # that forward ended: two streams are free for the next cut
+            shared = [[job.payload for job in part] for part in batcher._forwards(jobs)]
+            cores.give(mine, 1)
+            return alone, shared
+        finally:
+            cores.shutdown()
+
+    alone, shared = asyncio.run(main())
+    assert alone == [["a", "b", "c"]]  # whole, in arrival order, on the free stream
+    assert shared == [["a"], ["b", "c"]]  # 30 and 30 tokens, one part per free stream
+
+
 def test_balanced_parts_take_each_input_once_and_never_outnumber_it():
     from bertcli.serve.batcher import Job, balanced
 

@@ -6,7 +6,8 @@ real long-tail text (a few statements of 300 tokens among many of 20) one padded
 the cut batch is therefore split into length buckets, the split that minimises the forwards' estimated cost
 (`buckets`), and the buckets run shortest first on the forward threads, off the event loop. A backend that runs
 unpadded (torch on a CPU: inference/unpadded.py) costs its real tokens whatever their lengths: its cut batch runs as
-one part per stream, of about equal tokens, so that every stream has work. Every input's result
+one part per free stream, of about equal tokens, so that every free stream has work and no part waits for a busy one
+(what came meanwhile joins the next cut instead, on whichever stream frees first). Every input's result
 goes back to its own request, which reassembles them in order. The forwards share the cores (`cores.Cores`): a
 forward alone takes them all, and under load forwards run at once in streams, each on its share, but for a forward of
 many padded tokens, which takes them all.
@@ -202,10 +203,12 @@ class Batcher:
                 forward.cancel()
 
     def _forwards(self, batch: list[Job]) -> list[list[Job]]:
-        """A cut batch as the forwards to run: unpadded, one part per stream of about equal tokens (so that every
-        stream has work); else its length buckets, shortest first."""
+        """A cut batch as the forwards to run: unpadded, one part per free stream (the one just taken and those
+        idle), of about equal tokens; else its length buckets, shortest first. A part for a busy stream would wait
+        for it while the inputs queued meanwhile wait for the part: short snippets, torch, 8 clients, 318-324
+        against 248-251 requests/s with one part per stream."""
         if self.unpadded:
-            return balanced(batch, self.cores.total // self.cores.share if self.streams else 1)
+            return balanced(batch, 1 + len(self.cores.idle) if self.streams else 1)
         return [[batch[i] for i in group] for group in buckets([job.tokens for job in batch], self.cost.overhead)]
 
     def _wide(self, bucket: list[Job]) -> bool:
