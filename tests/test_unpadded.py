@@ -118,6 +118,21 @@ def test_the_fused_projection_computes_query_key_and_value_side_by_side(tiny_mod
         torch.testing.assert_close(fused(hidden), expected)
 
 
+def test_a_fused_projection_without_biases_has_none():
+    from types import SimpleNamespace
+
+    from bertcli.inference.unpadded import _fused_projection
+
+    torch.manual_seed(0)
+    attention = SimpleNamespace(query=torch.nn.Linear(8, 8, bias=False), key=torch.nn.Linear(8, 8, bias=False),
+                                value=torch.nn.Linear(8, 8, bias=False))  # fmt: skip
+    fused, hidden = _fused_projection(attention), torch.randn(3, 8)
+    assert fused.bias is None
+    with torch.inference_mode():
+        expected = torch.cat([attention.query(hidden), attention.key(hidden), attention.value(hidden)], dim=1)
+        torch.testing.assert_close(fused(hidden), expected)
+
+
 @pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "camembert", "electra"])
 def test_each_claimed_architecture_computes_the_same_unpadded(model_type):
     from transformers import AutoConfig, AutoModel

@@ -119,11 +119,14 @@ def _fused_projection(attention: Any) -> Any:
     import torch
 
     parts = (attention.query, attention.key, attention.value)
-    fused = torch.nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), device=parts[0].weight.device)
+    biased = parts[0].bias is not None
+    weight = parts[0].weight
+    fused = torch.nn.Linear(weight.shape[1], sum(p.out_features for p in parts), biased, weight.device, weight.dtype)
     with torch.no_grad():
         fused.weight.copy_(torch.cat([p.weight for p in parts]))
-        fused.bias.copy_(torch.cat([p.bias for p in parts]))
-    return fused.to(parts[0].weight.dtype).eval()
+        if biased:
+            fused.bias.copy_(torch.cat([p.bias for p in parts]))
+    return fused.eval()
 
 
 def _encode(encoder: Any, hidden: Any, runs: list[tuple[int, int]]) -> Any:
