@@ -82,7 +82,7 @@ def unpad_encoder(model: Any) -> bool:
     their Python costs about as much as a small batch's arithmetic, and a server pays it on every forward. Each
     layer's query, key and value projections become one linear layer (`encoder.bertcli_qkv`, registered so that the
     backend's weight cast and packing reach it): a third of the linear calls fewer, at the memory of a copy of
-    those weights."""
+    those weights, taken now (so a model still being trained must not be unpadded)."""
     import torch
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
