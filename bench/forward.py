@@ -52,15 +52,13 @@ def median_ms(encode, inputs: list[list[str]]) -> float:
     return sorted(times)[len(times) // 2] * 1000
 
 
-def time_bertcli(precisions: list[str], calls: int, threads: int) -> dict[str, dict[str, float]]:
+def time_bertcli(rows: dict[str, list[list[str]]], precisions: list[str], threads: int) -> dict[str, dict[str, float]]:
     """bertcli's row times per precision, from whichever bertcli this process imports."""
     import torch
 
     from bertcli import Embedder
 
     torch.set_num_threads(threads)
-
-    rows = batches(calls)
     found = {}
     for precision in precisions:
         embedder = Embedder(None, normalize=True, precision=precision, threads=threads)
@@ -79,7 +77,7 @@ def main() -> None:
     args.calls = 10 if args.quick else args.calls
     precisions = ["auto", "no"]
     if args.child:
-        print(json.dumps(time_bertcli(precisions, args.calls, args.threads)))
+        print(json.dumps(time_bertcli(batches(args.calls), precisions, args.threads)))
         return
     from sentence_transformers import SentenceTransformer
 
@@ -87,7 +85,8 @@ def main() -> None:
     from bertcli.runtime.precision import resolve_precision
 
     columns = {f"bertcli {resolve_precision('auto')}": "auto", "bertcli fp32": "no"}
-    now = time_bertcli(precisions, args.calls, args.threads)
+    rows = batches(args.calls)
+    now = time_bertcli(rows, precisions, args.threads)
     results = {f"{name} (now)": now[precision] for name, precision in columns.items()}
     if args.before:
         env = {**os.environ, "PYTHONPATH": str(Path(args.before).resolve())}
@@ -101,9 +100,8 @@ def main() -> None:
     peer = SentenceTransformer(default_model(), device="cpu")
     results["sentence-transformers encode, fp32"] = {
         row: median_ms(lambda b: peer.encode(b, batch_size=32, normalize_embeddings=True), inputs)
-        for row, inputs in batches(args.calls).items()
+        for row, inputs in rows.items()
     }
-    rows = list(next(iter(results.values())))
     print(f"\nmedian ms per call, all-MiniLM-L6-v2, {args.threads} threads, {args.calls} calls each\n")
     print("| method | " + " | ".join(rows) + " |")
     print("|---|" + "---:|" * len(rows))

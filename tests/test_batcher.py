@@ -349,7 +349,7 @@ def test_an_unpadded_model_runs_a_cut_batch_whole_when_its_forwards_cannot_share
     assert batches == [["long-a", "s1", "s2", "s3", "long-b"]]  # in arrival order
 
 
-def test_an_unpadded_models_cut_batch_runs_as_one_part_per_stream_of_about_equal_tokens_at_once():
+def test_an_unpadded_cut_batch_runs_as_one_part_per_free_stream_of_about_equal_tokens_at_once():
     """So that both streams have work; and no part runs on every thread under load, however many tokens it holds."""
 
     async def scenario(batchers):

@@ -420,7 +420,7 @@ def test_a_forward_reads_the_tokens_its_requests_were_counted_with(bundles):
     from bertcli.serve.app import create_app
     from bertcli.serve.models import load_model
 
-    # one stream: the cut batch runs as one forward (an unpadded model's would run as a part per stream)
+    # one stream: the cut batch runs as one forward (an unpadded model's splits among the free streams)
     cfg = ServeConfig(models=[str(bundles["clf"])], precision="no", max_wait_ms=500, streams=1)
     model = load_model(str(bundles["clf"]), cfg)
     model.predictor.lexical = None  # the BERT part alone: this bundle's lexical part (weight 1) would hide it

@@ -69,10 +69,15 @@ def test_a_batch_without_padding_computes_what_the_models_own_path_does(tiny_mod
     features = batch(tiny_model, ["the same text", "the same text"])
     assert features["attention_mask"].all()
     backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
+    projected = []  # the lean loop's fused projections, one call per layer: transformers' layers never call them
+    for projection in backend.model.encoder.bertcli_qkv:
+        projection.register_forward_hook(lambda module, inputs, output: projected.append(tuple(inputs[0].shape)))
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
     expected = reference_outputs(tiny_model, "encoder", features, "last_hidden_state").last_hidden_state.numpy()
     np.testing.assert_allclose(got, expected, atol=2e-5)
     np.testing.assert_array_equal(got[0], got[1])  # one run of equal lengths: both inputs in one attention call
+    width = features["input_ids"].shape[1]
+    assert projected == [(2 * width, 32)] * 2  # both layers, on the batch packed as it is
 
 
 def test_packed_attention_equals_each_inputs_own_attention_and_the_masked_padded_one():
