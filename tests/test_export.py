@@ -370,6 +370,35 @@ def test_every_supported_family_exports_with_parity(tiny_model, tmp_path, model_
     section = json.loads((tmp_path / "out" / "bertcli.json").read_text())["onnx"]
     assert section["parity_max_abs_diff"] <= 1e-4 and section["outputs"][0] == "hidden_states.0"
     assert ("token_type_ids" in section["inputs"]) == (model_type != "distilbert")
+    assert attention_nodes(tmp_path / "out" / "model.onnx") == [("Attention", 4)] * 2
+
+
+def attention_nodes(path: Path) -> list[tuple[str, int | None]]:
+    """(op, q_num_heads) of every attention-like node; a graph with any transpose left gets one more entry."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    found = [
+        (n.op_type, next((a.i for a in n.attribute if a.name == "q_num_heads"), None))
+        for n in graph.node
+        if "Attention" in n.op_type or n.op_type == "Softmax"
+    ]
+    return found + [("Transpose", None)] * any(n.op_type == "Transpose" for n in graph.node)
+
+
+def test_attention_exports_as_one_node_per_layer_on_hidden_states_in_fp32_and_int8(exported):
+    """At the default opset every layer's attention is one standard Attention node reading (batch, length, hidden):
+    no reshape-and-transpose to heads around it, and int8 keeps the same node (never the quantizer's QAttention)."""
+    assert attention_nodes(exported / "clf" / "onnx" / "model.onnx") == [("Attention", 4)] * 2
+    assert attention_nodes(exported / "ner" / "onnx" / "model.int8.onnx") == [("Attention", 4)] * 2
+    assert json.loads((exported / "ner" / "onnx" / "bertcli.json").read_text())["onnx"]["opset"] == 23
+
+
+def test_an_opset_below_23_exports_plain_attention_with_parity(tiny_model, tmp_path, real_text):
+    invoke("export", str(tiny_model), "-o", str(tmp_path / "enc"), "--opset", "20")
+    section = json.loads((tmp_path / "enc" / "bertcli.json").read_text())["onnx"]
+    assert section["opset"] == 20 and section["parity_max_abs_diff"] <= 1e-4
+    assert attention_nodes(tmp_path / "enc" / "model.onnx") == [("Softmax", None)] * 2 + [("Transpose", None)]
 
 
 def _retrieval_check(real_text: Path, root: Path, layout: str) -> Path:

@@ -47,7 +47,12 @@ def command(
     force: Annotated[
         bool | None, typer.Option("--force", help="Keep the int8 model whatever it measures.", show_default=False)
     ] = None,
-    opset: Annotated[int | None, typer.Option(help="ONNX opset. [default: the exporter's]")] = None,
+    opset: Annotated[
+        int | None,
+        typer.Option(
+            help=f"ONNX opset (below 23, attention exports as plain MatMul/Softmax nodes). {default(ExportConfig.opset)}"
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = None,
     overwrite: OverwriteOpt = None,
 ) -> None:

@@ -10,6 +10,7 @@ from bertcli.config.fields import NON_NEGATIVE, POSITIVE, SHARE, checked, requir
 from bertcli.errors import UsageError
 
 QUANTIZATIONS = ("none", "int8")
+ONNX_OPSET = 23  # the first with a standard Attention op: one node per layer (export/attention.py)
 
 
 @dataclass
@@ -20,7 +21,7 @@ class ExportConfig:
     check: str | None = None  # labelled data for the int8 gate (encoders: retrieval data, scored pairs or texts)
     max_drop: float = checked(0.01, SHARE)  # the int8 model is kept if its metric drops at most this much
     force: bool = False
-    opset: int | None = checked(None, POSITIVE)  # None: the exporter's default
+    opset: int = checked(ONNX_OPSET, POSITIVE)
     overwrite: bool = False
     batch_size: int = checked(32, POSITIVE)  # for --check
 

@@ -73,7 +73,7 @@ def _paths(cfg: ExportConfig) -> tuple[Bundle, Path]:
     return source, out
 
 
-def _graph(source: Path, staging: Path, head: str, opset: int | None) -> dict[str, Any]:
+def _graph(source: Path, staging: Path, head: str, opset: int) -> dict[str, Any]:
     """The fp32 graph and what serving it needs (tokenizer, configs), checked against torch."""
     from bertcli.bundle import model_max_length
     from bertcli.export.graph import PARITY, export_graph, load_for_export, parity, probe_features

@@ -18,7 +18,7 @@ from bertcli.errors import ModelError, UsageError
 from bertcli.inference.encoding import Features
 from bertcli.runtime.device import calling_threads, default_threads
 
-INSTALL = 'pip install "onnxruntime>=1.20"'
+INSTALL = 'pip install "onnxruntime>=1.23"'
 # fused SkipLayerNorm measured slower than the unfused nodes on CPUs with AVX512-VNNI (fp32 and int8 alike)
 DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
