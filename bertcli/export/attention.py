@@ -3,9 +3,9 @@
 Exported from SDPA at opset 23, each layer's attention is one Attention node, but on 4D heads: every query, key and
 value projection is reshaped and transposed to (batch, heads, length, width) first, and the output transposed back.
 Given `q_num_heads`, the op takes the projections (batch, length, hidden) directly and returns that shape. ONNX
-Runtime then runs the whole of attention in its kernel: on all-MiniLM-L6-v2 as a reranker (100 candidates, int8) it
-measured 366-381 ms against 405-426 ms with the transposes, and against 428-472 ms for the decomposed MatMul/Softmax
-graph of eager attention. The rewrite changes no arithmetic: outputs are bit-identical.
+Runtime then runs the whole of attention in its kernel. An all-MiniLM-L6-v2 reranker (int8, 100 candidates) measured
+366-381 ms so, 405-426 ms with the transposes, and 428-472 ms as eager attention's MatMul/Softmax graph. The rewrite
+changes no arithmetic: the outputs are bit-identical.
 """
 
 from __future__ import annotations

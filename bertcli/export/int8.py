@@ -20,8 +20,8 @@ from bertcli.inference.loading import FP32
 
 log = logging.getLogger("bertcli")
 SCHEME = "int8: dynamic, per-channel QInt8 weights"
-# the linear layers and the embedding tables: the quantizer's defaults less Attention, which it would turn into its
-# own QAttention (a different op that fails on opset 23's standard node)
+# the linear layers and the embedding tables, as the quantizer's defaults did before opset 23; those defaults also
+# name Attention, which the quantizer turns into its own QAttention (another op, which rejects the standard node)
 QUANTIZED_OPS = ["MatMul", "Gather"]
 
 
