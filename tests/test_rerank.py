@@ -6,6 +6,7 @@ with its int8 gate."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 import subprocess
 import sys
@@ -485,3 +486,51 @@ def test_finetune_records_the_window_policy_it_is_given(tiny_model, tmp_path):
     finetune(cfg)
     meta = json.loads((tmp_path / "m" / "bertcli.json").read_text())
     assert meta["long_text"] == {"mode": "window", "max_length": meta["max_length"], "stride": 8, "aggregate": "max"}
+
+
+def test_the_run_records_its_first_stage_and_warns_only_when_reranking_does_not_beat_it(reranker):
+    """The tiny reranker's record holds its first stage's validation scores; the `degenerate` verdict is there exactly
+    when the kept model's validation NDCG@10 does not beat them."""
+    meta = json.loads((reranker / "bertcli.json").read_text())
+    first = meta["train_data"]["first_stage_validation"]
+    assert set(first) == {"ndcg@10", "mrr@10", "recall@10"} and all(0 <= v <= 1 for v in first.values())
+    kept = meta["best"]["ndcg@10"]
+    assert ("degenerate" in meta) == (kept <= first["ndcg@10"])
+
+
+@pytest.mark.parametrize(("after", "before", "warned"), [(0.9, 0.85, False), (0.85, 0.85, True), (0.8, 0.85, True)])
+def test_a_reranker_no_better_than_its_first_stage_is_named_with_both_scores(after, before, warned):
+    from bertcli.tasks.rerank.training import no_better_than_first_stage
+
+    scores = {"ndcg@10": after, "mrr@10": 0.5, "recall@10": 0.9}
+    found = no_better_than_first_stage(scores, {"ndcg@10": before, "mrr@10": 0.4, "recall@10": 0.9}, "ndcg@10", 150)
+    assert (found is not None) == warned
+    if warned:
+        assert found["reason"] == "no better than the first stage"
+        assert found["ndcg@10"] == after and found["first_stage_ndcg@10"] == before
+        assert f"validation ndcg@10 {after:.4f} reranked vs {before:.4f} as retrieved (150 queries)" in found["warning"]
+        assert "more training queries" in found["warning"]
+
+
+def test_a_reranker_below_a_strong_first_stage_says_so_in_the_run_the_record_and_the_card(tiny_model, tmp_path, caplog):
+    """all-MiniLM-L6-v2 finds each toy query's one shared key word; a tiny reranker barely trained cannot beat it."""
+    from bertcli.hub import default_model
+
+    train = write_csv(tmp_path / "pairs.csv", toy_pairs(49))
+    cfg = build_config(
+        FinetuneConfig, None, train=str(train), output=str(tmp_path / "model"), model=str(tiny_model), task="rerank",
+        retriever=default_model(), **{**FAST, "lr": 1e-7, "epochs": 1},
+    )  # fmt: skip
+    logger = logging.getLogger("bertcli")  # a CLI test earlier may have stopped it propagating to the root
+    logger.addHandler(caplog.handler)
+    try:
+        finetune(cfg)
+    finally:
+        logger.removeHandler(caplog.handler)
+    meta = json.loads((tmp_path / "model" / "bertcli.json").read_text())
+    first, verdict = meta["train_data"]["first_stage_validation"], meta["degenerate"]
+    assert verdict["first_stage_ndcg@10"] == first["ndcg@10"] >= verdict["ndcg@10"]
+    assert verdict["ndcg@10"] == pytest.approx(meta["best"]["ndcg@10"], abs=1e-6)
+    warnings = [r.getMessage() for r in caplog.records if "no better than its first stage" in r.getMessage()]
+    assert warnings == [verdict["warning"]]
+    assert f"**Warning:** {verdict['warning']}." in (tmp_path / "model" / "README.md").read_text()
