@@ -47,7 +47,8 @@ class BundleMeta:
     matryoshka_dims: list[int] | None = None  # embedding models: the leading sizes trained to work alone
     run: dict[str, Any] = field(default_factory=dict)
     lexical: dict[str, Any] | None = None  # classifiers: the lexical baseline, its validation scores, its weight
-    degenerate: dict[str, Any] | None = None  # a model no better than the majority class on validation: why
+    # why a model is no better on validation than the majority class (classifiers) or its first stage (rerankers)
+    degenerate: dict[str, Any] | None = None
     seeds: dict[str, Any] | None = None  # --seeds: every run and the mean +- std
     search: dict[str, Any] | None = None  # bertcli tune: the search's record
     onnx: dict[str, Any] | None = None  # an export's own directory: its model file, opset, parity, int8 check
