@@ -22,9 +22,10 @@ def attention_on_hidden_states(model: Any, heads: int) -> int:
     from onnx import helper
 
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
+    nodes = list(graph.node)  # one list of node objects: every id() below names one of them
+    producer = {out: node for node in nodes for out in node.output}
     consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
+    for node in nodes:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     for output in graph.output:  # a graph output is read too: what makes it must stay
@@ -36,7 +37,7 @@ def attention_on_hidden_states(model: Any, heads: int) -> int:
 
     replaced: dict[int, Any] = {}
     removed: set[int] = set()
-    for node in graph.node:
+    for node in nodes:
         if node.op_type != "Attention" or node.domain not in ("", "ai.onnx") or len(node.output) != 1:
             continue
         sources, spent = [], []
@@ -59,9 +60,9 @@ def attention_on_hidden_states(model: Any, heads: int) -> int:
         removed.update(id(n) for n in (*spent, back, merged))
     if not replaced:
         return 0
-    nodes = [replaced.get(id(n), n) for n in graph.node if id(n) not in removed]
+    rewritten = [replaced.get(id(n), n) for n in nodes if id(n) not in removed]
     del graph.node[:]
-    graph.node.extend(_live(nodes, {o.name for o in graph.output}))
+    graph.node.extend(_live(rewritten, {o.name for o in graph.output}))
     read = {name for node in graph.node for name in node.input}
     unread = [i for i in graph.initializer if i.name not in read]
     for initializer in unread:
