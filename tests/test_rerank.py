@@ -502,8 +502,7 @@ def test_the_run_records_its_first_stage_and_warns_only_when_reranking_does_not_
 def test_a_reranker_no_better_than_its_first_stage_is_named_with_both_scores(after, before, warned):
     from bertcli.tasks.rerank.training import no_better_than_first_stage
 
-    scores = {"ndcg@10": after, "mrr@10": 0.5, "recall@10": 0.9}
-    found = no_better_than_first_stage(scores, {"ndcg@10": before, "mrr@10": 0.4, "recall@10": 0.9}, "ndcg@10", 150)
+    found = no_better_than_first_stage(after, {"ndcg@10": before, "mrr@10": 0.4, "recall@10": 0.9}, "ndcg@10", 150)
     assert (found is not None) == warned
     if warned:
         assert found["reason"] == "no better than the first stage"

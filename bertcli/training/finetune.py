@@ -35,7 +35,8 @@ class Prepared:
     groups: list[int] | None = None  # see TrainJob
     per_group: int | None = None
     sampler: Callable[[int, int], Any] | None = None  # the loop's batches (TrainJob.sampler); None: length-grouped
-    finish: Callable[[Any, Any, str], Finished] | None = None  # after training: (best model, accelerator, metric)
+    # after training: (the kept model, accelerator, metric, the kept model's validation value of it, when evaluated)
+    finish: Callable[[Any, Any, str, float | None], Finished] | None = None
 
 
 @dataclass
@@ -133,7 +134,11 @@ def train_task(cfg: FinetuneConfig, task: FinetuneTask, callbacks: Any = None) -
     )
     run_dir = prepare_run_dir(cfg.output, cfg.training.resume, accelerator)
     result = train(job, cfg.training, accelerator, run_dir, callbacks)
-    finished = prepared.finish(result.model, accelerator, metric) if prepared.finish else Finished({})
+    finished = (
+        prepared.finish(result.model, accelerator, metric, result.state.best_metric)
+        if prepared.finish
+        else Finished({})
+    )
     record = finetune_record(cfg, prepared.train_data, result.state, metric)
     meta = BundleMeta(**prepared.facts, **finished.facts, run=record)
 

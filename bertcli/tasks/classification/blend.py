@@ -30,11 +30,11 @@ class Splits:
 
 def finisher(
     spec: LabelSpec, splits: Splits, mode: str, validation_probs: Callable[[Any, Any], np.ndarray | None]
-) -> Callable[[Any, Any, str], Finished]:
+) -> Callable[[Any, Any, str, float | None], Finished]:
     """The skeleton's `finish` for a classifier: `validation_probs(model, accelerator)` scores the validation texts
     with the trained (best) model as prediction will."""
 
-    def finish(model: Any, accelerator: Any, metric: str) -> Finished:
+    def finish(model: Any, accelerator: Any, metric: str, best: float | None) -> Finished:
         bert = validation_probs(model, accelerator)
         tuned = mode != "off"  # off: scikit-learn's plain baseline, reported only
         fitted = lexical.fit(*splits.train, spec.task, max(1, spec.num_labels), tuned=tuned)

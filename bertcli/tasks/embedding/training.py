@@ -134,7 +134,7 @@ class EmbeddingTraining:
         return Prepared(
             examples, collate_pairs(tokenizer.pad_token_id or 0), batch_loss, evaluate, facts, described, cfg,
             unit="pairs", sampler=lambda size, seed: NoDuplicateBatches(texts, size, seed),
-            finish=lambda model, accelerator, metric: Finished(
+            finish=lambda model, accelerator, metric, best: Finished(
                 {}, _st_writer(hidden, pooling, inference_length, rotation and rotation.kept(model, accelerator, examples))
             ),
         )  # fmt: skip

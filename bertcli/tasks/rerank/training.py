@@ -247,10 +247,11 @@ class RerankValidation:
         metrics = retrieval_metrics(reranked, self.qrels)
         return {key: metrics[key] for key in SCORES} | {"examples": len(self.found)}
 
-    def finish(self, model: Any, accelerator: Any, metric: str) -> Finished:
-        """After training, on the model the bundle keeps: a reranker that does not beat its first stage on validation
-        would make rankings worse; say so in one warning line and record it (bertcli.json's `degenerate`, the card)."""
-        found = no_better_than_first_stage(self(model, accelerator), self.first_stage, metric, len(self.found))
+    def finish(self, model: Any, accelerator: Any, metric: str, best: float | None) -> Finished:
+        """After training: a kept model (`best`: its validation value of `metric`, as the loop measured it) that does
+        not beat the first stage on validation would make rankings worse; say so in one warning line and record it
+        (bertcli.json's `degenerate`, the card). No verdict when the loop evaluated nothing."""
+        found = None if best is None else no_better_than_first_stage(best, self.first_stage, metric, len(self.found))
         if found is None:
             return Finished({})
         log.warning(found["warning"])
@@ -258,10 +259,10 @@ class RerankValidation:
 
 
 def no_better_than_first_stage(
-    reranked: dict[str, float], first_stage: dict[str, float], metric: str, queries: int
+    after: float, first_stage: dict[str, float], metric: str, queries: int
 ) -> dict[str, Any] | None:
-    """None when the reranked validation scores beat the first stage's on `metric`, else what went wrong."""
-    after, before = reranked[metric], first_stage[metric]
+    """None when the reranked validation value of `metric` beats the first stage's, else what went wrong."""
+    before = first_stage[metric]
     if after > before:
         return None
     warning = (
