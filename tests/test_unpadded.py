@@ -175,3 +175,51 @@ def test_an_architecture_it_does_not_know_keeps_its_own_path():
     features = {"input_ids": np.array([[5, 6, 7], [8, 9, 0]]), "attention_mask": np.array([[1, 1, 1], [1, 1, 0]])}
     assert not backend.unpadded
     assert backend.forward(features, ("last_hidden_state",))["last_hidden_state"].shape == (2, 3, 32)
+
+
+def test_packed_rows_grow_to_few_sizes_by_at_most_an_eighth():
+    from bertcli.inference.unpadded import packed_rows
+
+    assert [packed_rows(n) for n in (1, 16, 17, 20, 129, 300, 1000, 1025, 2048)] == [
+        16, 16, 32, 32, 144, 320, 1024, 1152, 2048,
+    ]  # fmt: skip
+    sizes = {packed_rows(n) for n in range(1, 4097)}
+    assert all(size % 16 == 0 for size in sizes) and len(sizes) == 48  # 8 up to 128, then 8 per doubling
+    assert all(n <= packed_rows(n) <= max(n + 15, n * 9 / 8) for n in range(1, 4097))
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_rows_grown_for_onednn_change_no_real_tokens_output(tiny_model, padded):
+    """Grown rows are zeros that no input attends to: each real token's output is the ungrown forward's."""
+    from bertcli.inference.torch_backend import load_model
+    from bertcli.inference.unpadded import UNPAD, packed_rows, unpad_encoder
+
+    features = batch(tiny_model, TEXTS if padded else ["the same text"] * 3)
+    tensors = {k: torch.from_numpy(v) for k, v in features.items()}
+    real = features["attention_mask"].astype(bool)
+    grown, plain = load_model(str(tiny_model), "encoder").eval(), load_model(str(tiny_model), "encoder").eval()
+    assert unpad_encoder(grown, round_rows=True) and unpad_encoder(plain)
+    rows = []
+    grown.encoder.bertcli_qkv[0].register_forward_hook(lambda module, inputs, output: rows.append(len(inputs[0])))
+    with torch.inference_mode():
+        got = grown(**tensors, **{UNPAD: True}).last_hidden_state.numpy()
+        expected = plain(**tensors, **{UNPAD: True}).last_hidden_state.numpy()
+    assert rows == [packed_rows(int(real.sum()))] and rows[0] > real.sum()
+    np.testing.assert_allclose(got[real], expected[real], atol=1e-6)
+    assert not got[~real].any()
+
+
+def test_only_a_reduced_precision_backend_grows_its_rows(tiny_model):
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+    from bertcli.inference.unpadded import packed_rows
+
+    features = batch(tiny_model, TEXTS)
+    count = int(features["attention_mask"].sum())
+    for precision, expected in (("bf16", packed_rows(count)), ("no", count)):
+        backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision=precision)
+        rows: list[int] = []
+        backend.model.encoder.bertcli_qkv[0].register_forward_hook(
+            lambda m, inputs, o, rows=rows: rows.append(len(inputs[0]))
+        )
+        backend.forward(features, ("last_hidden_state",))
+        assert rows == [expected], precision

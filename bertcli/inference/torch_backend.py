@@ -33,7 +33,8 @@ class TorchBackend:
         self.precision = resolve_precision(precision)
         self.dtype = autocast_dtype(self.precision)
         self.model = model.to(self.device).eval()
-        self.unpadded = self.device.type == "cpu" and unpad_encoder(self.model)  # before the cast: it adds layers
+        # before the cast: it adds layers; reduced precision runs oneDNN kernels, built per shape (packed_rows)
+        self.unpadded = self.device.type == "cpu" and unpad_encoder(self.model, round_rows=self.dtype is not None)
         if self.dtype is not None:
             _prepare_linear_layers(self.model, self.dtype)
         self.inputs = frozenset(inspect.signature(self.model.forward).parameters)
