@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def bertcli_log(caplog, monkeypatch):
+    """Records of the 'bertcli' logger from DEBUG up, caught at the logger itself (the CLI may have turned its
+    propagation off)."""
+    logger = logging.getLogger("bertcli")
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger="bertcli")
+    yield caplog
+    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture

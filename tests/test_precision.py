@@ -10,17 +10,6 @@ import pytest
 from bertcli.runtime import precision
 
 
-@pytest.fixture
-def bertcli_log(caplog, monkeypatch):
-    """Records of the 'bertcli' logger, caught at the logger itself (the CLI may have turned its propagation off)."""
-    logger = logging.getLogger("bertcli")
-    monkeypatch.setattr(logger, "propagate", False)
-    logger.addHandler(caplog.handler)
-    caplog.set_level(logging.INFO, logger="bertcli")
-    yield caplog
-    logger.removeHandler(caplog.handler)
-
-
 @pytest.mark.parametrize("forced", ["1", "0"])
 def test_the_environment_forces_the_bf16_probe(monkeypatch, forced):
     monkeypatch.setenv(precision.FAST_BF16_ENV, forced)

@@ -63,25 +63,35 @@ def test_every_layers_output_stays_padded_and_equal_to_the_models_own(tiny_model
         np.testing.assert_allclose(got["hidden_states"][:, layer][real], hidden.numpy()[real], atol=2e-5)
 
 
-def test_a_batch_without_padding_computes_what_the_models_own_path_does(tiny_model):
+def layer_inputs(monkeypatch) -> list[tuple[tuple[int, ...], list[tuple[int, int]]]]:
+    """The (shape, runs) of every packed sequence that enters the unpadded layers from now on."""
+    from bertcli.inference import unpadded
+
+    seen, real_encode = [], unpadded._encode
+    monkeypatch.setattr(
+        unpadded, "_encode", lambda encoder, hidden, runs: seen.append((tuple(hidden.shape), runs)) or real_encode(encoder, hidden, runs)
+    )  # fmt: skip
+    return seen
+
+
+def test_a_batch_without_padding_computes_what_the_models_own_path_does(tiny_model, monkeypatch):
     from bertcli.inference.torch_backend import TorchBackend, load_model
 
     features = batch(tiny_model, ["the same text", "the same text"])
     assert features["attention_mask"].all()
     backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
-    projected = []  # the lean loop's fused projections, one call per layer: transformers' layers never call them
-    for projection in backend.model.encoder.bertcli_qkv:
-        projection.register_forward_hook(lambda module, inputs, output: projected.append(tuple(inputs[0].shape)))
+    entered = layer_inputs(monkeypatch)
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
     expected = reference_outputs(tiny_model, "encoder", features, "last_hidden_state").last_hidden_state.numpy()
     np.testing.assert_allclose(got, expected, atol=2e-5)
     np.testing.assert_array_equal(got[0], got[1])  # one run of equal lengths: both inputs in one attention call
     width = features["input_ids"].shape[1]
-    assert projected == [(2 * width, 32)] * 2  # both layers, on the batch packed as it is
+    assert entered == [((2 * width, 32), [(width, 2)])]  # the batch packed as it is, one run
 
 
 def test_packed_attention_equals_each_inputs_own_attention_and_the_masked_padded_one():
-    from bertcli.inference.unpadded import _runs, packed_attention, padded_attention
+    from bertcli.inference.packed_layers import packed_attention
+    from bertcli.inference.unpadded import _runs, padded_attention
 
     torch.manual_seed(0)
     lengths = [3, 3, 7, 1, 1, 1, 5]  # runs of one length attend in one call
@@ -189,7 +199,7 @@ def test_packed_rows_grow_to_few_sizes_by_at_most_an_eighth():
 
 
 @pytest.mark.parametrize("padded", [True, False])
-def test_rows_grown_for_onednn_change_no_real_tokens_output(tiny_model, padded):
+def test_rows_grown_for_onednn_change_no_real_tokens_output(tiny_model, padded, monkeypatch):
     """Grown rows are zeros that no input attends to: each real token's output is the ungrown forward's."""
     from bertcli.inference.torch_backend import load_model
     from bertcli.inference.unpadded import UNPAD, packed_rows, unpad_encoder
@@ -199,28 +209,114 @@ def test_rows_grown_for_onednn_change_no_real_tokens_output(tiny_model, padded):
     real = features["attention_mask"].astype(bool)
     grown, plain = load_model(str(tiny_model), "encoder").eval(), load_model(str(tiny_model), "encoder").eval()
     assert unpad_encoder(grown, round_rows=True) and unpad_encoder(plain)
-    rows = []
-    grown.encoder.bertcli_qkv[0].register_forward_hook(lambda module, inputs, output: rows.append(len(inputs[0])))
+    entered = layer_inputs(monkeypatch)
     with torch.inference_mode():
         got = grown(**tensors, **{UNPAD: True}).last_hidden_state.numpy()
         expected = plain(**tensors, **{UNPAD: True}).last_hidden_state.numpy()
-    assert rows == [packed_rows(int(real.sum()))] and rows[0] > real.sum()
+    rows = [shape[0] for shape, _ in entered]
+    assert rows == [packed_rows(int(real.sum())), real.sum()] and rows[0] > real.sum()
     np.testing.assert_allclose(got[real], expected[real], atol=1e-6)
     assert got.shape == expected.shape and not got[~real].any()  # padding's rows (when padded) stay zero
 
 
-def test_only_a_reduced_precision_backend_grows_its_rows(tiny_model):
+def test_only_a_reduced_precision_backend_grows_its_rows(tiny_model, monkeypatch):
     from bertcli.inference.torch_backend import TorchBackend, load_model
     from bertcli.inference.unpadded import packed_rows
 
     features = batch(tiny_model, TEXTS)
     count = int(features["attention_mask"].sum())
     assert packed_rows(count) > count  # else growing and not growing would look alike
-    for precision, expected in (("bf16", packed_rows(count)), ("no", count)):
-        backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision=precision)
-        rows: list[int] = []
-        backend.model.encoder.bertcli_qkv[0].register_forward_hook(
-            lambda m, inputs, o, rows=rows: rows.append(len(inputs[0]))
+    entered = layer_inputs(monkeypatch)
+    for precision in ("bf16", "no"):
+        TorchBackend(load_model(str(tiny_model), "encoder"), precision=precision).forward(
+            features, ("last_hidden_state",)
         )
-        backend.forward(features, ("last_hidden_state",))
-        assert rows == [expected], precision
+    assert [shape[0] for shape, _ in entered] == [packed_rows(count), count]
+
+
+def compiled_calls(monkeypatch) -> list[int]:
+    """One entry per call of the compiled layers from now on (the eager loop is not counted)."""
+    from bertcli.inference import packed_layers
+
+    calls, compiled = [], packed_layers.compiled_layers()
+    assert compiled is not None  # this torch compiles them
+    monkeypatch.setattr(
+        packed_layers, "compiled_layers", lambda: lambda *args: calls.append(len(args[0])) or compiled(*args)
+    )
+    return calls
+
+
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_the_compiled_layers_compute_bit_for_bit_what_the_eager_loop_does(tiny_model, precision, monkeypatch):
+    """Compiled where every dtype is explicit (fp32, or linears packed for bf16 on a CPU with native bf16: CI runs
+    both probe settings); linears that autocast casts run eagerly. Either way, the same bits."""
+    from bertcli.inference import packed_layers
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+
+    features = batch(tiny_model, TEXTS)
+    backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision=precision)
+    calls = compiled_calls(monkeypatch)
+    got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
+    weights = backend.model.encoder.bertcli_layers
+    assert weights.packed == (precision == "bf16" and hasattr(backend.model.encoder.bertcli_qkv[0], "bertcli_packed"))
+    assert len(calls) == (1 if weights.packed or precision == "no" else 0)
+    monkeypatch.setattr(packed_layers, "compiled_layers", lambda: None)
+    eager = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
+    np.testing.assert_array_equal(got, eager)
+
+
+def test_fp32_weights_under_autocast_run_eagerly_so_autocast_casts_them(tiny_model, monkeypatch):
+    from bertcli.inference.torch_backend import load_model
+    from bertcli.inference.unpadded import UNPAD, unpad_encoder
+
+    model = load_model(str(tiny_model), "encoder").eval()
+    assert unpad_encoder(model)
+    tensors = {k: torch.from_numpy(v) for k, v in batch(tiny_model, TEXTS).items()}
+    calls = compiled_calls(monkeypatch)
+    with torch.inference_mode():
+        plain = model(**tensors, **{UNPAD: True}).last_hidden_state
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            cast = model(**tensors, **{UNPAD: True}).last_hidden_state
+    assert len(calls) == 1  # the fp32 forward only
+    real = tensors["attention_mask"].bool()
+    assert not torch.equal(cast[real].float(), plain[real])  # bf16 arithmetic: autocast did cast
+    torch.testing.assert_close(cast[real].float(), plain[real], atol=0.1, rtol=0.05)
+
+
+def test_without_torchscript_the_layers_run_eagerly(monkeypatch, bertcli_log):
+    from bertcli.inference import packed_layers
+
+    def unavailable(function):
+        raise RuntimeError("TorchScript is not available in this build")
+
+    packed_layers.compiled_layers.cache_clear()
+    monkeypatch.setattr(torch.jit, "script", unavailable)
+    assert packed_layers.compiled_layers() is None
+    packed_layers.compiled_layers.cache_clear()  # the next caller compiles again, with the real torch.jit.script
+    assert "TorchScript cannot compile them (TorchScript is not available in this build)" in bertcli_log.text
+
+
+@pytest.mark.parametrize("activation", ["gelu", "gelu_pytorch_tanh", "relu", "gelu_new"])
+def test_the_unpadded_layers_compute_each_activation_they_claim_and_leave_others_alone(activation):
+    from transformers import BertConfig, BertModel
+
+    from bertcli.inference.packed_layers import ACTIVATIONS
+    from bertcli.inference.unpadded import UNPAD, unpad_encoder
+
+    config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                        max_position_embeddings=64, hidden_act=activation)  # fmt: skip
+    torch.manual_seed(0)
+    model, reference = BertModel(config).eval(), BertModel(config).eval()
+    reference.load_state_dict(model.state_dict())
+    claimed = unpad_encoder(model)
+    assert claimed == (activation in ACTIVATIONS)
+    if not claimed:
+        assert model.config._attn_implementation == reference.config._attn_implementation  # untouched
+        return
+    mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5])
+    ids = torch.randint(5, 99, mask.shape).masked_fill(mask == 0, 0)
+    with torch.inference_mode():
+        got = model(input_ids=ids, attention_mask=mask, **{UNPAD: True}).last_hidden_state
+        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+    real = mask.bool()
+    torch.testing.assert_close(got[real], expected[real], atol=2e-5, rtol=1e-4)

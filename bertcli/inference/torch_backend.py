@@ -15,7 +15,7 @@ import numpy as np
 from bertcli.config import BATCH_TOKENS
 from bertcli.errors import ModelError
 from bertcli.inference.encoding import Features
-from bertcli.inference.unpadded import UNPAD, unpad_encoder
+from bertcli.inference.unpadded import PACKED, UNPAD, unpad_encoder
 
 HEADS = {
     "sequence-classification": "AutoModelForSequenceClassification",
@@ -87,11 +87,13 @@ def _prepare_linear_layers(model: Any, dtype: Any) -> None:
 
 
 def _packed_linear(module: Any, dtype: Any) -> Any:
-    """`module`'s forward on its weight packed once; its input cast to `dtype`, as autocast casts a linear's."""
+    """`module`'s forward on its weight packed once; its input cast to `dtype`, as autocast casts a linear's. The
+    packed weight and the bias are kept on the module too (PACKED), for the unpadded layers."""
     import torch
 
     weight = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), None)
     bias = None if module.bias is None else module.bias.detach()
+    setattr(module, PACKED, (weight, bias))
 
     def forward(hidden: Any) -> Any:
         return torch.ops.mkldnn._linear_pointwise(hidden.to(dtype), weight, bias, "none", [], "")

@@ -15,6 +15,7 @@ per-input attention calls much, so this is a CPU path (TorchBackend)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 ATTENTION = "bertcli_unpadded"  # the name registered with transformers' AttentionInterface
@@ -22,6 +23,8 @@ UNPAD = "bertcli_unpad"  # the keyword a forward passes to run unpadded (the enc
 # architectures whose encoder is `base_model.encoder`, called with the embeddings and a padding mask, whose layers
 # are the BERT family's post-norm blocks, and whose self-attention goes through transformers' AttentionInterface
 ENCODERS = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
+LAYERS = "bertcli_layers"  # the encoder's attribute holding its layers' weights (LayerWeights), from its first forward
+PACKED = "bertcli_packed"  # a linear layer's attribute holding its weight packed by oneDNN and its bias (torch_backend)
 
 
 def padding_mask(attention_mask: Any = None, **_: Any) -> Any:
@@ -42,27 +45,6 @@ def padded_attention(
     mask = None if attention_mask is None else attention_mask[:, None, None, :]
     output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling)
     return output.transpose(1, 2).contiguous(), None
-
-
-def packed_attention(query: Any, key: Any, value: Any, runs: list[tuple[int, int]], scaling: float) -> Any:
-    """Scaled dot-product attention per input over packed (tokens, heads, head width) tensors, each input attending
-    to its own tokens only; `runs` are the inputs' lengths in order as (length, count). Returns (tokens, width)."""
-    import torch
-    import torch.nn.functional as F
-
-    heads, width = query.shape[1:]
-    parts, start = [], 0
-    for length, count in runs:  # inputs of one length side by side: one call (views, no copy)
-        span = slice(start, start + length * count)
-        query_run, key_run, value_run = (
-            t[span].view(count, length, heads, width).transpose(1, 2) for t in (query, key, value)
-        )
-        output = F.scaled_dot_product_attention(query_run, key_run, value_run, scale=scaling)
-        parts.append(output.transpose(1, 2).reshape(length * count, heads * width))
-        start += length * count
-    if start < query.shape[0]:  # rows added by packed_rows: zeros, which no input attends to
-        parts.append(query.new_zeros(query.shape[0] - start, heads * width))
-    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def packed_rows(tokens: int) -> int:
@@ -96,8 +78,10 @@ def unpad_encoder(model: Any, round_rows: bool = False) -> bool:
     """Make `model` (in place, inference only) run its encoder layers unpadded when a forward passes UNPAD=True;
     False, and the model untouched, when its architecture is not one of ENCODERS.
 
-    The layers then run as one short loop (`_encode`) rather than through transformers' layer modules: on a CPU
-    their Python costs about as much as a small batch's arithmetic, and a server pays it on every forward. Each
+    The layers then run as one short loop of their arithmetic (packed_layers.py), compiled where it can be, rather
+    than through transformers' layer modules: on a CPU their Python costs about as much as a small batch's
+    arithmetic, and a server pays it on every forward. An activation that loop does not compute (ACTIVATIONS)
+    keeps the model untouched too. Each
     layer's query, key and value projections become one linear layer (`encoder.bertcli_qkv`, registered so that the
     backend's weight cast and packing reach it): a third of the linear calls fewer, at the memory of a copy of
     those weights, taken now (so a model still being trained must not be unpadded). `round_rows` grows each packed
@@ -106,9 +90,13 @@ def unpad_encoder(model: Any, round_rows: bool = False) -> bool:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 
+    from bertcli.inference.packed_layers import ACTIVATIONS
+
     base = getattr(model, "base_model", None)
     encoder = getattr(base, "encoder", None)
     if model.config.model_type not in ENCODERS or encoder is None or model.config.is_decoder:
+        return False
+    if model.config.hidden_act not in ACTIVATIONS:
         return False
     AttentionInterface.register(ATTENTION, padded_attention)
     AttentionMaskInterface.register(ATTENTION, padding_mask)
@@ -161,16 +149,65 @@ def _encode_rows(encoder: Any, packed: Any, runs: list[tuple[int, int]], round_r
     return _encode(encoder, packed, runs)[:count]
 
 
+@dataclass(frozen=True)
+class LayerWeights:
+    """An encoder's layers as packed_layers.layers takes them. `packed`: every linear's weight is packed for bf16
+    (torch_backend); `fp32`: none is, and every one is fp32."""
+
+    linears: list[Any]
+    biases: list[Any]
+    norms: list[Any]
+    epsilons: list[float]
+    heads: int
+    head_width: int
+    scaling: float
+    activation: str
+    packed: bool
+    fp32: bool
+
+
+def _layer_weights(encoder: Any) -> LayerWeights:
+    """The encoder's layer weights, read at its first unpadded forward: after the backend cast and packed them."""
+    import torch
+
+    linears = [
+        linear
+        for layer, projection in zip(encoder.layer, encoder.bertcli_qkv)
+        for linear in (projection, layer.attention.output.dense, layer.intermediate.dense, layer.output.dense)
+    ]
+    norms = [norm for layer in encoder.layer for norm in (layer.attention.output.LayerNorm, layer.output.LayerNorm)]
+    packed = all(hasattr(linear, PACKED) for linear in linears)
+    weights = [getattr(linear, PACKED) if packed else (linear.weight, linear.bias) for linear in linears]
+    attention = encoder.layer[0].attention.self
+    return LayerWeights(
+        linears=[weight.detach() for weight, _ in weights],
+        biases=[None if bias is None else bias.detach() for _, bias in weights],
+        norms=[tensor.detach() for norm in norms for tensor in (norm.weight, norm.bias)],
+        epsilons=[float(norm.eps) for norm in norms],
+        heads=attention.num_attention_heads,
+        head_width=attention.attention_head_size,
+        scaling=float(attention.scaling),
+        activation=encoder.config.hidden_act,
+        packed=packed,
+        fp32=not any(hasattr(linear, PACKED) for linear in linears)
+        and all(linear.weight.dtype == torch.float32 for linear in linears),
+    )
+
+
 def _encode(encoder: Any, hidden: Any, runs: list[tuple[int, int]]) -> Any:
-    """The encoder layers over packed (tokens, width) hidden states: the modeling code's arithmetic (post-norm
-    residual blocks), with attention per input."""
-    for layer, projection in zip(encoder.layer, encoder.bertcli_qkv):
-        attention = layer.attention.self
-        heads, head_width = attention.num_attention_heads, attention.attention_head_size
-        query, key, value = projection(hidden).view(-1, 3, heads, head_width).unbind(1)
-        context = packed_attention(query, key, value, runs, attention.scaling)
-        block = layer.attention.output
-        hidden = block.LayerNorm(block.dense(context) + hidden)
-        inner = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(hidden))
-        hidden = layer.output.LayerNorm(layer.output.dense(inner) + hidden)
-    return hidden
+    """The encoder layers over packed (tokens, width) hidden states. Compiled when their dtypes are all explicit
+    (packed linears, or fp32 outside autocast); else eagerly, under the caller's autocast."""
+    import torch
+
+    from bertcli.inference.packed_layers import compiled_layers, layers
+
+    weights = getattr(encoder, LAYERS, None)
+    if weights is None:
+        weights = _layer_weights(encoder)
+        setattr(encoder, LAYERS, weights)
+    explicit = weights.packed or (weights.fp32 and not torch.is_autocast_enabled(hidden.device.type))
+    function = (compiled_layers() if explicit else None) or layers
+    return function(
+        hidden, weights.linears, weights.biases, weights.norms, weights.epsilons, runs, weights.heads,
+        weights.head_width, weights.scaling, weights.activation, weights.packed,
+    )  # fmt: skip
