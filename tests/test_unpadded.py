@@ -234,14 +234,17 @@ def test_only_a_reduced_precision_backend_grows_its_rows(tiny_model, monkeypatch
     assert [shape[0] for shape, _ in entered] == [packed_rows(count), count]
 
 
-def compiled_calls(monkeypatch) -> list[int]:
-    """One entry per call of the compiled layers from now on (the eager loop is not counted)."""
+def compiled_calls(monkeypatch) -> list[bool]:
+    """One entry per call of the compiled layers from now on (the eager loop is not counted): whether autocast was
+    on during the call (it must not be: TorchScript would add casts of its own)."""
     from bertcli.inference import packed_layers
 
     calls, compiled = [], packed_layers.compiled_layers()
     assert compiled is not None  # this torch compiles them
     monkeypatch.setattr(
-        packed_layers, "compiled_layers", lambda: lambda *args: calls.append(len(args[0])) or compiled(*args)
+        packed_layers,
+        "compiled_layers",
+        lambda: lambda *args: calls.append(torch.is_autocast_enabled("cpu")) or compiled(*args),
     )
     return calls
 
@@ -259,7 +262,7 @@ def test_the_compiled_layers_compute_bit_for_bit_what_the_eager_loop_does(tiny_m
     got = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
     weights = backend.model.encoder.bertcli_layers
     assert weights.packed == (precision == "bf16" and hasattr(backend.model.encoder.bertcli_qkv[0], "bertcli_packed"))
-    assert len(calls) == (1 if weights.packed or precision == "no" else 0)
+    assert calls == ([False] if weights.packed or precision == "no" else [])  # compiled, outside autocast
     monkeypatch.setattr(packed_layers, "compiled_layers", lambda: None)
     eager = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
     np.testing.assert_array_equal(got, eager)
@@ -277,7 +280,7 @@ def test_fp32_weights_under_autocast_run_eagerly_so_autocast_casts_them(tiny_mod
         plain = model(**tensors, **{UNPAD: True}).last_hidden_state
         with torch.autocast("cpu", dtype=torch.bfloat16):
             cast = model(**tensors, **{UNPAD: True}).last_hidden_state
-    assert len(calls) == 1  # the fp32 forward only
+    assert calls == [False]  # the fp32 forward only
     real = tensors["attention_mask"].bool()
     assert not torch.equal(cast[real].float(), plain[real])  # bf16 arithmetic: autocast did cast
     torch.testing.assert_close(cast[real].float(), plain[real], atol=0.1, rtol=0.05)

@@ -3,11 +3,12 @@ compiles.
 
 Compiled, a forward's layers run in C++ and release the GIL from the first layer to the last. Run eagerly, the loop
 takes the GIL back between its ops (about 15 a layer), so a server's two forward streams and its event loop waited
-on one another. All-MiniLM-L6-v2, bf16, 2 one-thread streams over random windows of 8 long-tail statements: 401-422
-texts/s compiled against 348-367 eager; with a Python thread beside them holding the GIL 30% of the time, 313-325
-against 236-242. A one-text forward also sheds about 1 ms of Python (9.6 against 10.4 ms, one thread).
+on one another. All-MiniLM-L6-v2, bf16, two one-thread streams over random windows of 8 long-tail statements
+(bench/streams.py): 477 texts/s against 400 eager; beside a Python thread holding the GIL 30% of the time, 368
+against 278. Large sorted batches gain too, from the Python no longer run between ops: offline on one thread,
+snippets 964-979 texts/s against 841, long-tail statements 444-455 against 413.
 
-Compiled runs only arithmetic whose dtypes it writes out: linears in fp32 outside autocast, or packed for bf16
+Compiled runs only arithmetic whose dtypes it writes out, outside autocast: linears in fp32, or packed for bf16
 (inputs cast as autocast casts a linear's); the results are bit-identical to the eager loop's. Linears that autocast
 casts (fp16, or bf16 on a CPU without native bf16) run eagerly under it (`unpadded._encode` chooses).
 """
