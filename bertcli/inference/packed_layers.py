@@ -5,8 +5,8 @@ Compiled, a forward's layers run in C++ and release the GIL from the first layer
 takes the GIL back between its ops (about 15 a layer), so a server's two forward streams and its event loop waited
 on one another. All-MiniLM-L6-v2, bf16, two one-thread streams over random windows of 8 long-tail statements
 (bench/streams.py): 477 texts/s against 400 eager; beside a Python thread holding the GIL 30% of the time, 368
-against 278. Large sorted batches gain too, from the Python no longer run between ops: offline on one thread,
-snippets 964-979 texts/s against 841, long-tail statements 444-455 against 413.
+against 278. Large sorted batches gain too, from the Python no longer run between ops: offline (`Embedder`, 2
+cores), snippets 880-1006 texts/s against 838-841, long-tail statements 385-455 against 358-413.
 
 Compiled runs only arithmetic whose dtypes it writes out, outside autocast: linears in fp32, or packed for bf16
 (inputs cast as autocast casts a linear's); the results are bit-identical to the eager loop's. Linears that autocast

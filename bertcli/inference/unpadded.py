@@ -9,8 +9,8 @@ caller see what they saw before.
 
 Batches then count real tokens (config BATCH_TOKENS). All-MiniLM-L6-v2, bf16, 2 cores, offline: Rotten Tomatoes
 snippets 815-845 texts/s against 681-691 padded, long-tail statements 396-416 against 346-351. The layers run as
-one short loop of their own arithmetic (`_encode`), which also takes a batch without padding: transformers' layer
-modules cost about 1.5 of the 5 ms a one-text forward took. On an accelerator padding costs little and a loop of
+one short loop of their own arithmetic (packed_layers.py, compiled by TorchScript where it can be), which also takes
+a batch without padding: transformers' layer modules cost about 1.5 of the 5 ms a one-text forward took. On an accelerator padding costs little and a loop of
 per-input attention calls much, so this is a CPU path (TorchBackend)."""
 
 from __future__ import annotations
@@ -214,6 +214,6 @@ def _encode(encoder: Any, hidden: Any, runs: list[tuple[int, int]]) -> Any:
     if compiled is None:
         return layers(*arguments)
     # outside autocast, since every dtype is explicit: under it TorchScript adds casts of its own, and ran every
-    # elementwise op in fp32 on copies (snippets offline, one thread: 547-606 texts/s against 865 eager)
+    # elementwise op in fp32 on copies (snippets offline, 2 cores: 547-685 texts/s against 865-945 eager)
     with torch.autocast(hidden.device.type, enabled=False):
         return compiled(*arguments)
