@@ -152,7 +152,7 @@ def test_a_fused_projection_without_biases_has_none():
 def test_each_claimed_architecture_computes_the_same_unpadded(model_type):
     from transformers import AutoConfig, AutoModel
 
-    from bertcli.inference.unpadded import UNPAD, unpad_encoder
+    from bertcli.inference.unpadded import unpad_encoder
 
     config = AutoConfig.for_model(
         model_type, vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -162,8 +162,16 @@ def test_each_claimed_architecture_computes_the_same_unpadded(model_type):
     model, reference = AutoModel.from_config(config).eval(), AutoModel.from_config(config).eval()
     reference.load_state_dict(model.state_dict())
     assert unpad_encoder(model)
+    assert_unpadded_computes_the_padded_output(model, reference, pad_id=1)
+
+
+def assert_unpadded_computes_the_padded_output(model, reference, pad_id: int) -> None:
+    """`model` (unpadded) gives every real token of a padded batch what `reference` (its own path, the same weights)
+    gives it."""
+    from bertcli.inference.unpadded import UNPAD
+
     mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5, [1] * 6 + [0] * 3])
-    ids = torch.randint(5, 99, mask.shape).masked_fill(mask == 0, 1)
+    ids = torch.randint(5, 99, mask.shape).masked_fill(mask == 0, pad_id)
     with torch.inference_mode():
         got = model(input_ids=ids, attention_mask=mask, **{UNPAD: True}).last_hidden_state
         expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -304,7 +312,7 @@ def test_the_unpadded_layers_compute_each_activation_they_claim_and_leave_others
     from transformers import BertConfig, BertModel
 
     from bertcli.inference.packed_layers import ACTIVATIONS
-    from bertcli.inference.unpadded import UNPAD, unpad_encoder
+    from bertcli.inference.unpadded import unpad_encoder
 
     config = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                         max_position_embeddings=64, hidden_act=activation)  # fmt: skip
@@ -316,10 +324,4 @@ def test_the_unpadded_layers_compute_each_activation_they_claim_and_leave_others
     if not claimed:
         assert model.config._attn_implementation == reference.config._attn_implementation  # untouched
         return
-    mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5])
-    ids = torch.randint(5, 99, mask.shape).masked_fill(mask == 0, 0)
-    with torch.inference_mode():
-        got = model(input_ids=ids, attention_mask=mask, **{UNPAD: True}).last_hidden_state
-        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
-    real = mask.bool()
-    torch.testing.assert_close(got[real], expected[real], atol=2e-5, rtol=1e-4)
+    assert_unpadded_computes_the_padded_output(model, reference, pad_id=0)
