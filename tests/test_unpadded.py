@@ -294,17 +294,26 @@ def test_fp32_weights_under_autocast_run_eagerly_so_autocast_casts_them(tiny_mod
     torch.testing.assert_close(cast[real].float(), plain[real], atol=0.1, rtol=0.05)
 
 
-def test_without_torchscript_the_layers_run_eagerly(monkeypatch, bertcli_log):
+def test_without_torchscript_the_layers_run_eagerly_with_the_same_results(tiny_model, monkeypatch, bertcli_log):
     from bertcli.inference import packed_layers
+    from bertcli.inference.torch_backend import TorchBackend, load_model
 
     def unavailable(function):
         raise RuntimeError("TorchScript is not available in this build")
 
+    features = batch(tiny_model, TEXTS)
+    backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
+    compiled = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
+    assert packed_layers.compiled_layers() is not None
     packed_layers.compiled_layers.cache_clear()
     monkeypatch.setattr(torch.jit, "script", unavailable)
-    assert packed_layers.compiled_layers() is None
-    packed_layers.compiled_layers.cache_clear()  # the next caller compiles again, with the real torch.jit.script
+    try:
+        eager = backend.forward(features, ("last_hidden_state",))["last_hidden_state"]
+        assert packed_layers.compiled_layers() is None
+    finally:
+        packed_layers.compiled_layers.cache_clear()  # the next caller compiles again, with the real torch.jit.script
     assert "TorchScript cannot compile them (TorchScript is not available in this build)" in bertcli_log.text
+    np.testing.assert_array_equal(eager, compiled)
 
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_pytorch_tanh", "relu", "gelu_new"])

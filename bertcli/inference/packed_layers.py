@@ -66,18 +66,19 @@ def layers(
     size = hidden.shape[1]
     for index in range(len(linears) // 4):
         weight, bias, norm = linears[4 * index :], biases[4 * index :], norms[4 * index :]
-        projected = _linear(hidden, weight[0], bias[0], packed).view(-1, 3, heads, head_width).unbind(1)
+        projected = linear(hidden, weight[0], bias[0], packed).view(-1, 3, heads, head_width).unbind(1)
         context = packed_attention(projected[0], projected[1], projected[2], runs, scaling)
-        attended = _linear(context, weight[1], bias[1], packed) + hidden
+        attended = linear(context, weight[1], bias[1], packed) + hidden
         hidden = F.layer_norm(attended, [size], norm[0], norm[1], epsilons[2 * index])
-        inner = _activation(_linear(hidden, weight[2], bias[2], packed), activation)
-        output = _linear(inner, weight[3], bias[3], packed) + hidden
+        inner = _activation(linear(hidden, weight[2], bias[2], packed), activation)
+        output = linear(inner, weight[3], bias[3], packed) + hidden
         hidden = F.layer_norm(output, [size], norm[2], norm[3], epsilons[2 * index + 1])
     return hidden
 
 
-def _linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: bool) -> torch.Tensor:
-    """A linear layer: on a weight packed by oneDNN (torch_backend), its input cast to the weight's dtype."""
+def linear(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: bool) -> torch.Tensor:
+    """A linear layer; `packed`: on a weight packed by oneDNN (torch_backend), its input cast to the weight's dtype
+    as autocast casts a linear's. A packed layer's own forward calls it too."""
     if packed:
         no_scalars: list[int | float | complex | None] = []  # the op's schema types its (here unused) argument
         return torch.ops.mkldnn._linear_pointwise(hidden.to(weight.dtype), weight, bias, "none", no_scalars, "")

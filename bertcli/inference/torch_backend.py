@@ -83,22 +83,20 @@ def _prepare_linear_layers(model: Any, dtype: Any) -> None:
         if isinstance(module, torch.nn.Linear):
             module.to(dtype)
             if pack:
-                module.forward = _packed_linear(module, dtype)
+                module.forward = _packed_linear(module)
 
 
-def _packed_linear(module: Any, dtype: Any) -> Any:
-    """`module`'s forward on its weight packed once; its input cast to `dtype`, as autocast casts a linear's. The
-    packed weight and the bias are kept on the module too (PACKED), for the unpadded layers."""
+def _packed_linear(module: Any) -> Any:
+    """`module`'s forward on its weight packed once (in its dtype); the packed weight and the bias are kept on the
+    module (PACKED), where the unpadded layers read them too."""
     import torch
+
+    from bertcli.inference.packed_layers import linear
 
     weight = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), None)
     bias = None if module.bias is None else module.bias.detach()
     setattr(module, PACKED, (weight, bias))
-
-    def forward(hidden: Any) -> Any:
-        return torch.ops.mkldnn._linear_pointwise(hidden.to(dtype), weight, bias, "none", [], "")
-
-    return forward
+    return lambda hidden: linear(hidden, weight, bias, packed=True)
 
 
 def load_model(path: str, head: str, keep_pooler: bool = False, **options: Any) -> Any:

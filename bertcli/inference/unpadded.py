@@ -9,9 +9,10 @@ caller see what they saw before.
 
 Batches then count real tokens (config BATCH_TOKENS). All-MiniLM-L6-v2, bf16, 2 cores, offline: Rotten Tomatoes
 snippets 815-845 texts/s against 681-691 padded, long-tail statements 396-416 against 346-351. The layers run as
-one short loop of their own arithmetic (packed_layers.py, compiled by TorchScript where it can be), which also takes
-a batch without padding: transformers' layer modules cost about 1.5 of the 5 ms a one-text forward took. On an accelerator padding costs little and a loop of
-per-input attention calls much, so this is a CPU path (TorchBackend)."""
+one short loop of their own arithmetic (packed_layers.py, compiled by TorchScript where it can be), which also
+takes a batch without padding: transformers' layer modules cost about 1.5 of the 5 ms a one-text forward took. On an
+accelerator padding costs little and a loop of per-input attention calls much, so this is a CPU path
+(TorchBackend)."""
 
 from __future__ import annotations
 
@@ -81,11 +82,11 @@ def unpad_encoder(model: Any, round_rows: bool = False) -> bool:
     The layers then run as one short loop of their arithmetic (packed_layers.py), compiled where it can be, rather
     than through transformers' layer modules: on a CPU their Python costs about as much as a small batch's
     arithmetic, and a server pays it on every forward. An activation that loop does not compute (ACTIVATIONS)
-    keeps the model untouched too. Each
-    layer's query, key and value projections become one linear layer (`encoder.bertcli_qkv`, registered so that the
-    backend's weight cast and packing reach it): a third of the linear calls fewer, at the memory of a copy of
-    those weights, taken now (so a model still being trained must not be unpadded). `round_rows` grows each packed
-    sequence to `packed_rows` (for oneDNN's reduced-precision kernels, see there)."""
+    keeps the model untouched too. Each layer's query, key and value projections become one linear layer
+    (`encoder.bertcli_qkv`, registered so that the backend's weight cast and packing reach it): a third of the
+    linear calls fewer, at the memory of a copy of those weights, taken now (so a model still being trained must
+    not be unpadded). `round_rows` grows each packed sequence to `packed_rows` (for oneDNN's reduced-precision
+    kernels, see there)."""
     import torch
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
@@ -152,7 +153,7 @@ def _encode_rows(encoder: Any, packed: Any, runs: list[tuple[int, int]], round_r
 @dataclass(frozen=True)
 class LayerWeights:
     """An encoder's layers as packed_layers.layers takes them. `packed`: every linear's weight is packed for bf16
-    (torch_backend); `fp32`: none is, and every one is fp32."""
+    (torch_backend); `fp32`: every linear's weight is fp32 (so none is packed)."""
 
     linears: list[Any]
     biases: list[Any]
@@ -189,8 +190,7 @@ def _layer_weights(encoder: Any) -> LayerWeights:
         scaling=float(attention.scaling),
         activation=encoder.config.hidden_act,
         packed=packed,
-        fp32=not any(hasattr(linear, PACKED) for linear in linears)
-        and all(linear.weight.dtype == torch.float32 for linear in linears),
+        fp32=all(weight.dtype == torch.float32 for weight, _ in weights),  # a packed weight is bf16
     )
 
 
