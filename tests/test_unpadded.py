@@ -89,6 +89,48 @@ def test_a_batch_without_padding_computes_what_the_models_own_path_does(tiny_mod
     assert entered == [((2 * width, 32), [(width, 2)])]  # the batch packed as it is, one run
 
 
+def test_only_the_real_tokens_are_embedded_each_at_its_own_position(tiny_model, monkeypatch):
+    from bertcli.inference.torch_backend import TorchBackend, load_model
+
+    features = batch(tiny_model, TEXTS)
+    real = features["attention_mask"].astype(bool)
+    backend = TorchBackend(load_model(str(tiny_model), "encoder"), precision="no")
+    embedded = []
+    backend.model.embeddings.register_forward_pre_hook(
+        lambda module, args, kwargs: embedded.append({k: v.numpy().copy() for k, v in kwargs.items()}), with_kwargs=True
+    )
+    backend.forward(features, ("last_hidden_state",))
+    positions = np.broadcast_to(np.arange(real.shape[1]), real.shape)
+    assert len(embedded) == 1
+    np.testing.assert_array_equal(embedded[0]["input_ids"], features["input_ids"][real][None])
+    np.testing.assert_array_equal(embedded[0]["position_ids"], positions[real][None])
+    np.testing.assert_array_equal(embedded[0]["token_type_ids"], features["token_type_ids"][real][None])
+
+
+@pytest.mark.parametrize("given", ["position_ids", "inputs_embeds"])
+def test_a_forward_given_more_than_ids_runs_the_models_own_padded_path(tiny_model, given, monkeypatch):
+    from bertcli.inference.torch_backend import load_model
+    from bertcli.inference.unpadded import UNPAD, unpad_encoder
+
+    features = {k: torch.from_numpy(v) for k, v in batch(tiny_model, TEXTS).items()}
+    model, reference = load_model(str(tiny_model), "encoder").eval(), load_model(str(tiny_model), "encoder").eval()
+    assert unpad_encoder(model)
+    width = features["input_ids"].shape[1]
+    extra = {
+        "position_ids": torch.arange(width).flip(0).expand(len(TEXTS), width),  # not the ones the model would count
+        "inputs_embeds": reference.embeddings.word_embeddings(features["input_ids"]).detach(),
+    }[given]
+    if given == "inputs_embeds":
+        features.pop("input_ids")
+    entered = layer_inputs(monkeypatch)
+    with torch.inference_mode():
+        got = model(**features, **{given: extra, UNPAD: True}).last_hidden_state
+        expected = reference(**features, **{given: extra}).last_hidden_state
+    real = features["attention_mask"].bool()
+    torch.testing.assert_close(got[real], expected[real], atol=2e-5, rtol=1e-4)
+    assert entered == []  # the packed layers never ran
+
+
 def test_packed_attention_equals_each_inputs_own_attention_and_the_masked_padded_one():
     from bertcli.inference.packed_layers import packed_attention
     from bertcli.inference.unpadded import _runs, padded_attention
@@ -173,10 +215,12 @@ def assert_unpadded_computes_the_padded_output(model, reference, pad_id: int) ->
     mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5, [1] * 6 + [0] * 3])
     ids = torch.randint(5, 99, mask.shape).masked_fill(mask == 0, pad_id)
     with torch.inference_mode():
-        got = model(input_ids=ids, attention_mask=mask, **{UNPAD: True}).last_hidden_state
-        expected = reference(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = model(input_ids=ids, attention_mask=mask, **{UNPAD: True})
+        expected = reference(input_ids=ids, attention_mask=mask)
     real = mask.bool()
-    torch.testing.assert_close(got[real], expected[real], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(got.last_hidden_state[real], expected.last_hidden_state[real], atol=2e-5, rtol=1e-4)
+    if getattr(reference, "pooler", None) is not None:  # it reads each input's first token
+        torch.testing.assert_close(got.pooler_output, expected.pooler_output, atol=2e-5, rtol=1e-4)
 
 
 def test_an_architecture_it_does_not_know_keeps_its_own_path():
