@@ -124,9 +124,9 @@ def unpad_encoder(model: Any, round_rows: bool = False) -> bool:
 def _unpadded_forward(base: Any, input_ids: Any, attention_mask: Any, token_type_ids: Any, round_rows: bool) -> Any:
     """The base model's output for a padded batch, computed on its real tokens only: each embedded at its own
     position, the layers run packed, the result scattered back to the padded shape (padding's rows are zeros).
-    Embedding the padding too took 8% of a served forward of 20 long-tail statements (Xeon with AMX, one thread);
-    on an EPYC (no AMX) the forwards' time outside the layers fell from 6.2-6.9% to 2.3-3.2% (random windows of 8
-    and 20 long-tail statements, one thread, torch's profiler)."""
+    Embedding a padded batch took 8% of a served forward of 20 long-tail statements (a Xeon with AMX, one thread).
+    On an EPYC (no AMX), the time served forwards spend outside the layers fell from 6.2-6.9% of it to 2.3-3.2%
+    (random windows of 8 and 20 long-tail statements, one thread, torch's profiler)."""
     import torch
     from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
