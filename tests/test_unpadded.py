@@ -89,7 +89,7 @@ def test_a_batch_without_padding_computes_what_the_models_own_path_does(tiny_mod
     assert entered == [((2 * width, 32), [(width, 2)])]  # the batch packed as it is, one run
 
 
-def test_only_the_real_tokens_are_embedded_each_at_its_own_position(tiny_model, monkeypatch):
+def test_only_the_real_tokens_are_embedded_each_at_its_own_position(tiny_model):
     from bertcli.inference.torch_backend import TorchBackend, load_model
 
     features = batch(tiny_model, TEXTS)
