@@ -21,33 +21,12 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-ATTENTION = "bertcli_unpadded"  # the name registered with transformers' AttentionInterface
 UNPAD = "bertcli_unpad"  # the keyword a forward passes to run unpadded
-# architectures whose base model embeds (`embeddings`, taking position ids) then encodes (`encoder`), whose layers
-# are the BERT family's post-norm blocks, and whose self-attention goes through transformers' AttentionInterface
+# architectures whose base model embeds (`embeddings`, taking position ids) then encodes (`encoder`), and whose
+# layers are the BERT family's post-norm blocks
 ENCODERS = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
 LAYERS = "bertcli_layers"  # the encoder's attribute holding its layers' weights (LayerWeights), from its first forward
 PACKED = "bertcli_packed"  # a linear layer's attribute holding its weight packed by oneDNN and its bias (torch_backend)
-
-
-def padding_mask(attention_mask: Any = None, **_: Any) -> Any:
-    """The mask function registered with the attention: the 2D padding mask as given (None when nothing is padded);
-    the encoder below unpads with it, and the attention masks with it when a forward stays padded."""
-    if attention_mask is None or bool(attention_mask.all()):
-        return None
-    return attention_mask.bool()
-
-
-def padded_attention(
-    module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None, **_: Any
-) -> tuple[Any, None]:
-    """Scaled dot-product attention over a padded batch, masked by its 2D padding mask: the registered attention
-    of a forward that stays padded (every layer's output asked for). Inference only: no dropout."""
-    import torch.nn.functional as F
-
-    mask = None if attention_mask is None else attention_mask[:, None, None, :]
-    output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling)
-    return output.transpose(1, 2).contiguous(), None
 
 
 def packed_rows(tokens: int) -> int:
@@ -91,7 +70,6 @@ def unpad_encoder(model: Any, round_rows: bool = False) -> bool:
     kernels, see there). A forward given anything beyond ids, mask and token types (position ids, embeddings,
     every layer's output) runs the model's own padded path."""
     import torch
-    from transformers import AttentionInterface, AttentionMaskInterface
 
     from bertcli.inference.packed_layers import ACTIVATIONS
 
@@ -101,9 +79,6 @@ def unpad_encoder(model: Any, round_rows: bool = False) -> bool:
         return False
     if model.config.hidden_act not in ACTIVATIONS:
         return False
-    AttentionInterface.register(ATTENTION, padded_attention)
-    AttentionMaskInterface.register(ATTENTION, padding_mask)
-    model.set_attn_implementation(ATTENTION)
     encoder.bertcli_qkv = torch.nn.ModuleList(_fused_projection(layer.attention.self) for layer in encoder.layer)
     padded = base.forward
 
